@@ -1,0 +1,15 @@
+"""minih: watch induction heads form, on a CPU, in code you can read.
+
+Public entry points (CONVENTIONS.md):
+    cfg = minih.ModelConfig(...)            or minih.ModelConfig.preset("small")
+    params = minih.init_params(cfg, seed)
+    logits, cache = minih.run_with_cache(params, tokens, cfg, backend="numpy")
+    loss, grads = minih.loss_and_grads(params, tokens, cfg, backend="numpy")
+"""
+__version__ = "0.1.0"
+
+from .config import ModelConfig, PRESETS
+from .params import init_params, param_shapes, check_params, check_tokens
+from .model import run_with_cache, loss_and_grads, loss_fn, BACKENDS
+from .optim import AdamWConfig, adamw_init, adamw_step, train_step
+from .gradcheck import gradcheck

@@ -1,0 +1,98 @@
+"""ModelConfig: the one frozen dataclass that describes a model, plus named presets.
+
+The fields and their meaning are the public contract of CONVENTIONS.md; the
+initialisation fields (``init_*``, ``smear_init``) are minih's additions, because
+the initial scales decide whether induction heads form at all (docs/03_training.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+POSITIONAL_MODES = ("shortformer", "standard")
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    n_layers: int = 2            # attention layers; 0 = the direct path W_E -> W_U only
+    n_heads: int = 4             # heads per layer
+    d_model: int = 64            # residual stream width
+    d_head: int = 16             # width of one head's query/key/value space
+    n_ctx: int = 128             # longest sequence the model accepts (rows of W_pos)
+    d_vocab: int = 256           # vocabulary size (256 = bytes)
+    layernorm: bool = True       # pre-LN before every attention layer and before W_U
+    positional: str = "shortformer"  # "shortformer": W_pos enters queries and keys only;
+                                     # "standard": W_pos is added to the residual stream once
+    smeared_keys: bool = False   # per-head learned smearing of each key with the previous one
+    dtype: str = "float32"       # "float32" (training) or "float64" (gradient checks)
+    # --- initialisation (minih's additions; see docs/03_training.md for why) ---
+    init_embed_std: float = 1.0  # std of W_E. 1.0 keeps token identity visible in the
+                                 # residual stream next to the heads' writes; GPT-2's 0.02
+                                 # delays induction heads by many millions of tokens.
+    init_pos_std: float = 1.0    # std of W_pos (same scale as the tokens it is added to)
+    init_attn_std: float = 0.0   # std of W_Q, W_K, W_V; 0 means 1/sqrt(d_model) (fan-in)
+    init_out_std: float = 0.0    # std of W_O; 0 means 1/sqrt(n_heads * d_head) (fan-in)
+    init_unembed_std: float = 0.0  # std of W_U; 0 means 1/sqrt(d_model) (fan-in)
+    smear_init: float = 0.0      # initial smear logit alpha; s = sigmoid(alpha) = 0.5 at 0
+
+    def __post_init__(self):
+        positive = ("n_heads", "d_model", "d_head", "n_ctx", "d_vocab")
+        for name in positive + ("n_layers",):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"ModelConfig.{name} must be an int, got {value!r}")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_layers < 0:
+            raise ValueError(f"ModelConfig.n_layers must be >= 0, got {self.n_layers}")
+        for name in ("layernorm", "smeared_keys"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"ModelConfig.{name} must be True or False, got {getattr(self, name)!r}")
+        if self.positional not in POSITIONAL_MODES:
+            raise ValueError(f"ModelConfig.positional must be one of {POSITIONAL_MODES}, "
+                             f"got {self.positional!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"ModelConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        for name in ("init_embed_std", "init_pos_std", "init_attn_std", "init_out_std",
+                     "init_unembed_std"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"ModelConfig.{name} must be a number >= 0, got {value!r}")
+        if isinstance(self.smear_init, bool) or not isinstance(self.smear_init, (int, float)):
+            raise ValueError(f"ModelConfig.smear_init must be a number, got {self.smear_init!r}")
+
+    def replace(self, **changes) -> "ModelConfig":
+        """A copy with some fields changed (validated again)."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ValueError(f"ModelConfig has no field(s) {sorted(unknown)}; "
+                             f"fields are {[f.name for f in dataclasses.fields(self)]}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        return cls().replace(**d)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "ModelConfig":
+        """A named preset (see PRESETS), optionally with fields overridden."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}; presets are {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+
+# Named model shapes. Training presets (data, steps, learning rate) live in
+# minih/train; these are only the architectures.
+PRESETS: dict[str, dict] = {
+    # a model small enough for finite differences in a fraction of a second
+    "tiny": dict(n_layers=2, n_heads=2, d_model=8, d_head=4, n_ctx=6, d_vocab=11),
+    # the small benchmark config of issue 3 / the dense-repeat phase-change model
+    "small": dict(n_layers=2, n_heads=4, d_model=64, d_head=16, n_ctx=128, d_vocab=64),
+    # REF: the benchmark config of issue 3 (PyTorch comparison)
+    "ref": dict(n_layers=2, n_heads=8, d_model=128, d_head=16, n_ctx=256, d_vocab=256),
+}

@@ -1,0 +1,121 @@
+"""Parameters: a flat dict of NumPy arrays with TransformerLens names.
+
+The same keys and shapes serve for gradients, optimizer state and snapshot files
+(CONVENTIONS.md, "Parameters"). Shapes, with the legend used across minih:
+
+    V = d_vocab, N = n_ctx, D = d_model, H = n_heads, E = d_head
+
+    embed.W_E               [V, D]
+    pos_embed.W_pos         [N, D]
+    blocks.{l}.ln1.w / .b   [D]        (layernorm only)
+    blocks.{l}.attn.W_Q     [H, D, E]  (also W_K, W_V)
+    blocks.{l}.attn.W_O     [H, E, D]
+    blocks.{l}.attn.smear   [H]        (smeared_keys only)
+    ln_final.w / .b         [D]        (layernorm only)
+    unembed.W_U             [D, V]
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .config import ModelConfig
+
+
+def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every parameter key of a model with this config, with its shape, in a fixed order."""
+    V, N, D, H, E = cfg.d_vocab, cfg.n_ctx, cfg.d_model, cfg.n_heads, cfg.d_head
+    shapes = {"embed.W_E": (V, D), "pos_embed.W_pos": (N, D)}
+    for l in range(cfg.n_layers):
+        if cfg.layernorm:
+            shapes[f"blocks.{l}.ln1.w"] = (D,)
+            shapes[f"blocks.{l}.ln1.b"] = (D,)
+        for name in ("W_Q", "W_K", "W_V"):
+            shapes[f"blocks.{l}.attn.{name}"] = (H, D, E)
+        shapes[f"blocks.{l}.attn.W_O"] = (H, E, D)
+        if cfg.smeared_keys:
+            shapes[f"blocks.{l}.attn.smear"] = (H,)
+    if cfg.layernorm:
+        shapes["ln_final.w"] = (D,)
+        shapes["ln_final.b"] = (D,)
+    shapes["unembed.W_U"] = (D, V)
+    return shapes
+
+
+def init_params(cfg: ModelConfig, seed: int | np.random.Generator = 0) -> dict[str, np.ndarray]:
+    """Fresh parameters for `cfg`, drawn from N(0, std^2) with the config's scales.
+
+    Defaults (ModelConfig): W_E std `init_embed_std` (1.0), W_pos std `init_pos_std`
+    (1.0), W_Q/W_K/W_V std 1/sqrt(d_model), W_O std 1/sqrt(n_heads*d_head), W_U std
+    1/sqrt(d_model) (fan-in scaling: each projection keeps unit-scale inputs at unit
+    scale), LayerNorm w = 1 and b = 0, smear logits = `smear_init` (0: s = 0.5).
+    The embedding scales matter for the science: see docs/03_training.md.
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    dtype = np.dtype(cfg.dtype)
+    std_attn = cfg.init_attn_std or 1.0 / np.sqrt(cfg.d_model)
+    std_out = cfg.init_out_std or 1.0 / np.sqrt(cfg.n_heads * cfg.d_head)
+    std_unembed = cfg.init_unembed_std or 1.0 / np.sqrt(cfg.d_model)
+    params = {}
+    for key, shape in param_shapes(cfg).items():
+        name = key.rsplit(".", 1)[-1]
+        if name == "w":
+            value = np.ones(shape)
+        elif name == "b":
+            value = np.zeros(shape)
+        elif name == "smear":
+            value = np.full(shape, float(cfg.smear_init))
+        else:
+            std = {"W_E": cfg.init_embed_std, "W_pos": cfg.init_pos_std, "W_Q": std_attn,
+                   "W_K": std_attn, "W_V": std_attn, "W_O": std_out, "W_U": std_unembed}[name]
+            value = rng.standard_normal(shape) * std
+        params[key] = value.astype(dtype)
+    return params
+
+
+def check_params(params: dict, cfg: ModelConfig) -> None:
+    """Raise ValueError if `params` does not match `cfg` exactly (keys, shapes, dtype)."""
+    if not isinstance(params, dict):
+        raise ValueError(f"params must be a dict of arrays, got {type(params).__name__}")
+    shapes = param_shapes(cfg)
+    missing = [k for k in shapes if k not in params]
+    if missing:
+        raise ValueError(f"params is missing key(s) {missing} required by the config "
+                         f"(n_layers={cfg.n_layers}, layernorm={cfg.layernorm}, "
+                         f"smeared_keys={cfg.smeared_keys})")
+    extra = [k for k in params if k not in shapes]
+    if extra:
+        raise ValueError(f"params has key(s) {extra} that this config does not use "
+                         f"(n_layers={cfg.n_layers}, layernorm={cfg.layernorm}, "
+                         f"smeared_keys={cfg.smeared_keys})")
+    for key, shape in shapes.items():
+        value = params[key]
+        if not isinstance(value, np.ndarray):
+            raise ValueError(f"params[{key!r}] must be a numpy array, got {type(value).__name__}")
+        if value.shape != shape:
+            raise ValueError(f"params[{key!r}] has shape {value.shape}, expected {shape}")
+        if value.dtype != np.dtype(cfg.dtype):
+            raise ValueError(f"params[{key!r}] has dtype {value.dtype}, but the config says "
+                             f"dtype={cfg.dtype!r}; convert with .astype({cfg.dtype!r})")
+
+
+def check_tokens(tokens, cfg: ModelConfig, min_len: int = 1) -> np.ndarray:
+    """Return `tokens` as an int array [batch, T] or raise ValueError saying what is wrong."""
+    arr = np.asarray(tokens)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
+        raise ValueError(f"tokens must be integers, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        hint = "; pass tokens[None] for a single sequence" if arr.ndim == 1 else ""
+        raise ValueError(f"tokens must have shape [batch, T], got shape {arr.shape}{hint}")
+    batch, T = arr.shape
+    if batch < 1:
+        raise ValueError(f"tokens must hold at least one sequence, got shape {arr.shape}")
+    if T < min_len:
+        raise ValueError(f"tokens need at least {min_len} position(s) here, got T={T}"
+                         + (" (the loss needs a next token to predict)" if min_len == 2 else ""))
+    if T > cfg.n_ctx:
+        raise ValueError(f"sequence length T={T} is longer than n_ctx={cfg.n_ctx}")
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or hi >= cfg.d_vocab:
+        bad = lo if lo < 0 else hi
+        raise ValueError(f"token value {bad} is outside [0, d_vocab) = [0, {cfg.d_vocab})")
+    return arr.astype(np.int64, copy=False)

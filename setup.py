@@ -1,0 +1,15 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="minih",
+    version="0.1.0",
+    description="Watch induction heads form on a CPU: a small, exact attention-only "
+                "transformer with hand-written NumPy and Numba passes.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["minih", "minih.*"]),
+    python_requires=">=3.10",
+    install_requires=["numpy>=1.24", "scipy>=1.10", "numba>=0.59", "matplotlib>=3.7", "tqdm>=4.60"],
+    extras_require={"test": ["pytest>=7"]},
+    entry_points={"console_scripts": ["minih=minih.cli:main"]},
+)
