@@ -10,6 +10,6 @@ __version__ = "0.1.0"
 
 from .config import ModelConfig, PRESETS
 from .params import init_params, param_shapes, check_params, check_tokens
-from .model import run_with_cache, loss_and_grads, loss_fn, BACKENDS
+from .model import run_with_cache, loss_and_grads, loss_fn, per_token_losses, BACKENDS
 from .optim import AdamWConfig, adamw_init, adamw_step, train_step
 from .gradcheck import gradcheck

@@ -190,3 +190,15 @@ def loss_fn(params, tokens, cfg: ModelConfig, backend: str = "numpy") -> float:
     tokens = check_tokens(tokens, cfg, min_len=2)
     logits, _ = forward(params, tokens, cfg, ops, full_cache=False)
     return ops.cross_entropy_forward(logits, tokens)[0]
+
+
+def per_token_losses(params, tokens, cfg: ModelConfig, backend: str = "numpy"):
+    """-log p(tokens[b, i+1] | tokens[b, :i+1]) for every example and position: [B, T-1].
+
+    The per-token loss of SPEC.md ("Losses over training"); its mean is loss_fn.
+    """
+    ops = get_backend(backend)
+    check_params(params, cfg)
+    tokens = check_tokens(tokens, cfg, min_len=2)
+    logits, _ = forward(params, tokens, cfg, ops, full_cache=False)
+    return ops.per_token_loss(logits, tokens)
