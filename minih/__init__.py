@@ -13,3 +13,5 @@ from .params import init_params, param_shapes, check_params, check_tokens
 from .model import run_with_cache, loss_and_grads, loss_fn, per_token_losses, BACKENDS
 from .optim import AdamWConfig, adamw_init, adamw_step, train_step
 from .gradcheck import gradcheck
+from . import run
+from .run import load_run, Run, RunWriter
