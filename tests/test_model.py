@@ -1,0 +1,149 @@
+"""Known answers for the forward pass and the cache contract of CONVENTIONS.md."""
+import numpy as np
+import pytest
+
+import minih
+from helpers import assert_close
+
+rng = np.random.default_rng(0)
+
+
+def tokens_for(cfg, batch=3, T=None, seed=0):
+    return np.random.default_rng(seed).integers(0, cfg.d_vocab, (batch, T or cfg.n_ctx))
+
+
+@pytest.mark.parametrize("layernorm", [True, False])
+def test_zero_layer_model_is_embedding_times_unembedding(layernorm):
+    # oracle: with no layers the logits are W_E[t] @ W_U, through LayerNorm when on
+    cfg = minih.ModelConfig.preset("tiny", n_layers=0, layernorm=layernorm, dtype="float64")
+    params = minih.init_params(cfg, 1)
+    if layernorm:
+        params["ln_final.w"] = rng.normal(size=cfg.d_model)
+        params["ln_final.b"] = rng.normal(size=cfg.d_model)
+    t = tokens_for(cfg)
+    logits, _ = minih.run_with_cache(params, t, cfg)
+    x = params["embed.W_E"]                                      # [V, D]
+    if layernorm:
+        x = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+        x = x * params["ln_final.w"] + params["ln_final.b"]
+    table = x @ params["unembed.W_U"]                            # [V, V]: row v = logits after token v
+    assert_close("logits", logits, table[t], 1e-12, 1e-12)
+
+
+def test_standard_positions_enter_the_residual_stream():
+    cfg = minih.ModelConfig.preset("tiny", n_layers=0, positional="standard", dtype="float64",
+                                   layernorm=False)
+    params = minih.init_params(cfg, 2)
+    t = tokens_for(cfg, T=4)
+    logits, cache = minih.run_with_cache(params, t, cfg)
+    expect = (params["embed.W_E"][t] + params["pos_embed.W_pos"][:4]) @ params["unembed.W_U"]
+    assert_close("logits", logits, expect, 1e-12, 1e-12)
+    # shortformer: positions never touch the residual stream, so a 0-layer model ignores them
+    cfg_s = cfg.replace(positional="shortformer")
+    logits_s, _ = minih.run_with_cache(params, t, cfg_s)
+    assert_close("logits", logits_s, params["embed.W_E"][t] @ params["unembed.W_U"], 1e-12, 1e-12)
+
+
+@pytest.mark.parametrize("smeared", [False, True])
+def test_patterns_are_causal_and_rows_sum_to_one(smeared):
+    cfg = minih.ModelConfig.preset("tiny", smeared_keys=smeared)
+    params = minih.init_params(cfg, 0)
+    _, cache = minih.run_with_cache(params, tokens_for(cfg), cfg)
+    for l in range(cfg.n_layers):
+        pattern = cache[f"blocks.{l}.attn.hook_pattern"]              # [B,H,T,T]
+        assert np.all(np.triu(pattern, k=1) == 0), "attention to a future key"
+        np.testing.assert_allclose(pattern.sum(-1), 1, atol=1e-6)    # float32 rounding
+        assert np.all(pattern >= 0)
+
+
+def test_cache_names_and_shapes():
+    cfg = minih.ModelConfig(n_layers=2, n_heads=3, d_model=8, d_head=5, n_ctx=7, d_vocab=13,
+                            smeared_keys=True)
+    B, T, H, E, D = 2, 6, 3, 5, 8
+    logits, cache = minih.run_with_cache(minih.init_params(cfg), tokens_for(cfg, B, T), cfg)
+    assert logits.shape == (B, T, 13) and logits.dtype == np.float32
+    for l in range(2):
+        p = f"blocks.{l}."
+        expected = {
+            "hook_resid_pre": (B, T, D), "hook_resid_post": (B, T, D), "hook_attn_out": (B, T, D),
+            "ln1.hook_scale": (B, T, 1), "ln1.hook_normalized": (B, T, D),
+            "attn.hook_q": (B, T, H, E), "attn.hook_k": (B, T, H, E), "attn.hook_v": (B, T, H, E),
+            "attn.hook_k_smeared": (B, T, H, E), "attn.hook_z": (B, T, H, E),
+            "attn.hook_attn_scores": (B, H, T, T), "attn.hook_pattern": (B, H, T, T),
+            "attn.hook_result": (B, T, H, D),
+        }
+        for name, shape in expected.items():
+            assert cache[p + name].shape == shape, p + name
+        # each head's write, summed over heads, is the layer's output
+        assert_close("result sum", cache[p + "attn.hook_result"].sum(2), cache[p + "hook_attn_out"],
+                     1e-5, 1e-5)
+    for name in ("ln_final.hook_normalized", "ln_final.hook_scale", "hook_embed"):
+        assert name in cache
+    # the residual stream adds up: resid_post = resid_pre + attn_out
+    assert_close("resid", cache["blocks.1.hook_resid_post"],
+                 cache["blocks.1.hook_resid_pre"] + cache["blocks.1.hook_attn_out"], 1e-6, 1e-6)
+
+
+def test_huge_smear_logit_equals_vanilla_model():
+    # s = sigmoid(50) = 1 - 2e-22: k' = k exactly in float64, so the smeared model
+    # computes the vanilla model's logits
+    cfg = minih.ModelConfig.preset("tiny", dtype="float64")
+    cfg_s = cfg.replace(smeared_keys=True)
+    params = minih.init_params(cfg, 4)
+    params_s = dict(params)
+    for l in range(cfg.n_layers):
+        params_s[f"blocks.{l}.attn.smear"] = np.full(cfg.n_heads, 50.0)
+    t = tokens_for(cfg)
+    assert_close("logits", minih.run_with_cache(params_s, t, cfg_s)[0],
+                 minih.run_with_cache(params, t, cfg)[0], 1e-13, 1e-13)
+
+
+def test_fully_smeared_keys_are_the_previous_keys():
+    # s -> 0: k'[j] = k[j-1], the "previous token" key of the paper's Argument 2
+    cfg = minih.ModelConfig.preset("tiny", dtype="float64", smeared_keys=True)
+    params = minih.init_params(cfg, 5)
+    for l in range(cfg.n_layers):
+        params[f"blocks.{l}.attn.smear"] = np.full(cfg.n_heads, -50.0)
+    _, cache = minih.run_with_cache(params, tokens_for(cfg), cfg)
+    k, ks = cache["blocks.0.attn.hook_k"], cache["blocks.0.attn.hook_k_smeared"]
+    assert_close("k'[1:]", ks[:, 1:], k[:, :-1], 1e-13, 1e-13)
+
+
+def test_later_tokens_do_not_change_earlier_logits():
+    # causality end to end: editing the last token leaves every earlier logit unchanged
+    cfg = minih.ModelConfig.preset("tiny", smeared_keys=True, positional="standard")
+    params = minih.init_params(cfg, 6)
+    t = tokens_for(cfg)
+    t2 = t.copy()
+    t2[:, -1] = (t2[:, -1] + 1) % cfg.d_vocab
+    a, b = minih.run_with_cache(params, t, cfg)[0], minih.run_with_cache(params, t2, cfg)[0]
+    assert np.array_equal(a[:, :-1], b[:, :-1])
+    assert not np.array_equal(a[:, -1], b[:, -1])
+
+
+def test_loss_is_mean_of_per_token_losses_and_params_untouched():
+    cfg = minih.ModelConfig.preset("tiny")
+    params = minih.init_params(cfg, 7)
+    before = {k: v.copy() for k, v in params.items()}
+    t = tokens_for(cfg)
+    loss, grads = minih.loss_and_grads(params, t, cfg)
+    per_token = minih.per_token_losses(params, t, cfg)
+    assert per_token.shape == (3, cfg.n_ctx - 1)
+    assert loss == pytest.approx(float(per_token.mean()), rel=1e-6)
+    assert all(np.array_equal(before[k], params[k]) for k in params)
+    assert list(grads) == list(params)
+
+
+def test_init_params_shapes_seed_and_scales():
+    cfg = minih.ModelConfig.preset("small", smeared_keys=True, smear_init=-1.0)
+    a, b, c = minih.init_params(cfg, 0), minih.init_params(cfg, 0), minih.init_params(cfg, 1)
+    assert {k: v.shape for k, v in a.items()} == minih.param_shapes(cfg)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.array_equal(a["embed.W_E"], c["embed.W_E"])
+    # the documented scales, within sampling error (thousands of entries)
+    assert a["embed.W_E"].std() == pytest.approx(cfg.init_embed_std, rel=0.05)
+    assert a["blocks.0.attn.W_Q"].std() == pytest.approx(1 / np.sqrt(cfg.d_model), rel=0.05)
+    assert a["blocks.0.attn.W_O"].std() == pytest.approx(1 / np.sqrt(cfg.n_heads * cfg.d_head), rel=0.05)
+    assert np.all(a["blocks.0.attn.smear"] == -1.0)
+    assert np.all(a["blocks.1.ln1.w"] == 1) and np.all(a["ln_final.b"] == 0)
+    assert all(v.dtype == np.float32 for v in a.values())
