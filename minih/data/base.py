@@ -1,0 +1,18 @@
+"""Checks shared by every data source."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_request(source, batch: int, seq_len: int, min_seq_len: int = 2) -> None:
+    """ValueError unless batch >= 1 and seq_len >= min_seq_len (both ints)."""
+    for name, value, low in (("batch", batch, 1), ("seq_len", seq_len, min_seq_len)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{source.name} data: {name} must be an int >= {low}, got {value!r}")
+
+
+def check_rng(rng) -> np.random.Generator:
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng must be a numpy.random.Generator (np.random.default_rng(seed)), "
+                         f"got {type(rng).__name__}")
+    return rng

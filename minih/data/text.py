@@ -1,0 +1,157 @@
+"""Real text as bytes: the Python standard library (`stdlib`) or any files you name (`text`).
+
+Tokens are bytes (d_vocab = 256): no tokenizer to download or train, every file
+readable, and a token is exactly what the reader sees in the file.
+
+The split into training and validation is by file, decided by a hash of the file's
+path relative to the root (and `split_seed`), so it is the same on every run and
+machine with the same files, and validation text never appears in training. A
+single file is split by position instead (its last `val_fraction` of bytes).
+
+Sampling: a batch is B windows of T consecutive bytes at uniform random starts in
+the concatenated training files. The evaluation set is windows of the validation
+files at starts drawn with the evaluation seed.
+
+`stdlib` is the default real corpus: the running Python's own library source, read
+from disk - present on every install, so it works offline. Test directories are
+left out by default (they are 60% of the bytes and much more repetitive).
+
+Shape legend: B = batch, T = positions
+"""
+from __future__ import annotations
+
+import functools
+import sys
+import sysconfig
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+from .base import check_request, check_rng
+
+TEST_DIRS = {"test", "tests", "idle_test"}
+
+
+def _looks_like_text(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return b"\0" not in f.read(8192)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_corpus(root: str, files: tuple[str, ...], val_fraction: float, split_seed: int):
+    """(train uint8 [n], validation uint8 [m], facts dict) for these files under root.
+
+    Cached: several sources or runs in one process read the disk once.
+    """
+    root_path = Path(root)
+    if len(files) == 1:                               # one file: split by position
+        data = np.frombuffer((root_path / files[0]).read_bytes(), dtype=np.uint8)
+        cut = int(round(len(data) * (1 - val_fraction)))
+        train, val = data[:cut], data[cut:]
+        return train, val, {"files": 1, "split": "by position (one file)"}
+    train_parts, val_parts = [], []
+    n_val = 0
+    for rel in files:
+        h = zlib.crc32(f"{split_seed}:{rel}".encode()) % 10_000
+        is_val = h < val_fraction * 10_000
+        (val_parts if is_val else train_parts).append((root_path / rel).read_bytes())
+        n_val += is_val
+    train = np.frombuffer(b"".join(train_parts), dtype=np.uint8)
+    val = np.frombuffer(b"".join(val_parts), dtype=np.uint8)
+    return train, val, {"files": len(files), "validation_files": n_val, "split": "by file (crc32 of path)"}
+
+
+class _ByteCorpus:
+    """Shared sampling code for byte-level corpora; subclasses give root and files."""
+    d_vocab: ClassVar[int] = 256
+
+    def _root_and_files(self) -> tuple[Path, list[str]]:
+        raise NotImplementedError
+
+    def corpus(self):
+        root, files = self._root_and_files()
+        if not files:
+            raise ValueError(f"{self.name} data: no text files found under {root}")
+        return _load_corpus(str(root), tuple(files), float(self.val_fraction), int(self.split_seed))
+
+    def _windows(self, data: np.ndarray, rng, batch: int, seq_len: int, what: str) -> np.ndarray:
+        if len(data) < seq_len:
+            raise ValueError(f"{self.name} data: the {what} split has {len(data)} bytes, fewer than "
+                             f"seq_len={seq_len}; use more text or a larger val_fraction")
+        starts = rng.integers(0, len(data) - seq_len + 1, size=batch)       # [B]
+        return data[starts[:, None] + np.arange(seq_len)].astype(np.int64)  # [B,T]
+
+    def sample(self, rng, batch: int, seq_len: int) -> np.ndarray:
+        """B random windows of the training split, int64 [B,T]."""
+        rng = check_rng(rng)
+        check_request(self, batch, seq_len)
+        return self._windows(self.corpus()[0], rng, batch, seq_len, "training")
+
+    def eval_set(self, n: int, seq_len: int, seed: int) -> np.ndarray:
+        """n windows of the validation split at starts drawn with `seed`, int64 [N,T]."""
+        check_request(self, n, seq_len)
+        return self._windows(self.corpus()[1], np.random.default_rng(seed), n, seq_len, "validation")
+
+    def _check_common(self):
+        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
+                or not 0 < self.val_fraction < 1:
+            raise ValueError(f"{self.name} data: val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int):
+            raise ValueError(f"{self.name} data: split_seed must be an int, got {self.split_seed!r}")
+
+    def describe(self) -> dict:
+        root, _ = self._root_and_files()
+        train, val, facts = self.corpus()
+        return {"name": self.name, **{k: getattr(self, k) for k in self.__dataclass_fields__},
+                "root": str(root), "tokens": "bytes", "train_bytes": len(train),
+                "validation_bytes": len(val), **facts}
+
+
+@dataclass(frozen=True)
+class StdlibText(_ByteCorpus):
+    name: ClassVar[str] = "stdlib"
+    val_fraction: float = 0.1    # share of files held out for evaluation
+    split_seed: int = 0          # changes which files are held out
+    include_tests: bool = False  # also use the stdlib's test directories
+
+    def __post_init__(self):
+        self._check_common()
+        if not isinstance(self.include_tests, bool):
+            raise ValueError(f"stdlib data: include_tests must be True or False, got {self.include_tests!r}")
+
+    def _root_and_files(self):
+        root = Path(sysconfig.get_paths()["stdlib"])
+        files = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                       if "site-packages" not in p.parts and "dist-packages" not in p.parts
+                       and (self.include_tests or not TEST_DIRS & set(p.relative_to(root).parts)))
+        return root, files
+
+    def describe(self) -> dict:
+        return {**super().describe(), "python": sys.version.split()[0]}
+
+
+@dataclass(frozen=True)
+class TextFiles(_ByteCorpus):
+    name: ClassVar[str] = "text"
+    path: str = ""               # a file, or a folder (every non-hidden text file inside, recursively)
+    val_fraction: float = 0.1    # share of files (or of the bytes of a single file) held out
+    split_seed: int = 0          # changes which files are held out
+
+    def __post_init__(self):
+        self._check_common()
+        if not self.path:
+            raise ValueError("text data needs a path: --set data.path=FILE_OR_FOLDER")
+        if not Path(self.path).exists():
+            raise ValueError(f"text data: path {self.path!r} does not exist")
+
+    def _root_and_files(self):
+        p = Path(self.path).resolve()
+        if p.is_file():
+            return p.parent, [p.name]
+        files = sorted(str(f.relative_to(p)) for f in p.rglob("*")
+                       if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                       and _looks_like_text(f))
+        return p, files
