@@ -1,0 +1,85 @@
+"""The list of exercises and the machinery to load and check a student's file."""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import checks
+
+HERE = Path(__file__).parent
+
+
+class ExerciseFailed(Exception):
+    """A check failed; the message says which, with values and a hint."""
+
+
+@dataclass(frozen=True)
+class Exercise:
+    number: int
+    slug: str                    # file name without the exNN_ prefix
+    title: str
+    function: str                # the function the student fills in
+    check: Callable              # check(student_function) -> list of passed-check names; raises
+
+    @property
+    def filename(self) -> str:
+        return f"ex{self.number:02d}_{self.slug}.py"
+
+    def skeleton(self) -> Path:
+        return HERE / "skeletons" / self.filename
+
+    def solution(self) -> Path:
+        return HERE / "solutions" / self.filename
+
+
+EXERCISES = [
+    Exercise(1, "layernorm_backward", "LayerNorm backward", "layernorm_backward",
+             checks.check_layernorm_backward),
+    Exercise(2, "attention_backward", "Causal softmax attention backward", "attention_backward",
+             checks.check_attention_backward),
+    Exercise(3, "cross_entropy_backward", "Next-token cross-entropy gradient",
+             "cross_entropy_backward", checks.check_cross_entropy_backward),
+]
+
+
+def get_exercise(number: int) -> Exercise:
+    for ex in EXERCISES:
+        if ex.number == number:
+            return ex
+    raise ValueError(f"no exercise {number}; exercises are "
+                     f"{[ex.number for ex in EXERCISES]} (python -m minih.exercises list)")
+
+
+def load_function(path: Path, name: str):
+    """Import the file at `path` and return its function `name`."""
+    if not path.is_file():
+        raise ExerciseFailed(f"{path} does not exist; create it with "
+                             f"`python -m minih.exercises start N` or pass --file PATH")
+    spec = importlib.util.spec_from_file_location(f"_minih_exercise_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:  # a syntax error in the student's file is a result, not a crash
+        raise ExerciseFailed(f"could not import {path}: {type(e).__name__}: {e}") from e
+    if not hasattr(module, name):
+        raise ExerciseFailed(f"{path} has no function {name!r}")
+    return getattr(module, name)
+
+
+def check_file(number: int, path: Path) -> list[str]:
+    """Run exercise `number`'s checks on the file at `path`.
+
+    Returns the names of the passed checks; raises ExerciseFailed on the first failure.
+    """
+    ex = get_exercise(number)
+    fn = load_function(Path(path), ex.function)
+    try:
+        return ex.check(fn)
+    except NotImplementedError as e:
+        raise ExerciseFailed(f"{ex.function} is not filled in yet ({e})") from e
+    except checks.CheckFailed as e:
+        raise ExerciseFailed(str(e)) from e
+    except Exception as e:  # the student's code crashed: show where, kindly
+        raise ExerciseFailed(f"{ex.function} raised {type(e).__name__}: {e}") from e

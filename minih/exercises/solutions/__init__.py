@@ -1,0 +1,1 @@
+"""Worked solutions, for teachers (`python -m minih.exercises check N --solution`)."""

@@ -1,0 +1,41 @@
+"""Every exercise passes with its worked solution and fails with its blank skeleton
+(and with a typical wrong answer), through the same entry point students use."""
+import pytest
+
+from minih.exercises import EXERCISES, ExerciseFailed, check_file
+from minih.exercises.__main__ import main
+
+
+@pytest.mark.parametrize("ex", EXERCISES, ids=lambda ex: ex.filename)
+def test_solution_passes_and_skeleton_fails(ex):
+    assert check_file(ex.number, ex.solution())
+    with pytest.raises(ExerciseFailed, match="not filled in yet"):
+        check_file(ex.number, ex.skeleton())
+
+
+def test_a_typical_mistake_gets_a_hint(tmp_path):
+    # LayerNorm backward that forgets that mean and scale depend on x
+    wrong = tmp_path / "ex01.py"
+    wrong.write_text(
+        "def layernorm_backward(d_y, x, scale, w):\n"
+        "    D = x.shape[-1]\n"
+        "    xhat = (x - x.mean(-1, keepdims=True)) / scale\n"
+        "    return d_y * w / scale, (d_y * xhat).reshape(-1, D).sum(0), d_y.reshape(-1, D).sum(0)\n")
+    with pytest.raises(ExerciseFailed, match="did you forget that the mean depends on x"):
+        check_file(1, wrong)
+
+
+def test_cli_start_check_and_errors(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["start", "3"]) == 0
+    assert (tmp_path / "ex03_cross_entropy_backward.py").exists()
+    assert main(["start", "3"]) == 1                      # never overwrites the student's work
+    assert main(["check", "3"]) == 1
+    assert "NOT YET" in capsys.readouterr().out
+    assert main(["check", "3", "--solution"]) == 0
+    assert "PASSED" in capsys.readouterr().out
+    assert main(["check", "99"]) == 2
+    broken = tmp_path / "broken.py"
+    broken.write_text("def cross_entropy_backward(:\n")
+    assert main(["check", "3", "--file", str(broken)]) == 1
+    assert "could not import" in capsys.readouterr().out
