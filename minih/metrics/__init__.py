@@ -1,0 +1,34 @@
+"""Every measurement of the papers, as pure functions (SPEC.md; docs/05_metrics.md).
+
+One module per purpose:
+    losses      per-token loss, loss by position, ICL score, d loss / d log position
+    phase       phase-change window on the ICL curve, the loss bump
+    pca         PCA of per-token losses over training
+    patterns    head scores from attention patterns (hand-testable): previous-token,
+                duplicate-token, prefix matching, TransformerLens head detector
+    heads       the same for a model: run it, score every head at once [L, H]
+    copying     empirical copying score
+    circuits    full OV/QK circuits, eigenvalue copying, composition scores and
+                baseline, K-composition QK trace
+    positional  split of attention scores into token/position terms
+
+None of them modifies its inputs.
+"""
+from .losses import (per_token_losses, loss_by_position, icl_indices, icl_score,
+                     loss_log_position_derivative)
+from .phase import smooth_log, phase_change_window, loss_bump, PhaseWindow
+from .pca import loss_pca, turning_point, LossPCA
+from .patterns import (previous_token_score, duplicate_token_score, prefix_matching_score,
+                       detection_pattern, detector_score, summed_attention,
+                       previous_token_mask, duplicate_token_mask, induction_mask,
+                       DETECTION_PATTERNS, ERROR_MEASURES)
+from .heads import (candidate_tokens, prefix_matching_tokens, prefix_matching_scores,
+                    previous_token_scores, duplicate_token_scores, detector_scores,
+                    stacked_patterns, DEFAULT_BOS)
+from .copying import (copying_tokens, direct_logits_per_source, copying_score_from_logits,
+                      empirical_copying_scores)
+from .circuits import (ln_linear, embed_through_ln, folded_weights, full_ov_circuits,
+                       full_qk_circuits, eigenvalue_positivity, eigenvalue_copying_scores,
+                       composition_score, composition_scores, composition_baseline,
+                       k_composition_qk_terms, k_composition_qk_trace, COMPOSITION_KINDS)
+from .positional import score_terms, term_shares, positional_shares, TERMS

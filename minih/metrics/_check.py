@@ -1,0 +1,62 @@
+"""Input checks shared by the metrics: each raises ValueError saying what was wrong.
+
+Shape legend: B batch, H heads, T positions (query i, key j), S snapshots, N eval examples.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def pattern_and_tokens(pattern, tokens=None, name: str = "pattern"):
+    """Check an attention pattern [B,H,T,T] (and tokens [B,T]); return them as arrays.
+
+    The arrays are returned as they are (no copy): callers only read them.
+    """
+    pattern = np.asarray(pattern)
+    if pattern.ndim != 4 or pattern.shape[-1] != pattern.shape[-2]:
+        hint = "; add a batch axis with pattern[None]" if pattern.ndim == 3 else ""
+        raise ValueError(f"{name} must have shape [batch, heads, T, T] (query, key), "
+                         f"got {pattern.shape}{hint}")
+    if not np.issubdtype(pattern.dtype, np.floating):
+        raise ValueError(f"{name} must be floating point, got dtype {pattern.dtype}")
+    if tokens is None:
+        return pattern
+    tokens = np.asarray(tokens)
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(f"tokens must be integers, got dtype {tokens.dtype}")
+    B, _, T, _ = pattern.shape
+    if tokens.shape != (B, T):
+        raise ValueError(f"tokens must have shape [batch, T] = {[B, T]} to match {name} "
+                         f"{list(pattern.shape)}, got {list(tokens.shape)}")
+    return pattern, tokens
+
+
+def per_token_losses(losses, min_positions: int = 1):
+    """Check per-token losses [..., N, T-1] (N examples, T-1 predictions)."""
+    losses = np.asarray(losses)
+    if losses.ndim < 2 or not np.issubdtype(losses.dtype, np.floating):
+        raise ValueError(f"losses must be floats of shape [..., n_examples, T-1], got "
+                         f"{losses.dtype} {losses.shape}")
+    if losses.shape[-1] < min_positions:
+        raise ValueError(f"losses need at least {min_positions} positions, got {losses.shape[-1]}")
+    return losses
+
+
+def curve(x, y, x_name: str, y_name: str, positive_x: bool = True):
+    """Check two 1-D arrays of the same length >= 3, x increasing (and > 0 if positive_x)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if x.ndim != 1 or y.shape != x.shape:
+        raise ValueError(f"{x_name} and {y_name} must be 1-D arrays of the same length, "
+                         f"got shapes {x.shape} and {y.shape}")
+    if len(x) < 3:
+        raise ValueError(f"need at least 3 points of ({x_name}, {y_name}), got {len(x)}")
+    if positive_x and np.any(x <= 0):
+        raise ValueError(f"{x_name} must be > 0 (it is used on a log scale); drop the step-0 "
+                         f"snapshot first, e.g. with mask = {x_name} > 0")
+    if np.any(np.diff(x) <= 0):
+        raise ValueError(f"{x_name} must be strictly increasing")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError(f"{x_name} and {y_name} must be finite")
+    return x, y
