@@ -1,0 +1,207 @@
+"""The reproduction's figures: plain functions from arrays to a PNG file.
+
+Each function takes already-computed numbers (no training, no metrics inside), draws
+one figure with matplotlib's non-interactive Agg backend, saves it and returns the
+path. So a figure can be redrawn from a run's tables, and tested on made-up arrays.
+
+Shape legend: S snapshots, L layers, H heads, T positions
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: works without a display, in CI and over ssh
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+def _save(fig, path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _shade_window(ax, window, color):
+    if window is not None:
+        ax.axvspan(window[0], window[1], color=color, alpha=0.15, lw=0)
+
+
+def curves(path, series: dict, ylabel: str, title: str, windows: dict | None = None,
+           marks: dict | None = None, hline: float | None = None) -> Path:
+    """Several curves against tokens seen (log x axis).
+
+    series: name -> (tokens [S], values [S]); windows: name -> (start, end) tokens,
+    shaded; marks: name -> tokens value, drawn as a dotted vertical line (the bump).
+    """
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for i, (name, (x, y)) in enumerate(series.items()):
+        c = COLORS[i % len(COLORS)]
+        keep = np.asarray(x) > 0
+        ax.plot(np.asarray(x)[keep], np.asarray(y)[keep], color=c, label=name, lw=1.6)
+        _shade_window(ax, (windows or {}).get(name), c)
+        mark = (marks or {}).get(name)
+        if mark is not None and np.isfinite(mark):
+            ax.axvline(mark, color=c, ls=":", lw=1.2)
+    if hline is not None:
+        ax.axhline(hline, color="k", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("training tokens seen")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def loss_position_heatmaps(path, tokens_seen, loss_by_pos, derivative, title: str) -> Path:
+    """Two heatmaps [S, T-1]: loss by context position, and its derivative with respect
+    to log position (blue = loss falls with more context)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    S, P = loss_by_pos.shape
+    extent = [1, P, S - 0.5, -0.5]
+    im = axes[0].imshow(loss_by_pos, aspect="auto", cmap="viridis", extent=extent)
+    fig.colorbar(im, ax=axes[0], label="loss (nats)")
+    axes[0].set_title("loss by context position")
+    lim = np.nanpercentile(np.abs(derivative), 98) or 1.0
+    im = axes[1].imshow(derivative, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim, extent=extent)
+    fig.colorbar(im, ax=axes[1], label="d loss / d log(position)")
+    axes[1].set_title("its derivative w.r.t. log position")
+    ticks = np.linspace(0, S - 1, min(S, 6)).astype(int)
+    for ax in axes:
+        ax.set_xscale("log")
+        ax.set_xlabel("context position (token index)")
+        ax.set_yticks(ticks)
+        ax.set_yticklabels([f"{tokens_seen[t]:.2g}" for t in ticks])
+        ax.set_ylabel("tokens seen (snapshot)")
+    fig.suptitle(title)
+    return _save(fig, path)
+
+
+def head_scores_over_training(path, tokens_seen, scores, title: str, ylabel: str) -> Path:
+    """One line per head: scores [S, L, H] against tokens seen; colour = layer."""
+    S, L, H = scores.shape
+    fig, ax = plt.subplots(figsize=(7, 4))
+    keep = np.asarray(tokens_seen) > 0
+    for l in range(L):
+        for h in range(H):
+            ax.plot(np.asarray(tokens_seen)[keep], scores[keep, l, h], color=COLORS[l % len(COLORS)],
+                    lw=1.2, alpha=0.85, label=f"layer {l}" if h == 0 else None)
+    ax.set_xscale("log")
+    ax.set_xlabel("training tokens seen")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def pca_trajectories(path, trajectories: dict, turns: dict | None = None,
+                     explained=None) -> Path:
+    """Each model's path through the first two principal components of per-token-loss
+    space; a circle marks the start, a star the sharpest turn."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    for i, (name, Y) in enumerate(trajectories.items()):
+        c = COLORS[i % len(COLORS)]
+        ax.plot(Y[:, 0], Y[:, 1], "-", color=c, lw=1.2, label=name)
+        ax.plot(Y[0, 0], Y[0, 1], "o", color=c)
+        turn = (turns or {}).get(name)
+        if turn is not None:
+            ax.plot(Y[turn, 0], Y[turn, 1], "*", color=c, ms=14, mec="k")
+    ev = "" if explained is None else f" ({explained[0]:.0%})"
+    ax.set_xlabel("PC 1" + ev)
+    ax.set_ylabel("PC 2" + ("" if explained is None else f" ({explained[1]:.0%})"))
+    ax.set_title("per-token losses over training (PCA)")
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def head_by_snapshot(path, matrix, head_labels, tokens_seen, title: str, label: str) -> Path:
+    """A heatmap [heads, S] (e.g. ablation attribution), diverging around zero."""
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(head_labels) + 1.6))
+    lim = np.nanmax(np.abs(matrix)) or 1.0
+    im = ax.imshow(matrix, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
+    ax.set_yticks(range(len(head_labels)))
+    ax.set_yticklabels(head_labels, fontsize=8)
+    S = matrix.shape[1]
+    ticks = np.linspace(0, S - 1, min(S, 6)).astype(int)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{tokens_seen[t]:.2g}" for t in ticks])
+    ax.set_xlabel("tokens seen (snapshot)")
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def attention_pattern(path, pattern, labels, title: str, highlight=None) -> Path:
+    """One head's pattern [T, T] (query rows, key columns) with token labels; optional
+    boolean mask [T, T] of the keys an ideal induction head would attend to, outlined."""
+    T = pattern.shape[0]
+    size = min(9, 2 + 0.22 * T)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(pattern, cmap="Greys", vmin=0, vmax=1)
+    if highlight is not None:
+        qi, kj = np.nonzero(highlight)
+        ax.scatter(kj, qi, s=18, facecolors="none", edgecolors="tab:red", lw=0.8)
+    ax.set_xticks(range(T))
+    ax.set_yticks(range(T))
+    ax.set_xticklabels(labels, fontsize=6, rotation=90)
+    ax.set_yticklabels(labels, fontsize=6)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query")
+    ax.set_title(title)
+    return _save(fig, path)
+
+
+def matrix_heatmap(path, matrix, row_labels, col_labels, title: str, label: str,
+                   diverging: bool = False) -> Path:
+    """A small labelled matrix (e.g. K-composition scores, layer-0 heads x layer-1 heads)."""
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(col_labels), 1.2 + 0.5 * len(row_labels)))
+    if diverging:
+        lim = np.nanmax(np.abs(matrix)) or 1.0
+        im = ax.imshow(matrix, cmap="RdBu_r", vmin=-lim, vmax=lim)
+    else:
+        im = ax.imshow(matrix, cmap="viridis")
+    for (i, j), v in np.ndenumerate(matrix):
+        ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if not diverging else "k")
+    ax.set_xticks(range(len(col_labels)))
+    ax.set_xticklabels(col_labels, fontsize=8)
+    ax.set_yticks(range(len(row_labels)))
+    ax.set_yticklabels(row_labels, fontsize=8)
+    fig.colorbar(im, ax=ax, label=label)
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def eigenvalues(path, values, title: str) -> Path:
+    """Eigenvalues in the complex plane (positive real part = copying)."""
+    values = np.asarray(values)
+    fig, ax = plt.subplots(figsize=(4.5, 4))
+    ax.axhline(0, color="k", lw=0.6)
+    ax.axvline(0, color="k", lw=0.6)
+    ax.scatter(values.real, values.imag, s=18)
+    ax.set_xlabel("real part")
+    ax.set_ylabel("imaginary part")
+    ax.set_title(title, fontsize=10)
+    return _save(fig, path)
+
+
+def bars(path, groups: dict, title: str, ylabel: str) -> Path:
+    """Grouped bars: groups = {group name: {bar name: value}} (e.g. task -> head score)."""
+    names = list(groups)
+    bar_names = list(next(iter(groups.values())))
+    fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(names), 3.5))
+    width = 0.8 / len(bar_names)
+    for k, b in enumerate(bar_names):
+        ax.bar(np.arange(len(names)) + k * width, [groups[n][b] for n in names], width,
+               label=b, color=COLORS[k % len(COLORS)])
+    ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2)
+    ax.set_xticklabels(names)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
