@@ -41,12 +41,13 @@ def target_attention(pattern, target) -> np.ndarray:
 
 
 def image_loss_drop(losses, target) -> float:
-    """Mean loss on segment tokens minus mean loss on image tokens with a target.
+    """Mean loss of the other predictions minus mean loss of the in-context predictable ones.
 
-    losses [B, T-1] (losses[:, i] predicts token i+1), target [B, T]. A token i+1 is an
-    "image" token when target[b, i+1] >= 0 (its predecessor g(s_k) points back to s_{k+1}):
-    the token the induction head predicts is g(s_{k+1}) itself. Segment tokens are
-    the rest (unpredictable, fresh random tokens, apart from the first token of an image).
+    losses [B, T-1] (losses[:, i] predicts token i+1 from position i), target [B, T].
+    Position i with target[b, i] >= 0 holds g(s_k); the next token g(s_{k+1}) is
+    predictable from the segment earlier in the sequence (an induction head at i
+    attends to s_{k+1} and maps it through g). All other predictions are of fresh
+    random segment tokens or of the first token of an image.
     """
     losses = np.asarray(losses)
     image = np.asarray(target)[:, :-1] >= 0                          # [B, T-1]: predicting i+1 from i

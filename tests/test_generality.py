@@ -28,10 +28,10 @@ def test_target_attention_on_hand_made_patterns():
 
 
 def test_image_loss_drop_by_hand():
-    target = np.array([[-1, -1, 1, -1]])         # token 2 is an image token with a target
-    losses = np.array([[5.0, 1.0, 3.0]])         # losses[:, i] predicts token i+1
-    # image tokens: i+1 with target[i+1] >= 0 -> i = 1 (loss 1.0); others 5.0 and 3.0
-    assert image_loss_drop(losses, target) == pytest.approx(4.0 - 1.0)
+    target = np.array([[-1, -1, 1, -1]])         # position 2 holds g(s_0), pointing at s_1
+    losses = np.array([[5.0, 1.0, 0.5]])         # losses[:, i] predicts token i+1 from i
+    # predictable: losses[:, 2] (0.5); the others average (5 + 1) / 2 = 3
+    assert image_loss_drop(losses, target) == pytest.approx(3.0 - 0.5)
 
 
 def test_handbuilt_literal_head_copies_but_does_not_translate():
