@@ -30,5 +30,6 @@ from .copying import (copying_tokens, direct_logits_per_source, copying_score_fr
 from .circuits import (ln_linear, embed_through_ln, folded_weights, full_ov_circuits,
                        full_qk_circuits, eigenvalue_positivity, eigenvalue_copying_scores,
                        composition_score, composition_scores, composition_baseline,
+                       composition_baseline_samples,
                        k_composition_qk_terms, k_composition_qk_trace, COMPOSITION_KINDS)
 from .positional import score_terms, term_shares, positional_shares, TERMS

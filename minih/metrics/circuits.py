@@ -192,9 +192,10 @@ def _factored_composition(A_left, A_right, B_left, B_right) -> np.ndarray:
         return X @ np.swapaxes(X, -1, -2)                             # [...,E,E]
 
     C = A_right @ B_left                                              # [...,E,E]
-    num = np.einsum("...ij,...ik,...kl,...jl->...", C, gram_left(A_left), C, gram_right(B_right))
-    norm_A = np.einsum("...ij,...ij->...", gram_left(A_left), gram_right(A_right))
-    norm_B = np.einsum("...ij,...ij->...", gram_left(B_left), gram_right(B_right))
+    # tr(C^T G C G') = sum of (G C) * (C G') elementwise (G symmetric)
+    num = ((gram_left(A_left) @ C) * (C @ gram_right(B_right))).sum(axis=(-2, -1))
+    norm_A = (gram_left(A_left) * gram_right(A_right)).sum(axis=(-2, -1))   # tr(G G'), both symmetric
+    norm_B = (gram_left(B_left) * gram_right(B_right)).sum(axis=(-2, -1))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.sqrt(np.maximum(num, 0.0)) / np.sqrt(norm_A * norm_B)
 
@@ -229,24 +230,30 @@ def composition_scores(params, cfg: ModelConfig) -> dict[str, np.ndarray]:
     return out
 
 
+def composition_baseline_samples(d_model: int, d_head: int, n_samples: int = 200,
+                                 seed=0) -> np.ndarray:
+    """Composition scores of `n_samples` pairs of random matrices shaped like real ones: [n].
+
+    Each sample draws M1 = G1 @ G2 and M2 = G3 @ G4 with G1, G3 [D, E] and G2, G4
+    [E, D] standard normal (so both are [D, D] of rank E, like OV and QK), and takes
+    composition_score(M1, M2). Q, K and V composition share this distribution, since
+    transposing a Gaussian factor does not change it.
+    """
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    G = rng.standard_normal((4, n_samples, d_model, d_head))         # [4,n,D,E]
+    return _factored_composition(G[0], np.swapaxes(G[1], -1, -2),
+                                 G[2], np.swapaxes(G[3], -1, -2))     # [n]
+
+
 @functools.lru_cache(maxsize=32)
 def composition_baseline(d_model: int, d_head: int, n_samples: int = 200, seed: int = 0) -> float:
     """Mean composition score of random matrices with the shapes and ranks of real ones.
 
-    Each sample draws M1 = G1 @ G2 and M2 = G3 @ G4 with G1, G3 [D, E] and G2, G4
-    [E, D] standard normal (so both are [D, D] of rank E, like OV and QK), and takes
-    composition_score(M1, M2); we return the mean over `n_samples` samples. The
-    score of unrelated heads is not 0 but about this value (FW subtracts a baseline
-    of this kind; it does not give its exact recipe: this one is minih's). Q, K and V
-    composition share it, since transposing a Gaussian factor does not change its
-    distribution. Cached: it depends on the shapes only.
+    The mean of composition_baseline_samples. The score of unrelated heads is not 0
+    but about this value; FW subtracts a baseline of this kind without giving its
+    exact recipe: this one is minih's. Cached: it depends on the shapes only.
     """
-    rng = np.random.default_rng(seed)
-    D, E = d_model, d_head
-    G = rng.standard_normal((4, n_samples, D, E))                     # [4,n,D,E]
-    scores = _factored_composition(G[0], np.swapaxes(G[1], -1, -2),
-                                   G[2], np.swapaxes(G[3], -1, -2))   # [n]
-    return float(scores.mean())
+    return float(composition_baseline_samples(d_model, d_head, n_samples, seed).mean())
 
 
 # --- K-composition QK trace --------------------------------------------------------------
