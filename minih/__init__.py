@@ -15,3 +15,5 @@ from .optim import AdamWConfig, adamw_init, adamw_step, train_step
 from .gradcheck import gradcheck
 from . import run
 from .run import load_run, Run, RunWriter
+from .train import TrainConfig, train, TrainingDiverged
+from . import data

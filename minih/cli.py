@@ -76,6 +76,10 @@ def _gradcheck_run(args) -> int:
 COMMANDS = {
     "gradcheck": ("check the backward pass against finite differences (float64)",
                   _gradcheck_args, _gradcheck_run),
+    # code in minih/train_cli.py, imported when used (it imports this module)
+    "train": ("train a model, writing snapshots and per-token losses to a run directory",
+              lambda p: __import__("minih.train_cli", fromlist=["_"]).add_arguments(p),
+              lambda args: __import__("minih.train_cli", fromlist=["_"]).run(args)),
 }
 
 
