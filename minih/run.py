@@ -9,6 +9,8 @@ weights and of the per-token losses on one fixed evaluation set, at many steps.
     run.eval_tokens                    # [n_eval, T] int64: the same examples at every snapshot
     run.losses                         # [S, n_eval, T-1] float32: per-token losses per snapshot
     run.params(i)                      # dict of arrays: the weights of snapshot i
+    run.seconds                        # [S] training wall time at each snapshot (NaN if unknown)
+    run.train_loss                     # [steps] training loss of every update, or None
 
 Layout on disk (every file written to a temporary name, then renamed into place,
 so a killed process leaves either the old file or the new one, never half of one):
@@ -17,10 +19,12 @@ so a killed process leaves either the old file or the new one, never half of one
                                   whatever the writer adds: train config, data, seed,
                                   schedule, version, timings}
     eval_tokens.npy               [n_eval, T] int64
-    snapshots.json                [{"step", "tokens_seen", "params", "losses"}, ...] in step order
+    snapshots.json                [{"step", "tokens_seen", "params", "losses", "seconds"}, ...]
+                                  in step order ("seconds" optional)
     snapshots/step_{step:09d}.npz         the params of one snapshot (keys as in params.py)
     snapshots/step_{step:09d}.losses.npy  [n_eval, T-1] float32
     checkpoint.npz                (minih.train only: optimizer and RNG state for --resume)
+    train_loss.npy                (minih.train only: [steps] float32 training loss per update)
 
 Shape legend: S = snapshots, N = n_eval (evaluation sequences), T = positions
 """
@@ -176,8 +180,10 @@ class RunWriter:
     def steps(self) -> list[int]:
         return [entry["step"] for entry in self.index]
 
-    def add_snapshot(self, step: int, tokens_seen: int, params: dict, losses) -> None:
-        """Store the params and the per-token eval losses [n_eval, T-1] reached at `step`."""
+    def add_snapshot(self, step: int, tokens_seen: int, params: dict, losses,
+                     seconds: float | None = None) -> None:
+        """Store the params and the per-token eval losses [n_eval, T-1] reached at `step`
+        (and, optionally, the training wall time in seconds spent to get there)."""
         step, tokens_seen = int(step), int(tokens_seen)
         if step < 0 or tokens_seen < 0:
             raise ValueError(f"step and tokens_seen must be >= 0, got {step}, {tokens_seen}")
@@ -192,8 +198,10 @@ class RunWriter:
         params_name, losses_name = _snapshot_names(step)
         save_npz(self.path / params_name, params)
         save_npy(self.path / losses_name, losses)
-        self.index.append({"step": step, "tokens_seen": tokens_seen,
-                           "params": params_name, "losses": losses_name})
+        entry = {"step": step, "tokens_seen": tokens_seen, "params": params_name, "losses": losses_name}
+        if seconds is not None:
+            entry["seconds"] = round(float(seconds), 3)
+        self.index.append(entry)
         save_json(self.path / INDEX, self.index)          # the snapshot exists once it is indexed
 
     def truncate_after(self, step: int) -> None:
@@ -224,6 +232,14 @@ class Run:
         self.steps = np.array([e["step"] for e in index], dtype=np.int64)   # [S]
         self.tokens_seen = np.array([e["tokens_seen"] for e in index], dtype=np.int64)  # [S]
         self.losses = losses                                                # [S,N,T-1] float32
+        # training wall time at each snapshot (NaN where the writer did not record it)
+        self.seconds = np.array([e.get("seconds", np.nan) for e in index], dtype=np.float64)  # [S]
+
+    @property
+    def train_loss(self) -> np.ndarray | None:
+        """Training loss of every update [steps] (minih.train writes it), or None."""
+        path = self.path / "train_loss.npy"
+        return _load_npy(path, "training losses") if path.exists() else None
 
     def __len__(self) -> int:
         return len(self.index)

@@ -266,7 +266,7 @@ def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, back
         t0 = time.perf_counter()
         with np.errstate(over="ignore", invalid="ignore"):                  # see the step below
             losses = per_token_losses(params, eval_tokens, tc.model, backend=backend)   # [N,T-1]
-        writer.add_snapshot(step, tokens_seen, params, losses)
+        writer.add_snapshot(step, tokens_seen, params, losses, seconds=seconds)
         done_snapshots.add(step)
         eval_seconds += time.perf_counter() - t0
         return float(losses.mean())

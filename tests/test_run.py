@@ -97,3 +97,4 @@ def test_reopen_truncate_and_manifest_update(tmp_path):
     assert run.steps.tolist() == [0, 1, 3]
     assert json.loads((tmp_path / "r" / "run.json").read_text())["timings"]["train_seconds"] == 1.5
     np.testing.assert_array_equal(run.losses[2], 1.0)
+    assert np.isnan(run.seconds).all() and run.train_loss is None      # not recorded by hand

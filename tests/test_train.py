@@ -56,6 +56,9 @@ def test_config_round_trip_and_bad_values():
 def test_resume_is_bit_identical(tmp_path):
     full = train(TINY, tmp_path / "full", progress=False)
     assert full.status == "finished" and full.step == 30
+    run = minih.load_run(tmp_path / "full")
+    assert run.train_loss.shape == (30,) and run.seconds[0] == 0 and np.all(np.diff(run.seconds) >= 0)
+    assert run.manifest["train"] == TINY.to_dict() and run.manifest["status"] == "finished"
     part = train(TINY, tmp_path / "part", progress=False, stop_after=11)   # a "kill" at step 11
     assert part.status == "stopped" and part.step == 11
     assert minih.load_run(tmp_path / "part").steps.max() <= 11
