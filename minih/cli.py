@@ -6,6 +6,7 @@ values print one clear line and exit with code 2 (argparse's convention).
 from __future__ import annotations
 
 import argparse
+import importlib
 import dataclasses
 import sys
 
@@ -45,41 +46,18 @@ def parse_overrides(pairs: list[str], config_class=ModelConfig) -> dict:
     return out
 
 
-# --- gradcheck ------------------------------------------------------------------------
-
-def _gradcheck_args(p: argparse.ArgumentParser):
-    p.add_argument("--preset", default="tiny", choices=sorted(PRESETS),
-                   help="model shape to check (default: tiny, checks every entry in ~1 s)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a ModelConfig field, e.g. --set n_layers=3 --set smeared_keys=true")
-    p.add_argument("--batch", type=int, default=2, help="sequences in the test batch (default 2)")
-    p.add_argument("--seq-len", type=int, default=None, help="positions (default: n_ctx)")
-    p.add_argument("--max-entries", type=int, default=None,
-                   help="check a random sample of this many entries per parameter (default: all)")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "numba"])
-    p.add_argument("--tol", type=float, default=1e-6, help="pass if every relative error is below this")
-    p.add_argument("--seed", type=int, default=0)
-
-
-def _gradcheck_run(args) -> int:
-    from .gradcheck import gradcheck
-    cfg = ModelConfig.preset(args.preset, **parse_overrides(args.set))
-    report = gradcheck(cfg, seed=args.seed, batch=args.batch, seq_len=args.seq_len,
-                       max_entries=args.max_entries, backend=args.backend)
-    print(report)
-    ok = report.ok(args.tol)
-    print(f"{'PASS' if ok else 'FAIL'}: max relative error {report.max_rel_err:.2e} "
-          f"{'<' if ok else '>='} tolerance {args.tol:.0e}")
-    return 0 if ok else 1
-
-
+# command -> (one-line help, module). Each module has add_arguments(parser) and
+# run(args) -> exit code; it is imported only when its command runs, so
+# `minih gradcheck` never pays for matplotlib or Numba. Register a command here.
 COMMANDS = {
-    "gradcheck": ("check the backward pass against finite differences (float64)",
-                  _gradcheck_args, _gradcheck_run),
-    # code in minih/train_cli.py, imported when used (it imports this module)
+    "reproduce": ("train the model family, measure everything, write the report (the main job)",
+                  "minih.reproduce.cli"),
     "train": ("train a model, writing snapshots and per-token losses to a run directory",
-              lambda p: __import__("minih.train_cli", fromlist=["_"]).add_arguments(p),
-              lambda args: __import__("minih.train_cli", fromlist=["_"]).run(args)),
+              "minih.train_cli"),
+    "ablate": ("ablate every head at every snapshot of a run: dICL, phase-change attribution, paths",
+               "minih.ablate_cli"),
+    "gradcheck": ("check the backward pass against finite differences (float64)",
+                  "minih.gradcheck_cli"),
 }
 
 
@@ -87,11 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="minih", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (help_text, add_args, _) in COMMANDS.items():
-        add_args(sub.add_parser(name, help=help_text, description=help_text))
+    argv = sys.argv[1:] if argv is None else argv
+    for name, (help_text, module) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name in argv:                      # only the chosen command's module is imported
+            importlib.import_module(module).add_arguments(p)
     args = parser.parse_args(argv)
     try:
-        return COMMANDS[args.command][2](args)
+        return importlib.import_module(COMMANDS[args.command][1]).run(args)
     except (CLIError, ValueError) as e:
         # bad option values and config errors: one line, exit code 2
         print(f"minih {args.command}: error: {e}", file=sys.stderr)

@@ -1,0 +1,66 @@
+"""Everything the report says about one training run, measured from its run directory.
+
+Shape legend: S snapshots, L layers, H heads, T positions
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import metrics
+from ..run import Run
+
+
+@dataclass
+class RunMeasures:
+    name: str
+    tokens: np.ndarray          # [S] training tokens seen per snapshot (0 for the init)
+    loss: np.ndarray            # [S] mean per-token loss on the evaluation set
+    icl: np.ndarray             # [S] ICL score (metrics.icl_score; 1-based indices below)
+    icl_indices: tuple          # (early, late) 1-based context indices of the ICL score
+    by_pos: np.ndarray          # [S, T-1] loss by context position
+    deriv: np.ndarray           # [S, T-1] its derivative w.r.t. log position
+    prefix: np.ndarray          # [S, L, H] prefix-matching score of every head
+    prev_token: np.ndarray      # [L, H] previous-token score at the last snapshot
+    window: object              # metrics.PhaseWindow on snapshots 1.. (None: no change)
+    bump: float                 # tokens where the loss curve stops being convex (NaN: none)
+
+    def window_snapshots(self) -> tuple[int, int] | None:
+        """Run snapshot indices at the window's ends (the window is computed without
+        snapshot 0, whose tokens_seen = 0 has no logarithm)."""
+        if self.window is None:
+            return None
+        return self.window.start_index + 1, self.window.end_index + 1
+
+    def best_prefix(self, snapshot: int = -1) -> tuple[tuple[int, int], float]:
+        """The head of layer >= 1 (any layer for 1-layer models) with the highest
+        prefix-matching score at `snapshot`: ((layer, head), score)."""
+        scores = self.prefix[snapshot]
+        first = 1 if scores.shape[0] > 1 else 0
+        sub = scores[first:]
+        l, h = np.unravel_index(int(np.argmax(sub)), sub.shape)
+        return (int(l) + first, int(h)), float(sub[l, h])
+
+
+def measure_run(name: str, run: Run, backend: str = "numpy", smoothing: float = 0.1) -> RunMeasures:
+    """Losses, ICL, window, bump and head scores of every snapshot of `run`."""
+    tokens = np.asarray(run.tokens_seen, dtype=np.float64)
+    loss = run.losses.mean(axis=(1, 2)).astype(np.float64)
+    T = run.eval_tokens.shape[1]
+    early, late = metrics.icl_indices(T)
+    icl = metrics.icl_score(run.losses, early, late)
+    by_pos = metrics.loss_by_position(run.losses)
+    deriv = metrics.loss_log_position_derivative(by_pos)
+    prefix = np.stack([metrics.prefix_matching_scores(run.params(s), run.cfg, backend=backend)
+                       for s in range(len(run))])
+    prev = metrics.previous_token_scores(run.params(len(run) - 1), run.cfg, run.eval_tokens,
+                                         backend=backend)
+    later = tokens > 0
+    try:
+        window = metrics.phase_change_window(tokens[later], icl[later], width=smoothing)
+    except ValueError:                       # the ICL score never changed
+        window = None
+    bump = metrics.loss_bump(tokens[later], loss[later], width=smoothing)
+    return RunMeasures(name, tokens, loss, icl, (early, late), by_pos, deriv, prefix, prev,
+                       window, bump)
