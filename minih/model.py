@@ -71,7 +71,7 @@ def forward(params, tokens, cfg: ModelConfig, ops, full_cache: bool = True):
             k = ops.smear_forward(k, params[p + "attn.smear"])              # [B,T,H,E]
             cache[p + "attn.hook_k_smeared"] = k
         # 2e. scores = q @ k'^T / sqrt(E), causal mask, softmax; z = pattern @ v
-        z, pattern, scores = ops.attention_forward(q, k, v)
+        z, pattern, scores = ops.attention_forward(q, k, v, with_scores=full_cache)
         cache[p + "attn.hook_pattern"] = pattern                            # [B,H,T,T]
         if full_cache:
             cache[p + "attn.hook_attn_scores"] = scores                     # [B,H,T,T]

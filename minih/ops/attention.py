@@ -60,11 +60,13 @@ def smear_backward(d_ks, k, smear):
 
 # --- 3. causal softmax attention ----------------------------------------------------
 
-def attention_forward(q, k, v):
+def attention_forward(q, k, v, with_scores=True):
     """Causal softmax attention for every (batch, head).
 
     q, k, v [B,T,H,E] -> z [B,T,H,E], pattern [B,H,T,T], scores [B,H,T,T]
     scores[b,h,i,j] = q[b,i,h] . k[b,j,h] / sqrt(E) for j <= i, -inf for j > i.
+    with_scores=False returns scores=None: training does not keep them, and the
+    Numba twin then skips writing them.
     """
     E = q.shape[-1]
     T = q.shape[1]
@@ -76,7 +78,7 @@ def attention_forward(q, k, v):
     e = np.exp(scores - scores.max(axis=-1, keepdims=True))     # [B,H,T,T], 0 where masked
     pattern = e / e.sum(axis=-1, keepdims=True)                  # [B,H,T,T]
     z = (pattern @ vh).transpose(0, 2, 1, 3)                     # [B,T,H,E]
-    return z, pattern, scores
+    return z, pattern, (scores if with_scores else None)
 
 
 def attention_backward(d_z, q, k, v, pattern):

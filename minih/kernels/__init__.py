@@ -1,0 +1,20 @@
+"""The Numba backend: a fast twin of every op of minih.ops, with the same names and signatures.
+
+Each function's docstring begins by naming the NumPy reference it mirrors, and
+tests/test_kernels.py checks it against that reference (float64 and float32,
+odd shapes, non-contiguous input). Plain matrix products (projections, output
+projection) call BLAS through numpy's `@`; everything else is a jitted kernel
+(minih/kernels/_jit.py has the flags, the cache and the threads).
+Read it beside the reference: docs/04_numba.md.
+
+Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
+"""
+from .embedding import embed_forward, embed_backward, pos_embed_backward
+from .layernorm import layernorm_forward, layernorm_backward, LN_EPS
+from .attention import (project_forward, project_backward, smear_forward, smear_backward,
+                        attention_forward, attention_backward, output_forward, output_backward,
+                        head_results)
+from .loss import cross_entropy_forward, cross_entropy_backward, per_token_loss
+from .adamw import adamw_update
+
+NAME = "numba"

@@ -1,0 +1,92 @@
+"""The one place where minih's Numba kernels get their compile flags and input checks.
+
+FASTMATH lets LLVM reassociate sums (so reductions vectorise), contract a*b+c into
+one fused multiply-add, use reciprocals and ignore the sign of zero. It leaves out
+`nnan` and `ninf` on purpose: with them LLVM may assume no value is ever NaN or
+infinite, which silently breaks `-inf` masks, max() of a row and every NaN check.
+
+`cache=True` writes the compiled machine code next to each module (in
+minih/kernels/__pycache__, or under NUMBA_CACHE_DIR when that is set), so only the
+first run pays the compile time. To clear it, delete the *.nbi and *.nbc files
+there (or the NUMBA_CACHE_DIR directory); Numba also recompiles by itself when a
+kernel's source file changes.
+
+Threads: `parallel=True` kernels run their `prange` loop on Numba's thread pool,
+whose size is NUMBA_NUM_THREADS (default: every core) or numba.set_num_threads().
+"""
+import numba
+import numpy as np
+
+FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}   # a set: what numba accepts
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def kernel(parallel: bool = False):
+    """Decorator for a private jitted kernel: nopython, fastmath as above, cached."""
+    return numba.njit(fastmath=FASTMATH, parallel=parallel, cache=True, nogil=True)
+
+
+def as_floats(names: str, *arrays):
+    """Check that `arrays` are float32/float64 arrays of one dtype; return C-contiguous ones.
+
+    Every kernel sees C-contiguous arrays only: one compiled version per dtype instead
+    of one per memory layout, and unit-stride inner loops that vectorise. A
+    non-contiguous input (a transposed view, a slice) is copied once here.
+    """
+    out = []
+    for name, a in zip(names.split(), arrays):
+        if not isinstance(a, np.ndarray) or a.dtype not in FLOAT_DTYPES:
+            raise ValueError(f"{name} must be a float32 or float64 numpy array, got "
+                             f"{getattr(a, 'dtype', type(a).__name__)}")
+        out.append(np.ascontiguousarray(a))
+    if len({a.dtype for a in out}) > 1:
+        raise ValueError(f"{names.replace(' ', ', ')} must share one dtype, got "
+                         f"{[str(a.dtype) for a in out]}")
+    return out
+
+
+def as_tokens(tokens, d_vocab=None):
+    """Check integer tokens [B, T] (values in [0, d_vocab) when given); return int64 C array."""
+    t = np.asarray(tokens)
+    if t.ndim != 2 or not np.issubdtype(t.dtype, np.integer):
+        raise ValueError(f"tokens must be an integer array [B, T], got dtype {t.dtype} shape {t.shape}")
+    if d_vocab is not None and t.size and (t.min() < 0 or t.max() >= d_vocab):
+        raise ValueError(f"tokens must lie in [0, d_vocab) = [0, {d_vocab}), "
+                         f"got values in [{t.min()}, {t.max()}]")
+    return np.ascontiguousarray(t, dtype=np.int64)
+
+
+def expect_shape(name: str, a, shape):
+    if a.shape != tuple(shape):
+        raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
+
+
+
+@numba.njit(fastmath=FASTMATH, cache=True, nogil=True)
+def exp_shifted_f32(row, n, m, bits):
+    """row[j] = exp(row[j] - m) for j < n, in float32, vectorised; returns their sum.
+
+    Why: without Intel's SVML (not a dependency of minih), LLVM cannot vectorise
+    np.exp, and the scalar expf call was a third of the attention forward. This is
+    the Cephes expf: with x = row[j] - m <= 0, split x = k ln2 + r (|r| <= ln2/2),
+    exp(r) by a degree-6 polynomial, and 2^k built from its exponent bits (written
+    as int32 into `bits` and read back through a float32 view of the same memory).
+    Relative error ~1e-7 (float32 rounding); x < -87 (below float32's smallest
+    normal number) gives exactly 0. Only for float32 rows; float64 uses np.exp.
+    """
+    fbits = bits.view(np.float32)
+    for j in range(n):
+        x = row[j] - m
+        xc = max(x, np.float32(-87.0))
+        k = np.floor(xc * np.float32(1.4426950408889634) + np.float32(0.5))  # round(x / ln2)
+        r = xc - k * np.float32(0.693359375) + k * np.float32(2.12194440e-4)  # x - k ln2, in 2 parts
+        p = ((((np.float32(1.9875691500e-4) * r + np.float32(1.3981999507e-3)) * r
+               + np.float32(8.3334519073e-3)) * r + np.float32(4.1665795894e-2)) * r
+             + np.float32(1.6666665459e-1)) * r + np.float32(5.0000001201e-1)
+        row[j] = p * r * r + r + np.float32(1.0)                              # exp(r)
+        bits[j] = (np.int32(k) + np.int32(127)) << 23 if x >= np.float32(-87.0) else 0  # 2^k, or 0
+    total = np.float32(0.0)
+    for j in range(n):
+        row[j] *= fbits[j]
+        total += row[j]
+    return total

@@ -1,0 +1,325 @@
+"""Numba twins of minih.ops.attention: projections, smeared keys, causal attention, output.
+
+Where the time goes (REF, one training step; docs/04_numba.md): the projections,
+the output projection and the unembedding are plain big matrix products, and for
+those BLAS (numpy's `@`, OpenBLAS) *is* the right kernel: a hand-written loop
+would only be slower. So project_*, output_* and head_results reshape and call
+`@`. The causal attention itself is not a plain matmul (a triangle per (b, h),
+a softmax in the middle), so it gets fused kernels, parallel over batch x head:
+each (b, h) pair owns its slice of every output, so no two threads write the same
+element.
+
+Shape legend: B = batch, T = positions (query i, key j), D = d_model, H = n_heads, E = d_head
+"""
+import numpy as np
+from numba import prange
+
+from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel
+
+
+def _check_heads(name, W, H=None):
+    if W.ndim != 3 or (H is not None and W.shape[0] != H):
+        raise ValueError(f"{name} must be [H, ., .]{'' if H is None else f' with H={H}'}, got {W.shape}")
+
+
+# --- 1. projections: BLAS ----------------------------------------------------------
+
+def project_forward(x, W):
+    """Numba twin of minih.ops.attention.project_forward (BLAS: a plain matmul).
+
+    out[b,t,h,e] = sum_d x[b,t,d] W[h,d,e]:  x [B,T,D] @ W as [D, H*E] -> [B,T,H,E]
+    """
+    x, W = as_floats("x W", x, W)
+    _check_heads("W", W)
+    B, T, D = x.shape
+    H, _, E = W.shape
+    expect_shape("W", W, (H, D, E))
+    W2 = W.transpose(1, 0, 2).reshape(D, H * E)                  # [D, H*E]
+    return (x.reshape(B * T, D) @ W2).reshape(B, T, H, E)
+
+
+def project_backward(d_out, x, W):
+    """Numba twin of minih.ops.attention.project_backward (BLAS): -> d_x [B,T,D], d_W [H,D,E]"""
+    d_out, x, W = as_floats("d_out x W", d_out, x, W)
+    B, T, D = x.shape
+    H, _, E = W.shape
+    expect_shape("d_out", d_out, (B, T, H, E))
+    d_out2 = d_out.reshape(B * T, H * E)                         # [B*T, H*E]
+    W2 = W.transpose(1, 0, 2).reshape(D, H * E)                  # [D, H*E]
+    d_x = (d_out2 @ W2.T).reshape(B, T, D)                       # forward: out = x @ W2
+    d_W2 = x.reshape(B * T, D).T @ d_out2                        # [D, H*E]
+    return d_x, np.ascontiguousarray(d_W2.reshape(D, H, E).transpose(1, 0, 2))
+
+
+# --- 2. smeared keys ------------------------------------------------------------------
+
+@kernel(parallel=True)
+def _smear_forward(k, s, k_s):
+    B, T, H, E = k.shape
+    for b in prange(B):                                          # each b owns k_s[b]
+        for h in range(H):
+            for e in range(E):
+                k_s[b, 0, h, e] = k[b, 0, h, e]                  # k'[0] = k[0]
+        for t in range(1, T):
+            for h in range(H):
+                for e in range(E):                               # k'[t] = s k[t] + (1-s) k[t-1]
+                    k_s[b, t, h, e] = s[h] * k[b, t, h, e] + (1 - s[h]) * k[b, t - 1, h, e]
+
+
+def smear_forward(k, smear):
+    """Numba twin of minih.ops.attention.smear_forward.
+
+    k'[j] = s*k[j] + (1-s)*k[j-1] for j >= 1, k'[0] = k[0], s = sigmoid(smear[h]).
+    k [B,T,H,E], smear [H] -> k' [B,T,H,E]
+    """
+    k, smear = as_floats("k smear", k, smear)
+    expect_shape("smear", smear, (k.shape[2],))
+    s = 1.0 / (1.0 + np.exp(-smear))                             # [H]
+    k_s = np.empty_like(k)
+    _smear_forward(k, s, k_s)
+    return k_s
+
+
+@kernel(parallel=True)
+def _smear_backward(d_ks, k, s, d_k, d_s_part):
+    B, T, H, E = k.shape
+    for b in prange(B):                          # b owns d_k[b] and its partial row d_s_part[b]
+        for t in range(T):
+            for h in range(H):
+                w_here = s[h] if t > 0 else 1.0                  # weight of k[t] in k'[t]
+                for e in range(E):
+                    g = w_here * d_ks[b, t, h, e]
+                    if t + 1 < T:                                # k[t] in k'[t+1], weight 1-s
+                        g += (1 - s[h]) * d_ks[b, t + 1, h, e]
+                    d_k[b, t, h, e] = g
+                    if t > 0:                                    # d k'[t] / d s = k[t] - k[t-1]
+                        d_s_part[b, h] += d_ks[b, t, h, e] * (k[b, t, h, e] - k[b, t - 1, h, e])
+
+
+def smear_backward(d_ks, k, smear):
+    """Numba twin of minih.ops.attention.smear_backward: -> d_k [B,T,H,E], d_smear [H].
+
+    d_smear sums over the batch; each b sums into its own partial row (no race).
+    """
+    d_ks, k, smear = as_floats("d_ks k smear", d_ks, k, smear)
+    expect_shape("d_ks", d_ks, k.shape)
+    expect_shape("smear", smear, (k.shape[2],))
+    s = 1.0 / (1.0 + np.exp(-smear))                             # [H]
+    d_k = np.empty_like(k)
+    d_s_part = np.zeros((k.shape[0], k.shape[2]), dtype=k.dtype)  # [B, H]
+    _smear_backward(d_ks, k, s, d_k, d_s_part)
+    return d_k, d_s_part.sum(axis=0) * s * (1 - s)               # d s / d smear = s (1 - s)
+
+
+# --- 3. causal softmax attention, fused -----------------------------------------------
+#
+# Per (b, h) the kernels copy k and v into transposed scratch kT, vT [E, T], so that
+# every inner loop runs over key positions j with unit stride: LLVM turns it into
+# SIMD code (16 float32 per AVX-512 register). The loops stop at the end of the
+# 16-wide block that holds j = i (n_pad below): the masked half of each [T, T]
+# square is never computed, and the few extra columns j > i in the last block cost
+# less than the scalar tail loop LLVM would otherwise run. The softmax itself only
+# visits j <= i; pattern is 0 and scores are -inf beyond.
+
+SIMD = 16   # float32 lanes of one AVX-512 register: rows are padded to a multiple of this
+
+
+@kernel(parallel=True)
+def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp):
+    B, T, H, E = q.shape
+    zero = scale - scale                                         # 0 in the arrays' dtype
+    for bh in prange(B * H):                                     # (b, h) owns z[b,:,h], pattern[b,h]
+        b = bh // H
+        h = bh - b * H
+        kT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
+        vT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
+        bits = np.empty(T, dtype=np.int32)                       # scratch of exp_shifted_f32
+        for j in range(T):
+            for e in range(E):
+                kT[e, j] = k[b, j, h, e]
+                vT[e, j] = v[b, j, h, e]
+        for i in range(T):
+            n = i + 1                                            # keys j = 0..i
+            n_pad = min(T, (n + SIMD - 1) // SIMD * SIMD)        # .. to the end of i's SIMD block
+            row = pattern[b, h, i]                               # [T]
+            # pass 1: scores[i, j] = q[i] . k[j] / sqrt(E), four dimensions e at a time
+            # (one read and write of the row per four multiply-adds)
+            for j in range(n_pad):
+                row[j] = zero
+            e0 = 0
+            while e0 + 4 <= E:
+                q0, q1 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale
+                q2, q3 = q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
+                k0, k1, k2, k3 = kT[e0], kT[e0 + 1], kT[e0 + 2], kT[e0 + 3]
+                for j in range(n_pad):
+                    row[j] += q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j]
+                e0 += 4
+            for e in range(e0, E):                               # the E % 4 dimensions left
+                q_ie = q[b, i, h, e] * scale
+                for j in range(n_pad):
+                    row[j] += q_ie * kT[e, j]
+            if with_scores:
+                for j in range(n):
+                    scores[b, h, i, j] = row[j]
+                for j in range(n, T):
+                    scores[b, h, i, j] = -np.inf
+            # pass 2: pattern[i] = softmax(scores[i]) over j <= i (row max subtracted)
+            m = row[0]
+            for j in range(1, n):
+                m = max(m, row[j])
+            if fast_exp:                                         # float32: vectorised exp
+                total = exp_shifted_f32(row, n, m, bits)
+            else:
+                total = zero
+                for j in range(n):
+                    row[j] = np.exp(row[j] - m)
+                    total += row[j]
+            inv = 1 / total
+            for j in range(n):
+                row[j] *= inv
+            for j in range(n, T):
+                row[j] = zero
+            # pass 3: z[i] = sum_j pattern[i, j] v[j]   (pattern is 0 for n <= j < n_pad)
+            for e in range(E):
+                acc = zero
+                for j in range(n_pad):
+                    acc += row[j] * vT[e, j]
+                z[b, i, h, e] = acc
+
+
+def _check_qkv(q, k, v):
+    q, k, v = as_floats("q k v", q, k, v)
+    if q.ndim != 4:
+        raise ValueError(f"q must be [B, T, H, E], got shape {q.shape}")
+    expect_shape("k", k, q.shape)
+    expect_shape("v", v, q.shape)
+    return q, k, v
+
+
+def attention_forward(q, k, v, with_scores=True):
+    """Numba twin of minih.ops.attention.attention_forward, fused over the causal softmax.
+
+    q, k, v [B,T,H,E] -> z [B,T,H,E], pattern [B,H,T,T], scores [B,H,T,T]
+    scores[b,h,i,j] = q[b,i,h] . k[b,j,h] / sqrt(E) for j <= i, -inf for j > i;
+    pattern = softmax(scores) over j; z[b,i,h] = sum_j pattern[b,h,i,j] v[b,j,h].
+    with_scores=False returns scores=None and skips writing them (training does not
+    read them; the reference accepts the same flag).
+    """
+    q, k, v = _check_qkv(q, k, v)
+    B, T, H, E = q.shape
+    z = np.empty_like(q)
+    pattern = np.empty((B, H, T, T), dtype=q.dtype)
+    scores = np.empty((B, H, T, T) if with_scores else (1, 1, 1, 1), dtype=q.dtype)
+    scale = q.dtype.type(1 / np.sqrt(E))
+    _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, q.dtype == np.float32)
+    return z, pattern, (scores if with_scores else None)
+
+
+@kernel(parallel=True)
+def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v):
+    B, T, H, E = q.shape
+    zero = scale - scale                                         # 0 in the arrays' dtype
+    for bh in prange(B * H):                                     # (b, h) owns d_q/d_k/d_v[b,:,h]
+        b = bh // H
+        h = bh - b * H
+        kT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
+        vT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
+        d_kT = np.zeros((E, T), dtype=q.dtype)                   # [E, T] accumulated over i
+        d_vT = np.zeros((E, T), dtype=q.dtype)                   # [E, T] accumulated over i
+        d_s = np.empty(T, dtype=q.dtype)                         # one row of d_scores
+        for j in range(T):
+            for e in range(E):
+                kT[e, j] = k[b, j, h, e]
+                vT[e, j] = v[b, j, h, e]
+        for i in range(T):
+            n = min(T, (i + 1 + SIMD - 1) // SIMD * SIMD)        # j <= i, padded as in the forward
+            p = pattern[b, h, i]                                 # [T], zero beyond i
+            # forward pass 3: z[i] = sum_j p[i,j] v[j]
+            #   d_v[j] += p[i,j] d_z[i];   d_p[i,j] = d_z[i] . v[j]
+            for j in range(n):
+                d_s[j] = zero
+            for e in range(E):
+                dz_ie = d_z[b, i, h, e]
+                for j in range(n):
+                    d_vT[e, j] += p[j] * dz_ie
+                    d_s[j] += dz_ie * vT[e, j]
+            # forward pass 2: p[i] = softmax(s[i]):  d_s = p * (d_p - sum_j d_p p)
+            dot = zero
+            for j in range(n):
+                dot += d_s[j] * p[j]
+            for j in range(n):
+                d_s[j] = p[j] * (d_s[j] - dot) * scale           # and / sqrt(E) of pass 1
+            # forward pass 1: s[i,j] = q[i] . k[j] / sqrt(E)
+            #   d_q[i] = sum_j d_s[i,j] k[j];   d_k[j] += d_s[i,j] q[i]
+            for e in range(E):
+                acc = zero
+                q_ie = q[b, i, h, e]
+                for j in range(n):
+                    acc += d_s[j] * kT[e, j]
+                    d_kT[e, j] += d_s[j] * q_ie
+                d_q[b, i, h, e] = acc
+        for j in range(T):
+            for e in range(E):
+                d_k[b, j, h, e] = d_kT[e, j]
+                d_v[b, j, h, e] = d_vT[e, j]
+
+
+def attention_backward(d_z, q, k, v, pattern):
+    """Numba twin of minih.ops.attention.attention_backward, fused row by row.
+
+    d_z [B,T,H,E], q, k, v [B,T,H,E], pattern [B,H,T,T] -> d_q, d_k, d_v [B,T,H,E].
+    For each query row i: d_v[j] += p[i,j] d_z[i]; d_p[i,j] = d_z[i] . v[j];
+    d_s = p * (d_p - sum_j d_p p) / sqrt(E); d_q[i] = sum_j d_s[i,j] k[j];
+    d_k[j] += d_s[i,j] q[i]. Only j <= i is visited (and the rest of i's SIMD block,
+    where p = 0 makes every contribution exactly 0).
+    """
+    q, k, v = _check_qkv(q, k, v)
+    d_z, pattern = as_floats("d_z pattern", d_z, pattern)
+    B, T, H, E = q.shape
+    expect_shape("d_z", d_z, q.shape)
+    expect_shape("pattern", pattern, (B, H, T, T))
+    if d_z.dtype != q.dtype or pattern.dtype != q.dtype:
+        raise ValueError(f"d_z, pattern and q must share one dtype, got {d_z.dtype}, "
+                         f"{pattern.dtype}, {q.dtype}")
+    d_q, d_k, d_v = np.empty_like(q), np.empty_like(q), np.empty_like(q)
+    _attention_backward(d_z, q, k, v, pattern, q.dtype.type(1 / np.sqrt(E)), d_q, d_k, d_v)
+    return d_q, d_k, d_v
+
+
+# --- 4. output projection: BLAS ---------------------------------------------------------
+
+def output_forward(z, W_O):
+    """Numba twin of minih.ops.attention.output_forward (BLAS: a plain matmul).
+
+    attn_out[b,t] = sum_h z[b,t,h] @ W_O[h]:  z as [B*T, H*E] @ W_O as [H*E, D] -> [B,T,D]
+    """
+    z, W_O = as_floats("z W_O", z, W_O)
+    B, T, H, E = z.shape
+    expect_shape("W_O", W_O, (H, E, W_O.shape[-1]))
+    return (z.reshape(B * T, H * E) @ W_O.reshape(H * E, -1)).reshape(B, T, -1)
+
+
+def head_results(z, W_O):
+    """Numba twin of minih.ops.attention.head_results (BLAS, batched over heads).
+
+    Each head's write to the residual stream: z [B,T,H,E], W_O [H,E,D] -> [B,T,H,D]
+    (a transposed view of an [H, B*T, D] product).
+    """
+    z, W_O = as_floats("z W_O", z, W_O)
+    B, T, H, E = z.shape
+    expect_shape("W_O", W_O, (H, E, W_O.shape[-1]))
+    zh = z.reshape(B * T, H, E).transpose(1, 0, 2)               # [H, B*T, E]
+    return (zh @ W_O).reshape(H, B, T, -1).transpose(1, 2, 0, 3)  # [B,T,H,D]
+
+
+def output_backward(d_out, z, W_O):
+    """Numba twin of minih.ops.attention.output_backward (BLAS): -> d_z [B,T,H,E], d_W_O [H,E,D]"""
+    d_out, z, W_O = as_floats("d_out z W_O", d_out, z, W_O)
+    B, T, H, E = z.shape
+    D = W_O.shape[-1]
+    expect_shape("W_O", W_O, (H, E, D))
+    expect_shape("d_out", d_out, (B, T, D))
+    d_out2 = d_out.reshape(B * T, D)                             # [B*T, D]
+    d_z = (d_out2 @ W_O.reshape(H * E, D).T).reshape(B, T, H, E)
+    d_W_O = (z.reshape(B * T, H * E).T @ d_out2).reshape(H, E, D)
+    return d_z, d_W_O

@@ -1,0 +1,98 @@
+"""Numba twins of minih.ops.loss: next-token softmax cross-entropy, row by row.
+
+A row is one predicting position (b, i), i = 0..T-2, with V logits. The reference
+builds log_softmax with four [B, T-1, V] temporaries; the kernel reads each row
+once for its max, once for exp and the sum, and writes probs and the row's loss.
+
+Shape legend: B = batch, T = positions, V = d_vocab
+"""
+import numpy as np
+from numba import prange
+
+from ._jit import as_floats, as_tokens, kernel
+
+
+@kernel(parallel=True)
+def _softmax_nll(logits, tokens, nll, probs, with_probs):
+    B, T, V = logits.shape
+    for r in prange(B * (T - 1)):                                # rows are independent
+        b = r // (T - 1)
+        i = r - b * (T - 1)
+        row = logits[b, i]                                       # [V]
+        m = row[0]
+        for c in range(1, V):
+            m = max(m, row[c])
+        total = 0.0                                              # float64: V terms
+        for c in range(V):
+            total += np.exp(row[c] - m)
+        log_total = np.log(total)
+        # -log softmax(logits[b, i])[t] = log sum_c exp(l_c - m) - (l_t - m)
+        nll[b, i] = log_total - (row[tokens[b, i + 1]] - m)
+        if with_probs:
+            for c in range(V):
+                probs[b, i, c] = np.exp(row[c] - m - log_total)
+
+
+def _check(logits, tokens):
+    (logits,) = as_floats("logits", logits)
+    if logits.ndim != 3:
+        raise ValueError(f"logits must be [B, T, V], got shape {logits.shape}")
+    tokens = as_tokens(tokens, logits.shape[2])
+    if tokens.shape != logits.shape[:2] or tokens.shape[1] < 2:
+        raise ValueError(f"tokens must be [B, T] with T >= 2 matching logits {logits.shape}, "
+                         f"got {tokens.shape}")
+    return logits, tokens
+
+
+def per_token_loss(logits, tokens):
+    """Numba twin of minih.ops.loss.per_token_loss: -log p(tokens[b, i+1] | ...) -> [B, T-1]"""
+    logits, tokens = _check(logits, tokens)
+    B, T, V = logits.shape
+    nll = np.empty((B, T - 1), dtype=logits.dtype)
+    _softmax_nll(logits, tokens, nll, np.empty((1, 1, 1), logits.dtype), False)
+    return nll
+
+
+def cross_entropy_forward(logits, tokens):
+    """Numba twin of minih.ops.loss.cross_entropy_forward.
+
+    logits [B,T,V], tokens [B,T] -> mean next-token loss (float), probs [B,T-1,V]
+    (the softmax of the predicting positions, which the backward needs).
+    """
+    logits, tokens = _check(logits, tokens)
+    B, T, V = logits.shape
+    nll = np.empty((B, T - 1), dtype=logits.dtype)
+    probs = np.empty((B, T - 1, V), dtype=logits.dtype)
+    _softmax_nll(logits, tokens, nll, probs, True)
+    return float(nll.mean()), probs
+
+
+@kernel(parallel=True)
+def _cross_entropy_backward(probs, tokens, inv_n, d_logits):
+    B, Tm1, V = probs.shape
+    for r in prange(B * (Tm1 + 1)):
+        b = r // (Tm1 + 1)
+        i = r - b * (Tm1 + 1)
+        if i == Tm1:                                             # the last position predicts nothing
+            for c in range(V):
+                d_logits[b, i, c] = 0
+        else:                                                    # (softmax - onehot) / (B (T-1))
+            for c in range(V):
+                d_logits[b, i, c] = probs[b, i, c] * inv_n
+            d_logits[b, i, tokens[b, i + 1]] -= inv_n
+
+
+def cross_entropy_backward(probs, tokens):
+    """Numba twin of minih.ops.loss.cross_entropy_backward: -> d_logits [B,T,V].
+
+    d loss / d logits[b,i] = (probs[b,i] - onehot(tokens[b,i+1])) / (B*(T-1)); row T-1 is 0.
+    """
+    (probs,) = as_floats("probs", probs)
+    B, Tm1, V = probs.shape
+    tokens = as_tokens(tokens, V)
+    if tokens.shape != (B, Tm1 + 1):
+        raise ValueError(f"tokens must be [B, T] = {(B, Tm1 + 1)} for probs {probs.shape}, "
+                         f"got {tokens.shape}")
+    d_logits = np.empty((B, Tm1 + 1, V), dtype=probs.dtype)
+    _cross_entropy_backward(probs, tokens, probs.dtype.type(1.0 / (B * Tm1)), d_logits)
+    return d_logits

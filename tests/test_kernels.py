@@ -1,0 +1,328 @@
+"""The Numba backend (minih.kernels) against the NumPy reference (minih.ops).
+
+Oracle: every kernel's output is compared with the reference op it mirrors, on the
+same inputs; the reference itself is checked against finite differences in
+tests/test_ops.py and by minih.gradcheck. Then the whole model: both backends give
+the same loss and the same gradient for every parameter.
+
+Tolerances, with their reason:
+  float64  rtol 1e-10, atol 1e-12: the kernels sum in another order than BLAS and
+           NumPy (and skip the masked zeros); float64 rounding (1e-16 per operation,
+           a few hundred terms per sum) stays far below this. A wrong index or
+           formula gives differences of order 1.
+  float32  rtol 1e-4, atol 1e-5: float32 rounding (6e-8 per operation) over sums of
+           up to ~50 terms in a different order, plus the float32 polynomial exp of
+           the attention forward (relative error ~1e-7), gives ~1e-6 relative.
+Shape legend: B batch, T positions, H heads, E d_head, D d_model, V d_vocab.
+"""
+import numba
+import numpy as np
+import pytest
+
+import minih
+from minih import kernels, ops
+from minih.kernels import _jit, attention, embedding, layernorm, loss
+from minih.kernels import adamw as k_adamw
+from helpers import assert_close
+
+TOL = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
+
+# (B, T, H, E, D, V): odd sizes, 1-sized ones, and T > 16 (the SIMD padding of the
+# attention rows: T = 37 ends in a partial block, T = 32 in a full one)
+SHAPES = [(2, 5, 3, 4, 6, 7), (1, 1, 1, 1, 1, 2), (1, 37, 1, 1, 3, 5), (3, 32, 2, 5, 4, 3),
+          (2, 19, 4, 16, 8, 11)]
+DTYPES = [np.float64, np.float32]
+
+
+def rand(rng, shape, dtype, contiguous=True):
+    """Standard normal array; contiguous=False gives a non-contiguous view with the same values
+    (every other element of a twice-as-long last axis), to check the wrappers' layout handling."""
+    if contiguous:
+        return rng.standard_normal(shape).astype(dtype)
+    big = rng.standard_normal(shape[:-1] + (2 * shape[-1],)).astype(dtype)
+    view = big[..., ::2]
+    assert not view.flags.c_contiguous or view.size <= 1
+    return view
+
+
+def close(name, got, want, dtype):
+    rtol, atol = TOL[dtype]
+    assert got.dtype == want.dtype, f"{name}: dtype {got.dtype}, expected {want.dtype}"
+    assert_close(name, got, want, rtol, atol)
+
+
+def test_same_names_as_reference():
+    # oracle: minih/ops/__init__.py's public names; a backend is swapped by module
+    public = {n for n in dir(ops) if not n.startswith("_") and callable(getattr(ops, n))}
+    missing = {n for n in public if not hasattr(kernels, n)}
+    assert not missing, f"minih.kernels lacks {sorted(missing)}"
+    assert kernels.NAME == "numba" and kernels.LN_EPS == ops.LN_EPS
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_attention_ops(shape, dtype, contiguous):
+    B, T, H, E, D, V = shape
+    rng = np.random.default_rng(hash((shape, contiguous)) % 2**32)
+    q, k, v, d_z = (rand(rng, (B, T, H, E), dtype, contiguous) for _ in range(4))
+    got, want = kernels.attention_forward(q, k, v), ops.attention_forward(q, k, v)
+    for name, g, w in zip(("z", "pattern"), got[:2], want[:2]):
+        close(name, g, w, dtype)
+    finite = np.isfinite(want[2])
+    assert np.array_equal(np.isfinite(got[2]), finite), "scores: -inf exactly above the diagonal"
+    assert np.all(got[2][~finite] == -np.inf)
+    close("scores", got[2][finite], want[2][finite], dtype)
+    assert kernels.attention_forward(q, k, v, with_scores=False)[2] is None
+    pattern = want[1]
+    for name, g, w in zip(("d_q", "d_k", "d_v"), kernels.attention_backward(d_z, q, k, v, pattern),
+                          ops.attention_backward(d_z, q, k, v, pattern)):
+        close(name, g, w, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_projections_smear_output(shape, dtype, contiguous):
+    B, T, H, E, D, V = shape
+    rng = np.random.default_rng(hash((shape, contiguous, 1)) % 2**32)
+    x = rand(rng, (B, T, D), dtype, contiguous)
+    W = rand(rng, (H, D, E), dtype, contiguous)
+    W_O = rand(rng, (H, E, D), dtype, contiguous)
+    d_out = rand(rng, (B, T, H, E), dtype, contiguous)
+    z = rand(rng, (B, T, H, E), dtype, contiguous)
+    d_res = rand(rng, (B, T, D), dtype, contiguous)
+    smear = rand(rng, (H,), dtype)
+    close("project_forward", kernels.project_forward(x, W), ops.project_forward(x, W), dtype)
+    for name, g, w in zip(("d_x", "d_W"), kernels.project_backward(d_out, x, W),
+                          ops.project_backward(d_out, x, W)):
+        close(name, g, w, dtype)
+    close("smear_forward", kernels.smear_forward(z, smear), ops.smear_forward(z, smear), dtype)
+    for name, g, w in zip(("d_k", "d_smear"), kernels.smear_backward(d_out, z, smear),
+                          ops.smear_backward(d_out, z, smear)):
+        close(name, g, w, dtype)
+    close("output_forward", kernels.output_forward(z, W_O), ops.output_forward(z, W_O), dtype)
+    close("head_results", kernels.head_results(z, W_O), ops.head_results(z, W_O), dtype)
+    for name, g, w in zip(("d_z", "d_W_O"), kernels.output_backward(d_res, z, W_O),
+                          ops.output_backward(d_res, z, W_O)):
+        close(name, g, w, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_layernorm_embedding_loss(shape, dtype, contiguous):
+    B, T, H, E, D, V = shape
+    rng = np.random.default_rng(hash((shape, contiguous, 2)) % 2**32)
+    x, d_y = rand(rng, (B, T, D), dtype, contiguous), rand(rng, (B, T, D), dtype, contiguous)
+    w, b = rand(rng, (D,), dtype, contiguous), rand(rng, (D,), dtype, contiguous)
+    y, scale = ops.layernorm_forward(x, w, b)
+    for name, g, want in zip(("y", "scale"), kernels.layernorm_forward(x, w, b), (y, scale)):
+        close(name, g, want, dtype)
+    for name, g, want in zip(("d_x", "d_w", "d_b"), kernels.layernorm_backward(d_y, x, scale, w),
+                             ops.layernorm_backward(d_y, x, scale, w)):
+        close(name, g, want, dtype)
+    W_E = rand(rng, (V, D), dtype, contiguous)
+    tokens = rng.integers(0, V, (B, T))                          # repeats: the scatter must add
+    close("embed_forward", kernels.embed_forward(W_E, tokens), ops.embed_forward(W_E, tokens), dtype)
+    close("embed_backward", kernels.embed_backward(d_y, tokens, V),
+          ops.embed_backward(d_y, tokens, V), dtype)
+    close("pos_embed_backward", kernels.pos_embed_backward(d_y, T + 2),
+          ops.pos_embed_backward(d_y, T + 2), dtype)
+    if T >= 2:
+        logits = 3 * rand(rng, (B, T, V), dtype, contiguous)
+        (l_got, p_got), (l_want, p_want) = (kernels.cross_entropy_forward(logits, tokens),
+                                            ops.cross_entropy_forward(logits, tokens))
+        assert abs(l_got - l_want) <= TOL[dtype][0] * abs(l_want), (l_got, l_want)
+        close("probs", p_got, p_want, dtype)
+        close("d_logits", kernels.cross_entropy_backward(p_want, tokens),
+              ops.cross_entropy_backward(p_want, tokens), dtype)
+        close("per_token_loss", kernels.per_token_loss(logits, tokens),
+              ops.per_token_loss(logits, tokens), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("step, weight_decay, grad_scale", [(1, 0.0, 1.0), (7, 0.1, 0.3)])
+def test_adamw_update(dtype, step, weight_decay, grad_scale):
+    rng = np.random.default_rng(step)
+    p, m = rand(rng, (5, 3), dtype), rand(rng, (5, 3), dtype)
+    v = np.abs(rand(rng, (5, 3), dtype))
+    g = rand(rng, (3, 5), dtype).T                               # non-contiguous gradient
+    ref = [a.copy() for a in (p, m, v)]
+    args = (1e-2, 0.9, 0.99, 1e-8, weight_decay, step, grad_scale)
+    ops.adamw_update(ref[0], g, ref[1], ref[2], *args)
+    kernels.adamw_update(p, g, m, v, *args)
+    for name, got, want in zip("pmv", (p, m, v), ref):
+        close(name, got, want, dtype)
+
+
+def test_fast_exp_f32():
+    # oracle: np.exp in float64; the float32 polynomial is accurate to float32 rounding
+    x = np.concatenate([-np.linspace(0, 87, 1001), [-87.5, -200.0, -np.inf]]).astype(np.float32)
+    for f in (_jit.exp_shifted_f32, _jit.exp_shifted_f32.py_func):
+        row, bits = x.copy(), np.empty(x.size, np.int32)
+        total = f(row, x.size, np.float32(0), bits)
+        want = np.exp(x.astype(np.float64))
+        assert_close("exp", row[:1001], want[:1001], 2e-7, 1e-44)  # 2e-7: ~2 float32 ulps
+        assert np.all(row[1001:] == 0), "exp below float32's normal range must be exactly 0"
+        assert abs(total - want.sum()) <= 1e-6 * want.sum()
+
+
+# --- the kernel bodies without the JIT: their Python logic, line by line ----------------
+
+def test_kernel_bodies_without_jit():
+    """Run each jitted kernel's .py_func (plain Python, prange = range) on a tiny case and
+    compare with the reference: the same logic the compiled code runs."""
+    rng = np.random.default_rng(5)
+    B, T, H, E, D, V = 2, 3, 2, 5, 4, 6                          # E = 5: the E % 4 tail loop too
+    f32 = np.float32
+    q, k, v, d_z = (rng.standard_normal((B, T, H, E)).astype(f32) for _ in range(4))
+    z, pattern = np.empty_like(q), np.empty((B, H, T, T), f32)
+    scores = np.empty_like(pattern)
+    scale = f32(1 / np.sqrt(E))
+    attention._attention_forward.py_func(q, k, v, scale, z, pattern, scores, True, True)
+    want = ops.attention_forward(q, k, v)
+    close("z", z, want[0], np.float32)
+    close("pattern", pattern, want[1], np.float32)
+    d_q, d_k, d_v = (np.empty_like(q) for _ in range(3))
+    attention._attention_backward.py_func(d_z, q, k, v, pattern, scale, d_q, d_k, d_v)
+    for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
+                          ops.attention_backward(d_z, q, k, v, pattern)):
+        close(name, g, w, np.float32)
+
+    x = rng.standard_normal((B * T, D))
+    w, b, d_y = rng.standard_normal(D), rng.standard_normal(D), rng.standard_normal((B * T, D))
+    y, sc = np.empty_like(x), np.empty(B * T)
+    layernorm._layernorm_forward.py_func(x, w, b, ops.LN_EPS, y, sc)
+    y_ref, sc_ref = ops.layernorm_forward(x, w, b)
+    close("ln y", y, y_ref, np.float64)
+    d_x, d_w, d_b = np.empty_like(x), np.zeros((2, D)), np.zeros((2, D))
+    layernorm._layernorm_backward.py_func(d_y, x, sc, w, d_x, d_w, d_b)
+    for name, g, want in zip(("d_x", "d_w", "d_b"), (d_x, d_w.sum(0), d_b.sum(0)),
+                             ops.layernorm_backward(d_y, x, sc_ref, w)):
+        close(name, g, want, np.float64)
+
+    k4 = rng.standard_normal((B, T, H, E))
+    s = rng.standard_normal(H)
+    sig = 1 / (1 + np.exp(-s))
+    k_s = np.empty_like(k4)
+    attention._smear_forward.py_func(k4, sig, k_s)
+    close("smear", k_s, ops.smear_forward(k4, s), np.float64)
+    d_k, d_s = np.empty_like(k4), np.zeros((B, H))
+    attention._smear_backward.py_func(k_s, k4, sig, d_k, d_s)
+    ref_dk, ref_ds = ops.smear_backward(k_s, k4, s)
+    close("d_k", d_k, ref_dk, np.float64)
+    close("d_smear", d_s.sum(0) * sig * (1 - sig), ref_ds, np.float64)
+
+    W_E, tokens = rng.standard_normal((V, D)), rng.integers(0, V, (B, T))
+    x3 = np.empty((B, T, D))
+    embedding._embed_forward.py_func(W_E, tokens, x3)
+    close("embed", x3, ops.embed_forward(W_E, tokens), np.float64)
+    d_W_E = np.zeros((V, D))
+    embedding._embed_backward.py_func(x3, tokens, d_W_E)
+    close("d_W_E", d_W_E, ops.embed_backward(x3, tokens, V), np.float64)
+    d_W_pos = np.zeros((T + 1, D))
+    embedding._pos_embed_backward.py_func(x3, d_W_pos)
+    close("d_W_pos", d_W_pos, ops.pos_embed_backward(x3, T + 1), np.float64)
+
+    logits = rng.standard_normal((B, T, V))
+    nll, probs = np.empty((B, T - 1)), np.empty((B, T - 1, V))
+    loss._softmax_nll.py_func(logits, tokens, nll, probs, True)
+    l_ref, p_ref = ops.cross_entropy_forward(logits, tokens)
+    close("probs", probs, p_ref, np.float64)
+    assert abs(nll.mean() - l_ref) < 1e-12
+    d_logits = np.empty((B, T, V))
+    loss._cross_entropy_backward.py_func(p_ref, tokens, 1.0 / (B * (T - 1)), d_logits)
+    close("d_logits", d_logits, ops.cross_entropy_backward(p_ref, tokens), np.float64)
+
+    p, g, m, vv = (rng.standard_normal(7) for _ in range(4))
+    vv = np.abs(vv)
+    ref = [a.copy() for a in (p, m, vv)]
+    ops.adamw_update(ref[0], g, ref[1], ref[2], 1e-2, 0.9, 0.99, 1e-8, 0.1, 3, 0.5)
+    k_adamw._adamw_update.py_func(p, g, m, vv, 1e-2, 0.9, 0.99, 1e-8, 0.1, 1 - 0.9 ** 3,
+                                  1 - 0.99 ** 3, 0.5)
+    for name, got, want in zip("pmv", (p, m, vv), ref):
+        close(name, got, want, np.float64)
+
+
+# --- bad input ---------------------------------------------------------------------------
+
+def test_bad_input_raises_clear_errors():
+    q = np.zeros((1, 3, 2, 4), np.float32)
+    with pytest.raises(ValueError, match="share one dtype"):
+        kernels.attention_forward(q, q.astype(np.float64), q)
+    with pytest.raises(ValueError, match=r"k has shape"):
+        kernels.attention_forward(q, q[:, :2], q)
+    with pytest.raises(ValueError, match="float32 or float64"):
+        kernels.layernorm_forward(np.zeros((2, 3), int), np.ones(3), np.zeros(3))
+    with pytest.raises(ValueError, match=r"d_vocab"):
+        kernels.embed_forward(np.zeros((4, 2)), np.array([[0, 4]]))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        p = np.zeros((3, 2)).T
+        kernels.adamw_update(p, p, p, p, 1e-3, 0.9, 0.99, 1e-8, 0.0, 1)
+
+
+# --- the whole model: both backends, same loss and gradients ------------------------------
+
+MODEL_CONFIGS = [
+    dict(n_layers=0),
+    dict(n_layers=1, layernorm=False, positional="standard"),
+    dict(n_layers=2),
+    dict(n_layers=2, smeared_keys=True, smear_init=0.3),
+    dict(n_layers=3, layernorm=False, smeared_keys=True, positional="standard"),
+    dict(n_layers=1, n_heads=1, d_head=1),
+]
+
+
+@pytest.mark.parametrize("overrides", MODEL_CONFIGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_model_backends_agree(overrides):
+    # oracle: the NumPy backend (itself checked against finite differences by gradcheck)
+    cfg = minih.ModelConfig(d_model=12, n_ctx=21, d_vocab=9, dtype="float64",
+                            **{"n_heads": 3, "d_head": 4, **overrides})
+    params = minih.init_params(cfg, seed=1)
+    tokens = np.random.default_rng(2).integers(0, cfg.d_vocab, (3, 21))
+    loss_ref, grads_ref = minih.loss_and_grads(params, tokens, cfg, backend="numpy")
+    loss_nb, grads_nb = minih.loss_and_grads(params, tokens, cfg, backend="numba")
+    assert abs(loss_nb - loss_ref) <= 1e-12 * abs(loss_ref)
+    assert list(grads_nb) == list(grads_ref)
+    for key in grads_ref:
+        close(key, grads_nb[key], grads_ref[key], np.float64)
+
+
+def test_model_float32_and_cache():
+    # oracle: the NumPy backend; float32 tolerance as above. The cache keeps the
+    # TransformerLens names and shapes with either backend.
+    cfg = minih.ModelConfig.preset("small", n_ctx=40)
+    params = minih.init_params(cfg, seed=3)
+    tokens = np.random.default_rng(4).integers(0, cfg.d_vocab, (2, 40))
+    loss_ref, grads_ref = minih.loss_and_grads(params, tokens, cfg, backend="numpy")
+    loss_nb, grads_nb = minih.loss_and_grads(params, tokens, cfg, backend="numba")
+    assert abs(loss_nb - loss_ref) <= 1e-5 * abs(loss_ref)
+    for key in grads_ref:
+        # relative to the gradient's own scale: float32 sums over 2*40 positions
+        scale = np.abs(grads_ref[key]).max()
+        assert_close(key, grads_nb[key] / scale, grads_ref[key] / scale, 0, 2e-4)
+    logits_ref, cache_ref = minih.run_with_cache(params, tokens, cfg, backend="numpy")
+    logits_nb, cache_nb = minih.run_with_cache(params, tokens, cfg, backend="numba")
+    close("logits", logits_nb, logits_ref, np.float32)
+    assert set(cache_nb) == set(cache_ref)
+    for key in cache_ref:
+        assert cache_nb[key].shape == cache_ref[key].shape, key
+
+
+def test_threads_do_not_change_results():
+    # oracle: the same kernels on one thread. Every parallel loop owns its outputs and
+    # the row chunks are fixed, so the thread count must not change a single bit.
+    cfg = minih.ModelConfig.preset("tiny", n_ctx=24, smeared_keys=True)
+    params = minih.init_params(cfg, seed=0)
+    tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (4, 24))
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        loss1, g1 = minih.loss_and_grads(params, tokens, cfg, backend="numba")
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        loss2, g2 = minih.loss_and_grads(params, tokens, cfg, backend="numba")
+    finally:
+        numba.set_num_threads(before)
+    assert loss1 == loss2
+    assert all(np.array_equal(g1[k], g2[k]) for k in g1)
