@@ -91,6 +91,7 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     sec, numbers["argument_2"] = A.argument_2(measures, figs)
     sections.append(sec)
     sec, numbers["argument_3"] = A.argument_3(measures, runs, figs, "2L", backend, progress)
+    timings["ablation sweep (in arguments)"] = numbers["argument_3"].pop("sweep_seconds")
     sections.append(sec)
     gen = next(m for m in members if m.group == "generality")
     sec, numbers["argument_4"] = A.argument_4(gen.name, runs[gen.name], gen.train.data, figs, backend)

@@ -1,0 +1,77 @@
+"""`minih reproduce` end to end at tiny size: report, figures and numbers agree with the
+runs' own tables, and a re-run with the same seed gives the same numbers."""
+import json
+import re
+
+import numpy as np
+import pytest
+
+from minih import load_run, metrics
+from minih.reproduce import reproduce
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduction")
+    numbers = reproduce(out, size="tiny", backend="numpy", progress=False)
+    return out, numbers
+
+
+def test_report_and_every_figure_exist(tiny):
+    out, numbers = tiny
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md)
+    assert len(images) >= 12
+    for rel in images:
+        assert (out / rel).is_file() and (out / rel).stat().st_size > 2000, rel
+    assert html.count("data:image/png;base64,") == len(images)        # all embedded
+    for k in range(1, 7):
+        assert f"Argument {k}" in md
+    assert json.loads((out / "numbers.json").read_text())["size"] == "tiny"
+
+
+def test_numbers_in_report_match_the_runs(tiny):
+    out, numbers = tiny
+    md = (out / "report.md").read_text()
+    for name, row in numbers["argument_1"]["models"].items():
+        run = load_run(out / "runs" / name.lower().replace(" ", "-"))
+        early, late = numbers["argument_1"]["icl_indices"]
+        # the ICL score stated for the last snapshot is the run's own, recomputed here
+        icl = float(metrics.icl_score(run.losses[-1], early, late))
+        assert row["icl_last"] == pytest.approx(icl, abs=1e-6)
+        assert row["loss_last"] == pytest.approx(float(run.losses[-1].mean()), rel=1e-5)
+        assert f"{row['icl_last']:.2f}" in md
+    a3 = numbers["argument_3"]
+    assert f"{a3['icl_clean']:.2f}" in md or not a3["heads"]
+    a5 = numbers["argument_5"]
+    assert f"score {a5['prev_score']:.2f}" in md and f"{a5['ov_eigen_copying']:.2f}" in md
+    # every verdict in the summary table is the one in numbers.json
+    for k in range(1, 7):
+        flag = "yes" if numbers[f"argument_{k}"]["reproduced"] else "**NO**"
+        assert f"| {k} | {flag} |" in md
+
+
+def test_rerun_reuses_runs_and_repeats_numbers(tiny, capsys):
+    out, numbers = tiny
+    again = reproduce(out, size="tiny", backend="numpy", progress=False)
+    assert "reusing the finished run" in capsys.readouterr().out
+    strip = lambda d: json.dumps({k: v for k, v in d.items() if k != "timings_seconds"},
+                                 sort_keys=True, default=str)
+    assert strip(again) == strip(numbers)
+
+
+def test_fresh_run_with_same_seed_gives_same_numbers(tiny, tmp_path):
+    out, numbers = tiny
+    fresh = reproduce(tmp_path / "again", size="tiny", backend="numpy", progress=False)
+    a, b = numbers["argument_1"]["models"], fresh["argument_1"]["models"]
+    for name in a:
+        assert a[name]["icl_last"] == b[name]["icl_last"]
+        assert np.isclose(a[name]["best_prefix"], b[name]["best_prefix"])
+
+
+def test_cli_bad_option(capsys):
+    from minih.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "--size", "huge"])
+    assert e.value.code == 2
