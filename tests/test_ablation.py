@@ -140,3 +140,122 @@ def test_bad_ablations_raise():
         Ablation([0, 1])
     with pytest.raises(ValueError, match="means"):
         run_with_ablation(params, tokens, cfg, Ablation([(1, 0)], "mean", means={0: np.zeros((6, 2, 8))}))
+
+
+# --- the hand-built induction model: the known answer -----------------------------------
+
+def _handbuilt(copy_strength=15.0):
+    cfg, params = induction_model(d_vocab=16, n_ctx=32, n_heads=2, copy_strength=copy_strength)
+    tokens = repeated_random_tokens(16, 16, n_repeats=2, batch=8, seed=0)   # [8, 32]
+    return cfg, params, tokens
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_handbuilt_induction_head_ablation_removes_the_icl(kind):
+    # oracle: minih/handbuilt.py by construction. Head 1.0 is the induction head, heads
+    # 0.1 and 1.1 are small random "unrelated" heads (std 0.02). ICL = loss at context
+    # index 31 (second repeat: ~0) - at index 3 (first repeat: above chance), ~ -8 nats.
+    from minih.metrics import icl_score
+    cfg, params, tokens = _handbuilt()
+    icl_clean = icl_score(minih.per_token_losses(params, tokens, cfg))
+    assert icl_clean < -5
+
+    def icl(head):
+        return icl_score(ablated_per_token_losses(params, tokens, cfg, Ablation([head], kind)))
+
+    removed = (icl((1, 0)) - icl_clean) / -icl_clean          # fraction of the ICL removed
+    if kind == "mean":
+        # the mean over 8 sequences of a copying head's write still tilts the logits
+        # towards tokens seen at that position elsewhere: most, not all, of the ICL goes
+        assert removed > 0.5
+    else:
+        # zero / pattern: no head writes the OUT slot, the logits are uniform at every
+        # position, so ICL(ablated) = log 16 - log 16 = 0: all of it goes
+        assert removed == pytest.approx(1.0, abs=1e-3)
+    for head in [(0, 1), (1, 1)]:                             # unrelated heads: < 1% of it
+        assert abs(icl(head) - icl_clean) < 0.01 * -icl_clean, head
+
+
+def test_handbuilt_previous_token_head_pattern_vs_zero():
+    # oracle: the construction again. Head 0.0 matters only through the KEYS of head 1.0
+    # (K-composition). Zero ablation changes head 1.0's pattern and loses much of the ICL;
+    # pattern-preserving ablation freezes that pattern, and no value reads what head 0.0
+    # wrote, so it removes ~nothing: it sees only paths through values (docs/06).
+    from minih.metrics import icl_score
+    cfg, params, tokens = _handbuilt()
+    icl_clean = icl_score(minih.per_token_losses(params, tokens, cfg))
+    zero = icl_score(ablated_per_token_losses(params, tokens, cfg, Ablation([(0, 0)], "zero")))
+    pattern = icl_score(ablated_per_token_losses(params, tokens, cfg, Ablation([(0, 0)], "pattern")))
+    assert zero - icl_clean > 0.3 * -icl_clean
+    assert abs(pattern - icl_clean) < 0.01 * -icl_clean
+
+
+# --- attribution over a run ------------------------------------------------------------
+
+def _handbuilt_run(path, n_snapshots=6):
+    """A run whose snapshots are the hand-built model with a growing copy strength:
+    ICL appears over 'training', carried by head 1.0."""
+    from minih.run import RunWriter
+    cfg, _, tokens = _handbuilt()
+    writer = RunWriter(path, cfg, {"test": "handbuilt ramp"}, tokens)
+    for s in range(n_snapshots):
+        _, params = induction_model(d_vocab=16, n_ctx=32, n_heads=2,
+                                    copy_strength=15.0 * s / (n_snapshots - 1))
+        writer.add_snapshot(s, 1000 * (s + 1), params, minih.per_token_losses(params, tokens, cfg))
+    return minih.load_run(path)
+
+
+def test_sweep_matches_direct_computation(tmp_path):
+    # oracles: icl_score of the ablated per-token losses, and v . (L_ablated - L) with
+    # v built by hand, for every head at one snapshot; the run's arrays stay unchanged
+    from minih.attribution import phase_direction, sweep_heads
+    from minih.metrics import icl_score
+    run = _handbuilt_run(tmp_path / "run")
+    losses_before = run.losses.copy()
+    v = phase_direction(run.losses[1], run.losses[4])
+    move = run.losses[4].astype(np.float64) - run.losses[1]      # stored float32, differenced in float64
+    np.testing.assert_allclose(v, move.ravel() / np.linalg.norm(move), rtol=0, atol=1e-12)
+    for kind in KINDS:
+        sweep = sweep_heads(run, kind, direction=v, progress=False)
+        assert sweep.max_stored_diff < 1e-5          # float32 storage of the same losses
+        s = 3
+        params = run.params(s)
+        clean = minih.per_token_losses(params, run.eval_tokens, run.cfg)
+        dicl = sweep.dicl(3 - 1, 31 - 1)             # 0-based positions of indices 3 and 31
+        for k, head in enumerate(sweep.heads):
+            lost = ablated_per_token_losses(params, run.eval_tokens, run.cfg, Ablation([head], kind))
+            # float64 model; the sweep reuses the clean cache, so rounding only
+            assert dicl[k, s] == pytest.approx(icl_score(lost) - icl_score(clean), abs=1e-9)
+            assert sweep.phase_attr[k, s] == pytest.approx(v @ (lost - clean).ravel(), abs=1e-9)
+    np.testing.assert_array_equal(run.losses, losses_before)
+
+
+def test_ablate_command_writes_tables_and_figures(tmp_path):
+    # oracle: the run's design (head 1.0 carries all the ICL) and the file contract
+    import csv
+    import json
+    from minih.cli import main
+    run = _handbuilt_run(tmp_path / "run")
+    out = tmp_path / "out"
+    assert main(["ablate", str(run.path), "--kind", "all", "--out", str(out), "--quiet"]) == 0
+    for kind in KINDS:
+        rows = list(csv.DictReader(open(out / f"ablation_{kind}.csv")))
+        assert len(rows) == len(run) * 4                         # snapshots x heads
+        result = json.load(open(out / f"ablation_{kind}.json"))
+        # the circuit's two heads carry the ICL; mean-ablating the previous-token head
+        # (its mean write is a blur of tokens in PREV) can hurt even more than the
+        # induction head, so only the zero and pattern kinds must put L1H0 first
+        circuit = {"L1H0"} if kind != "mean" else {"L1H0", "L0H0"}
+        dicl = np.array(result["dicl"])                          # [K, S]
+        attr = np.array(result["phase_attr"])                    # [K, S]
+        assert result["head_labels"][int(np.argmax(dicl[:, -1]))] in circuit
+        assert result["head_labels"][int(np.argmin(attr[:, -1]))] in circuit
+        assert result["phase_window"] is not None
+        for name in (f"dicl_{kind}.png", f"phase_attr_{kind}.png"):
+            assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    paths = json.load(open(out / "paths.json"))
+    # the induction head's single path is the term that moves the loss most (here it
+    # lowers it: the hand-built model is confidently wrong on first repeats)
+    biggest = max(paths["terms"], key=lambda r: abs(r["importance"]))
+    assert biggest["name"] == "L1H0"
+    assert main(["ablate", str(run.path), "--every", "0"]) == 2  # bad value: exit code 2
