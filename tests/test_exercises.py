@@ -25,6 +25,38 @@ def test_a_typical_mistake_gets_a_hint(tmp_path):
         check_file(1, wrong)
 
 
+def test_ablation_that_forgets_later_layers_fails(tmp_path):
+    # subtracting the head's direct effect on the logits is not an ablation: later
+    # layers must see the changed residual stream
+    wrong = tmp_path / "ex06.py"
+    wrong.write_text(
+        "import minih\n"
+        "def zero_ablated_logits(params, tokens, cfg, layer, head):\n"
+        "    logits, cache = minih.run_with_cache(params, tokens, cfg)\n"
+        "    direct = cache[f'blocks.{layer}.attn.hook_result'][:, :, head]\n"
+        "    if cfg.layernorm:\n"
+        "        direct = direct / cache['ln_final.hook_scale'] * params['ln_final.w']\n"
+        "    return logits - direct @ params['unembed.W_U']\n")
+    with pytest.raises(ExerciseFailed, match="run every later layer"):
+        check_file(6, wrong)
+
+
+def test_prefix_matching_that_averages_fails(tmp_path):
+    wrong = tmp_path / "ex04.py"
+    wrong.write_text(
+        "import numpy as np\n"
+        "def prefix_matching_score(pattern, tokens):\n"
+        "    B, H, T, _ = pattern.shape\n"
+        "    m = np.zeros((B, T, T), bool)\n"
+        "    m[:, :, 1:] = tokens[:, :, None] == tokens[:, None, :-1]\n"
+        "    m &= np.tri(T, dtype=bool)\n"
+        "    q = m.any(-1)\n"
+        "    avg = (pattern * m[:, None]).sum(-1) / np.maximum(m.sum(-1), 1)[:, None]\n"
+        "    return (avg * q[:, None]).sum((0, 2)) / q.sum()\n")
+    with pytest.raises(ExerciseFailed):
+        check_file(4, wrong)
+
+
 def test_cli_start_check_and_errors(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["start", "3"]) == 0

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import ModelConfig
+from ..model import run_with_cache
+from ..params import init_params
 from ..ops import attention_forward, cross_entropy_forward, layernorm_forward
 from ..testing import compare, numerical_grad
 
@@ -119,3 +122,127 @@ def check_cross_entropy_backward(fn):
         expect(compare(f"d_logits ({where})", d, numerical_grad(L, logits), RTOL, ATOL),
                "(softmax - onehot(next token)) / (B * (T - 1)) at positions 0..T-2")
     return ["shape", "inputs untouched", "last position zero", "rows sum to zero", "finite differences"]
+
+
+# --- exercise 4 ---------------------------------------------------------------------
+
+def _repeated_tokens(rng, B=2, R=5, repeats=4, V=20):
+    """[B, 1 + R*repeats]: token 0 (BOS) then R distinct random tokens, repeated."""
+    segs = np.stack([rng.choice(np.arange(1, V), size=R, replace=False) for _ in range(B)])
+    return np.concatenate([np.zeros((B, 1), dtype=np.int64), np.tile(segs, repeats)], axis=1)
+
+
+def _perfect_induction(tokens, one_key=False):
+    """Pattern [B,1,T,T] putting all attention on keys after earlier copies of the query
+    token (spread evenly, or all on the latest such key), self-attention elsewhere."""
+    B, T = tokens.shape
+    p = np.zeros((B, 1, T, T))
+    for b in range(B):
+        for i in range(T):
+            keys = [j for j in range(1, i + 1) if tokens[b, j - 1] == tokens[b, i]]
+            if not keys:
+                p[b, 0, i, i] = 1.0
+            elif one_key:
+                p[b, 0, i, keys[-1]] = 1.0
+            else:
+                p[b, 0, i, keys] = 1.0 / len(keys)
+    return p
+
+
+def _previous_token(B, T):
+    p = np.zeros((B, 1, T, T))
+    p[:, 0, 0, 0] = 1.0
+    p[:, 0, np.arange(1, T), np.arange(T - 1)] = 1.0
+    return p
+
+
+def check_prefix_matching(fn):
+    rng = np.random.default_rng(4)
+    tokens = _repeated_tokens(rng)
+    B, T = tokens.shape
+    perfect, prev = _perfect_induction(tokens), _previous_token(B, T)
+    selfish = np.broadcast_to(np.eye(T), (B, 1, T, T)).copy()
+    pattern = np.concatenate([perfect, prev, selfish], axis=1)       # [B, 3, T, T]
+    score = np.asarray(unchanged(fn, pattern, tokens), dtype=float)
+    if score.shape != (3,):
+        raise CheckFailed(f"prefix_matching_score must return one score per head, shape (3,), "
+                          f"got {score.shape}")
+    expect(compare("perfect induction head", score[0], 1.0, 0, 1e-9),
+           "a head that puts all its attention on tokens following earlier copies of the query "
+           "token scores 1; check which queries you average over (only those with a match)")
+    expect(compare("previous-token head", score[1], 0.0, 0, 1e-9),
+           "the previous token j = i-1 matches only if t[i-2] == t[i]: never in these sequences")
+    expect(compare("self-attention head", score[2], 0.0, 0, 1e-9),
+           "key j = i would need t[i-1] == t[i]; remember the condition is on t[j-1], not t[j]")
+    one = _perfect_induction(tokens, one_key=True)
+    expect(compare("all attention on ONE matching key", np.asarray(fn(one, tokens), float)[0], 1.0, 0, 1e-9),
+           "in repeat 4 a query has 3 matching keys; a perfect head may use any of them: sum the "
+           "attention over matching keys, do not average the entries")
+    mix = 0.3 * perfect + 0.7 * prev
+    expect(compare("0.3 * perfect + 0.7 * previous-token", np.asarray(fn(mix, tokens), float)[0], 0.3, 0, 1e-9),
+           "the score is linear in the pattern")
+    relabel = rng.permutation(20)[tokens]
+    expect(compare("relabelled tokens", np.asarray(fn(pattern, relabel), float), score, 0, 1e-12),
+           "only which tokens are equal matters, not their ids")
+    return ["shape", "inputs untouched", "perfect head = 1", "previous-token head = 0",
+            "self-attention = 0", "one matching key is enough", "linearity", "relabelling"]
+
+
+# --- exercise 5 ---------------------------------------------------------------------
+
+def check_eigenvalue_copying(fn):
+    rng = np.random.default_rng(5)
+    V = D = 12
+    E = 3
+    P = np.linalg.qr(rng.normal(size=(D, E)))[0]                    # [D,E] orthonormal columns
+    I = np.eye(V)
+    cases = [("W_V W_O = P P^T (projects tokens onto themselves)", (I, P, P.T, I), 1.0,
+              "the eigenvalues are all +1: pure copying scores 1"),
+             ("W_V W_O = -P P^T", (I, P, -P.T, I), -1.0,
+              "the eigenvalues are all -1: pure anti-copying scores -1"),
+             ("a 90-degree rotation inside a plane", (I, P[:, :2], np.array([[0, 1], [-1, 0]]) @ P[:, :2].T, I),
+              0.0, "eigenvalues +i and -i: their sum is 0 (take the real part of the sum)")]
+    for name, args, expected, hint in cases:
+        score = float(np.real(unchanged(fn, *args)))
+        expect(compare(name, score, expected, 0, 1e-9), hint)
+    W_E, W_V, W_O, W_U = rng.normal(size=(30, 8)), rng.normal(size=(8, 4)), rng.normal(size=(4, 8)), rng.normal(size=(8, 30))
+    s = float(np.real(fn(W_E, W_V, W_O, W_U)))
+    if not -1 - 1e-12 <= s <= 1 + 1e-12:
+        raise CheckFailed(f"score {s} is outside [-1, 1]\n  hint: divide by sum(|eigenvalues|)")
+    expect(compare("scaling W_V by 3", float(np.real(fn(W_E, 3 * W_V, W_O, W_U))), s, 1e-9, 1e-12),
+           "the score is a ratio: scaling the circuit must not change it")
+    M = W_E @ W_V @ W_O @ W_U                                        # the full [V,V] circuit
+    lam = np.linalg.eigvals(M)
+    expect(compare("the full 30x30 circuit", s, lam.sum().real / np.abs(lam).sum(), 1e-6, 1e-9),
+           "compute the eigenvalues of W_O @ W_U @ W_E @ W_V (or of the full circuit)")
+    return ["copying = 1", "anti-copying = -1", "rotation = 0", "in [-1, 1]", "scale invariant",
+            "matches the full circuit"]
+
+
+# --- exercise 6 ---------------------------------------------------------------------
+
+def check_zero_ablation(fn):
+    cfg = ModelConfig.preset("tiny", dtype="float64", n_heads=3)
+    params = init_params(cfg, 6)
+    tokens = np.random.default_rng(6).integers(0, cfg.d_vocab, (3, cfg.n_ctx))
+    frozen = {k: v.copy() for k, v in params.items()}
+    clean, _ = run_with_cache(params, tokens, cfg)
+    for layer in range(cfg.n_layers):
+        for head in range(cfg.n_heads):
+            out = fn(params, tokens, cfg, layer, head)
+            if np.shape(out) != clean.shape:
+                raise CheckFailed(f"zero_ablated_logits must return logits of shape {clean.shape}, "
+                                  f"got {np.shape(out)}")
+            if any(not np.array_equal(frozen[k], params[k]) for k in params):
+                raise CheckFailed("your function changed params; work on copies")
+            # known answer: removing the write z_h @ W_O[h] is the same as W_O[h] = 0
+            W_O = params[f"blocks.{layer}.attn.W_O"].copy()
+            W_O[head] = 0.0
+            ref, _ = run_with_cache({**params, f"blocks.{layer}.attn.W_O": W_O}, tokens, cfg)
+            expect(compare(f"logits with head {layer}.{head} removed", out, ref, 1e-9, 1e-9),
+                   "remove the head's write z_h @ W_O[h] from the residual stream, then run every "
+                   "later layer on the changed stream (layer-0 heads change what layer 1 sees)")
+            if np.allclose(out, clean):
+                raise CheckFailed(f"removing head {layer}.{head} changed nothing\n  hint: are you "
+                                  f"removing the right head's output?")
+    return ["shape", "params untouched", "every head of every layer", "later layers recomputed"]

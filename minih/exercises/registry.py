@@ -41,6 +41,12 @@ EXERCISES = [
              checks.check_attention_backward),
     Exercise(3, "cross_entropy_backward", "Next-token cross-entropy gradient",
              "cross_entropy_backward", checks.check_cross_entropy_backward),
+    Exercise(4, "prefix_matching", "Prefix-matching score of a head", "prefix_matching_score",
+             checks.check_prefix_matching),
+    Exercise(5, "eigenvalue_copying", "Eigenvalue copying score of an OV circuit",
+             "eigenvalue_copying_score", checks.check_eigenvalue_copying),
+    Exercise(6, "zero_ablation", "Zero ablation of one head", "zero_ablated_logits",
+             checks.check_zero_ablation),
 ]
 
 
