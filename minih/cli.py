@@ -58,6 +58,10 @@ COMMANDS = {
                "minih.ablate_cli"),
     "gradcheck": ("check the backward pass against finite differences (float64)",
                   "minih.gradcheck_cli"),
+    "analyze": ("every head metric and circuit for every snapshot of a run, as CSV/JSON tables",
+                "minih.analysis"),
+    "bench": ("training speed: numpy and numba backends beside PyTorch, GFLOP/s, start times",
+              "minih.bench"),
 }
 
 

@@ -1,0 +1,211 @@
+"""`python -m minih bench`: training speed of the numpy and numba backends, side by side
+with the same model in PyTorch (eager and torch.compile) when torch is importable.
+
+For each config (REF and SMALL of issue 3) it measures, in one run on one machine:
+  - tokens/s of a full training step (forward, backward, AdamW) per implementation,
+    the median over `--steps` timed steps after `--warmup` untimed ones;
+  - the achieved GFLOP/s (useful FLOPs only, see step_flops) against the machine's
+    own float32 matmul GFLOP/s, measured in the same run (a 2048^3 np.matmul);
+  - the ratios numba / torch eager, numba / torch.compile, numpy / torch eager;
+and once: the numba cold start (a fresh NUMBA_CACHE_DIR, so every kernel compiles)
+and warm start (the same cache again), each in a new Python process.
+Results go to a JSON file and a short table. Docs: docs/04_numba.md.
+
+Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from .config import ModelConfig
+
+# issue 3's two benchmark shapes: (preset, overrides, batch)
+CONFIGS = {
+    "ref": (dict(n_layers=2, n_heads=8, d_model=128, d_head=16, n_ctx=256, d_vocab=256), 32),
+    "small": (dict(n_layers=2, n_heads=4, d_model=64, d_head=16, n_ctx=128, d_vocab=64), 64),
+}
+
+
+def step_flops(cfg: ModelConfig, batch: int) -> float:
+    """Useful FLOPs of one training step on a [batch, n_ctx] batch (multiply-add = 2).
+
+    Forward, per layer: q, k, v projections 3 * 2*B*T*D*H*E; scores q k^T and
+    pattern @ v over the causal triangle only, 2 * 2*B*H*E*T(T+1)/2; output
+    projection 2*B*T*H*E*D. Then the unembedding 2*B*T*D*V. The backward of each
+    product is two products of the same size, so a step is 3x the forward. The
+    elementwise work (LayerNorm, softmax, AdamW) is not counted.
+    """
+    B, T, D, H, E, V = batch, cfg.n_ctx, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_vocab
+    per_layer = 3 * 2 * B * T * D * H * E + 2 * 2 * B * H * E * T * (T + 1) / 2 + 2 * B * T * H * E * D
+    forward = cfg.n_layers * per_layer + 2 * B * T * D * V
+    return 3.0 * forward
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """The machine's float32 matmul speed: best of `repeats` n x n x n np.matmul (OpenBLAS)."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(np.float32) for _ in range(2))
+    a @ b                                                        # warm up the BLAS threads
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / best / 1e9
+
+
+def _timed(f) -> float:
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def minih_tokens_per_s(cfg: ModelConfig, batch: int, backend: str, steps: int, warmup: int,
+                       seed: int = 0) -> dict:
+    """Median wall time of minih.optim.train_step with `backend`, as tokens/s (B*T per step)."""
+    from .optim import AdamWConfig, adamw_init, train_step
+    from .params import init_params
+    params = init_params(cfg, seed)
+    state, opt = adamw_init(params), AdamWConfig()
+    tokens = np.random.default_rng(seed).integers(0, cfg.d_vocab, (batch, cfg.n_ctx))
+    first = _timed(lambda: train_step(params, state, tokens, cfg, opt, backend=backend))
+    for _ in range(warmup):
+        train_step(params, state, tokens, cfg, opt, backend=backend)
+    times = [_timed(lambda: train_step(params, state, tokens, cfg, opt, backend=backend))
+             for _ in range(steps)]
+    med = float(np.median(times))
+    return {"impl": f"minih {backend}", "first_step_s": first, "median_step_s": med,
+            "step_times_s": times, "tokens_per_s": batch * cfg.n_ctx / med}
+
+
+# a fresh process: import minih, one REF training step with the numba backend
+_START_SCRIPT = """
+import json, time
+t0 = time.perf_counter()
+import numpy as np, minih
+from minih.optim import AdamWConfig, adamw_init, train_step
+cfg = minih.ModelConfig(**{cfg})
+params = minih.init_params(cfg, 0)
+state = adamw_init(params)
+tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, ({batch}, cfg.n_ctx))
+t1 = time.perf_counter()
+train_step(params, state, tokens, cfg, AdamWConfig(), backend="numba")
+t2 = time.perf_counter()
+print(json.dumps({{"import_and_setup_s": t1 - t0, "first_step_s": t2 - t1, "total_s": t2 - t0}}))
+"""
+
+
+def start_times(cfg_name: str = "ref") -> dict:
+    """Cold start (every kernel compiles into an empty NUMBA_CACHE_DIR) and warm start
+    (the same cache, loaded), each measured in a new Python process."""
+    overrides, batch = CONFIGS[cfg_name]
+    script = _START_SCRIPT.format(cfg=overrides, batch=batch)
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="minih-numba-cache-") as cache_dir:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        for label in ("cold", "warm"):
+            res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                                 text=True, check=True)
+            out[label] = json.loads(res.stdout.strip().splitlines()[-1])
+    return out
+
+
+def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch: bool = True,
+              compiled: bool = True, numpy_backend: bool = True, start: bool = True) -> dict:
+    """Every measurement of the module docstring, as one dict (what --out writes)."""
+    import platform
+
+    import numba
+    threads = numba.get_num_threads()
+    result = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+                          "cpu_count": os.cpu_count(), "numba_threads": threads,
+                          "numpy": np.__version__, "numba": numba.__version__,
+                          "python": platform.python_version()},
+              "settings": {"steps": steps, "warmup": warmup},
+              "matmul_gflops": matmul_gflops(), "configs": {}}
+    from .bench_torch import torch_available, torch_tokens_per_s
+    with_torch = torch and torch_available()
+    for name in configs:
+        overrides, batch = CONFIGS[name]
+        cfg = ModelConfig(**overrides)
+        flops = step_flops(cfg, batch)
+        rows = []
+        if numpy_backend:
+            rows.append(minih_tokens_per_s(cfg, batch, "numpy", steps, warmup))
+        rows.append(minih_tokens_per_s(cfg, batch, "numba", steps, warmup))
+        if with_torch:
+            rows.append(torch_tokens_per_s(cfg, batch, steps, warmup, threads, compiled=False))
+            if compiled:
+                rows.append(torch_tokens_per_s(cfg, batch, steps, warmup, threads, compiled=True))
+        for row in rows:
+            row["gflops"] = flops / row["median_step_s"] / 1e9
+            row["fraction_of_matmul"] = row["gflops"] / result["matmul_gflops"]
+        by = {row["impl"]: row["tokens_per_s"] for row in rows}
+        ratios = {}
+        for num, den in (("minih numba", "torch eager"), ("minih numba", "torch.compile"),
+                         ("minih numpy", "torch eager"), ("minih numba", "minih numpy")):
+            if num in by and den in by:
+                ratios[f"{num} / {den}"] = by[num] / by[den]
+        result["configs"][name] = {"config": overrides, "batch": batch, "step_gflop": flops / 1e9,
+                                   "results": rows, "ratios": ratios}
+    if start:
+        result["numba_start_ref"] = start_times("ref")
+    return result
+
+
+def format_table(result: dict) -> str:
+    m = result["machine"]
+    lines = [f"machine: {m['processor'] or m['platform']}, {m['cpu_count']} cores, "
+             f"{m['numba_threads']} threads; float32 matmul {result['matmul_gflops']:.1f} GFLOP/s",
+             ""]
+    for name, c in result["configs"].items():
+        lines.append(f"{name}: batch {c['batch']}, {c['config']}, {c['step_gflop']:.2f} GFLOP/step")
+        lines.append(f"  {'implementation':<15}{'tokens/s':>10}{'step ms':>9}{'GFLOP/s':>9}{'of matmul':>11}")
+        for r in c["results"]:
+            lines.append(f"  {r['impl']:<15}{r['tokens_per_s']:>10.0f}{1e3 * r['median_step_s']:>9.1f}"
+                         f"{r['gflops']:>9.1f}{100 * r['fraction_of_matmul']:>10.0f}%")
+        for k, v in c["ratios"].items():
+            lines.append(f"  {k}: {v:.2f}x")
+        lines.append("")
+    if "numba_start_ref" in result:
+        s = result["numba_start_ref"]
+        lines.append(f"numba start (REF, new process): cold first step {s['cold']['first_step_s']:.1f} s "
+                     f"(import {s['cold']['import_and_setup_s']:.1f} s), warm first step "
+                     f"{s['warm']['first_step_s']:.2f} s (import {s['warm']['import_and_setup_s']:.1f} s)")
+    return "\n".join(lines)
+
+
+# --- the CLI command ------------------------------------------------------------------------
+
+def add_arguments(p):
+    p.add_argument("--configs", default="ref,small",
+                   help="comma-separated, from: " + ", ".join(CONFIGS) + " (default: ref,small)")
+    p.add_argument("--steps", type=int, default=10, help="timed steps per implementation (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing (default 2)")
+    p.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is installed")
+    p.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
+    p.add_argument("--no-numpy", action="store_true", help="skip the numpy backend")
+    p.add_argument("--no-start", action="store_true", help="skip the cold/warm start measurement")
+    p.add_argument("--out", default="bench.json", help="JSON results file (default: bench.json)")
+
+
+def run(args) -> int:
+    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown or not configs:
+        raise ValueError(f"--configs: unknown {unknown}; choose from {sorted(CONFIGS)}")
+    if args.steps < 1 or args.warmup < 0:
+        raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps}, {args.warmup}")
+    result = run_bench(configs, args.steps, args.warmup, torch=not args.no_torch,
+                       compiled=not args.no_compile, numpy_backend=not args.no_numpy,
+                       start=not args.no_start)
+    print(format_table(result))
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"\nwrote {args.out}")
+    return 0
