@@ -17,3 +17,5 @@ from . import run
 from .run import load_run, Run, RunWriter
 from .train import TrainConfig, train, TrainingDiverged
 from . import data
+from . import metrics, handbuilt
+from .analysis import analyze, Analysis

@@ -280,10 +280,10 @@ def k_composition_qk_terms(params, cfg: ModelConfig) -> tuple[np.ndarray, np.nda
     trace = np.full((Lh, H, Lh, H), np.nan)
     positivity = np.full((Lh, H, Lh, H), np.nan)
     for b in range(1, Lh):
-        X = np.einsum("vd,hde->hve", W_E, f["W_Q"][b]) / np.sqrt(cfg.d_head)  # [H2,V,E] queries
+        X = W_E @ f["W_Q"][b] / np.sqrt(cfg.d_head)                    # [H2,V,E] queries
         for a in range(b):
-            moved = np.einsum("vd,hde,hem->hvm", W_E, f["W_V"][a], f["W_O"][a])  # [H1,V,D]
-            Y = np.einsum("gvd,hde->ghve", moved, f["W_K"][b])        # [H1,H2,V,E] keys
+            moved = (W_E @ f["W_V"][a]) @ f["W_O"][a]                 # [H1,V,D] h1's write per token
+            Y = moved[:, None] @ f["W_K"][b][None]                    # [H1,H2,V,E] keys
             # tr(X Y^T) = sum of X * Y; the eigenvalues of X Y^T [V,V] are those of Y^T X [E,E]
             trace[a, :, b, :] = np.einsum("hve,ghve->gh", X, Y) / V
             small = np.swapaxes(Y, -1, -2) @ X[None]                  # [H1,H2,E,E]
@@ -293,7 +293,8 @@ def k_composition_qk_terms(params, cfg: ModelConfig) -> tuple[np.ndarray, np.nda
     return trace, positivity
 
 
-def k_composition_qk_trace(params, cfg: ModelConfig, previous_token_scores) -> np.ndarray:
+def k_composition_qk_trace(params, cfg: ModelConfig, previous_token_scores,
+                           trace=None) -> np.ndarray:
     """Per later head, the K-composition QK trace weighted by previous-token attention: [L, H].
 
         trace_w[b, h2] = sum over earlier heads (a, h1) of  prev[a, h1] * trace[a, h1, b, h2]
@@ -310,7 +311,8 @@ def k_composition_qk_trace(params, cfg: ModelConfig, previous_token_scores) -> n
     if prev.shape != (cfg.n_layers, cfg.n_heads):
         raise ValueError(f"previous_token_scores must have shape [n_layers, n_heads] = "
                          f"{[cfg.n_layers, cfg.n_heads]}, got {list(prev.shape)}")
-    trace, _ = k_composition_qk_terms(params, cfg)
+    if trace is None:                       # pass k_composition_qk_terms(...)[0] to reuse it
+        trace, _ = k_composition_qk_terms(params, cfg)
     out = np.full((cfg.n_layers, cfg.n_heads), np.nan)
     for b in range(1, cfg.n_layers):
         out[b] = np.einsum("ag,agh->h", prev[:b], trace[:b, :, b, :])  # [H]

@@ -64,8 +64,9 @@ def score_terms(params, cfg: ModelConfig, cache, layer: int, backend: str = "num
     out = {}
     for qp in ("token", "position"):
         for kp in ("token", "position"):
-            s = np.einsum("bihe,bjhe->bhij", q[qp], k[kp]) / np.sqrt(cfg.d_head)  # [B,H,T,T]
-            out[f"{qp}_{kp}"] = np.where(causal, s, 0.0)
+            # s[b,h,i,j] = q[b,i,h] . k[b,j,h] / sqrt(E), as a batched matmul over (b, h)
+            s = q[qp].transpose(0, 2, 1, 3) @ k[kp].transpose(0, 2, 3, 1) / np.sqrt(cfg.d_head)
+            out[f"{qp}_{kp}"] = np.where(causal, s, 0.0)                # [B,H,T,T]
     return out
 
 
