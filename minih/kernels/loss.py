@@ -3,34 +3,47 @@
 A row is one predicting position (b, i), i = 0..T-2, with V logits. The reference
 builds log_softmax with four [B, T-1, V] temporaries; the kernel reads each row
 once for its max, once for exp and the sum, and writes probs and the row's loss.
+In float32 the exp is the vectorised polynomial of _jit.exp_shifted_f32.
 
 Shape legend: B = batch, T = positions, V = d_vocab
 """
 import numpy as np
 from numba import prange
 
-from ._jit import as_floats, as_tokens, kernel
+from ._jit import as_floats, as_tokens, exp_shifted_f32, kernel
+
+N_CHUNKS = 64   # row chunks: each has its own exp scratch; plenty for any thread count
 
 
 @kernel(parallel=True)
-def _softmax_nll(logits, tokens, nll, probs, with_probs):
+def _softmax_nll(logits, tokens, nll, probs, fast_exp):
     B, T, V = logits.shape
-    for r in prange(B * (T - 1)):                                # rows are independent
-        b = r // (T - 1)
-        i = r - b * (T - 1)
-        row = logits[b, i]                                       # [V]
-        m = row[0]
-        for c in range(1, V):
-            m = max(m, row[c])
-        total = 0.0                                              # float64: V terms
-        for c in range(V):
-            total += np.exp(row[c] - m)
-        log_total = np.log(total)
-        # -log softmax(logits[b, i])[t] = log sum_c exp(l_c - m) - (l_t - m)
-        nll[b, i] = log_total - (row[tokens[b, i + 1]] - m)
-        if with_probs:
-            for c in range(V):
-                probs[b, i, c] = np.exp(row[c] - m - log_total)
+    R = B * (T - 1)                                              # rows
+    C = min(R, N_CHUNKS)
+    for c in prange(C):                                          # chunk c owns rows [lo, hi)
+        bits = np.empty(V, dtype=np.int32)                       # scratch of exp_shifted_f32
+        for r in range(c * R // C, (c + 1) * R // C):
+            b = r // (T - 1)
+            i = r - b * (T - 1)
+            row = logits[b, i]                                   # [V]
+            out = probs[b, i]                                    # [V]
+            m = row[0]
+            for v in range(1, V):
+                m = max(m, row[v])
+            if fast_exp:                                         # float32: vectorised exp
+                for v in range(V):
+                    out[v] = row[v]
+                total = exp_shifted_f32(out, V, m, bits)         # out = exp(row - m)
+            else:
+                total = row[0] - row[0]                          # 0 in the row's dtype
+                for v in range(V):
+                    out[v] = np.exp(row[v] - m)
+                    total += out[v]
+            inv = 1 / total
+            for v in range(V):
+                out[v] *= inv                                    # softmax
+            # -log softmax(logits[b, i])[t] = log sum_v exp(l_v - m) - (l_t - m)
+            nll[b, i] = np.log(total) - (row[tokens[b, i + 1]] - m)
 
 
 def _check(logits, tokens):
@@ -49,7 +62,8 @@ def per_token_loss(logits, tokens):
     logits, tokens = _check(logits, tokens)
     B, T, V = logits.shape
     nll = np.empty((B, T - 1), dtype=logits.dtype)
-    _softmax_nll(logits, tokens, nll, np.empty((1, 1, 1), logits.dtype), False)
+    probs = np.empty((B, T - 1, V), dtype=logits.dtype)          # computed on the way, dropped
+    _softmax_nll(logits, tokens, nll, probs, logits.dtype == np.float32)
     return nll
 
 
@@ -63,7 +77,7 @@ def cross_entropy_forward(logits, tokens):
     B, T, V = logits.shape
     nll = np.empty((B, T - 1), dtype=logits.dtype)
     probs = np.empty((B, T - 1, V), dtype=logits.dtype)
-    _softmax_nll(logits, tokens, nll, probs, True)
+    _softmax_nll(logits, tokens, nll, probs, logits.dtype == np.float32)
     return float(nll.mean()), probs
 
 
