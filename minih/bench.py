@@ -8,7 +8,8 @@ For each config (REF and SMALL of issue 3) it measures, in one run on one machin
     own float32 matmul GFLOP/s, measured in the same run (a 2048^3 np.matmul);
   - the ratios numba / torch eager, numba / torch.compile, numpy / torch eager;
 and once: the numba cold start (a fresh NUMBA_CACHE_DIR, so every kernel compiles)
-and warm start (the same cache again), each in a new Python process.
+and warm start (the same cache again), each in a new Python process; and whether a
+REF training step leaves memory behind (memory_growth).
 Results go to a JSON file and a short table. Docs: docs/04_numba.md.
 
 Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
@@ -81,20 +82,46 @@ def minih_tokens_per_s(cfg: ModelConfig, batch: int, backend: str, steps: int, w
             "step_times_s": times, "tokens_per_s": batch * cfg.n_ctx / med}
 
 
+def memory_growth(cfg: ModelConfig, batch: int, steps: int = 10, backend: str = "numba") -> dict:
+    """Bytes still held (tracemalloc, which sees every NumPy array) after 2 training steps
+    and after 2 + `steps`: a step that keeps nothing alive leaves the two equal."""
+    import tracemalloc
+
+    from .optim import AdamWConfig, adamw_init, train_step
+    from .params import init_params
+    params = init_params(cfg, 0)
+    state, opt = adamw_init(params), AdamWConfig()
+    tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (batch, cfg.n_ctx))
+    tracemalloc.start()
+    try:
+        for _ in range(2):
+            train_step(params, state, tokens, cfg, opt, backend=backend)
+        before, _ = tracemalloc.get_traced_memory()
+        for _ in range(steps):
+            train_step(params, state, tokens, cfg, opt, backend=backend)
+        after, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return {"backend": backend, "steps": steps, "held_after_2_steps_bytes": before,
+            f"held_after_{2 + steps}_steps_bytes": after, "growth_bytes": after - before,
+            "peak_bytes": peak}
+
+
 # a fresh process: import minih, one REF training step with the numba backend
 _START_SCRIPT = """
 import json, time
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 import numpy as np, minih
 from minih.optim import AdamWConfig, adamw_init, train_step
 cfg = minih.ModelConfig(**{cfg})
 params = minih.init_params(cfg, 0)
 state = adamw_init(params)
 tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, ({batch}, cfg.n_ctx))
-t1 = time.perf_counter()
+t1, c1 = time.perf_counter(), time.process_time()
 train_step(params, state, tokens, cfg, AdamWConfig(), backend="numba")
-t2 = time.perf_counter()
-print(json.dumps({{"import_and_setup_s": t1 - t0, "first_step_s": t2 - t1, "total_s": t2 - t0}}))
+t2, c2 = time.perf_counter(), time.process_time()
+print(json.dumps({{"import_and_setup_s": t1 - t0, "first_step_s": t2 - t1, "total_s": t2 - t0,
+                  "first_step_cpu_s": c2 - c1}}))
 """
 
 
@@ -116,7 +143,8 @@ def start_times(cfg_name: str = "ref") -> dict:
 
 
 def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch: bool = True,
-              compiled: bool = True, numpy_backend: bool = True, start: bool = True) -> dict:
+              compiled: bool = True, numpy_backend: bool = True, start: bool = True,
+              memory: bool = True) -> dict:
     """Every measurement of the module docstring, as one dict (what --out writes)."""
     import platform
 
@@ -155,6 +183,9 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
                                    "results": rows, "ratios": ratios}
     if start:
         result["numba_start_ref"] = start_times("ref")
+    if memory:
+        overrides, batch = CONFIGS["ref"]
+        result["numba_memory_ref"] = memory_growth(ModelConfig(**overrides), batch)
     return result
 
 
@@ -177,6 +208,10 @@ def format_table(result: dict) -> str:
         lines.append(f"numba start (REF, new process): cold first step {s['cold']['first_step_s']:.1f} s "
                      f"(import {s['cold']['import_and_setup_s']:.1f} s), warm first step "
                      f"{s['warm']['first_step_s']:.2f} s (import {s['warm']['import_and_setup_s']:.1f} s)")
+    if "numba_memory_ref" in result:
+        mem = result["numba_memory_ref"]
+        lines.append(f"numba memory (REF): {mem['growth_bytes']} bytes more held after "
+                     f"{mem['steps']} further steps (peak during a step {mem['peak_bytes'] / 2**20:.0f} MiB)")
     return "\n".join(lines)
 
 
@@ -191,6 +226,7 @@ def add_arguments(p):
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
     p.add_argument("--no-numpy", action="store_true", help="skip the numpy backend")
     p.add_argument("--no-start", action="store_true", help="skip the cold/warm start measurement")
+    p.add_argument("--no-memory", action="store_true", help="skip the memory-growth check")
     p.add_argument("--out", default="bench.json", help="JSON results file (default: bench.json)")
 
 
@@ -203,7 +239,7 @@ def run(args) -> int:
         raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps}, {args.warmup}")
     result = run_bench(configs, args.steps, args.warmup, torch=not args.no_torch,
                        compiled=not args.no_compile, numpy_backend=not args.no_numpy,
-                       start=not args.no_start)
+                       start=not args.no_start, memory=not args.no_memory)
     print(format_table(result))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

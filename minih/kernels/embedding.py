@@ -3,15 +3,15 @@
 Shape legend: B = batch, T = positions, D = d_model, V = d_vocab, N = n_ctx
 """
 import numpy as np
-from numba import prange
 
 from ._jit import as_floats, as_tokens, expect_shape, kernel
 
 
-@kernel(parallel=True)
+@kernel()
 def _embed_forward(W_E, tokens, x):
+    # Serial: a copy of B*T rows runs at memory speed; threads would add start-up cost.
     B, T = tokens.shape
-    for b in prange(B):                              # each b writes its own rows of x
+    for b in range(B):
         for i in range(T):
             x[b, i, :] = W_E[tokens[b, i]]
 
@@ -55,11 +55,12 @@ def embed_backward(d_x, tokens, d_vocab):
     return d_W_E
 
 
-@kernel(parallel=True)
+@kernel()
 def _pos_embed_backward(d_pos, d_W_pos):
+    # Serial (a sum over the batch at memory speed); loops in memory order of d_pos.
     B, T, D = d_pos.shape
-    for i in prange(T):                              # each i owns row i of d_W_pos
-        for b in range(B):
+    for b in range(B):
+        for i in range(T):
             for d in range(D):
                 d_W_pos[i, d] += d_pos[b, i, d]
 
