@@ -114,17 +114,18 @@ def test_divergence_stops_with_the_step_and_keeps_good_weights(tmp_path):
 
 @pytest.mark.slow
 def test_short_induction_run_predicts_repeats(tmp_path):
-    """induction-2l, 400 steps (~0.8M tokens, ~15-30 s on 2 cores): repeated tokens become
-    predictable, fresh ones stay at chance."""
+    """induction-2l, 400 steps (0.4M tokens; the induction head forms near step 200; ~10-20 s
+    on 2 cores): repeated tokens become predictable, fresh ones stay at chance."""
     tc = TrainConfig.preset("induction-2l", steps=400, log_snapshots=0, linear_snapshots=1)
     train(tc, tmp_path / "ih", progress=False)
     params = minih.load_run(tmp_path / "ih").params(-1)
     tokens, mask = tc.data.sample_with_mask(np.random.default_rng(5), 64, tc.T)
     losses = minih.per_token_losses(params, tokens, tc.model)                # [B,T-1], predicts t[1:]
     repeated, fresh = losses[mask[:, 1:]].mean(), losses[~mask[:, 1:]].mean()
-    # fresh tokens are uniform over 64: chance is ln 64 = 4.16 nats. Before the induction
-    # head forms both are ~4.1; after it, repeated tokens drop by more than 2 nats.
-    assert fresh > 3.5
+    # fresh tokens are uniform over 32: chance is ln 32 = 3.47 nats, and nothing in context
+    # predicts them. Before the induction head forms, repeated tokens are near chance too;
+    # after it, they drop by more than 2 nats.
+    assert fresh > 3.0
     assert repeated < fresh - 2.0, (repeated, fresh)
 
 
