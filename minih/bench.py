@@ -3,7 +3,8 @@ with the same model in PyTorch (eager and torch.compile) when torch is importabl
 
 For each config (REF and SMALL of issue 3) it measures, in one run on one machine:
   - tokens/s of a full training step (forward, backward, AdamW) per implementation,
-    the median over `--steps` timed steps after `--warmup` untimed ones;
+    the median over `--steps` timed steps after `--warmup` untimed ones, each
+    implementation in its own fresh Python process with the same thread count;
   - the achieved GFLOP/s (useful FLOPs only, see step_flops) against the machine's
     own float32 matmul GFLOP/s, measured in the same run (a 2048^3 np.matmul);
   - the ratios numba / torch eager, numba / torch.compile, numpy / torch eager;
@@ -142,10 +143,45 @@ def start_times(cfg_name: str = "ref") -> dict:
     return out
 
 
+# Each measurement runs in its own Python process: one implementation's thread
+# pools (OpenBLAS, Numba's, PyTorch's OpenMP) never compete with another's idle
+# spinning threads, and every run starts from the same state.
+_WORKER = "import json, sys; from minih.bench import _worker; print(json.dumps(_worker(json.loads(sys.argv[1]))))"
+
+
+def _worker(spec: dict) -> dict:
+    """Run one measurement described by `spec` (in a fresh process); return its result."""
+    if spec["what"] == "matmul":
+        return {"matmul_gflops": matmul_gflops()}
+    overrides, batch = CONFIGS[spec["config"]]
+    cfg = ModelConfig(**overrides)
+    if spec["what"] in ("numpy", "numba"):
+        return minih_tokens_per_s(cfg, batch, spec["what"], spec["steps"], spec["warmup"])
+    from .bench_torch import torch_tokens_per_s
+    return torch_tokens_per_s(cfg, batch, spec["steps"], spec["warmup"], spec["threads"],
+                              compiled=spec["what"] == "torch.compile")
+
+
+def _in_subprocess(spec: dict, env_changes: dict | None = None) -> dict:
+    env = {**os.environ, **(env_changes or {})}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    res = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(spec)], env=env,
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"bench worker {spec} failed:\n{res.stderr[-2000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch: bool = True,
               compiled: bool = True, numpy_backend: bool = True, start: bool = True,
-              memory: bool = True) -> dict:
-    """Every measurement of the module docstring, as one dict (what --out writes)."""
+              memory: bool = True, blas1: bool = True) -> dict:
+    """Every measurement of the module docstring, as one dict (what --out writes).
+
+    `blas1` adds a numba run with OPENBLAS_NUM_THREADS=1 (BLAS on one thread, the
+    Numba kernels on all): on a busy machine OpenBLAS's spinning worker threads can
+    cost more than they bring (docs/04_numba.md).
+    """
     import platform
 
     import numba
@@ -153,23 +189,31 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
     result = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                           "cpu_count": os.cpu_count(), "numba_threads": threads,
                           "numpy": np.__version__, "numba": numba.__version__,
-                          "python": platform.python_version()},
+                          "python": platform.python_version(),
+                          "env": {k: os.environ[k] for k in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                             "OMP_NUM_THREADS", "NUMBA_THREADING_LAYER")
+                                  if k in os.environ},
+                          "load_average_before": os.getloadavg()},
               "settings": {"steps": steps, "warmup": warmup},
-              "matmul_gflops": matmul_gflops(), "configs": {}}
-    from .bench_torch import torch_available, torch_tokens_per_s
+              "matmul_gflops": _in_subprocess({"what": "matmul"})["matmul_gflops"], "configs": {}}
+    from .bench_torch import torch_available
     with_torch = torch and torch_available()
     for name in configs:
         overrides, batch = CONFIGS[name]
-        cfg = ModelConfig(**overrides)
-        flops = step_flops(cfg, batch)
-        rows = []
-        if numpy_backend:
-            rows.append(minih_tokens_per_s(cfg, batch, "numpy", steps, warmup))
-        rows.append(minih_tokens_per_s(cfg, batch, "numba", steps, warmup))
+        flops = step_flops(ModelConfig(**overrides), batch)
+        jobs = ([("numpy", None)] if numpy_backend else []) + [("numba", None)]
+        if blas1:
+            jobs.append(("numba", {"OPENBLAS_NUM_THREADS": "1"}))
         if with_torch:
-            rows.append(torch_tokens_per_s(cfg, batch, steps, warmup, threads, compiled=False))
-            if compiled:
-                rows.append(torch_tokens_per_s(cfg, batch, steps, warmup, threads, compiled=True))
+            jobs += [("torch", None)] + ([("torch.compile", None)] if compiled else [])
+        rows = []
+        for what, env in jobs:
+            spec = {"what": what, "config": name, "steps": steps, "warmup": warmup, "threads": threads}
+            row = _in_subprocess(spec, env)
+            if env:
+                row["impl"] += " (" + ", ".join(f"{k}={v}" for k, v in env.items()) + ")"
+                row["env"] = env
+            rows.append(row)
         for row in rows:
             row["gflops"] = flops / row["median_step_s"] / 1e9
             row["fraction_of_matmul"] = row["gflops"] / result["matmul_gflops"]
@@ -186,19 +230,21 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
     if memory:
         overrides, batch = CONFIGS["ref"]
         result["numba_memory_ref"] = memory_growth(ModelConfig(**overrides), batch)
+    result["machine"]["load_average_after"] = os.getloadavg()
     return result
 
 
 def format_table(result: dict) -> str:
     m = result["machine"]
     lines = [f"machine: {m['processor'] or m['platform']}, {m['cpu_count']} cores, "
-             f"{m['numba_threads']} threads; float32 matmul {result['matmul_gflops']:.1f} GFLOP/s",
-             ""]
+             f"{m['numba_threads']} threads; float32 matmul {result['matmul_gflops']:.1f} GFLOP/s; "
+             f"load average {m['load_average_before'][0]:.1f} before, "
+             f"{m.get('load_average_after', [float('nan')])[0]:.1f} after", ""]
     for name, c in result["configs"].items():
         lines.append(f"{name}: batch {c['batch']}, {c['config']}, {c['step_gflop']:.2f} GFLOP/step")
-        lines.append(f"  {'implementation':<15}{'tokens/s':>10}{'step ms':>9}{'GFLOP/s':>9}{'of matmul':>11}")
+        lines.append(f"  {'implementation':<44}{'tokens/s':>10}{'step ms':>9}{'GFLOP/s':>9}{'of matmul':>11}")
         for r in c["results"]:
-            lines.append(f"  {r['impl']:<15}{r['tokens_per_s']:>10.0f}{1e3 * r['median_step_s']:>9.1f}"
+            lines.append(f"  {r['impl']:<44}{r['tokens_per_s']:>10.0f}{1e3 * r['median_step_s']:>9.1f}"
                          f"{r['gflops']:>9.1f}{100 * r['fraction_of_matmul']:>10.0f}%")
         for k, v in c["ratios"].items():
             lines.append(f"  {k}: {v:.2f}x")
@@ -227,6 +273,8 @@ def add_arguments(p):
     p.add_argument("--no-numpy", action="store_true", help="skip the numpy backend")
     p.add_argument("--no-start", action="store_true", help="skip the cold/warm start measurement")
     p.add_argument("--no-memory", action="store_true", help="skip the memory-growth check")
+    p.add_argument("--no-blas1", action="store_true",
+                   help="skip the extra numba run with OPENBLAS_NUM_THREADS=1")
     p.add_argument("--out", default="bench.json", help="JSON results file (default: bench.json)")
 
 
@@ -239,7 +287,8 @@ def run(args) -> int:
         raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps}, {args.warmup}")
     result = run_bench(configs, args.steps, args.warmup, torch=not args.no_torch,
                        compiled=not args.no_compile, numpy_backend=not args.no_numpy,
-                       start=not args.no_start, memory=not args.no_memory)
+                       start=not args.no_start, memory=not args.no_memory,
+                       blas1=not args.no_blas1)
     print(format_table(result))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
