@@ -12,9 +12,12 @@ Three tables (a dict of columns each; written as CSV, and all together as JSON):
     composition  one row per snapshot x (earlier head, later head) pair: Q/K/V
                  composition, raw and minus baseline; K-composition QK trace and
                  eigenvalue positivity
-    snapshots    one row per snapshot: step, tokens seen, mean eval loss, ICL score
+    snapshots    one row per snapshot: step, tokens seen, mean eval loss, ICL score,
+                 the run's trajectory in the first two PCA components of per-token loss
 
-plus the phase-change window (on the ICL score) and the loss bump, if they exist.
+plus the phase-change window (on the ICL score), the loss bump (on the mean eval
+loss, which samples the training distribution), if they exist, and the
+[snapshots, positions] eval-loss heatmap (analysis.json only).
 
 The test inputs are fixed once per run, so every snapshot is measured on the same
 tokens: prefix matching on [BOS] + R*4 sequences, copying on 25-token random
@@ -49,6 +52,7 @@ class Analysis:
     snapshots: dict
     phase_change: dict | None
     loss_bump_tokens: float | None
+    loss_by_position: np.ndarray          # [S, T-1] the eval loss heatmap (IH)
     settings: dict = field(default_factory=dict)
 
     def rows(self, table: str = "heads") -> list[dict]:
@@ -179,6 +183,9 @@ def analyze(run_dir, out_dir=None, backend: str = "numpy", n_text: int = 4,
 
     snapshots = {"snapshot": np.arange(len(run)), "step": run.steps, "tokens_seen": run.tokens_seen,
                  "loss": mean_loss, "icl_score": icl}
+    if len(run) >= 2:                     # this run's trajectory in per-token-loss space (IH Arg. 1)
+        pca = M.loss_pca(run.losses, n_components=2, seed=seed)
+        snapshots["pca_1"], snapshots["pca_2"] = pca.trajectories[0].T
     window, bump = _phase_summaries(run.tokens_seen, icl, mean_loss)
     settings = {"run": str(run_dir), "backend": backend, "n_text": int(inputs["text"].shape[0]),
                 "text_len": int(inputs["text"].shape[1]), "seed": seed,
@@ -188,7 +195,8 @@ def analyze(run_dir, out_dir=None, backend: str = "numpy", n_text: int = 4,
                 "copying_shape": list(inputs["copy_tokens"].shape),
                 "seconds": None}
     result = Analysis(heads=_columns(heads), composition=_columns(pairs), snapshots=snapshots,
-                      phase_change=window, loss_bump_tokens=bump, settings=settings)
+                      phase_change=window, loss_bump_tokens=bump,
+                      loss_by_position=M.loss_by_position(run.losses), settings=settings)
     settings["seconds"] = round(time.perf_counter() - t0, 3)
     if write:
         write_analysis(result, Path(out_dir) if out_dir is not None else Path(run_dir) / "analysis")
@@ -237,6 +245,7 @@ def write_analysis(result: Analysis, out_dir: Path) -> None:
                 writer.writerows([["" if v is None else v for v in r.values()] for r in rows])
     doc = {"settings": result.settings, "phase_change": result.phase_change,
            "loss_bump_tokens": result.loss_bump_tokens,
+           "loss_by_position": result.loss_by_position.tolist(),
            "snapshots": result.rows("snapshots"), "heads": result.rows("heads"),
            "composition": result.rows("composition")}
     with open(out_dir / "analysis.json", "w") as f:

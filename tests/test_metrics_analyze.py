@@ -106,3 +106,12 @@ def test_cli(run_dir, tmp_path, capsys):
 def test_bad_run_dir(tmp_path):
     with pytest.raises(ValueError, match="not a directory|not a minih run"):
         minih.analyze(tmp_path / "nope", progress=False)
+
+
+def test_snapshot_pca_and_heatmap(run_dir, result):
+    run = minih.load_run(run_dir)
+    pca = M.loss_pca(run.losses, n_components=2, seed=0)
+    np.testing.assert_allclose(result.snapshots["pca_1"], pca.trajectories[0][:, 0])
+    np.testing.assert_allclose(result.loss_by_position, run.losses.mean(axis=1))
+    doc = json.loads((run_dir / "analysis" / "analysis.json").read_text())
+    assert np.array(doc["loss_by_position"]).shape == (len(SCALES), 47)
