@@ -17,6 +17,8 @@ The residual stream, in four blocks of one-hot "slots" (V = d_vocab, N = n_ctx):
 
     d_model = 3V + N,  d_head = max(N, V + 1)
 
+Shape legend: V d_vocab, N n_ctx, D d_model, E d_head, H n_heads
+
 Why these settings:
 
 * ``positional="shortformer"``: W_pos is added to the inputs of queries and keys
