@@ -123,11 +123,7 @@ class StdlibText(_ByteCorpus):
             raise ValueError(f"stdlib data: include_tests must be True or False, got {self.include_tests!r}")
 
     def _root_and_files(self):
-        root = Path(sysconfig.get_paths()["stdlib"])
-        files = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
-                       if "site-packages" not in p.parts and "dist-packages" not in p.parts
-                       and (self.include_tests or not TEST_DIRS & set(p.relative_to(root).parts)))
-        return root, files
+        return _stdlib_files(self.include_tests)
 
     def describe(self) -> dict:
         return {**super().describe(), "python": sys.version.split()[0]}
@@ -148,10 +144,25 @@ class TextFiles(_ByteCorpus):
             raise ValueError(f"text data: path {self.path!r} does not exist")
 
     def _root_and_files(self):
-        p = Path(self.path).resolve()
-        if p.is_file():
-            return p.parent, [p.name]
-        files = sorted(str(f.relative_to(p)) for f in p.rglob("*")
-                       if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
-                       and _looks_like_text(f))
-        return p, files
+        return _text_files(str(Path(self.path).resolve()))
+
+
+# Listing files walks a directory tree: done once per process (every batch needs the corpus).
+@functools.lru_cache(maxsize=4)
+def _stdlib_files(include_tests: bool) -> tuple[Path, list[str]]:
+    root = Path(sysconfig.get_paths()["stdlib"])
+    files = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                   if "site-packages" not in p.parts and "dist-packages" not in p.parts
+                   and (include_tests or not TEST_DIRS & set(p.relative_to(root).parts)))
+    return root, files
+
+
+@functools.lru_cache(maxsize=4)
+def _text_files(path: str) -> tuple[Path, list[str]]:
+    p = Path(path)
+    if p.is_file():
+        return p.parent, [p.name]
+    files = sorted(str(f.relative_to(p)) for f in p.rglob("*")
+                   if f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+                   and _looks_like_text(f))
+    return p, files
