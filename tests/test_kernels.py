@@ -326,3 +326,15 @@ def test_threads_do_not_change_results():
         numba.set_num_threads(before)
     assert loss1 == loss2
     assert all(np.array_equal(g1[k], g2[k]) for k in g1)
+
+
+def test_bench_step_flops_counts_useful_work():
+    # oracle: the multiply-adds enumerated from the shapes, with the causal pairs
+    # (i, j <= i) counted from an explicit lower-triangular mask
+    from minih.bench import step_flops
+    cfg = minih.ModelConfig(n_layers=3, n_heads=2, d_model=5, d_head=3, n_ctx=7, d_vocab=11)
+    B, T, D, H, E, V = 4, 7, 5, 2, 3, 11
+    pairs = int(np.tril(np.ones((T, T))).sum())                  # 28 causal (i, j) pairs
+    macs_layer = 3 * B * T * D * H * E + 2 * B * H * pairs * E + B * T * H * E * D
+    macs_forward = 3 * macs_layer + B * T * D * V
+    assert step_flops(cfg, B) == 3 * 2 * macs_forward             # backward = 2 x forward
