@@ -139,6 +139,8 @@ def analyze(run_dir, out_dir=None, backend: str = "numpy", n_text: int = 4,
     cfg = run.cfg
     if len(run) == 0:
         raise ValueError(f"{run_dir} has no snapshots to analyse")
+    if cfg.n_layers == 0:
+        raise ValueError(f"{run_dir} holds a 0-layer model: it has no heads to analyse")
     if n_text < 1:
         raise ValueError(f"n_text must be >= 1, got {n_text}")
     t0 = time.perf_counter()

@@ -115,3 +115,21 @@ def test_snapshot_pca_and_heatmap(run_dir, result):
     np.testing.assert_allclose(result.loss_by_position, run.losses.mean(axis=1))
     doc = json.loads((run_dir / "analysis" / "analysis.json").read_text())
     assert np.array(doc["loss_by_position"]).shape == (len(SCALES), 47)
+
+
+def test_one_layer_and_zero_layer_runs(tmp_path):
+    cfg = minih.ModelConfig(n_layers=1, n_heads=2, d_model=8, d_head=4, n_ctx=16, d_vocab=12)
+    eval_tokens = np.random.default_rng(0).integers(0, 12, size=(3, 16))
+    writer = RunWriter(tmp_path / "one", cfg, {}, eval_tokens)
+    for s in range(3):
+        p = minih.init_params(cfg, s)
+        writer.add_snapshot(s, 100 * (s + 1), p, minih.per_token_losses(p, eval_tokens, cfg))
+    res = minih.analyze(tmp_path / "one", progress=False)
+    assert len(res.heads["name"]) == 6 and res.composition == {}   # no later layer to compose into
+    assert (tmp_path / "one" / "analysis" / "composition.csv").read_text() == ""
+    cfg0 = cfg.replace(n_layers=0)
+    writer = RunWriter(tmp_path / "zero", cfg0, {}, eval_tokens)
+    p = minih.init_params(cfg0, 0)
+    writer.add_snapshot(0, 100, p, minih.per_token_losses(p, eval_tokens, cfg0))
+    with pytest.raises(ValueError, match="no heads"):
+        minih.analyze(tmp_path / "zero", progress=False)
