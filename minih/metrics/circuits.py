@@ -97,7 +97,7 @@ def full_ov_circuits(params, cfg: ModelConfig) -> np.ndarray:
     for l in range(cfg.n_layers):
         E_l = embed_through_ln(params, cfg, l)                        # [V,D]
         raw_V = np.asarray(params[f"blocks.{l}.attn.W_V"], np.float64)  # [H,D,E] (E_l is LN'd already)
-        write = np.einsum("vd,hde,hem->hvm", E_l, raw_V, f["W_O"][l])  # [H,V,D]
+        write = (E_l @ raw_V) @ f["W_O"][l]                            # [H,V,E] @ [H,E,D] -> [H,V,D]
         out[l] = write @ f["W_U"]                                     # [H,V,V]
     return out
 
