@@ -29,7 +29,9 @@ class ModelConfig:
     # --- initialisation (minih's additions; see docs/03_training.md for why) ---
     init_embed_std: float = 1.0  # std of W_E. 1.0 keeps token identity visible in the
                                  # residual stream next to the heads' writes; GPT-2's 0.02
-                                 # delays induction heads by many millions of tokens.
+                                 # delayed the induction head 2-2.3x in the induction-2l
+                                 # preset (docs/03_training.md) and, in the slower
+                                 # PyTorch setting, prevented it for 16M tokens.
     init_pos_std: float = 1.0    # std of W_pos (same scale as the tokens it is added to)
     init_attn_std: float = 0.0   # std of W_Q, W_K, W_V; 0 means 1/sqrt(d_model) (fan-in)
     init_out_std: float = 0.0    # std of W_O; 0 means 1/sqrt(n_heads * d_head) (fan-in)

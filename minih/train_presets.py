@@ -30,8 +30,8 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
     "smeared-1l": TrainConfig(model=_SMALL.replace(n_layers=1, smeared_keys=True), data=_DENSE, **_FAST),
     # real text: the Python standard library as bytes
     "stdlib-2l": TrainConfig(model=ModelConfig(n_layers=2, n_heads=4, d_model=64, d_head=16,
-                                               n_ctx=64, d_vocab=256),
-                             data=StdlibText(), steps=3000, batch=32, lr=3e-3),
+                                               n_ctx=128, d_vocab=256),
+                             data=StdlibText(), steps=5000, batch=16, lr=3e-3),
     # in-context Markov chains (Edelman et al. 2024): compare the loss to the Bayes floor
     "markov-2l": TrainConfig(model=_SMALL.replace(n_ctx=64, d_vocab=4), data=MarkovChains(d_vocab=4),
                              steps=1500, batch=32, lr=3e-3),
