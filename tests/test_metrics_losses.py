@@ -148,3 +148,19 @@ def test_inputs_unchanged():
     M.loss_pca([losses, losses]); M.turning_point(M.loss_pca(losses).trajectories[0])
     for before, after in zip(keep, (losses, tokens, icl)):
         np.testing.assert_array_equal(before, after)
+
+
+def test_knee_point_finds_the_corner_despite_late_jitter():
+    # oracle: a path along x for 10 steps, then along y, then 30 snapshots of tiny
+    # jitter around its end (a settled model); the corner is snapshot 10
+    rng = np.random.default_rng(0)
+    leg1 = np.c_[np.arange(11.0), np.zeros(11)]
+    leg2 = np.c_[np.full(10, 10.0), np.arange(1.0, 11.0)]
+    tail = np.array([10.0, 10.0]) + 0.05 * rng.normal(size=(30, 2))
+    traj = np.concatenate([leg1, leg2, tail])
+    frozen = traj.copy()
+    assert M.knee_point(traj) == 10
+    assert np.array_equal(traj, frozen)
+    assert M.knee_point(np.zeros((4, 2))) == 0
+    with pytest.raises(ValueError, match="S >= 3"):
+        M.knee_point(np.zeros((2, 2)))

@@ -85,3 +85,26 @@ def turning_point(trajectory, window: int = 2) -> int:
         if angle > best_angle:
             best, best_angle = s, angle
     return best
+
+
+def knee_point(trajectory) -> int:
+    """Index of the snapshot farthest from the straight line joining the trajectory's
+    first and last points: the corner of a path that goes one way, then turns.
+
+    For a trajectory [S, K], with a = Y[0], b = Y[-1], u = (b - a) / |b - a|:
+        distance(s) = |(Y[s] - a) - ((Y[s] - a) . u) u|
+    Unlike turning_point, it does not compare successive small steps, so the jitter of
+    a model that has settled (many snapshots, tiny moves) cannot win. minih's rule; the
+    paper points at the turn by eye. Returns 0 for a trajectory with identical ends.
+    """
+    Y = np.asarray(trajectory, dtype=np.float64)
+    if Y.ndim != 2 or len(Y) < 3:
+        raise ValueError(f"trajectory must be [S, K] with S >= 3, got {Y.shape}")
+    chord = Y[-1] - Y[0]
+    length = np.linalg.norm(chord)
+    if length == 0:
+        return 0
+    u = chord / length
+    rel = Y - Y[0]                                                     # [S, K]
+    dist = np.linalg.norm(rel - np.outer(rel @ u, u), axis=1)          # [S]
+    return int(np.argmax(dist))

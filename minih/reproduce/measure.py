@@ -11,6 +11,23 @@ import numpy as np
 from .. import metrics
 from ..run import Run
 
+INDUCTION_THRESHOLD = 0.3     # prefix-matching score from which a head counts as an induction head
+
+
+def steepest_drop(tokens, icl, width: float = 0.1) -> tuple[float, float]:
+    """Where the smoothed ICL score falls fastest against log tokens: (tokens, rate).
+
+    rate = max over consecutive snapshots of -(icl_s[k+1] - icl_s[k]) / (log10 x[k+1] - log10 x[k])
+    (nats per decade), at the geometric middle of that pair; icl_s = metrics.smooth_log.
+    A phase change is abrupt: its rate stands out from a gradual improvement's.
+    """
+    x = np.asarray(tokens, dtype=np.float64)
+    smooth = metrics.smooth_log(x, icl, width)
+    lx = np.log10(x)
+    rates = -np.diff(smooth) / np.diff(lx)                            # [S-1]
+    k = int(np.argmax(rates))
+    return float(10 ** ((lx[k] + lx[k + 1]) / 2)), float(max(rates[k], 0.0))
+
 
 @dataclass
 class RunMeasures:
@@ -25,6 +42,10 @@ class RunMeasures:
     prev_token: np.ndarray      # [L, H] previous-token score at the last snapshot
     window: object              # metrics.PhaseWindow on snapshots 1.. (None: no change)
     bump: float                 # tokens where the loss curve stops being convex (NaN: none)
+    formed_at: float            # tokens at the first snapshot whose best head reaches
+                                # INDUCTION_THRESHOLD prefix matching (NaN: never)
+    steepest_at: float          # tokens where the smoothed ICL score falls fastest
+    steepest_rate: float        # that rate, in nats per decade of tokens (>= 0)
 
     def window_snapshots(self) -> tuple[int, int] | None:
         """Run snapshot indices at the window's ends (the window is computed without
@@ -62,5 +83,10 @@ def measure_run(name: str, run: Run, backend: str = "numpy", smoothing: float = 
     except ValueError:                       # the ICL score never changed
         window = None
     bump = metrics.loss_bump(tokens[later], loss[later], width=smoothing)
+    first = 1 if run.cfg.n_layers > 1 else 0                          # induction needs layer >= 1
+    best = prefix[:, first:].reshape(len(run), -1).max(axis=1)        # [S]
+    hit = np.flatnonzero((best >= INDUCTION_THRESHOLD) & later)
+    formed_at = float(tokens[hit[0]]) if len(hit) else float("nan")
+    steepest_at, rate = steepest_drop(tokens[later], icl[later], smoothing)
     return RunMeasures(name, tokens, loss, icl, (early, late), by_pos, deriv, prefix, prev,
-                       window, bump)
+                       window, bump, formed_at, steepest_at, rate)
