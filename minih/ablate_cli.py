@@ -5,7 +5,7 @@
     minih ablate runs/induction-2l --every 5 --out /tmp/abl
 
 Writes into RUN/ablation (or --out):
-    ablation_{kind}.csv     one row per (snapshot, head): ICL clean/ablated, dICL,
+    ablation_{kind}.csv     one row per (snapshot, ablated head or layer "L1*"): ICL clean/ablated, dICL,
                             mean loss clean/ablated, phase-change attribution
     ablation_{kind}.json    the same as [heads x snapshots] arrays, the ICL indices,
                             the phase-change window and the sweep's wall time
@@ -82,8 +82,8 @@ def attribute(run, kind: str, every: int = 1, backend: str = "numpy", progress: 
     # ICL of the per-position means == ICL of the losses (the mean over examples is linear)
     icl_clean = icl_score(sweep.clean_by_pos[:, None, :], early, late)         # [S]
     icl_ablated = icl_score(sweep.ablated_by_pos[:, :, None, :], early, late)  # [K,S]
-    out = {"kind": kind, "heads": [list(h) for h in sweep.heads],
-           "head_labels": [f"L{l}H{h}" for l, h in sweep.heads],
+    out = {"kind": kind, "units": [[list(h) for h in u] for u in sweep.units],
+           "labels": sweep.labels,
            "snapshots": sweep.snapshots.tolist(), "steps": sweep.steps.tolist(),
            "tokens_seen": sweep.tokens_seen.tolist(),
            "icl_indices_1based": [early, late], "icl_clean": icl_clean,
@@ -97,7 +97,7 @@ def attribute(run, kind: str, every: int = 1, backend: str = "numpy", progress: 
                float(np.linalg.norm(run.losses[after].astype(np.float64) - run.losses[before]))},
            "max_diff_vs_stored_losses": sweep.max_stored_diff,
            "seconds": round(sweep.seconds, 2), "backend": backend,
-           "forward_passes": int(len(snapshots) * (len(sweep.heads) + 1))}
+           "forward_passes": int(len(snapshots) * (len(sweep.units) + 1))}
     return out
 
 
@@ -108,11 +108,11 @@ def write_tables(result: dict, out_dir: Path) -> list[Path]:
     attr = result["phase_attr"]
     with open(csv_path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["snapshot", "step", "tokens_seen", "layer", "head", "icl_clean", "icl_ablated",
+        w.writerow(["snapshot", "step", "tokens_seen", "ablated", "icl_clean", "icl_ablated",
                     "dicl", "loss_clean", "dloss", "phase_attr"])
         for si, snap in enumerate(result["snapshots"]):
-            for k, (l, h) in enumerate(result["heads"]):
-                w.writerow([snap, result["steps"][si], result["tokens_seen"][si], l, h,
+            for k, label in enumerate(result["labels"]):
+                w.writerow([snap, result["steps"][si], result["tokens_seen"][si], label,
                             f"{result['icl_clean'][si]:.6g}", f"{result['icl_ablated'][k, si]:.6g}",
                             f"{result['dicl'][k, si]:.6g}", f"{result['loss_clean'][si]:.6g}",
                             f"{result['dloss'][k, si]:.6g}",
@@ -125,15 +125,16 @@ def write_tables(result: dict, out_dir: Path) -> list[Path]:
 def write_figures(result: dict, out_dir: Path) -> list[Path]:
     """Heatmaps head x snapshot of dICL and of the phase-change attribution."""
     from .figures import head_by_snapshot
-    kind, labels, x = result["kind"], result["head_labels"], np.asarray(result["tokens_seen"])
+    kind, labels, x = result["kind"], result["labels"], np.asarray(result["tokens_seen"])
     win = result["phase_window"]
-    where = "" if win is None else (f" (window {win['start_tokens']:.3g}-{win['end_tokens']:.3g} tokens)")
+    where = "" if win is None else (f"\nphase-change window {win['start_tokens']:.3g}-"
+                                    f"{win['end_tokens']:.3g} tokens")
     paths = [head_by_snapshot(out_dir / f"dicl_{kind}.png", result["dicl"], labels, x,
                               f"dICL = ICL(ablated) - ICL(clean), {kind} ablation{where}",
                               "dICL (nats); > 0: the head carries ICL")]
     if result["phase_attr"] is not None:
         paths.append(head_by_snapshot(out_dir / f"phase_attr_{kind}.png", result["phase_attr"], labels, x,
-                                      f"phase-change attribution v.(L_ablated - L), {kind}{where}",
+                                      f"phase-change attribution v.(L_ablated - L), {kind} ablation{where}",
                                       "nats; < 0: the head carries the phase change"))
     return paths
 
@@ -184,7 +185,7 @@ def run(args) -> int:
         top = np.argsort(-result["dicl"][:, -1])[:3]
         print(f"{kind}: {result['forward_passes']} forward passes in {result['seconds']:.1f} s; "
               f"largest dICL at the last snapshot: "
-              + ", ".join(f"{result['head_labels'][k]} {result['dicl'][k, -1]:+.3f}" for k in top))
+              + ", ".join(f"{result['labels'][k]} {result['dicl'][k, -1]:+.3f}" for k in top))
         if result["phase_note"]:
             print(f"{kind}: {result['phase_note']}")
     n_paths = (1 + r.cfg.n_heads) ** r.cfg.n_layers

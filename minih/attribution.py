@@ -1,7 +1,7 @@
 """Attribution over a training run: ablate every head at every snapshot (IH Argument 3).
 
-    sweep = sweep_heads(run, kind="pattern")          # every head x every snapshot
-    dicl  = sweep.dicl(icl_first, icl_last)           # [K, S]  dICL_h = ICL(ablated h) - ICL(clean)
+    sweep = sweep_heads(run, kind="pattern")          # every head (and layer) x every snapshot
+    dicl  = sweep.dicl(first, last)                   # [K, S]  dICL_h = ICL(ablated h) - ICL(clean)
     attr  = sweep.phase_attr                          # [K, S]  v . (L_ablated_h - L)
 
 SPEC.md "Ablations":
@@ -22,7 +22,7 @@ losses the training stored). The paper does not say which ablation its Argument-
 figures use for every plot; minih's default is "pattern" (the one SPEC.md ties to the
 path expansion), and all three kinds are available.
 
-Shape legend: K = ablated heads, S = snapshots, N = eval examples, T = positions
+Shape legend: K = ablated units (one head, or a set such as a whole layer), S = snapshots, N = eval examples, T = positions
 """
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ class HeadSweep:
     """What sweep_heads measured. Per-position means keep it small ([K,S,T-1], not [K,S,N,T-1])
     while still giving the ICL score for any pair of indices (ICL is linear in them)."""
     kind: str
-    heads: list                 # [K] (layer, head)
+    units: list                 # [K] what was ablated: tuples of (layer, head), one or more heads
+    labels: list                # [K] "L1H3" for one head, "L1*" for a whole layer
     snapshots: np.ndarray       # [S] snapshot indices into the run
     steps: np.ndarray           # [S]
     tokens_seen: np.ndarray     # [S]
@@ -74,27 +75,44 @@ def phase_direction(losses_before, losses_after):
     return d / norm
 
 
-def all_heads(cfg) -> list:
-    return [(l, h) for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
+def default_units(cfg) -> list:
+    """Every head alone, then (with more than one head per layer) every layer's heads together.
+
+    Heads of one layer can share a job (several induction heads): removing one then
+    shows little, removing the layer shows it all, which is how IH Argument 3 reads.
+    """
+    units = [((l, h),) for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
+    if cfg.n_heads > 1:
+        units += [tuple((l, h) for h in range(cfg.n_heads)) for l in range(cfg.n_layers)]
+    return units
 
 
-def sweep_heads(run, kind: str = "pattern", heads=None, snapshots=None, direction=None,
+def unit_label(unit, n_heads: int) -> str:
+    """((1, 3),) -> "L1H3"; all heads of layer 1 -> "L1*"; other sets -> "L0H1+L1H2"."""
+    layers = {l for l, _ in unit}
+    if len(unit) == n_heads > 1 and len(layers) == 1:
+        return f"L{unit[0][0]}*"
+    return "+".join(f"L{l}H{h}" for l, h in unit)
+
+
+def sweep_heads(run, kind: str = "pattern", units=None, snapshots=None, direction=None,
                 backend: str = "numpy", progress: bool = True) -> HeadSweep:
-    """Ablate each head alone at each snapshot of `run` (a minih.run.Run) on run.eval_tokens.
+    """Ablate each unit (a head, or a set of heads) at each snapshot of `run` on run.eval_tokens.
 
     kind: "zero", "mean" or "pattern". "mean" uses, at each snapshot, the per-position
     mean of the head's write over the evaluation set itself (the paper does not say
     which set; we use the one the losses are measured on, so nothing else is needed).
-    heads: (layer, head) pairs (default all); snapshots: indices (default all);
+    units: a list of head sets, each a tuple of (layer, head) pairs (default:
+    default_units, every head alone and every layer whole); snapshots: indices (default all);
     direction: v [N*(T-1)] for the phase-change attribution (see phase_direction).
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     cfg = run.cfg
     ops = get_backend(backend)
-    heads = all_heads(cfg) if heads is None else [tuple(h) for h in heads]
-    for l, h in heads:
-        Ablation([(l, h)]).check(cfg)
+    units = default_units(cfg) if units is None else [tuple(map(tuple, u)) for u in units]
+    for unit in units:
+        Ablation(unit).check(cfg)
     snapshots = np.arange(len(run)) if snapshots is None else np.asarray(snapshots, dtype=np.int64)
     tokens = check_tokens(run.eval_tokens, cfg, min_len=2)                    # [N,T]
     N, T = tokens.shape
@@ -102,7 +120,7 @@ def sweep_heads(run, kind: str = "pattern", heads=None, snapshots=None, directio
         direction = np.asarray(direction, dtype=np.float64)
         if direction.shape != (N * (T - 1),):
             raise ValueError(f"direction must have shape [N*(T-1)] = [{N * (T - 1)}], got {direction.shape}")
-    K, S = len(heads), len(snapshots)
+    K, S = len(units), len(snapshots)
     clean_by_pos = np.zeros((S, T - 1))
     ablated_by_pos = np.zeros((K, S, T - 1))
     phase_attr = None if direction is None else np.zeros((K, S))
@@ -117,8 +135,8 @@ def sweep_heads(run, kind: str = "pattern", heads=None, snapshots=None, directio
         clean_by_pos[si] = clean.mean(axis=0)
         means = head_means(params, tokens, cfg, cache=cache) if kind == "mean" else None
         bar.update(1)
-        for k, head in enumerate(heads):
-            ab = Ablation([head], kind, means=means)
+        for k, unit in enumerate(units):
+            ab = Ablation(unit, kind, means=means)
             logits_k, _ = run_with_ablation(params, tokens, cfg, ab, backend, clean_cache=cache)
             lost = ops.per_token_loss(logits_k, tokens)                       # [N,T-1]
             ablated_by_pos[k, si] = lost.mean(axis=0)
@@ -126,7 +144,8 @@ def sweep_heads(run, kind: str = "pattern", heads=None, snapshots=None, directio
                 phase_attr[k, si] = direction @ (lost - clean).ravel().astype(np.float64)
             bar.update(1)
     bar.close()
-    return HeadSweep(kind=kind, heads=heads, snapshots=snapshots, steps=run.steps[snapshots],
+    return HeadSweep(kind=kind, units=units, labels=[unit_label(u, cfg.n_heads) for u in units],
+                     snapshots=snapshots, steps=run.steps[snapshots],
                      tokens_seen=run.tokens_seen[snapshots], clean_by_pos=clean_by_pos,
                      ablated_by_pos=ablated_by_pos, phase_attr=phase_attr,
                      max_stored_diff=max_diff, seconds=time.perf_counter() - start)

@@ -222,8 +222,9 @@ def test_sweep_matches_direct_computation(tmp_path):
         params = run.params(s)
         clean = minih.per_token_losses(params, run.eval_tokens, run.cfg)
         dicl = sweep.dicl(3 - 1, 31 - 1)             # 0-based positions of indices 3 and 31
-        for k, head in enumerate(sweep.heads):
-            lost = ablated_per_token_losses(params, run.eval_tokens, run.cfg, Ablation([head], kind))
+        assert len(sweep.units) == 4 + 2                 # every head, then every layer whole
+        for k, unit in enumerate(sweep.units):
+            lost = ablated_per_token_losses(params, run.eval_tokens, run.cfg, Ablation(unit, kind))
             # float64 model; the sweep reuses the clean cache, so rounding only
             assert dicl[k, s] == pytest.approx(icl_score(lost) - icl_score(clean), abs=1e-9)
             assert sweep.phase_attr[k, s] == pytest.approx(v @ (lost - clean).ravel(), abs=1e-9)
@@ -240,7 +241,7 @@ def test_ablate_command_writes_tables_and_figures(tmp_path):
     assert main(["ablate", str(run.path), "--kind", "all", "--out", str(out), "--quiet"]) == 0
     for kind in KINDS:
         rows = list(csv.DictReader(open(out / f"ablation_{kind}.csv")))
-        assert len(rows) == len(run) * 4                         # snapshots x heads
+        assert len(rows) == len(run) * (4 + 2)                   # snapshots x (heads + layers)
         result = json.load(open(out / f"ablation_{kind}.json"))
         # the circuit's two heads carry the ICL; mean-ablating the previous-token head
         # (its mean write is a blur of tokens in PREV) can hurt even more than the
@@ -248,8 +249,10 @@ def test_ablate_command_writes_tables_and_figures(tmp_path):
         circuit = {"L1H0"} if kind != "mean" else {"L1H0", "L0H0"}
         dicl = np.array(result["dicl"])                          # [K, S]
         attr = np.array(result["phase_attr"])                    # [K, S]
-        assert result["head_labels"][int(np.argmax(dicl[:, -1]))] in circuit
-        assert result["head_labels"][int(np.argmin(attr[:, -1]))] in circuit
+        singles = slice(0, 4)                                    # rows 4, 5 are layers L0*, L1*
+        assert result["labels"][int(np.argmax(dicl[singles, -1]))] in circuit
+        assert result["labels"][int(np.argmin(attr[singles, -1]))] in circuit
+        assert result["labels"][4:] == ["L0*", "L1*"]
         assert result["phase_window"] is not None
         for name in (f"dicl_{kind}.png", f"phase_attr_{kind}.png"):
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
