@@ -5,6 +5,8 @@ For each config (REF and SMALL of issue 3) it measures, in one run on one machin
   - tokens/s of a full training step (forward, backward, AdamW) per implementation,
     the median over `--steps` timed steps after `--warmup` untimed ones, each
     implementation in its own fresh Python process with the same thread count;
+    also tokens per CPU-second of the process (all its threads), which other jobs
+    on a shared machine disturb less than wall time;
   - the achieved GFLOP/s (useful FLOPs only, see step_flops) against the machine's
     own float32 matmul GFLOP/s, measured in the same run (a 2048^3 np.matmul);
   - the ratios numba / torch eager, numba / torch.compile, numpy / torch eager;
@@ -76,11 +78,14 @@ def minih_tokens_per_s(cfg: ModelConfig, batch: int, backend: str, steps: int, w
     first = _timed(lambda: train_step(params, state, tokens, cfg, opt, backend=backend))
     for _ in range(warmup):
         train_step(params, state, tokens, cfg, opt, backend=backend)
+    c0 = time.process_time()
     times = [_timed(lambda: train_step(params, state, tokens, cfg, opt, backend=backend))
              for _ in range(steps)]
+    cpu = (time.process_time() - c0) / steps
     med = float(np.median(times))
     return {"impl": f"minih {backend}", "first_step_s": first, "median_step_s": med,
-            "step_times_s": times, "tokens_per_s": batch * cfg.n_ctx / med}
+            "step_times_s": times, "tokens_per_s": batch * cfg.n_ctx / med,
+            "cpu_s_per_step": cpu, "tokens_per_cpu_s": batch * cfg.n_ctx / cpu}
 
 
 def memory_growth(cfg: ModelConfig, batch: int, steps: int = 10, backend: str = "numba") -> dict:
@@ -242,10 +247,12 @@ def format_table(result: dict) -> str:
              f"{m.get('load_average_after', [float('nan')])[0]:.1f} after", ""]
     for name, c in result["configs"].items():
         lines.append(f"{name}: batch {c['batch']}, {c['config']}, {c['step_gflop']:.2f} GFLOP/step")
-        lines.append(f"  {'implementation':<44}{'tokens/s':>10}{'step ms':>9}{'GFLOP/s':>9}{'of matmul':>11}")
+        lines.append(f"  {'implementation':<44}{'tokens/s':>10}{'step ms':>9}{'GFLOP/s':>9}"
+                     f"{'of matmul':>11}{'tokens/CPU-s':>14}")
         for r in c["results"]:
             lines.append(f"  {r['impl']:<44}{r['tokens_per_s']:>10.0f}{1e3 * r['median_step_s']:>9.1f}"
-                         f"{r['gflops']:>9.1f}{100 * r['fraction_of_matmul']:>10.0f}%")
+                         f"{r['gflops']:>9.1f}{100 * r['fraction_of_matmul']:>10.0f}%"
+                         f"{r['tokens_per_cpu_s']:>14.0f}")
         for k, v in c["ratios"].items():
             lines.append(f"  {k}: {v:.2f}x")
         lines.append("")

@@ -94,11 +94,14 @@ def torch_tokens_per_s(cfg, batch: int, steps: int, warmup: int, threads: int,
     for _ in range(warmup):
         f()
     times = []
+    c0 = time.process_time()
     for _ in range(steps):
         t0 = time.perf_counter()
         f()
         times.append(time.perf_counter() - t0)
+    cpu = (time.process_time() - c0) / steps
     med = float(np.median(times))
     return {"impl": "torch.compile" if compiled else "torch eager", "torch": torch.__version__,
             "threads": torch.get_num_threads(), "first_step_s": first, "median_step_s": med,
-            "step_times_s": times, "tokens_per_s": batch * cfg.n_ctx / med}
+            "step_times_s": times, "tokens_per_s": batch * cfg.n_ctx / med,
+            "cpu_s_per_step": cpu, "tokens_per_cpu_s": batch * cfg.n_ctx / cpu}
