@@ -13,30 +13,18 @@ Prints: one table row per head, then the K-composition matrix.
 
     python examples/04_metrics_on_a_model.py [RUN_DIR] [--tiny]
 """
-import argparse
-
 import numpy as np
 
-import minih
 from minih import metrics
-from minih.handbuilt import induction_model
+from _model import model_from_command_line             # examples/_model.py
 
-parser = argparse.ArgumentParser()
-parser.add_argument("run", nargs="?", help="a run directory (default: the hand-built model)")
-parser.add_argument("--tiny", action="store_true", help="a smaller hand-built model (for tests)")
-args = parser.parse_args()
-
-if args.run:
-    run = minih.load_run(args.run)
-    cfg, params, text = run.cfg, run.params(len(run) - 1), run.eval_tokens
-    print(f"last snapshot (step {run.steps[-1]}) of {args.run}")
-else:
-    cfg, params = induction_model(d_vocab=16 if args.tiny else 32, n_ctx=48, n_heads=2)
-    # evaluation text: random tokens with a repeated segment
+cfg, params, run = model_from_command_line(d_vocab=32, n_ctx=48)
+if run is not None:
+    text = run.eval_tokens
+else:                     # evaluation text: random tokens with a repeated segment
     rng = np.random.default_rng(0)
     seg = rng.integers(0, cfg.d_vocab, size=(8, 12))
     text = np.concatenate([seg, rng.integers(0, cfg.d_vocab, size=(8, 6)), seg], axis=1)
-    print("the hand-built induction model (layer 0 head 0: previous token; layer 1 head 0: induction)")
 
 scores = {
     "prefix matching": metrics.prefix_matching_scores(params, cfg),

@@ -17,26 +17,14 @@ Prints: for each head and each ablation, the loss on the first and second copies
 
     python examples/05_ablate_the_induction_head.py [RUN_DIR] [--tiny]
 """
-import argparse
-
 import numpy as np
 
 import minih
 from minih.ablation import Ablation, ablated_per_token_losses
-from minih.handbuilt import induction_model
+from _model import model_from_command_line             # examples/_model.py
 
-parser = argparse.ArgumentParser()
-parser.add_argument("run", nargs="?", help="a run directory (default: the hand-built model)")
-parser.add_argument("--tiny", action="store_true", help="a smaller hand-built model (for tests)")
-args = parser.parse_args()
-
-if args.run:
-    run = minih.load_run(args.run)
-    cfg, params = run.cfg, run.params(len(run) - 1)
-    d_vocab = run.manifest["train"]["data"].get("d_vocab", cfg.d_vocab)
-else:
-    cfg, params = induction_model(d_vocab=16 if args.tiny else 64, n_ctx=48, n_heads=2)
-    d_vocab = cfg.d_vocab
+cfg, params, run = model_from_command_line(d_vocab=64, n_ctx=48)
+d_vocab = run.manifest["train"]["data"].get("d_vocab", cfg.d_vocab) if run else cfg.d_vocab
 
 # 16 sequences: a random segment, then the same segment again
 L = cfg.n_ctx // 2

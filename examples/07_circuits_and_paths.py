@@ -19,26 +19,16 @@ path terms sorted by importance.
 
     python examples/07_circuits_and_paths.py [RUN_DIR] [--tiny]
 """
-import argparse
-
 import numpy as np
 
-import minih
 from minih import metrics
-from minih.handbuilt import induction_model
 from minih.paths import term_importance
+from _model import model_from_command_line             # examples/_model.py
 
-parser = argparse.ArgumentParser()
-parser.add_argument("run", nargs="?", help="a run directory (default: the hand-built model)")
-parser.add_argument("--tiny", action="store_true", help="a smaller hand-built model (for tests)")
-args = parser.parse_args()
-
-if args.run:
-    run = minih.load_run(args.run)
-    cfg, params, tokens = run.cfg, run.params(len(run) - 1), run.eval_tokens[:16]
-    scored = slice(None)                                          # every prediction
+cfg, params, run = model_from_command_line(d_vocab=32, n_ctx=40)
+if run is not None:
+    tokens, scored = run.eval_tokens[:16], slice(None)           # every prediction
 else:
-    cfg, params = induction_model(d_vocab=16 if args.tiny else 32, n_ctx=40, n_heads=2)
     seg = np.random.default_rng(0).integers(0, cfg.d_vocab, size=(8, 20))
     tokens = np.concatenate([seg, seg], axis=1)                  # a segment, then again
     scored = slice(20, None)      # predictions in the second copy, where induction pays

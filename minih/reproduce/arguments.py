@@ -202,7 +202,7 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
         if s1 > s0:
             direction = phase_direction(run.losses[s0], run.losses[s1])
     sweep = sweep_heads(run, kind="pattern", direction=direction, backend=backend, progress=progress)
-    labels = [f"{l}.{h}" for l, h in sweep.heads]
+    labels = sweep.labels                                            # "L1H3", and "L1*" = a whole layer
     dicl = sweep.dicl(early - 1, late - 1)                            # [K, S] (0-based indices)
     figs_out = [(str(figures.head_by_snapshot(figs / "a3_dicl.png", dicl, labels, sweep.tokens_seen,
                                               f"{name}: ICL score change when each head is ablated",

@@ -1,0 +1,27 @@
+"""Shared by examples 04, 05 and 07: the model they study, from the command line.
+
+    cfg, params, run = model_from_command_line(d_vocab=32, n_ctx=48)
+
+With a run directory argument: the last snapshot of that run (run is the minih Run).
+Without: minih's hand-built induction model (minih/handbuilt.py), whose answers are
+known: head 0.0 attends to the previous token, head 1.0 is the induction head (run is
+None). --tiny shrinks the hand-built model for the test suite.
+"""
+import argparse
+
+import minih
+from minih.handbuilt import induction_model
+
+
+def model_from_command_line(d_vocab: int, n_ctx: int):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("run", nargs="?", help="a run directory (default: the hand-built model)")
+    parser.add_argument("--tiny", action="store_true", help="a smaller hand-built model (for tests)")
+    args = parser.parse_args()
+    if args.run:
+        run = minih.load_run(args.run)
+        print(f"the last snapshot (step {run.steps[-1]}) of {args.run}")
+        return run.cfg, run.params(len(run) - 1), run
+    print("the hand-built induction model (head 0.0: previous token; head 1.0: induction)")
+    cfg, params = induction_model(d_vocab=16 if args.tiny else d_vocab, n_ctx=n_ctx, n_heads=2)
+    return cfg, params, None
