@@ -121,6 +121,9 @@ def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | Non
     ab = ablation if ablation is not None else Ablation()
     ab.check(cfg)
     B, T = tokens.shape
+    if clean_cache is not None and clean_cache["hook_resid_final"].shape != (B, T, cfg.d_model):
+        raise ValueError(f"clean_cache is not of these tokens: its residual stream has shape "
+                         f"{clean_cache['hook_resid_final'].shape}, tokens need {(B, T, cfg.d_model)}")
     if ab.kind == "pattern" and ab.heads and clean_cache is None:
         from .model import forward
         _, clean_cache = forward(params, tokens, cfg, ops, full_cache=False)

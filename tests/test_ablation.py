@@ -138,6 +138,9 @@ def test_bad_ablations_raise():
         run_with_ablation(params, tokens, cfg, Ablation([(2, 0)]))
     with pytest.raises(ValueError, match="pairs"):
         Ablation([0, 1])
+    _, cache = minih.run_with_cache(params, tokens[:2], cfg)
+    with pytest.raises(ValueError, match="clean_cache"):
+        run_with_ablation(params, tokens, cfg, Ablation([(1, 0)], "pattern"), clean_cache=cache)
     with pytest.raises(ValueError, match="means"):
         run_with_ablation(params, tokens, cfg, Ablation([(1, 0)], "mean", means={0: np.zeros((6, 2, 8))}))
 
