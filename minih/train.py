@@ -356,8 +356,10 @@ def _resume(out: Path, tc: TrainConfig | None):
         raise ValueError(f"cannot resume {out} to {saved.steps} steps: its checkpoint is already at "
                          f"step {ck['step']}")
     writer.truncate_after(ck["step"])          # snapshots written after the checkpoint come again
-    if saved.steps != TrainConfig.from_dict(writer.manifest["train"]).steps:
-        writer.update_manifest(train=saved.to_dict())
+    if saved.steps != TrainConfig.from_dict(writer.manifest["train"]).steps:   # extended
+        writer.update_manifest(train=saved.to_dict(), schedule={
+            **writer.manifest.get("schedule", {}), "steps": saved.steps,
+            "snapshot_steps": snapshot_steps(saved.steps, saved.log_snapshots, saved.linear_snapshots)})
     return (writer, saved, ck["params"], ck["opt_state"], ck["rng"], ck["step"], ck["tokens_seen"],
             ck["train_loss"], ck["seconds"])
 

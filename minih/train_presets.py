@@ -34,5 +34,5 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
                              data=StdlibText(), steps=5000, batch=16, lr=3e-3),
     # in-context Markov chains (Edelman et al. 2024): compare the loss to the Bayes floor
     "markov-2l": TrainConfig(model=_SMALL.replace(n_ctx=64, d_vocab=4), data=MarkovChains(d_vocab=4),
-                             steps=1500, batch=32, lr=3e-3),
+                             steps=800, batch=32, lr=3e-3),
 }

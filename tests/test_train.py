@@ -156,4 +156,5 @@ def test_cli_help_bad_values_and_a_tiny_run(tmp_path, capsys):
     assert cli_main(argv) == 2                                            # exists: needs --resume/--overwrite
     assert "--resume" in capsys.readouterr().err
     assert cli_main(["train", "--resume", "--out", str(tmp_path / "run"), "--steps", "9", "--no-progress"]) == 0
-    assert minih.load_run(tmp_path / "run").steps[-1] == 9
+    run = minih.load_run(tmp_path / "run")
+    assert run.steps[-1] == 9 and run.manifest["schedule"]["steps"] == 9 and run.manifest["train"]["steps"] == 9
