@@ -93,6 +93,13 @@ def test_text_sources(tmp_path):
     assert desc["validation_files"] > 0 and desc["train_bytes"] > 10 * desc["validation_bytes"] / 2
     ev = src.eval_set(4, 64, seed=0)
     np.testing.assert_array_equal(ev, src.eval_set(4, 64, seed=0))
+    # repeat_fraction=1: every training sequence is a text window repeated back to back
+    rep = make_source("stdlib", repeat_fraction=1.0, repeat_min_len=5, repeat_max_len=9)
+    r = rep.sample(np.random.default_rng(0), 20, 40)
+    assert all(any(np.array_equal(t[L:], t[:-L]) for L in range(5, 10)) for t in r)
+    mixed = make_source("stdlib", repeat_fraction=0.5).sample(np.random.default_rng(0), 200, 64)
+    periodic = [any(np.array_equal(t[L:], t[:-L]) for L in range(8, 33)) for t in mixed]
+    assert 60 < sum(periodic) < 140                      # ~100 of 200 (binomial std 7)
     # a folder: every text file, binary files skipped, split by file
     for i in range(30):
         (tmp_path / f"f{i}.txt").write_text(f"file {i} " * 20)

@@ -85,10 +85,25 @@ class _ByteCorpus:
         return data[starts[:, None] + np.arange(seq_len)].astype(np.int64)  # [B,T]
 
     def sample(self, rng, batch: int, seq_len: int) -> np.ndarray:
-        """B random windows of the training split, int64 [B,T]."""
+        """B random windows of the training split, int64 [B,T].
+
+        With repeat_fraction > 0, each sequence is, with that probability, replaced by
+        a window of L ~ U{repeat_min_len..repeat_max_len} training bytes repeated back
+        to back (real text made to reward an induction head; the evaluation set stays
+        plain validation text).
+        """
         rng = check_rng(rng)
         check_request(self, batch, seq_len)
-        return self._windows(self.corpus()[0], rng, batch, seq_len, "training")
+        tokens = self._windows(self.corpus()[0], rng, batch, seq_len, "training")   # [B,T]
+        if self.repeat_fraction > 0:
+            hi = min(self.repeat_max_len, seq_len - 2)
+            lo = min(self.repeat_min_len, hi)
+            chosen = rng.random(batch) < self.repeat_fraction                   # [B]
+            L = rng.integers(lo, hi + 1, size=batch)                             # [B]
+            pos = np.arange(seq_len)                                             # [T]
+            tiled = np.take_along_axis(tokens, pos[None, :] % L[:, None], axis=1)  # [B,T] t[i mod L]
+            tokens = np.where(chosen[:, None], tiled, tokens)
+        return tokens
 
     def eval_set(self, n: int, seq_len: int, seed: int) -> np.ndarray:
         """n windows of the validation split at starts drawn with `seed`, int64 [N,T]."""
@@ -96,6 +111,15 @@ class _ByteCorpus:
         return self._windows(self.corpus()[1], np.random.default_rng(seed), n, seq_len, "validation")
 
     def _check_common(self):
+        if isinstance(self.repeat_fraction, bool) or not isinstance(self.repeat_fraction, (int, float)) \
+                or not 0 <= self.repeat_fraction <= 1:
+            raise ValueError(f"{self.name} data: repeat_fraction must be in [0, 1], got {self.repeat_fraction!r}")
+        for f in ("repeat_min_len", "repeat_max_len"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{self.name} data: {f} must be an int >= 1, got {v!r}")
+        if self.repeat_max_len < self.repeat_min_len:
+            raise ValueError(f"{self.name} data: repeat_max_len must be >= repeat_min_len")
         if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
                 or not 0 < self.val_fraction < 1:
             raise ValueError(f"{self.name} data: val_fraction must be in (0, 1), got {self.val_fraction!r}")
@@ -116,6 +140,9 @@ class StdlibText(_ByteCorpus):
     val_fraction: float = 0.1    # share of files held out for evaluation
     split_seed: int = 0          # changes which files are held out
     include_tests: bool = False  # also use the stdlib's test directories
+    repeat_fraction: float = 0.0  # share of training sequences made of a repeated text window
+    repeat_min_len: int = 8      # shortest repeated window (bytes)
+    repeat_max_len: int = 32     # longest repeated window (bytes)
 
     def __post_init__(self):
         self._check_common()
@@ -135,6 +162,9 @@ class TextFiles(_ByteCorpus):
     path: str = ""               # a file, or a folder (every non-hidden text file inside, recursively)
     val_fraction: float = 0.1    # share of files (or of the bytes of a single file) held out
     split_seed: int = 0          # changes which files are held out
+    repeat_fraction: float = 0.0  # share of training sequences made of a repeated text window
+    repeat_min_len: int = 8      # shortest repeated window (bytes)
+    repeat_max_len: int = 32     # longest repeated window (bytes)
 
     def __post_init__(self):
         self._check_common()
