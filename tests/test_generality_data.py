@@ -1,69 +1,81 @@
-"""The Argument-4 tasks: each image is the promised function of its segment, and the
-targets point at the token after the matching segment token."""
+"""The Argument-4 tasks: sequences follow their rule, and targets/roles say exactly
+which keys an induction head for the task should attend to and which predictions
+the context makes possible. Oracle: the rules re-checked position by position."""
 import numpy as np
 import pytest
 
 from minih.data.generality import GeneralityTasks
 
-
-def blocks(tokens, target):
-    """Recover (segment start, image start, L) for every block with a target."""
-    out = []
-    t = np.flatnonzero(target >= 0)
-    i = 0
-    while i < len(t):
-        first = t[i]                      # position of g(s_0); target = seg start + 1
-        seg_start = target[first] - 1
-        L = first - seg_start
-        out.append((seg_start, first, L))
-        i += L - 1
-    return out
+SRC = GeneralityTasks(d_vocab=32, min_len=3, max_len=9, n_classes=4, seed=5)
 
 
 @pytest.mark.parametrize("kind", ["literal", "translation", "fuzzy"])
-def test_images_follow_the_task(kind):
-    src = GeneralityTasks(d_vocab=32, min_len=3, max_len=9, n_classes=4, seed=5)
-    tokens, target = src.sample_with_targets(np.random.default_rng(1), 4, 200, kind=kind)
-    assert tokens.shape == target.shape == (4, 200) and tokens.min() >= 0 and tokens.max() < 32
-    f = src.translation
-    assert sorted(f) == list(range(16, 32))               # a bijection onto the upper half
-    n_blocks = 0
+def test_targets_follow_the_task_rule(kind):
+    tokens, target, role = SRC.sample_with_targets(np.random.default_rng(1), 3, 60, kind=kind)
+    assert tokens.shape == role.shape == (3, 60) and target.shape == (3, 60, 60)
+    assert tokens.min() >= 0 and tokens.max() < 32
+    f = SRC.translation
+    inverse = {int(b): a for a, b in enumerate(f)}
+    for b in range(3):
+        t = tokens[b]
+        for i in range(60):
+            for j in range(60):
+                if kind == "literal":
+                    want = 1 <= j <= i and t[j - 1] == t[i]
+                elif kind == "translation":
+                    want = 1 <= j <= i and inverse.get(int(t[i])) == t[j - 1]
+                else:
+                    want = (1 <= j <= i and t[i] < 16 and t[j - 1] < 16
+                            and t[i] % 4 == t[j - 1] % 4)
+                assert target[b, i, j] == want, (kind, b, i, j)
+    assert np.any(role == 1) and np.any(role == 2)
+
+
+def test_translation_and_fuzzy_sequences():
+    f = SRC.translation
+    assert sorted(f) == list(range(16, 32))                  # a bijection onto the upper half
+    tokens, _, role = SRC.sample_with_targets(np.random.default_rng(2), 4, 80, kind="translation")
+    # every image token (upper half) is f of the token L positions before it
     for b in range(4):
-        for seg_start, img_start, L in blocks(tokens[b], target[b]):
-            n = min(L, 200 - img_start)
-            seg, img = tokens[b, seg_start:seg_start + n], tokens[b, img_start:img_start + n]
-            if kind == "literal":
-                assert np.array_equal(img, seg)
-            elif kind == "translation":
-                assert seg.max() < 16 and np.array_equal(img, f[seg])
-            else:
-                assert np.array_equal(img % 4, seg % 4)
-            # target of g(s_k) is the position of s_{k+1}
-            for k in range(n - 1 if n == L else n):
-                if k < L - 1:
-                    assert target[b, img_start + k] == seg_start + k + 1
-            n_blocks += 1
-    assert n_blocks > 20
-    # segment lengths vary (no fixed offset for a positional shortcut)
-    lengths = {L for b in range(4) for _, _, L in blocks(tokens[b], target[b])}
-    assert len(lengths) > 3
+        up = np.flatnonzero(tokens[b] >= 16)
+        assert len(up) > 10 and np.all(role[b, up] == 1)
+    tokens, _, role = SRC.sample_with_targets(np.random.default_rng(3), 4, 80, kind="fuzzy")
+    items, labels = tokens[:, 0::2], tokens[:, 1::2]
+    assert np.all(items < 16) and np.all(labels >= 16)
+    for b in range(4):                                       # one label per class, per sequence
+        classes = {}
+        for x, y in zip(items[b], labels[b]):
+            assert classes.setdefault(x % 4, y) == y
+    # roles: items whose class was seen before are predictable (1), new classes not (2)
+    for b in range(4):
+        seen = set()
+        for k, x in enumerate(items[b][:-1]):
+            assert role[b, 2 * k] == (1 if x % 4 in seen else 2)
+            seen.add(x % 4)
+        assert np.all(role[b, 1::2] == 0)
 
 
-def test_fuzzy_images_are_not_copies_and_seed_fixes_everything():
-    src = GeneralityTasks(d_vocab=64, n_classes=4)
-    a = src.sample_with_targets(np.random.default_rng(0), 2, 100, kind="fuzzy")
-    b = src.sample_with_targets(np.random.default_rng(0), 2, 100, kind="fuzzy")
+def test_literal_blocks_repeat_with_varied_lengths():
+    tokens, target, role = SRC.sample_with_targets(np.random.default_rng(4), 8, 120, kind="literal")
+    lengths = set()
+    for b in range(8):
+        r = role[b]
+        starts = np.flatnonzero((r == 2) & (np.r_[0, r[:-1]] != 2))         # segment starts
+        for s, e in zip(starts, list(starts[1:]) + [120]):
+            L = int(np.sum(r[s:e] == 2))
+            if s + 2 * L <= 120:
+                assert np.array_equal(tokens[b, s:s + L], tokens[b, s + L:s + 2 * L])
+                lengths.add(L)
+    assert len(lengths) > 3                                 # no fixed offset
+
+
+def test_seed_and_bad_options():
+    a = SRC.sample_with_targets(np.random.default_rng(0), 2, 50)
+    b = SRC.sample_with_targets(np.random.default_rng(0), 2, 50)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    tokens, target = a
-    idx = np.flatnonzero(target[0] >= 0)
-    copied = tokens[0, idx] == tokens[0, target[0, idx] - 1]
-    assert copied.mean() < 0.5                              # 16 members per class: mostly new tokens
-
-
-def test_bad_options():
     with pytest.raises(ValueError, match="d_vocab must be even"):
         GeneralityTasks(d_vocab=33)
     with pytest.raises(ValueError, match="mode must be one of"):
         GeneralityTasks(mode="poetry")
     with pytest.raises(ValueError, match="n_classes must be in"):
-        GeneralityTasks(d_vocab=8, n_classes=5)
+        GeneralityTasks(d_vocab=16, n_classes=5)

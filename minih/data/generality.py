@@ -1,30 +1,34 @@
 """Argument 4's tasks in miniature: literal copying, "translation" and fuzzy matching.
 
-The induction-heads paper (Argument 4) shows that the same heads that copy literally
-also do more abstract in-context matching: translating a sentence they saw in
-another language, or continuing a pattern whose tokens are only similar. minih's
-synthetic versions keep one structure, blocks of a segment and its image:
+The induction-heads paper (Argument 4) shows that the heads that copy literally also
+do more abstract in-context matching: translating a sentence seen in another
+language, or continuing a pattern whose tokens are only similar. minih's synthetic
+versions, one kind per sequence (the vocabulary's lower half A = [0, V/2) holds
+"source" tokens, the upper half B = [V/2, V) their images or labels):
 
-    [ s_1 ... s_L | g(s_1) ... g(s_L) ] [ next block ] ...      L ~ U{min_len..max_len}
+- `literal`:     blocks [s_1..s_L | s_1..s_L], s from the whole vocabulary: copying.
+- `translation`: blocks [s_1..s_L | f(s_1)..f(s_L)], s from A, f a fixed random
+                 bijection A -> B. After f(s_k) the right guess is f(s_{k+1}); the head
+                 that finds it attends from f(s_k) back to s_{k+1}, the token after the
+                 *translation* of the current token.
+- `fuzzy`:       pairs [x_1 y_1 x_2 y_2 ...]: items x from A, each followed by the label
+                 of its class, y = labels[class(x)], class(x) = x mod n_classes, with a
+                 fresh random class -> label map (into B) for every sequence. The label
+                 of an item can only be known from an earlier item *of the same class*,
+                 a different token: matching by similarity, not identity (in-context
+                 classification). Every earlier same-class item's label is a right answer.
 
-with g chosen per block:
+Each image block appears once, so only the earlier segment helps: a literal-copy head
+cannot solve translation by looking at an earlier translated copy.
 
-- `literal`:     g(s) = s                      (copying; s from the whole vocabulary)
-- `translation`: g(s) = f(s), f a fixed random bijection from the lower half of the
-                 vocabulary onto the upper half (s from the lower half). After f(s_i)
-                 the right guess is f(s_{i+1}), and the head that finds it attends from
-                 f(s_i) back to s_{i+1}: the token after the *translation* of the
-                 current token.
-- `fuzzy`:       g(s) = a random token of the same class as s, class(t) = t mod
-                 n_classes. Only the class of the next token is predictable.
-
-Each image appears once, so only the earlier segment helps: a literal-copy head cannot
-solve a translation block by looking at an earlier translated copy.
-
-`sample_with_targets` returns, for every position i in an image, the key position the
-ideal induction head attends to: target[b, i] = (start of the segment) + k + 1 when
-i holds g(s_k), k < L-1; -1 elsewhere. `generalized_prefix_score` (minih.metrics)
-measures the attention on it.
+`sample_with_targets` returns, besides the tokens:
+- target [B, T, T] bool: target[b, i, j] = the key j an ideal induction head for this
+  task attends to from query i, j <= i: the token after an earlier token that matches
+  t[i] (equal / the preimage under f / an item of the same class). Several keys can be
+  right; scores sum the attention over them, as prefix matching does.
+- role [B, T] int: 1 = a prediction the context makes possible (query i has a target),
+  2 = a comparable prediction it does not (literal/translation: a fresh segment token;
+  fuzzy: an item whose class is new), 0 = neither (not scored).
 
 Shape legend: B = batch, T = positions
 """
@@ -39,16 +43,17 @@ from .base import check_request, check_rng
 
 KINDS = ("literal", "translation", "fuzzy")
 MODES = KINDS + ("mixed",)
+PREDICTABLE, UNPREDICTABLE = 1, 2
 
 
 @dataclass(frozen=True)
 class GeneralityTasks:
     name: ClassVar[str] = "generality"
-    d_vocab: int = 64      # even: the translation maps [0, V/2) onto [V/2, V)
-    mode: str = "mixed"    # "literal", "translation", "fuzzy", or "mixed" (a kind per block)
-    min_len: int = 6       # shortest segment
+    d_vocab: int = 64      # even: A = [0, V/2) sources/items, B = [V/2, V) images/labels
+    mode: str = "mixed"    # "literal", "translation", "fuzzy", or "mixed" (a kind per sequence)
+    min_len: int = 6       # shortest segment (literal, translation)
     max_len: int = 24      # longest segment
-    n_classes: int = 8     # fuzzy: class(t) = t mod n_classes
+    n_classes: int = 4     # fuzzy: class(x) = x mod n_classes; each class has V/2/n_classes items
     seed: int = 0          # draws the bijection f (fixed for a data source)
 
     def __post_init__(self):
@@ -62,26 +67,68 @@ class GeneralityTasks:
             raise ValueError(f"generality data: mode must be one of {MODES}, got {self.mode!r}")
         if self.max_len < self.min_len:
             raise ValueError(f"generality data: max_len ({self.max_len}) < min_len ({self.min_len})")
-        if not 1 <= self.n_classes <= self.d_vocab // 2:
-            raise ValueError(f"generality data: n_classes must be in [1, d_vocab/2], got {self.n_classes}")
+        if not 2 <= self.n_classes <= self.d_vocab // 4:
+            raise ValueError(f"generality data: n_classes must be in [2, d_vocab/4] (each class "
+                             f"needs two items), got {self.n_classes}")
 
     @property
     def translation(self) -> np.ndarray:
-        """f as a table [V/2]: f(a) = translation[a], a in [0, V/2), values in [V/2, V)."""
+        """f as a table [V/2]: f(a) = translation[a], a in A, values in B."""
         half = self.d_vocab // 2
         return half + np.random.default_rng(self.seed).permutation(half)
 
-    def _image(self, rng, seg, kind):
+    # --- one sequence of each kind: (tokens [T], role [T]) --------------------------------
+
+    def _blocks(self, rng, T, kind):
+        tokens, role = np.zeros(T, dtype=np.int64), np.zeros(T, dtype=np.int64)
+        pos = 0
+        while pos < T:
+            L = int(rng.integers(self.min_len, self.max_len + 1))
+            hi = self.d_vocab // 2 if kind == "translation" else self.d_vocab
+            seg = rng.integers(0, hi, size=L)
+            image = seg if kind == "literal" else self.translation[seg]
+            n = min(2 * L, T - pos)
+            tokens[pos:pos + n] = np.concatenate([seg, image])[:n]
+            role[pos:pos + min(L, n)] = UNPREDICTABLE               # fresh segment tokens
+            pos += n
+        return tokens, role
+
+    def _pairs(self, rng, T):
+        half = self.d_vocab // 2
+        labels = half + rng.permutation(half)[: self.n_classes]      # this sequence's labels
+        n = (T + 1) // 2
+        items = rng.integers(0, half, size=n)
+        tokens = np.stack([items, labels[items % self.n_classes]], axis=1).reshape(-1)[:T]
+        return tokens, np.zeros(T, dtype=np.int64)                   # roles set by _targets
+
+    def _targets(self, tokens, role, kind):
+        """target [T, T] and the roles of the predictions that can be made in context."""
+        T = len(tokens)
+        t = tokens
+        half = self.d_vocab // 2
         if kind == "literal":
-            return seg.copy()
-        if kind == "translation":
-            return self.translation[seg]
-        # fuzzy: a random member of the same class (t mod n_classes)
-        members = (self.d_vocab - 1 - seg % self.n_classes) // self.n_classes + 1
-        return seg % self.n_classes + self.n_classes * rng.integers(0, members)
+            match = t[:, None] == t[None, :]                                   # [i, j-1]
+        elif kind == "translation":
+            pre = np.full(self.d_vocab, -1)
+            pre[self.translation] = np.arange(half)                            # f^-1 on B
+            match = (pre[t][:, None] == t[None, :]) & (t[:, None] >= half)
+        else:
+            item = t < half
+            same = (t[:, None] % self.n_classes) == (t[None, :] % self.n_classes)
+            match = same & item[:, None] & item[None, :]
+        target = np.zeros((T, T), dtype=bool)
+        target[:, 1:] = match[:, :-1]                                          # key j after match at j-1
+        target &= np.tri(T, dtype=bool)                                        # j <= i
+        has = target.any(axis=1)
+        if kind == "fuzzy":
+            items = (t < half) & (np.arange(T) < T - 1)
+            role = np.where(items, np.where(has, PREDICTABLE, UNPREDICTABLE), 0)
+        else:
+            role = np.where(has & (role == 0), PREDICTABLE, role)            # image tokens
+        return target, role
 
     def sample_with_targets(self, rng, batch: int, seq_len: int, kind: str | None = None):
-        """(tokens int64 [B,T], target int64 [B,T]): target as in the module docstring.
+        """(tokens int64 [B,T], target bool [B,T,T], role int64 [B,T]); see the module docstring.
 
         kind overrides the source's mode for this call (e.g. to probe one task).
         """
@@ -91,22 +138,14 @@ class GeneralityTasks:
         if kind not in MODES:
             raise ValueError(f"generality data: kind must be one of {MODES}, got {kind!r}")
         tokens = np.zeros((batch, seq_len), dtype=np.int64)
-        target = np.full((batch, seq_len), -1, dtype=np.int64)
+        target = np.zeros((batch, seq_len, seq_len), dtype=bool)
+        role = np.zeros((batch, seq_len), dtype=np.int64)
         for b in range(batch):
-            pos = 0
-            while pos < seq_len:
-                k = kind if kind != "mixed" else KINDS[rng.integers(len(KINDS))]
-                L = int(rng.integers(self.min_len, self.max_len + 1))
-                hi = self.d_vocab // 2 if k == "translation" else self.d_vocab
-                seg = rng.integers(0, hi, size=L)
-                block = np.concatenate([seg, self._image(rng, seg, k)])          # [2L]
-                n = min(2 * L, seq_len - pos)
-                tokens[b, pos:pos + n] = block[:n]
-                for i in range(L, n):                   # image position i holds g(s_{i-L})
-                    if i - L + 1 < L:
-                        target[b, pos + i] = pos + (i - L) + 1
-                pos += n
-        return tokens, target
+            k = kind if kind != "mixed" else KINDS[rng.integers(len(KINDS))]
+            t, r = self._pairs(rng, seq_len) if k == "fuzzy" else self._blocks(rng, seq_len, k)
+            tokens[b] = t
+            target[b], role[b] = self._targets(t, r, k)
+        return tokens, target, role
 
     def sample(self, rng, batch: int, seq_len: int) -> np.ndarray:
         return self.sample_with_targets(rng, batch, seq_len)[0]

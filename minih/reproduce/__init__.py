@@ -23,7 +23,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..report import write_report
-from ..run import load_run, save_json
+from ..run import _to_jsonable, load_run, save_json
 from ..train import train
 from . import arguments as A
 from .family import SIZES, Member, family
@@ -117,6 +117,7 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
              f"Time: {timings['total']:.0f} s in total ("
              + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items() if k != "total") + ")."]
     md, html = write_report(out, "Induction heads, reproduced on a CPU", intro, sections)
+    numbers = _to_jsonable(numbers)                   # numpy scalars -> plain JSON numbers
     save_json(out / "numbers.json", numbers)
     print(f"\nreport: {html}\n        {md}\nfigures: {figs}\nnumbers: {out / 'numbers.json'}")
     print("verdicts: " + ", ".join(f"argument {k.split('_')[1]} {'yes' if v else 'NO'}"

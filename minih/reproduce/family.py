@@ -50,9 +50,9 @@ def family(size: str = "quick", seed: int = 0) -> list[Member]:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     base = _base(size, seed)
     m = base.model
-    gen_data = GeneralityTasks(d_vocab=m.d_vocab if m.d_vocab % 2 == 0 else m.d_vocab - 1,
-                               min_len=base.data.min_len, max_len=max(base.data.min_len, base.data.max_len // 2),
-                               n_classes=4, seed=seed)
+    gen_data = GeneralityTasks(d_vocab=m.d_vocab - m.d_vocab % 2, min_len=base.data.min_len,
+                               max_len=base.data.max_len, n_classes=4 if m.d_vocab >= 16 else 2,
+                               seed=seed)
     members = [
         Member("1L", base.replace(model=m.replace(n_layers=1)), "induction"),
         Member("2L", base, "induction"),
