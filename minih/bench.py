@@ -183,9 +183,11 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
               memory: bool = True, blas1: bool = True) -> dict:
     """Every measurement of the module docstring, as one dict (what --out writes).
 
-    `blas1` adds a numba run with OPENBLAS_NUM_THREADS=1 (BLAS on one thread, the
-    Numba kernels on all): on a busy machine OpenBLAS's spinning worker threads can
-    cost more than they bring (docs/04_numba.md).
+    Every run inherits this process's environment; `python -m minih bench` runs with
+    OPENBLAS_NUM_THREADS=1 unless you set it (minih/__main__.py: the CLI's thread
+    policy). `blas1` adds the other policy for comparison when it differs: a numba
+    run with OpenBLAS's own threads, OPENBLAS_NUM_THREADS = the thread count (on a
+    busy machine their busy-waiting costs more than they bring; docs/04_numba.md).
     """
     import platform
 
@@ -207,8 +209,8 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
         overrides, batch = CONFIGS[name]
         flops = step_flops(ModelConfig(**overrides), batch)
         jobs = ([("numpy", None)] if numpy_backend else []) + [("numba", None)]
-        if blas1:
-            jobs.append(("numba", {"OPENBLAS_NUM_THREADS": "1"}))
+        if blas1 and threads > 1 and os.environ.get("OPENBLAS_NUM_THREADS") != str(threads):
+            jobs.append(("numba", {"OPENBLAS_NUM_THREADS": str(threads)}))
         if with_torch:
             jobs += [("torch", None)] + ([("torch.compile", None)] if compiled else [])
         rows = []
@@ -281,7 +283,8 @@ def add_arguments(p):
     p.add_argument("--no-start", action="store_true", help="skip the cold/warm start measurement")
     p.add_argument("--no-memory", action="store_true", help="skip the memory-growth check")
     p.add_argument("--no-blas1", action="store_true",
-                   help="skip the extra numba run with OPENBLAS_NUM_THREADS=1")
+                   help="skip the extra numba run with OpenBLAS on every thread "
+                        "(OPENBLAS_NUM_THREADS = NUMBA_NUM_THREADS)")
     p.add_argument("--out", default="bench.json", help="JSON results file (default: bench.json)")
 
 

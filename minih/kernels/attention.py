@@ -15,6 +15,7 @@ import numpy as np
 from numba import prange
 
 from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel
+from .blas import matmul, matmul_tn
 
 
 def _check_heads(name, W, H=None):
@@ -35,7 +36,7 @@ def project_forward(x, W):
     H, _, E = W.shape
     expect_shape("W", W, (H, D, E))
     W2 = W.transpose(1, 0, 2).reshape(D, H * E)                  # [D, H*E]
-    return (x.reshape(B * T, D) @ W2).reshape(B, T, H, E)
+    return matmul(x.reshape(B * T, D), W2).reshape(B, T, H, E)
 
 
 def project_backward(d_out, x, W):
@@ -46,8 +47,8 @@ def project_backward(d_out, x, W):
     expect_shape("d_out", d_out, (B, T, H, E))
     d_out2 = d_out.reshape(B * T, H * E)                         # [B*T, H*E]
     W2 = W.transpose(1, 0, 2).reshape(D, H * E)                  # [D, H*E]
-    d_x = (d_out2 @ W2.T).reshape(B, T, D)                       # forward: out = x @ W2
-    d_W2 = x.reshape(B * T, D).T @ d_out2                        # [D, H*E]
+    d_x = matmul(d_out2, W2.T).reshape(B, T, D)                  # forward: out = x @ W2
+    d_W2 = matmul_tn(x.reshape(B * T, D), d_out2)                # [D, H*E] = x^T d_out2
     return d_x, np.ascontiguousarray(d_W2.reshape(D, H, E).transpose(1, 0, 2))
 
 
@@ -147,6 +148,17 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
             for j in range(n_pad):
                 row[j] = zero
             e0 = 0
+            while e0 + 8 <= E:                                   # eight dimensions e at a time
+                q0, q1 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale
+                q2, q3 = q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
+                q4, q5 = q[b, i, h, e0 + 4] * scale, q[b, i, h, e0 + 5] * scale
+                q6, q7 = q[b, i, h, e0 + 6] * scale, q[b, i, h, e0 + 7] * scale
+                k0, k1, k2, k3 = kT[e0], kT[e0 + 1], kT[e0 + 2], kT[e0 + 3]
+                k4, k5, k6, k7 = kT[e0 + 4], kT[e0 + 5], kT[e0 + 6], kT[e0 + 7]
+                for j in range(n_pad):
+                    row[j] += (q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j]
+                               + q4 * k4[j] + q5 * k5[j] + q6 * k6[j] + q7 * k7[j])
+                e0 += 8
             while e0 + 4 <= E:
                 q0, q1 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale
                 q2, q3 = q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
@@ -180,7 +192,20 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
             for j in range(n, T):
                 row[j] = zero
             # pass 3: z[i] = sum_j pattern[i, j] v[j]   (pattern is 0 for n <= j < n_pad)
-            for e in range(E):
+            # four dimensions e at a time: one read of the row per four multiply-adds
+            e0 = 0
+            while e0 + 4 <= E:
+                v0, v1, v2, v3 = vT[e0], vT[e0 + 1], vT[e0 + 2], vT[e0 + 3]
+                a0, a1, a2, a3 = zero, zero, zero, zero
+                for j in range(n_pad):
+                    p_ij = row[j]
+                    a0 += p_ij * v0[j]
+                    a1 += p_ij * v1[j]
+                    a2 += p_ij * v2[j]
+                    a3 += p_ij * v3[j]
+                z[b, i, h, e0], z[b, i, h, e0 + 1], z[b, i, h, e0 + 2], z[b, i, h, e0 + 3] = a0, a1, a2, a3
+                e0 += 4
+            for e in range(e0, E):                               # the E % 4 dimensions left
                 acc = zero
                 for j in range(n_pad):
                     acc += row[j] * vT[e, j]
@@ -215,6 +240,9 @@ def attention_forward(q, k, v, with_scores=True):
     return z, pattern, (scores if with_scores else None)
 
 
+ROWS = 4    # query rows per block in the backward: each pass over d_k, d_v serves four rows
+
+
 @kernel(parallel=True)
 def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v):
     B, T, H, E = q.shape
@@ -226,38 +254,86 @@ def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v):
         vT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
         d_kT = np.zeros((E, T), dtype=q.dtype)                   # [E, T] accumulated over i
         d_vT = np.zeros((E, T), dtype=q.dtype)                   # [E, T] accumulated over i
-        d_s = np.empty(T, dtype=q.dtype)                         # one row of d_scores
+        d_s = np.zeros((ROWS, T), dtype=q.dtype)                 # the block's rows of d_scores
+        dz = np.zeros((ROWS, E), dtype=q.dtype)                  # the block's d_z rows (0 past T)
+        qb = np.zeros((ROWS, E), dtype=q.dtype)                  # the block's q rows (0 past T)
+        no_row = np.zeros(T, dtype=q.dtype)                      # pattern row of a row past T
         for j in range(T):
             for e in range(E):
                 kT[e, j] = k[b, j, h, e]
                 vT[e, j] = v[b, j, h, e]
-        for i in range(T):
-            n = min(T, (i + 1 + SIMD - 1) // SIMD * SIMD)        # j <= i, padded as in the forward
-            p = pattern[b, h, i]                                 # [T], zero beyond i
+        for i0 in range(0, T, ROWS):                             # query rows i0 .. i0+ROWS-1
+            rows = min(ROWS, T - i0)                             # rows past T count as zero rows
+            n = min(T, (i0 + rows + SIMD - 1) // SIMD * SIMD)    # j <= last row, padded as in forward
+            for r in range(ROWS):
+                for e in range(E):
+                    dz[r, e] = d_z[b, i0 + r, h, e] if r < rows else zero
+                    qb[r, e] = q[b, i0 + r, h, e] if r < rows else zero
+            p0 = pattern[b, h, i0]                               # [T], zero beyond i0
+            p1 = pattern[b, h, i0 + 1] if rows > 1 else no_row
+            p2 = pattern[b, h, i0 + 2] if rows > 2 else no_row
+            p3 = pattern[b, h, i0 + 3] if rows > 3 else no_row
             # forward pass 3: z[i] = sum_j p[i,j] v[j]
-            #   d_v[j] += p[i,j] d_z[i];   d_p[i,j] = d_z[i] . v[j]
-            for j in range(n):
-                d_s[j] = zero
+            #   d_v[j] += sum_i p[i,j] d_z[i]   (four rows i at once)
             for e in range(E):
-                dz_ie = d_z[b, i, h, e]
+                a0, a1, a2, a3 = dz[0, e], dz[1, e], dz[2, e], dz[3, e]
+                d_v_e = d_vT[e]
                 for j in range(n):
-                    d_vT[e, j] += p[j] * dz_ie
-                    d_s[j] += dz_ie * vT[e, j]
+                    d_v_e[j] += p0[j] * a0 + p1[j] * a1 + p2[j] * a2 + p3[j] * a3
+            #   d_p[i,j] = d_z[i] . v[j]   (four dimensions e at a time)
+            for r in range(ROWS):
+                ds = d_s[r]
+                for j in range(n):
+                    ds[j] = zero
+                e0 = 0
+                while e0 + 4 <= E:
+                    a0, a1, a2, a3 = dz[r, e0], dz[r, e0 + 1], dz[r, e0 + 2], dz[r, e0 + 3]
+                    v0, v1, v2, v3 = vT[e0], vT[e0 + 1], vT[e0 + 2], vT[e0 + 3]
+                    for j in range(n):
+                        ds[j] += a0 * v0[j] + a1 * v1[j] + a2 * v2[j] + a3 * v3[j]
+                    e0 += 4
+                for e in range(e0, E):                           # the E % 4 dimensions left
+                    a0 = dz[r, e]
+                    v0 = vT[e]
+                    for j in range(n):
+                        ds[j] += a0 * v0[j]
             # forward pass 2: p[i] = softmax(s[i]):  d_s = p * (d_p - sum_j d_p p)
-            dot = zero
-            for j in range(n):
-                dot += d_s[j] * p[j]
-            for j in range(n):
-                d_s[j] = p[j] * (d_s[j] - dot) * scale           # and / sqrt(E) of pass 1
-            # forward pass 1: s[i,j] = q[i] . k[j] / sqrt(E)
-            #   d_q[i] = sum_j d_s[i,j] k[j];   d_k[j] += d_s[i,j] q[i]
-            for e in range(E):
-                acc = zero
-                q_ie = q[b, i, h, e]
+            for r in range(ROWS):
+                ds = d_s[r]
+                p = p0 if r == 0 else (p1 if r == 1 else (p2 if r == 2 else p3))
+                dot = zero
                 for j in range(n):
-                    acc += d_s[j] * kT[e, j]
-                    d_kT[e, j] += d_s[j] * q_ie
-                d_q[b, i, h, e] = acc
+                    dot += ds[j] * p[j]
+                for j in range(n):
+                    ds[j] = p[j] * (ds[j] - dot) * scale         # and / sqrt(E) of pass 1
+            # forward pass 1: s[i,j] = q[i] . k[j] / sqrt(E)
+            #   d_q[i] = sum_j d_s[i,j] k[j]   (four dimensions e at a time)
+            for r in range(rows):
+                ds = d_s[r]
+                e0 = 0
+                while e0 + 4 <= E:
+                    k0, k1, k2, k3 = kT[e0], kT[e0 + 1], kT[e0 + 2], kT[e0 + 3]
+                    c0, c1, c2, c3 = zero, zero, zero, zero
+                    for j in range(n):
+                        c0 += ds[j] * k0[j]
+                        c1 += ds[j] * k1[j]
+                        c2 += ds[j] * k2[j]
+                        c3 += ds[j] * k3[j]
+                    d_q[b, i0 + r, h, e0], d_q[b, i0 + r, h, e0 + 1] = c0, c1
+                    d_q[b, i0 + r, h, e0 + 2], d_q[b, i0 + r, h, e0 + 3] = c2, c3
+                    e0 += 4
+                for e in range(e0, E):                           # the E % 4 dimensions left
+                    c0 = zero
+                    for j in range(n):
+                        c0 += ds[j] * kT[e, j]
+                    d_q[b, i0 + r, h, e] = c0
+            #   d_k[j] += sum_i d_s[i,j] q[i]   (four rows i at once)
+            ds0, ds1, ds2, ds3 = d_s[0], d_s[1], d_s[2], d_s[3]
+            for e in range(E):
+                a0, a1, a2, a3 = qb[0, e], qb[1, e], qb[2, e], qb[3, e]
+                d_k_e = d_kT[e]
+                for j in range(n):
+                    d_k_e[j] += ds0[j] * a0 + ds1[j] * a1 + ds2[j] * a2 + ds3[j] * a3
         for j in range(T):
             for e in range(E):
                 d_k[b, j, h, e] = d_kT[e, j]
@@ -296,7 +372,7 @@ def output_forward(z, W_O):
     z, W_O = as_floats("z W_O", z, W_O)
     B, T, H, E = z.shape
     expect_shape("W_O", W_O, (H, E, W_O.shape[-1]))
-    return (z.reshape(B * T, H * E) @ W_O.reshape(H * E, -1)).reshape(B, T, -1)
+    return matmul(z.reshape(B * T, H * E), W_O.reshape(H * E, -1)).reshape(B, T, -1)
 
 
 def head_results(z, W_O):
@@ -320,6 +396,6 @@ def output_backward(d_out, z, W_O):
     expect_shape("W_O", W_O, (H, E, D))
     expect_shape("d_out", d_out, (B, T, D))
     d_out2 = d_out.reshape(B * T, D)                             # [B*T, D]
-    d_z = (d_out2 @ W_O.reshape(H * E, D).T).reshape(B, T, H, E)
-    d_W_O = (z.reshape(B * T, H * E).T @ d_out2).reshape(H, E, D)
+    d_z = matmul(d_out2, W_O.reshape(H * E, D).T).reshape(B, T, H, E)
+    d_W_O = matmul_tn(z.reshape(B * T, H * E), d_out2).reshape(H, E, D)
     return d_z, d_W_O

@@ -1,0 +1,64 @@
+"""The big matrix products of the Numba backend, split over Numba's thread count.
+
+Why not OpenBLAS's own threads: its worker threads busy-wait after each call, and
+when anything else wants the cores (a browser, another job) that spinning cost 6-13x
+on our shared 2-core machine (docs/04_numba.md, "Threads"). So the CLI runs BLAS on
+one thread (OPENBLAS_NUM_THREADS=1, minih/__main__.py) and these helpers cut each
+product into FIXED row chunks, computed by a small pool of Python threads (numpy
+releases the GIL inside BLAS; idle pool threads sleep, they do not spin). The pool
+has numba.get_num_threads() workers, so NUMBA_NUM_THREADS sets every thread minih uses.
+
+The chunks are fixed (N_CHUNKS), not one per thread: the result is bit-for-bit the
+same on 1 thread and on 8 (tests/test_kernels.py checks it).
+
+Shape legend: M rows, K the summed dimension, N columns.
+"""
+from concurrent.futures import ThreadPoolExecutor
+
+import numba
+import numpy as np
+
+N_CHUNKS = 4            # fixed row chunks per product (does not depend on the thread count)
+MIN_ROWS = 1024         # below this a product is too small to be worth splitting
+_pool = {"workers": 0, "pool": None}
+
+
+def _run(tasks):
+    """Run the zero-argument callables `tasks`, on the pool when there is more than one thread."""
+    n = numba.get_num_threads()
+    if n == 1:
+        for t in tasks:
+            t()
+        return
+    if _pool["workers"] != n:                                    # thread count changed: new pool
+        if _pool["pool"] is not None:
+            _pool["pool"].shutdown()
+        _pool["workers"], _pool["pool"] = n, ThreadPoolExecutor(n, thread_name_prefix="minih-blas")
+    for f in [_pool["pool"].submit(t) for t in tasks]:
+        f.result()                                               # re-raises a worker's error
+
+
+def _bounds(M):
+    return [(c * M // N_CHUNKS, (c + 1) * M // N_CHUNKS) for c in range(N_CHUNKS)]
+
+
+def matmul(a, b):
+    """a [M,K] @ b [K,N] -> [M,N]; rows in N_CHUNKS fixed chunks (each row is one BLAS dot order)."""
+    M = a.shape[0]
+    if M < MIN_ROWS:
+        return a @ b
+    out = np.empty((M, b.shape[1]), dtype=np.result_type(a, b))
+    _run([lambda r0=r0, r1=r1: np.matmul(a[r0:r1], b, out=out[r0:r1]) for r0, r1 in _bounds(M)])
+    return out
+
+
+def matmul_tn(a, b):
+    """a [M,K].T @ b [M,N] -> [K,N], the sum over M (a weight gradient) in N_CHUNKS fixed
+    partial sums, added in a fixed order."""
+    M = a.shape[0]
+    if M < MIN_ROWS:
+        return a.T @ b
+    part = np.empty((N_CHUNKS, a.shape[1], b.shape[1]), dtype=np.result_type(a, b))  # [C,K,N]
+    _run([lambda c=c, r0=r0, r1=r1: np.matmul(a[r0:r1].T, b[r0:r1], out=part[c])
+          for c, (r0, r1) in enumerate(_bounds(M))])
+    return part.sum(axis=0)
