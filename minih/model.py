@@ -89,7 +89,7 @@ def forward(params, tokens, cfg: ModelConfig, ops, full_cache: bool = True):
         x, scale = ops.layernorm_forward(x, params["ln_final.w"], params["ln_final.b"])
         cache["ln_final.hook_scale"] = scale
     cache["ln_final.hook_normalized"] = x                                   # [B,T,D]
-    logits = x @ params["unembed.W_U"]                                      # [B,T,V]
+    logits = ops.unembed_forward(x, params["unembed.W_U"])                  # [B,T,V] = x @ W_U
     return logits, cache
 
 
@@ -102,9 +102,8 @@ def backward(d_logits, params, tokens, cache, cfg: ModelConfig, ops):
     D = cfg.d_model
     grads = {}
     # forward 3: logits = x_final @ W_U
-    x_final = cache["ln_final.hook_normalized"]                             # [B,T,D]
-    grads["unembed.W_U"] = x_final.reshape(-1, D).T @ d_logits.reshape(-1, cfg.d_vocab)
-    d_x = d_logits @ params["unembed.W_U"].T                                # [B,T,D]
+    d_x, grads["unembed.W_U"] = ops.unembed_backward(d_logits, cache["ln_final.hook_normalized"],
+                                                     params["unembed.W_U"])  # [B,T,D], [D,V]
     # forward 3: x_final = LNfinal(x)
     if cfg.layernorm:
         d_x, grads["ln_final.w"], grads["ln_final.b"] = ops.layernorm_backward(

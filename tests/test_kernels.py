@@ -21,7 +21,7 @@ import pytest
 
 import minih
 from minih import kernels, ops
-from minih.kernels import _jit, attention, embedding, layernorm, loss
+from minih.kernels import _jit, attention, blas, embedding, layernorm, loss
 from minih.kernels import adamw as k_adamw
 from helpers import assert_close
 
@@ -106,6 +106,33 @@ def test_projections_smear_output(shape, dtype, contiguous):
     for name, g, w in zip(("d_z", "d_W_O"), kernels.output_backward(d_res, z, W_O),
                           ops.output_backward(d_res, z, W_O)):
         close(name, g, w, dtype)
+    W_U = rand(rng, (D, V), dtype, contiguous)
+    d_logits = rand(rng, (B, T, V), dtype, contiguous)
+    close("unembed_forward", kernels.unembed_forward(x, W_U), ops.unembed_forward(x, W_U), dtype)
+    for name, g, w in zip(("d_x", "d_W_U"), kernels.unembed_backward(d_logits, x, W_U),
+                          ops.unembed_backward(d_logits, x, W_U)):
+        close(name, g, w, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("M", [blas.MIN_ROWS, 1501])
+def test_blas_row_chunks(dtype, M):
+    # oracle: one plain NumPy product. M >= MIN_ROWS takes the chunked path (1501: chunks of
+    # unequal size); the chunks are fixed, so 1 thread and all threads give identical bits.
+    rng = np.random.default_rng(M)
+    a, b = rand(rng, (M, 7), dtype), rand(rng, (M, 5), dtype)
+    w = rand(rng, (5, 3), dtype).T                               # a transposed (F-order) operand
+    before = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = blas.matmul(b, w.T), blas.matmul_tn(a, b)
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        every = blas.matmul(b, w.T), blas.matmul_tn(a, b)
+    finally:
+        numba.set_num_threads(before)
+    close("matmul", one[0], b @ w.T, dtype)
+    close("matmul_tn", one[1], a.T @ b, dtype)
+    assert all(np.array_equal(x, y) for x, y in zip(one, every))
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -177,7 +204,7 @@ def test_kernel_bodies_without_jit():
     B, T, H, E, D, V = 2, 3, 2, 13, 4, 6                         # E = 13 = 8 + 4 + 1: every e-block loop
     f32 = np.float32
     q, k, v, d_z = (rng.standard_normal((B, T, H, E)).astype(f32) for _ in range(4))
-    z, pattern = np.empty_like(q), np.empty((B, H, T, T), f32)
+    z, pattern = np.empty_like(q), np.zeros((B, H, T, T), f32)   # the kernel's contract: zeros
     scores = np.empty_like(pattern)
     scale = f32(1 / np.sqrt(E))
     attention._attention_forward.py_func(q, k, v, scale, z, pattern, scores, True, True)

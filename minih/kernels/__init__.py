@@ -9,7 +9,8 @@ Read it beside the reference: docs/04_numba.md.
 
 Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
 """
-from .embedding import embed_forward, embed_backward, pos_embed_backward
+from .embedding import (embed_forward, embed_backward, pos_embed_backward, unembed_forward,
+                        unembed_backward)
 from .layernorm import layernorm_forward, layernorm_backward, LN_EPS
 from .attention import (project_forward, project_backward, smear_forward, smear_backward,
                         attention_forward, attention_backward, output_forward, output_backward,

@@ -189,7 +189,7 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
             inv = 1 / total
             for j in range(n):
                 row[j] *= inv
-            for j in range(n, T):
+            for j in range(n, n_pad):                            # beyond n_pad: 0 already (np.zeros)
                 row[j] = zero
             # pass 3: z[i] = sum_j pattern[i, j] v[j]   (pattern is 0 for n <= j < n_pad)
             # four dimensions e at a time: one read of the row per four multiply-adds
@@ -233,7 +233,9 @@ def attention_forward(q, k, v, with_scores=True):
     q, k, v = _check_qkv(q, k, v)
     B, T, H, E = q.shape
     z = np.empty_like(q)
-    pattern = np.empty((B, H, T, T), dtype=q.dtype)
+    # zeros: the kernel writes only up to the end of each row's SIMD block (the OS hands
+    # out fresh pages already zeroed, so the other half of the square costs no writes)
+    pattern = np.zeros((B, H, T, T), dtype=q.dtype)
     scores = np.empty((B, H, T, T) if with_scores else (1, 1, 1, 1), dtype=q.dtype)
     scale = q.dtype.type(1 / np.sqrt(E))
     _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, q.dtype == np.float32)

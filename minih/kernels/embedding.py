@@ -1,10 +1,11 @@
-"""Numba twins of minih.ops.embedding: table lookup forward, scatter-add backward.
+"""Numba twins of minih.ops.embedding: table lookup forward, scatter-add backward, unembedding.
 
 Shape legend: B = batch, T = positions, D = d_model, V = d_vocab, N = n_ctx
 """
 import numpy as np
 
 from ._jit import as_floats, as_tokens, expect_shape, kernel
+from .blas import matmul, matmul_tn
 
 
 @kernel()
@@ -76,3 +77,26 @@ def pos_embed_backward(d_pos, n_ctx):
     d_W_pos = np.zeros((n_ctx, d_pos.shape[2]), dtype=d_pos.dtype)
     _pos_embed_backward(d_pos, d_W_pos)
     return d_W_pos
+
+
+def unembed_forward(x, W_U):
+    """Numba twin of minih.ops.embedding.unembed_forward (BLAS, minih.kernels.blas).
+
+    logits = x @ W_U:  x [B, T, D], W_U [D, V] -> logits [B, T, V]
+    """
+    x, W_U = as_floats("x W_U", x, W_U)
+    B, T, D = x.shape
+    expect_shape("W_U", W_U, (D, W_U.shape[-1]))
+    return matmul(x.reshape(B * T, D), W_U).reshape(B, T, -1)
+
+
+def unembed_backward(d_logits, x, W_U):
+    """Numba twin of minih.ops.embedding.unembed_backward (BLAS): -> d_x [B,T,D], d_W_U [D,V]"""
+    d_logits, x, W_U = as_floats("d_logits x W_U", d_logits, x, W_U)
+    B, T, D = x.shape
+    V = W_U.shape[-1]
+    expect_shape("W_U", W_U, (D, V))
+    expect_shape("d_logits", d_logits, (B, T, V))
+    d_logits2 = d_logits.reshape(B * T, V)                       # [B*T, V]
+    d_x = matmul(d_logits2, W_U.T).reshape(B, T, D)              # forward: logits = x @ W_U
+    return d_x, matmul_tn(x.reshape(B * T, D), d_logits2)        # d_W_U = x^T d_logits

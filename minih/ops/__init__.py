@@ -10,7 +10,8 @@ Shape legend for all of minih:
     B = batch, T = sequence length (query position i, key position j),
     D = d_model, H = n_heads, E = d_head, V = d_vocab
 """
-from .embedding import embed_forward, embed_backward, pos_embed_backward
+from .embedding import (embed_forward, embed_backward, pos_embed_backward, unembed_forward,
+                        unembed_backward)
 from .layernorm import layernorm_forward, layernorm_backward, LN_EPS
 from .attention import (project_forward, project_backward, smear_forward, smear_backward,
                         attention_forward, attention_backward, output_forward, output_backward,

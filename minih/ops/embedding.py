@@ -1,4 +1,8 @@
-"""Token and positional embeddings: a table lookup forward, a scatter-add backward."""
+"""Token and positional embeddings (a table lookup forward, a scatter-add backward) and
+the unembedding (a matrix product).
+
+Shape legend: B = batch, T = positions, D = d_model, V = d_vocab
+"""
 import numpy as np
 
 
@@ -30,3 +34,19 @@ def pos_embed_backward(d_pos, n_ctx):
     d_W_pos = np.zeros((n_ctx, D), dtype=d_pos.dtype)
     d_W_pos[:T] = d_pos.sum(axis=0)
     return d_W_pos
+
+
+def unembed_forward(x, W_U):
+    """logits = x @ W_U.   x [B, T, D], W_U [D, V] -> logits [B, T, V]"""
+    return x @ W_U
+
+
+def unembed_backward(d_logits, x, W_U):
+    """Gradients for the forward `logits = x @ W_U` (docs/02_backward.md, matrix products):
+    d_x = d_logits @ W_U.T, d_W_U = x^T d_logits summed over batch and positions.
+
+    d_logits [B, T, V], x [B, T, D], W_U [D, V] -> d_x [B, T, D], d_W_U [D, V]
+    """
+    D, V = W_U.shape
+    d_W_U = x.reshape(-1, D).T @ d_logits.reshape(-1, V)                    # [D, V]
+    return d_logits @ W_U.T, d_W_U
