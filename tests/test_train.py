@@ -114,7 +114,7 @@ def test_divergence_stops_with_the_step_and_keeps_good_weights(tmp_path):
 
 @pytest.mark.slow
 def test_short_induction_run_predicts_repeats(tmp_path):
-    """induction-2l, 400 steps (0.4M tokens; the induction head forms near step 200; ~10-20 s
+    """induction-2l, 400 steps (0.4M tokens; the induction head forms near step 170; 5-35 s
     on 2 cores): repeated tokens become predictable, fresh ones stay at chance."""
     tc = TrainConfig.preset("induction-2l", steps=400, log_snapshots=0, linear_snapshots=1)
     train(tc, tmp_path / "ih", progress=False)
