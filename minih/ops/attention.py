@@ -71,12 +71,16 @@ def attention_forward(q, k, v, with_scores=True):
     E = q.shape[-1]
     T = q.shape[1]
     qh, kh, vh = (a.transpose(0, 2, 1, 3) for a in (q, k, v))   # [B,H,T,E]
-    scores = qh @ kh.transpose(0, 1, 3, 2) / np.sqrt(E).astype(q.dtype)  # [B,H,T,T]
-    future = np.triu(np.ones((T, T), dtype=bool), k=1)           # [T,T] key j > query i
-    scores[..., future] = -np.inf
-    # softmax over keys; subtracting the row max (always finite: j = i is allowed)
-    e = np.exp(scores - scores.max(axis=-1, keepdims=True))     # [B,H,T,T], 0 where masked
-    pattern = e / e.sum(axis=-1, keepdims=True)                  # [B,H,T,T]
+    # 1/sqrt(E) applied to q [B,H,T,E], not to the 16x larger scores
+    scores = (qh / np.sqrt(E).astype(q.dtype)) @ kh.transpose(0, 1, 3, 2)  # [B,H,T,T]
+    future = np.triu(np.full((T, T), -np.inf, dtype=q.dtype), k=1)  # [T,T] -inf where key j > query i
+    scores += future
+    # softmax over keys, in place (on a copy when the scores are returned too);
+    # subtracting the row max (always finite: j = i is allowed)
+    pattern = scores.copy() if with_scores else scores           # [B,H,T,T]
+    pattern -= pattern.max(axis=-1, keepdims=True)
+    np.exp(pattern, out=pattern)                                 # 0 where masked
+    pattern /= pattern.sum(axis=-1, keepdims=True)
     z = (pattern @ vh).transpose(0, 2, 1, 3)                     # [B,T,H,E]
     return z, pattern, (scores if with_scores else None)
 
@@ -93,12 +97,13 @@ def attention_backward(d_z, q, k, v, pattern):
     # forward: z = pattern @ v
     d_pattern = d_zh @ vh.transpose(0, 1, 3, 2)                  # [B,H,T,T]
     d_vh = pattern.transpose(0, 1, 3, 2) @ d_zh                  # [B,H,T,E]
-    # forward: pattern = softmax(scores) over keys
-    d_scores = pattern * (d_pattern - (d_pattern * pattern).sum(axis=-1, keepdims=True))
-    # forward: scores = q @ k^T / sqrt(E)
-    d_scores /= np.sqrt(E).astype(d_scores.dtype)
-    d_qh = d_scores @ kh                                         # [B,H,T,E]
-    d_kh = d_scores.transpose(0, 1, 3, 2) @ qh                   # [B,H,T,E]
+    # forward: pattern = softmax(scores) over keys (in place on d_pattern)
+    d_scores = d_pattern                                         # [B,H,T,T]
+    d_scores -= (d_pattern * pattern).sum(axis=-1, keepdims=True)
+    d_scores *= pattern
+    # forward: scores = q @ k^T / sqrt(E)  (1/sqrt(E) applied to the smaller [B,H,T,E] results)
+    d_qh = d_scores @ kh / np.sqrt(E).astype(q.dtype)            # [B,H,T,E]
+    d_kh = d_scores.transpose(0, 1, 3, 2) @ qh / np.sqrt(E).astype(q.dtype)  # [B,H,T,E]
     return tuple(a.transpose(0, 2, 1, 3) for a in (d_qh, d_kh, d_vh))
 
 
