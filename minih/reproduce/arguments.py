@@ -67,29 +67,32 @@ def _windows(ms, names):
 
 # --- Argument 1 and 6: co-occurrence, and continuity across depth ------------------------
 
-def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str]) -> tuple[Section, dict]:
-    """Loss, ICL score, heatmaps, prefix matching and PCA for the induction-task models."""
+def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], tag: str = "",
+               title: str = "Argument 1: the phase change co-occurs with induction heads",
+               data: str = "the induction task") -> tuple[Section, dict]:
+    """Loss, ICL score, heatmaps, prefix matching and PCA for models trained on one data
+    set (their per-token losses share an evaluation set). `tag` keeps file names apart."""
     windows = _windows(ms, names)
-    f_loss = figures.curves(figs / "a1_loss.png", {n: (ms[n].tokens, ms[n].loss) for n in names},
+    f_loss = figures.curves(figs / f"a1{tag}_loss.png", {n: (ms[n].tokens, ms[n].loss) for n in names},
                             "mean eval loss (nats)",
                             "Loss over training (shaded: ICL window; dotted: bump)",
                             windows, {n: ms[n].bump for n in names})
     early, late = ms[names[0]].icl_indices
-    f_icl = figures.curves(figs / "a1_icl.png", {n: (ms[n].tokens, ms[n].icl) for n in names},
+    f_icl = figures.curves(figs / f"a1{tag}_icl.png", {n: (ms[n].tokens, ms[n].icl) for n in names},
                            f"ICL score: loss@{late} - loss@{early} (nats)",
                            "In-context learning score (dotted: induction head forms)", windows,
                            {n: ms[n].formed_at for n in names}, hline=0.0)
-    main = "2L" if "2L" in ms else names[-1]
+    main = "2L" if "2L" in names else names[-1]
     m = ms[main]
-    f_heat = figures.loss_position_heatmaps(figs / "a1_heatmap.png", m.tokens, m.by_pos, m.deriv,
+    f_heat = figures.loss_position_heatmaps(figs / f"a1{tag}_heatmap.png", m.tokens, m.by_pos, m.deriv,
                                             f"{main}: loss by context position over training")
-    f_prefix = figures.head_scores_over_training(figs / "a1_prefix.png", m.tokens, m.prefix,
+    f_prefix = figures.head_scores_over_training(figs / f"a1{tag}_prefix.png", m.tokens, m.prefix,
                                                  f"{main}: prefix-matching score of every head",
                                                  "prefix-matching score")
     pca = metrics.loss_pca([runs[n].losses for n in names], seed=0)
     trajectories = dict(zip(names, pca.trajectories))
     turns = {n: metrics.knee_point(Y) for n, Y in trajectories.items() if len(Y) >= 3}
-    f_pca = figures.pca_trajectories(figs / "a1_pca.png", trajectories, turns, pca.explained_variance_ratio)
+    f_pca = figures.pca_trajectories(figs / f"a1{tag}_pca.png", trajectories, turns, pca.explained_variance_ratio)
 
     numbers, lines, together = {}, [], []
     for n in names:
@@ -116,7 +119,7 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str]) -
             desc += f"no induction head (best prefix matching {score:.2f})."
         lines.append(desc)
     ok = bool(together) and all(together)
-    text = [f"Models on the induction task: {', '.join(f'`{n}`' for n in names)}. The ICL score is "
+    text = [f"Models on {data}: {', '.join(f'`{n}`' for n in names)}. The ICL score is "
             f"the mean loss at context index {late} minus at index {early} (1-based; SPEC.md scales "
             f"the paper's 500 and 50 to {m.by_pos.shape[1] + 1}-token contexts). An induction head "
             f"has prefix matching >= {INDUCTION_THRESHOLD}; events within {CO_OCCUR_DECADES} decades "
@@ -127,7 +130,7 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str]) -
                     "Not every model with an induction head shows the steepest ICL fall and the "
                     "PCA turn at the same time (numbers above)." if together else
                     "No model formed an induction head.")]
-    sec = Section("Argument 1: the phase change co-occurs with induction heads", text,
+    sec = Section(title, text,
                   [(str(f_loss), "Loss against training tokens (log axis)."),
                    (str(f_icl), "ICL score over training."),
                    (str(f_heat), f"{main}: loss by context position and its derivative."),
