@@ -8,7 +8,8 @@ For each config (REF and SMALL of issue 3) it measures, in one run on one machin
     also tokens per CPU-second of the process (all its threads), which other jobs
     on a shared machine disturb less than wall time;
   - the achieved GFLOP/s (useful FLOPs only, see step_flops) against the machine's
-    own float32 matmul GFLOP/s, measured in the same run (a 2048^3 np.matmul);
+    own float32 matmul GFLOP/s, measured in the same run (a 2048^3 np.matmul with
+    OpenBLAS on all the run's threads, whatever OPENBLAS_NUM_THREADS the minih runs use);
   - the ratios numba / torch eager, numba / torch.compile, numpy / torch eager;
 and once: the numba cold start (a fresh NUMBA_CACHE_DIR, so every kernel compiles)
 and warm start (the same cache again), each in a new Python process; and whether a
@@ -198,11 +199,14 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
                           "numpy": np.__version__, "numba": numba.__version__,
                           "python": platform.python_version(),
                           "env": {k: os.environ[k] for k in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                             "OMP_NUM_THREADS", "NUMBA_THREADING_LAYER")
+                                                             "OMP_NUM_THREADS", "NUMBA_THREADING_LAYER",
+                                                             "OMP_WAIT_POLICY")
                                   if k in os.environ},
                           "load_average_before": os.getloadavg()},
               "settings": {"steps": steps, "warmup": warmup},
-              "matmul_gflops": _in_subprocess({"what": "matmul"})["matmul_gflops"], "configs": {}}
+              # the machine's matmul speed: OpenBLAS on every thread of this run
+              "matmul_gflops": _in_subprocess({"what": "matmul"}, {"OPENBLAS_NUM_THREADS": str(threads)})[
+                  "matmul_gflops"], "configs": {}}
     from .bench_torch import torch_available
     with_torch = torch and torch_available()
     for name in configs:

@@ -143,10 +143,8 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
             n = i + 1                                            # keys j = 0..i
             n_pad = min(T, (n + SIMD - 1) // SIMD * SIMD)        # .. to the end of i's SIMD block
             row = pattern[b, h, i]                               # [T]
-            # pass 1: scores[i, j] = q[i] . k[j] / sqrt(E), four dimensions e at a time
-            # (one read and write of the row per four multiply-adds)
-            for j in range(n_pad):
-                row[j] = zero
+            # pass 1: scores[i, j] = q[i] . k[j] / sqrt(E), added into the row (zero on entry),
+            # eight dimensions e at a time (one read and write of the row per eight multiply-adds)
             e0 = 0
             while e0 + 8 <= E:                                   # eight dimensions e at a time
                 q0, q1 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale
@@ -187,10 +185,8 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
                     row[j] = np.exp(row[j] - m)
                     total += row[j]
             inv = 1 / total
-            for j in range(n):
-                row[j] *= inv
-            for j in range(n, n_pad):                            # beyond n_pad: 0 already (np.zeros)
-                row[j] = zero
+            for j in range(n_pad):                               # beyond n_pad: still 0 from entry
+                row[j] = row[j] * inv if j < n else zero
             # pass 3: z[i] = sum_j pattern[i, j] v[j]   (pattern is 0 for n <= j < n_pad)
             # four dimensions e at a time: one read of the row per four multiply-adds
             e0 = 0
