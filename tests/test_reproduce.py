@@ -75,3 +75,21 @@ def test_cli_bad_option(capsys):
     with pytest.raises(SystemExit) as e:
         main(["reproduce", "--size", "huge"])
     assert e.value.code == 2
+
+
+def test_an_interrupted_run_is_resumed_not_restarted(tiny, tmp_path, capsys):
+    # train the first member part way (as Ctrl-C would leave it), then reproduce
+    from minih.reproduce.family import family
+    from minih.train import train
+    first = family("tiny")[0]
+    stopped = train(first.train, tmp_path / "runs" / first.slug, progress=False, stop_after=5)
+    assert stopped.status == "stopped"
+    reproduce(tmp_path, size="tiny", backend="numpy", progress=False)
+    out = capsys.readouterr().out
+    assert f"training {first.name}" in out and "resuming from its checkpoint" in out
+    run = load_run(tmp_path / "runs" / first.slug)
+    assert run.manifest["status"] == "finished" and run.steps[-1] == first.train.steps
+    # and the resumed weights equal those of the uninterrupted run, bit for bit
+    whole = load_run(tiny[0] / "runs" / first.slug)
+    last, ref = run.params(len(run) - 1), whole.params(len(whole) - 1)
+    assert all(np.array_equal(last[k], ref[k]) for k in ref)

@@ -32,15 +32,17 @@ from .measure import measure_run
 __all__ = ["reproduce", "family", "SIZES"]
 
 
-def _finished(run_dir: Path, member: Member) -> bool:
-    """Is there a finished run in run_dir with exactly this member's training config?"""
+def _state(run_dir: Path, member: Member) -> str:
+    """"finished" or "resumable" (a run of exactly this member's training config that
+    stopped early, e.g. on Ctrl-C), else "new"."""
     try:
         run = load_run(run_dir)
     except ValueError:
-        return False
-    same = json.dumps(run.manifest.get("train"), sort_keys=True, default=str) == \
-        json.dumps(json.loads(json.dumps(member.train.to_dict(), default=str)), sort_keys=True, default=str)
-    return same and run.manifest.get("status") == "finished"
+        return "new"
+    as_json = lambda d: json.dumps(json.loads(json.dumps(d, default=str)), sort_keys=True)
+    if as_json(run.manifest.get("train")) != as_json(member.train.to_dict()):
+        return "new"
+    return "finished" if run.manifest.get("status") == "finished" else "resumable"
 
 
 def _passage(size: str, runs: dict, measures: dict):
@@ -69,12 +71,25 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     for i, m in enumerate(members):
         run_dir = out / "runs" / m.slug
         t = time.perf_counter()
-        if _finished(run_dir, m):
+        state = _state(run_dir, m)
+        if state == "finished":
             print(f"[{i + 1}/{len(members)}] {m.name}: reusing the finished run in {run_dir}")
         else:
             print(f"[{i + 1}/{len(members)}] training {m.name} ({m.train.steps} steps, "
-                  f"{m.train.steps * m.train.tokens_per_step / 1e6:.1f}M tokens)")
-            train(m.train, run_dir, backend=backend, overwrite=True, progress=progress)
+                  f"{m.train.steps * m.train.tokens_per_step / 1e6:.1f}M tokens)"
+                  + (", resuming from its checkpoint" if state == "resumable" else ""))
+            result = None
+            if state == "resumable":
+                try:
+                    result = train(None, run_dir, resume=True, backend=backend, progress=progress)
+                except ValueError as e:                   # e.g. a damaged checkpoint: start over
+                    print(f"  cannot resume ({e}); training {m.name} from the start")
+            if result is None:
+                result = train(m.train, run_dir, backend=backend, overwrite=True, progress=progress)
+            if result.status != "finished":               # Ctrl-C: the checkpoint is saved
+                print(f"{m.name} {result.status} at step {result.step}; run the same command again "
+                      f"to continue where it stopped")
+                raise KeyboardInterrupt
         runs[m.name] = load_run(run_dir)
         # the training time the run recorded (also when it is reused now)
         timings[f"train {m.name}"] = float(runs[m.name].manifest.get("timings", {})

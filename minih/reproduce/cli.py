@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,6 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from . import reproduce
     size = args.size or ("quick" if args.quick else "full")
-    reproduce(out=args.out, size=size, seed=args.seed, backend=args.backend,
-              progress=not args.no_progress)
+    try:
+        reproduce(out=args.out, size=size, seed=args.seed, backend=args.backend,
+                  progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print("interrupted: every finished run and the last checkpoint are kept", file=sys.stderr)
+        return 130
     return 0
