@@ -24,7 +24,7 @@ parser.add_argument("--out", default="reproduction", help="output folder")
 args = parser.parse_args()
 
 numbers = reproduce(out=args.out, size="full" if args.full else "tiny" if args.tiny else "quick",
-                    backend="numpy" if args.tiny else "numba", progress=not args.tiny)
+                    progress=not args.tiny)
 a3 = numbers["argument_3"]
 if a3.get("share_removed") is not None:
     print(f"ablating the induction heads {a3['heads']} removed {a3['share_removed']:.0%} of the ICL score")

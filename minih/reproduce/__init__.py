@@ -59,7 +59,7 @@ def _passage(size: str, runs: dict, measures: dict):
     return "2L", runs["2L"].eval_tokens[0], alphabet
 
 
-def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: str = "numba",
+def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: str = "numpy",
               progress: bool = True) -> dict:
     """Train, measure and report; returns the numbers of numbers.json."""
     t0 = time.perf_counter()

@@ -14,8 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "overrides --quick")
     p.add_argument("--out", default="reproduction", help="output folder (default: ./reproduction)")
     p.add_argument("--seed", type=int, default=0, help="seed of every model and data set (default 0)")
-    p.add_argument("--backend", choices=["numba", "numpy"], default="numba",
-                   help="numba (fast, default) or numpy (the readable reference)")
+    p.add_argument("--backend", choices=["numpy", "numba"], default="numpy",
+                   help="numpy (default: the readable reference, and the faster of the two on "
+                        "the reproduction's small models, see docs/04_numba.md) or numba")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
