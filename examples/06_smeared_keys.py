@@ -7,11 +7,11 @@ token" into the keys); with smeared keys the key itself can carry it. Both runs 
 minih.train and keep snapshots; the prefix-matching score of the best head is read
 from each snapshot afterwards.
 
-Takes: about 1 minute on a 2-core CPU with the numba backend (seconds with --tiny).
+Takes: about 13 s on a 2-core CPU (measured: AMD EPYC, numpy backend; seconds with --tiny).
 Prints: for each snapshot, tokens seen and the best prefix-matching score of each
 model; then the learned smear weights s = sigmoid(alpha) of the smeared model.
 
-    python examples/06_smeared_keys.py [--tiny] [--backend numpy]
+    python examples/06_smeared_keys.py [--tiny] [--backend numba]
 """
 import argparse
 import tempfile
@@ -23,7 +23,8 @@ from minih.metrics import prefix_matching_scores
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--tiny", action="store_true", help="a few steps of a small model (for tests)")
-parser.add_argument("--backend", default="numba", choices=["numba", "numpy"])
+parser.add_argument("--backend", default="numpy", choices=["numpy", "numba"],
+                    help="numpy (default; the faster one on these small models) or numba")
 args = parser.parse_args()
 
 runs = {}
