@@ -201,7 +201,8 @@ def test_kernel_bodies_without_jit():
     """Run each jitted kernel's .py_func (plain Python, prange = range) on a tiny case and
     compare with the reference: the same logic the compiled code runs."""
     rng = np.random.default_rng(5)
-    B, T, H, E, D, V = 2, 3, 2, 13, 4, 6                         # E = 13 = 8 + 4 + 1: every e-block loop
+    B, T, H, E, D, V = 2, 6, 2, 13, 4, 7                         # E = 13 = 8 + 4 + 1: every e-block
+    # loop; T = 6: a full block of ROWS = 4 query rows in the backward and a partial one
     f32 = np.float32
     q, k, v, d_z = (rng.standard_normal((B, T, H, E)).astype(f32) for _ in range(4))
     z, pattern = np.empty_like(q), np.zeros((B, H, T, T), f32)   # the kernel's contract: zeros
