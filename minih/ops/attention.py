@@ -99,7 +99,7 @@ def attention_backward(d_z, q, k, v, pattern):
     d_vh = pattern.transpose(0, 1, 3, 2) @ d_zh                  # [B,H,T,E]
     # forward: pattern = softmax(scores) over keys (in place on d_pattern)
     d_scores = d_pattern                                         # [B,H,T,T]
-    d_scores -= (d_pattern * pattern).sum(axis=-1, keepdims=True)
+    d_scores -= np.einsum("bhij,bhij->bhi", d_pattern, pattern)[..., None]  # row dots, no temporary
     d_scores *= pattern
     # forward: scores = q @ k^T / sqrt(E)  (1/sqrt(E) applied to the smaller [B,H,T,E] results)
     d_qh = d_scores @ kh / np.sqrt(E).astype(q.dtype)            # [B,H,T,E]
