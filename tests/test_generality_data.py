@@ -35,10 +35,22 @@ def test_translation_and_fuzzy_sequences():
     f = SRC.translation
     assert sorted(f) == list(range(16, 32))                  # a bijection onto the upper half
     tokens, _, role = SRC.sample_with_targets(np.random.default_rng(2), 4, 80, kind="translation")
-    # every image token (upper half) is f of the token L positions before it
     for b in range(4):
-        up = np.flatnonzero(tokens[b] >= 16)
-        assert len(up) > 10 and np.all(role[b, up] == 1)
+        up = np.flatnonzero(tokens[b] >= 16)                 # image tokens
+        assert len(up) > 10
+        # blocks: a run of lower-half tokens (segment) then as many upper-half (image)
+        t, i = tokens[b], 0
+        while i < 80:
+            L = 0
+            while i + L < 80 and t[i + L] < 16:
+                L += 1
+            seg, image = t[i:i + L], t[i + L:i + 2 * L]
+            assert np.array_equal(image, f[seg][:len(image)])          # each image is f(segment)
+            if len(image) == L:                                       # a whole block
+                assert np.all(role[b, i + L:i + 2 * L - 1] == 1)      # next image token predictable
+                assert role[b, i + 2 * L - 1] == 0                    # next block: not scored
+            assert np.all(role[b, i:i + L] == 2)
+            i += 2 * L
     tokens, _, role = SRC.sample_with_targets(np.random.default_rng(3), 4, 80, kind="fuzzy")
     items, labels = tokens[:, 0::2], tokens[:, 1::2]
     assert np.all(items < 16) and np.all(labels >= 16)

@@ -26,9 +26,11 @@ cannot solve translation by looking at an earlier translated copy.
   task attends to from query i, j <= i: the token after an earlier token that matches
   t[i] (equal / the preimage under f / an item of the same class). Several keys can be
   right; scores sum the attention over them, as prefix matching does.
-- role [B, T] int: 1 = a prediction the context makes possible (query i has a target),
-  2 = a comparable prediction it does not (literal/translation: a fresh segment token;
-  fuzzy: an item whose class is new), 0 = neither (not scored).
+- role [B, T] int, about the prediction made at i (of token i+1): 1 = the context makes
+  it possible (an image token g(s_k) with k < L, whose next token is g(s_{k+1}); a
+  fuzzy item whose class came earlier), 2 = a comparable prediction it does not (a
+  fresh segment token; an item whose class is new), 0 = neither (labels, and the last
+  image token of a block, whose next token starts a new block).
 
 Shape legend: B = batch, T = positions
 """
@@ -90,6 +92,8 @@ class GeneralityTasks:
             n = min(2 * L, T - pos)
             tokens[pos:pos + n] = np.concatenate([seg, image])[:n]
             role[pos:pos + min(L, n)] = UNPREDICTABLE               # fresh segment tokens
+            if n == 2 * L:
+                role[pos + 2 * L - 1] = -1    # last image token: its next token starts a new block
             pos += n
         return tokens, role
 
@@ -125,6 +129,7 @@ class GeneralityTasks:
             role = np.where(items, np.where(has, PREDICTABLE, UNPREDICTABLE), 0)
         else:
             role = np.where(has & (role == 0), PREDICTABLE, role)            # image tokens
+            role[role == -1] = 0                                             # not scored
         return target, role
 
     def sample_with_targets(self, rng, batch: int, seq_len: int, kind: str | None = None):
