@@ -75,12 +75,20 @@ def _head_name(layer: int, head: int) -> str:
     return f"{layer}.{head}"
 
 
+def token_counts(run):
+    """Token frequencies [V] for the random test sequences of a text run (bytes), so they
+    skip the most and least frequent tokens (SPEC.md, "Prefix matching"); None for
+    synthetic vocabularies, where every token is equally common. Counted on the run's
+    evaluation text, which is held-out text from the same corpus."""
+    if (run.manifest.get("data") or {}).get("tokens") == "bytes":
+        return np.bincount(run.eval_tokens.ravel(), minlength=run.cfg.d_vocab)
+    return None
+
+
 def fixed_inputs(run, n_text: int, text_len: int | None, seed: int) -> dict:
     """The fixed inputs every snapshot is measured on (see the module docstring)."""
     cfg = run.cfg
-    counts = None
-    if (run.manifest.get("data") or {}).get("tokens") == "bytes":
-        counts = np.bincount(run.eval_tokens.ravel(), minlength=cfg.d_vocab)
+    counts = token_counts(run)
     prefix_tokens, prefix_queries = M.prefix_matching_tokens(
         cfg.d_vocab, n_ctx=cfg.n_ctx, seed=seed, token_counts=counts)
     copy_tokens = M.copying_tokens(cfg.d_vocab, seq_len=min(25, cfg.n_ctx), seed=seed + 1,

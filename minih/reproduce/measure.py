@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import metrics
+from ..analysis import token_counts
 from ..run import Run
 
 INDUCTION_THRESHOLD = 0.3     # prefix-matching score from which a head counts as an induction head
@@ -73,7 +74,11 @@ def measure_run(name: str, run: Run, backend: str = "numpy", smoothing: float = 
     icl = metrics.icl_score(run.losses, early, late)
     by_pos = metrics.loss_by_position(run.losses)
     deriv = metrics.loss_log_position_derivative(by_pos)
-    prefix = np.stack([metrics.prefix_matching_scores(run.params(s), run.cfg, backend=backend)
+    # SPEC's prefix-matching sequences, the same at every snapshot; for text runs the
+    # random tokens skip the most and least frequent ones (analysis.token_counts)
+    ptoks, queries = metrics.prefix_matching_tokens(run.cfg.d_vocab, run.cfg.n_ctx,
+                                                    token_counts=token_counts(run))
+    prefix = np.stack([metrics.prefix_matching_scores(run.params(s), run.cfg, ptoks, queries, backend)
                        for s in range(len(run))])
     prev = metrics.previous_token_scores(run.params(len(run) - 1), run.cfg, run.eval_tokens,
                                          backend=backend)
