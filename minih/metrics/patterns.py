@@ -76,8 +76,9 @@ def previous_token_score(pattern) -> np.ndarray:
 
     1 = every query puts all its attention on the token just before it. The papers
     use previous-token heads (FW "Induction heads", IH Argument 5) without fixing a
-    number; this mean is minih's choice and TransformerLens' "previous_token_head"
-    pattern with error measure "mul" (which gives the same number: rows sum to 1).
+    number; this mean is minih's choice. TransformerLens' "previous_token_head" detector
+    with error measure "mul" gives (T-1)/T times it: its denominator sum(A) = T also
+    counts query 0, which has no previous token.
     """
     pattern = _check.pattern_and_tokens(pattern)
     T = pattern.shape[-1]
