@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .ablation import KINDS
-from .attribution import phase_direction, sweep_heads
+from .attribution import phase_direction, phase_window, sweep_heads
 from .cli import CLIError
 from .paths import term_importance
 
@@ -44,28 +44,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", default="numpy", choices=["numpy", "numba"])
     p.add_argument("--no-paths", action="store_true", help="skip the path expansion")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-def phase_window(run):
-    """(window, before, after, note): the phase-change window on the run's clean ICL curve
-    and the snapshot indices whose losses bracket it; None with a note if there is none.
-
-    before = the last snapshot before the 10% crossing (the window's start is
-    interpolated between two snapshots), after = the first snapshot at or past the 90%
-    crossing. Snapshots with tokens_seen = 0 are left out (log axis).
-    """
-    from .metrics import icl_score, phase_change_window
-    icl = icl_score(run.losses)                                              # [S]
-    keep = np.flatnonzero(run.tokens_seen > 0)
-    try:
-        window = phase_change_window(run.tokens_seen[keep], icl[keep])
-    except ValueError as e:
-        return None, None, None, f"no phase-change window: {e}"
-    start, end = keep[window.start_index], keep[window.end_index]
-    before = start - 1 if (start > 0 and run.tokens_seen[start] > window.start_tokens) else start
-    if before == end:
-        return window, None, None, "the phase-change window lies between two snapshots: no direction"
-    return window, int(before), int(end), ""
 
 
 def attribute(run, kind: str, every: int = 1, backend: str = "numpy", progress: bool = True) -> dict:

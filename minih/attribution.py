@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .ablation import Ablation, KINDS, head_means, run_with_ablation
+from .metrics import icl_score, phase_change_window
 from .model import forward, get_backend
 from .params import check_tokens
 
@@ -164,3 +165,24 @@ def _progress(total: int, enabled: bool, desc: str):
         def close(self):
             pass
     return _Silent()
+
+
+def phase_window(run):
+    """(window, before, after, note): the phase-change window on the run's clean ICL curve
+    and the snapshot indices whose losses bracket it; None with a note if there is none.
+
+    before = the last snapshot before the 10% crossing (the window's start is
+    interpolated between two snapshots), after = the first snapshot at or past the 90%
+    crossing. Snapshots with tokens_seen = 0 are left out (log axis).
+    """
+    icl = icl_score(run.losses)                                              # [S]
+    keep = np.flatnonzero(run.tokens_seen > 0)
+    try:
+        window = phase_change_window(run.tokens_seen[keep], icl[keep])
+    except ValueError as e:
+        return None, None, None, f"no phase-change window: {e}"
+    start, end = keep[window.start_index], keep[window.end_index]
+    before = start - 1 if (start > 0 and run.tokens_seen[start] > window.start_tokens) else start
+    if before == end:
+        return window, None, None, "the phase-change window lies between two snapshots: no direction"
+    return window, int(before), int(end), ""

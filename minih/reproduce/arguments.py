@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import figures, metrics
 from ..ablation import Ablation, run_with_ablation
-from ..attribution import phase_direction, sweep_heads
+from ..attribution import phase_direction, phase_window, sweep_heads
 from ..generality import generality_scores
 from ..metrics.circuits import embed_through_ln, folded_weights
 from ..metrics.heads import prefix_matching_tokens, stacked_patterns
@@ -210,11 +210,8 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
                backend: str = "numpy", progress: bool = True) -> tuple[Section, dict]:
     m, run = ms[name], runs[name]
     early, late = m.icl_indices
-    direction = None
-    if m.window is not None:
-        s0, s1 = m.window_snapshots()
-        if s1 > s0:
-            direction = phase_direction(run.losses[s0], run.losses[s1])
+    _, before, after, _ = phase_window(run)        # the snapshots bracketing the window
+    direction = None if before is None else phase_direction(run.losses[before], run.losses[after])
     sweep = sweep_heads(run, kind="pattern", direction=direction, backend=backend, progress=progress)
     labels = sweep.labels                                            # "L1H3", and "L1*" = a whole layer
     dicl = sweep.dicl(early - 1, late - 1)                            # [K, S] (0-based indices)
@@ -366,7 +363,8 @@ def argument_5(name: str, run, m: RunMeasures, figs, backend: str = "numpy") -> 
 def loss_difference_passage(name: str, run, m: RunMeasures, tokens, alphabet=None,
                             backend: str = "numpy") -> tuple[Section, dict]:
     """Per-token loss at the window's end minus at its start, over one passage (1-D tokens)."""
-    ends = m.window_snapshots() or (1, len(run) - 1)
+    _, before, after, _ = phase_window(run)           # the snapshots bracketing the window
+    ends = (before, after) if before is not None else (1, len(run) - 1)
     t = np.asarray(tokens)[None, : run.cfg.n_ctx]
     before = per_token_losses(run.params(ends[0]), t, run.cfg, backend=backend)[0]
     after = per_token_losses(run.params(ends[1]), t, run.cfg, backend=backend)[0]

@@ -48,13 +48,6 @@ class RunMeasures:
     steepest_at: float          # tokens where the smoothed ICL score falls fastest
     steepest_rate: float        # that rate, in nats per decade of tokens (>= 0)
 
-    def window_snapshots(self) -> tuple[int, int] | None:
-        """Run snapshot indices at the window's ends (the window is computed without
-        snapshot 0, whose tokens_seen = 0 has no logarithm)."""
-        if self.window is None:
-            return None
-        return self.window.start_index + 1, self.window.end_index + 1
-
     def best_prefix(self, snapshot: int = -1) -> tuple[tuple[int, int], float]:
         """The head of layer >= 1 (any layer for 1-layer models) with the highest
         prefix-matching score at `snapshot`: ((layer, head), score)."""
