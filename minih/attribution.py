@@ -1,7 +1,7 @@
 """Attribution over a training run: ablate every head at every snapshot (IH Argument 3).
 
     sweep = sweep_heads(run, kind="pattern")          # every head (and layer) x every snapshot
-    dicl  = sweep.dicl(first, last)                   # [K, S]  dICL_h = ICL(ablated h) - ICL(clean)
+    dicl  = sweep.dicl()                              # [K, S]  dICL_h = ICL(ablated h) - ICL(clean)
     attr  = sweep.phase_attr                          # [K, S]  v . (L_ablated_h - L)
 
 SPEC.md "Ablations":
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .ablation import Ablation, KINDS, head_means, run_with_ablation
-from .metrics import icl_score, phase_change_window
+from .metrics import icl_indices, icl_score, phase_change_window
 from .model import forward, get_backend
 from .params import check_tokens
 
@@ -53,13 +53,16 @@ class HeadSweep:
     max_stored_diff: float      # max |recomputed clean losses - run.losses| (a sanity check)
     seconds: float              # wall time of the sweep
 
-    def icl(self, by_pos, first: int, last: int):
-        """ICL = loss at 0-based prediction index `last` - loss at `first` (SPEC "ICL score")."""
-        return by_pos[..., last] - by_pos[..., first]
+    def icl(self, by_pos, early: int | None = None, late: int | None = None):
+        """ICL = loss at context index `late` - loss at `early`, 1-based like
+        metrics.icl_score (default: metrics.icl_indices(T)); by_pos [..., T-1]."""
+        if early is None or late is None:
+            early, late = icl_indices(by_pos.shape[-1] + 1)
+        return by_pos[..., late - 1] - by_pos[..., early - 1]
 
-    def dicl(self, first: int, last: int):
-        """dICL [K, S] = ICL(ablated h) - ICL(clean)."""
-        return self.icl(self.ablated_by_pos, first, last) - self.icl(self.clean_by_pos, first, last)
+    def dicl(self, early: int | None = None, late: int | None = None):
+        """dICL [K, S] = ICL(ablated h) - ICL(clean), 1-based indices as metrics.icl_score."""
+        return self.icl(self.ablated_by_pos, early, late) - self.icl(self.clean_by_pos, early, late)
 
     def dloss(self):
         """[K, S] mean-loss increase when head k is ablated."""

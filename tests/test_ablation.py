@@ -225,7 +225,7 @@ def test_sweep_matches_direct_computation(tmp_path):
         s = 3
         params = run.params(s)
         clean = minih.per_token_losses(params, run.eval_tokens, run.cfg)
-        dicl = sweep.dicl(3 - 1, 31 - 1)             # 0-based positions of indices 3 and 31
+        dicl = sweep.dicl(3, 31)                     # context indices 3 and 31, as icl_score
         assert len(sweep.units) == 4 + 2                 # every head, then every layer whole
         for k, unit in enumerate(sweep.units):
             lost = ablated_per_token_losses(params, run.eval_tokens, run.cfg, Ablation(unit, kind))

@@ -214,7 +214,7 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
     direction = None if before is None else phase_direction(run.losses[before], run.losses[after])
     sweep = sweep_heads(run, kind="pattern", direction=direction, backend=backend, progress=progress)
     labels = sweep.labels                                            # "L1H3", and "L1*" = a whole layer
-    dicl = sweep.dicl(early - 1, late - 1)                            # [K, S] (0-based indices)
+    dicl = sweep.dicl(early, late)                                    # [K, S]
     figs_out = [(str(figures.head_by_snapshot(figs / "a3_dicl.png", dicl, labels, sweep.tokens_seen,
                                               f"{name}: ICL score change when each head is ablated",
                                               "dICL (nats)")),
