@@ -143,8 +143,10 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
             n = i + 1                                            # keys j = 0..i
             n_pad = min(T, (n + SIMD - 1) // SIMD * SIMD)        # .. to the end of i's SIMD block
             row = pattern[b, h, i]                               # [T]
-            # pass 1: scores[i, j] = q[i] . k[j] / sqrt(E), added into the row (zero on entry),
-            # eight dimensions e at a time (one read and write of the row per eight multiply-adds)
+            # pass 1: scores[i, j] = q[i] . k[j] / sqrt(E), eight dimensions e at a time
+            # (one read and write of the row per eight multiply-adds)
+            for j in range(n_pad):
+                row[j] = zero
             e0 = 0
             while e0 + 8 <= E:                                   # eight dimensions e at a time
                 q0, q1 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale
@@ -185,8 +187,10 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
                     row[j] = np.exp(row[j] - m)
                     total += row[j]
             inv = 1 / total
-            for j in range(n_pad):                               # beyond n_pad: still 0 from entry
+            for j in range(n_pad):                               # normalise; 0 for j > i
                 row[j] = row[j] * inv if j < n else zero
+            for j in range(n_pad, T):
+                row[j] = zero
             # pass 3: z[i] = sum_j pattern[i, j] v[j]   (pattern is 0 for n <= j < n_pad)
             # four dimensions e at a time: one read of the row per four multiply-adds
             e0 = 0
@@ -229,9 +233,9 @@ def attention_forward(q, k, v, with_scores=True):
     q, k, v = _check_qkv(q, k, v)
     B, T, H, E = q.shape
     z = np.empty_like(q)
-    # zeros: the kernel writes only up to the end of each row's SIMD block (the OS hands
-    # out fresh pages already zeroed, so the other half of the square costs no writes)
-    pattern = np.zeros((B, H, T, T), dtype=q.dtype)
+    # np.empty, not np.zeros: the kernel writes every entry (zeros above the diagonal), in
+    # parallel; np.zeros of a recycled heap block would be a serial memset first
+    pattern = np.empty((B, H, T, T), dtype=q.dtype)
     scores = np.empty((B, H, T, T) if with_scores else (1, 1, 1, 1), dtype=q.dtype)
     scale = q.dtype.type(1 / np.sqrt(E))
     _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, q.dtype == np.float32)
