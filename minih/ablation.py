@@ -214,7 +214,7 @@ def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | Non
         x, scale = ops.layernorm_forward(x, params["ln_final.w"], params["ln_final.b"])
         cache["ln_final.hook_scale"] = scale
     cache["ln_final.hook_normalized"] = x                                       # [B,T,D]
-    logits = x @ params["unembed.W_U"]                                          # [B,T,V]
+    logits = ops.unembed_forward(x, params["unembed.W_U"])                      # [B,T,V] = x @ W_U
     return logits, cache
 
 

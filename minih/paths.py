@@ -13,10 +13,12 @@ and the logits are a sum of paths, each a chain of heads in increasing layers:
     c_(a, b)      = head_b(c_(a))   (layer of b > layer of a)    order 2, virtual head b∘a
     ...
 
-The LayerNorm biases b_l (and b_f) are constants, not linear in c: we give them to
-the direct path (the paper, with no LayerNorm, does not say; we chose this because
-the terms then still sum to the logits exactly and every path through a head is
-still linear in that head's output). The FW paper shows the expansion for 1- and
+The LayerNorm biases b_l (and b_f) are constants, not linear in c. The paper (no
+LayerNorm there) does not say where they go; we attach them to the direct path's
+reads: a head reading c_() gets LN_l(c_()) + b_l, so b_l's share lands in that head's
+order-1 term c_((l, h)), and the direct path's logits get b_f @ W_U. We chose this
+because the terms then still sum to the logits exactly and every path through a head
+of order >= 2 stays linear in the earlier head's output. The FW paper shows the expansion for 1- and
 2-layer models; the code below works for any depth, with (1 + H)^n_layers paths.
 
 Term importance: the paper measures how much the loss rises when a term is removed
@@ -46,9 +48,10 @@ def iter_paths(params, tokens, cfg: ModelConfig, clean_cache: dict | None = None
                backend: str = "numpy"):
     """Yield (path, c_P) for every path P: c_P [B,T,D], its part of the final residual stream.
 
-    Depth-first, so only one chain of components is held at a time. The LayerNorm
-    biases go to the direct path (module docstring), so the components alone sum to
-    the final residual stream; `path_logits` adds b_f for the direct path.
+    Depth-first, so only one chain of components is held at a time. Heads reading the
+    direct path's component get the LayerNorm bias b_l (module docstring), so the
+    components alone sum to the final residual stream; `path_logits` adds b_f for the
+    direct path.
     """
     ops = get_backend(backend)
     check_params(params, cfg)
@@ -78,7 +81,7 @@ def iter_paths(params, tokens, cfg: ModelConfig, clean_cache: dict | None = None
     yield from expand((), x0, 0)
 
 
-def path_logits(params, cfg: ModelConfig, clean_cache: dict, path: tuple, c):
+def path_logits(params, cfg: ModelConfig, clean_cache: dict, path: tuple, c, backend: str = "numpy"):
     """The logits one path contributes: LN_f(c) @ W_U with the frozen final scale [B,T,V].
 
     The direct path () also carries the final LayerNorm bias, b_f @ W_U.
@@ -86,7 +89,7 @@ def path_logits(params, cfg: ModelConfig, clean_cache: dict, path: tuple, c):
     if cfg.layernorm:
         b = params["ln_final.b"] if not path else np.zeros_like(params["ln_final.b"])
         c = _frozen_layernorm(c, params["ln_final.w"], b, clean_cache["ln_final.hook_scale"])
-    return c @ params["unembed.W_U"]                                            # [B,T,V]
+    return get_backend(backend).unembed_forward(c, params["unembed.W_U"])      # [B,T,V] = c @ W_U
 
 
 def path_expansion(params, tokens, cfg: ModelConfig, backend: str = "numpy") -> dict:
@@ -94,7 +97,7 @@ def path_expansion(params, tokens, cfg: ModelConfig, backend: str = "numpy") -> 
     (1+H)^n_layers * B*T*V); term_importance streams instead."""
     tokens = check_tokens(tokens, cfg)
     _, cache = run_with_cache(params, tokens, cfg, backend=backend)
-    return {path: path_logits(params, cfg, cache, path, c)
+    return {path: path_logits(params, cfg, cache, path, c, backend)
             for path, c in iter_paths(params, tokens, cfg, cache, backend)}
 
 
@@ -125,7 +128,7 @@ def term_importance(params, tokens, cfg: ModelConfig, backend: str = "numpy",
     by_order = np.zeros((cfg.n_layers + 1,) + logits.shape, dtype=logits.dtype)   # [n+1,B,T,V]
     terms = []
     for path, c in iter_paths(params, tokens, cfg, cache, backend):
-        lp = path_logits(params, cfg, cache, path, c)                            # [B,T,V]
+        lp = path_logits(params, cfg, cache, path, c, backend)                   # [B,T,V]
         by_order[len(path)] += lp
         without = mean_loss(logits - lp)
         terms.append({"path": path, "name": path_name(path), "order": len(path),
