@@ -270,7 +270,10 @@ def k_composition_qk_terms(params, cfg: ModelConfig) -> tuple[np.ndarray, np.nda
     (IH "Argument 5" / FW "induction heads": an induction head wants a positive
     diagonal, v == u). Returns (trace, positivity), each [L, H, L, H] (NaN unless
     a < b): trace = tr(M) / V, the mean score boost a key gets when the token h1 moved
-    into it equals the query token, in the units of hook_attn_scores; positivity =
+    into it equals the query token, in the units of hook_attn_scores (exactly without
+    LayerNorm; with it, only up to the dropped 1/sigma and biases). SPEC.md says tr(M);
+    we divide by V so that the number does not grow with the vocabulary and reads as a
+    score; multiply by V for the plain trace. positivity =
     eigenvalue_positivity(M), computed from the [E, E] matrix with M's nonzero
     eigenvalues. LayerNorm: linear parts L (module docstring) on both sides.
     """
