@@ -138,9 +138,11 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
             verdict(ok, "In every model that forms an induction head, the ICL score falls fastest "
                         "when it forms, and in most of them the PCA trajectory turns there too. "
                         "Where the loss bump or a PCA turn lies elsewhere, the numbers above say so.",
-                    "The steepest ICL fall and the induction head's formation (and the PCA turn in "
-                    "most models) do not line up: see the numbers above." if core else
-                    "No model formed an induction head.")]
+                    ("No model formed an induction head." if not core else
+                     "The steepest ICL fall does not come with the induction head's formation in "
+                     "every model: see the numbers above." if not all(core) else
+                     "The steepest ICL fall comes with the induction head, but the PCA trajectory "
+                     "turns elsewhere in most models: see the numbers above."))]
     sec = Section(title, text,
                   [(str(f_loss), "Loss against training tokens (log axis)."),
                    (str(f_icl), "ICL score over training."),
