@@ -50,6 +50,9 @@ def in_context_gain(losses, role) -> float:
     (role[:, i] describes that prediction; the last position predicts nothing).
     """
     losses, role = np.asarray(losses), np.asarray(role)[:, :-1]
+    if losses.shape != role.shape:
+        raise ValueError(f"losses must be [B, T-1] = {list(role.shape)} for role [B, T], "
+                         f"got {list(losses.shape)}")
     if not (np.any(role == PREDICTABLE) and np.any(role == UNPREDICTABLE)):
         raise ValueError("in_context_gain needs predictions of both roles (1 and 2)")
     return float(losses[role == UNPREDICTABLE].mean() - losses[role == PREDICTABLE].mean())

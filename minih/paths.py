@@ -116,6 +116,12 @@ def term_importance(params, tokens, cfg: ModelConfig, backend: str = "numpy",
     ops = get_backend(backend)
     tokens = check_tokens(tokens, cfg, min_len=2)
     keep = slice(None) if positions is None else positions
+    if not isinstance(keep, slice):
+        idx = np.asarray(keep)
+        n = tokens.shape[1] - 1
+        if idx.dtype == bool or idx.ndim != 1 or (idx.size and (idx.min() < -n or idx.max() >= n)):
+            raise ValueError(f"positions must be a slice or 1-D integer indices into the T-1 = {n} "
+                             f"predictions, got {positions!r}")
 
     def mean_loss(logits):
         return float(ops.per_token_loss(logits, tokens)[:, keep].mean())      # [B,T-1] -> float

@@ -54,3 +54,19 @@ def test_handbuilt_literal_head_copies_but_does_not_generalise():
     assert r["literal"]["gain"] > 3.0            # nats: copying makes images nearly free
     assert r["literal"]["attention"][0, 0] < 0.05   # the previous-token head is no induction head
     assert all(np.array_equal(before[k], params[k]) for k in params)
+
+
+def test_bad_inputs_get_clear_errors():
+    from minih import metrics as M
+    from minih.paths import term_importance
+    cfg, params = induction_model(d_vocab=16, n_ctx=16, n_heads=1)
+    with pytest.raises(ValueError, match=r"losses must be \[B, T-1\]"):
+        in_context_gain(np.zeros((2, 3)), np.ones((2, 9), int))
+    with pytest.raises(ValueError, match="positions must be a slice or 1-D integer indices"):
+        term_importance(params, np.array([[1, 2, 3, 4]]), cfg, positions=[100])
+    with pytest.raises(ValueError, match="terms must have exactly the keys"):
+        M.term_shares({})
+    with pytest.raises(ValueError, match="n_tokens must be an int"):
+        M.icl_indices("a")
+    with pytest.raises(ValueError, match=r"tokens must have shape \[B, T\]"):
+        M.copying_score_from_logits(np.zeros((1, 1, 3, 16)), np.array([1, 2, 3]))

@@ -58,6 +58,8 @@ def copying_score_from_logits(logits, tokens) -> np.ndarray:
     """
     logits = np.asarray(logits, dtype=np.float64)
     tokens = np.asarray(tokens)
+    if tokens.ndim != 2:
+        raise ValueError(f"tokens must have shape [B, T], got {list(tokens.shape)}")
     B, T = tokens.shape
     if logits.shape[-4:-2] != (B, T):
         raise ValueError(f"logits must have shape [..., B, T, H, V] with B, T = {B}, {T} "

@@ -39,6 +39,8 @@ def icl_indices(n_tokens: int) -> tuple[int, int]:
     IH uses 50 and 500 with 512-token contexts. For other lengths we scale both,
     round(50/512 * n) and round(500/512 * n) (round half up), minih's choice (SPEC.md).
     """
+    if isinstance(n_tokens, bool) or not isinstance(n_tokens, (int, np.integer)):
+        raise ValueError(f"n_tokens must be an int, got {n_tokens!r}")
     if n_tokens < 12:
         raise ValueError(f"the ICL score needs examples of at least 12 tokens (so that its two "
                          f"indices differ and fit), got {n_tokens}")

@@ -81,7 +81,10 @@ def term_shares(terms: dict) -> dict:
     are not orthogonal, so this is a descriptive split, minih's choice: the paper gives
     no formula.
     """
-    first = next(iter(terms.values()))
+    if set(terms) != set(TERMS):
+        raise ValueError(f"terms must have exactly the keys {TERMS} (from score_terms), "
+                         f"got {sorted(terms)}")
+    first = terms[TERMS[0]]
     T = first.shape[-1]
     causal = np.tri(T, dtype=bool)
     n_keys = causal.sum(axis=1)                                        # [T] keys per query
