@@ -15,7 +15,10 @@ from minih import metrics as M
 
 def test_icl_indices_and_score():
     assert M.icl_indices(512) == (50, 500)                       # the paper's indices
-    assert M.icl_indices(256) == (25, 250)                       # 24.99 -> 25, 249.99 -> 250
+    assert M.icl_indices(256) == (25, 250)                       # exact halves of the paper's
+    # rounding: 50/512*100 = 9.77 -> 10, 500/512*100 = 97.66 -> 98; 50/512*32 = 3.125 -> 3
+    assert M.icl_indices(100) == (10, 98)
+    assert M.icl_indices(32) == (3, 31)
     S, N, T = 2, 3, 512
     losses = np.zeros((S, N, T - 1))
     losses[:, :, 499] = [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]       # 1-based index 500
