@@ -16,7 +16,8 @@ Three tables (a dict of columns each; written as CSV, and all together as JSON):
                  the run's trajectory in the first two PCA components of per-token loss
 
 plus the phase-change window (on the ICL score), the loss bump (on the mean eval
-loss, which samples the training distribution), if they exist, and the
+loss; the evaluation set comes from the data source's eval_set, which for text is
+plain held-out text even when training mixes in repeated windows), if they exist, and the
 [snapshots, positions] eval-loss heatmap (analysis.json only).
 
 The test inputs are fixed once per run, so every snapshot is measured on the same
