@@ -187,25 +187,29 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
                     row[j] = np.exp(row[j] - m)
                     total += row[j]
             inv = 1 / total
-            for j in range(n_pad):                               # normalise; 0 for j > i
+            for j in range(T):                                   # normalise; 0 for j > i
                 row[j] = row[j] * inv if j < n else zero
-            for j in range(n_pad, T):
-                row[j] = zero
             # pass 3: z[i] = sum_j pattern[i, j] v[j]   (pattern is 0 for n <= j < n_pad)
-            # four dimensions e at a time: one read of the row per four multiply-adds
+            # eight dimensions e at a time: one read of the row per eight multiply-adds
             e0 = 0
-            while e0 + 4 <= E:
+            while e0 + 8 <= E:
                 v0, v1, v2, v3 = vT[e0], vT[e0 + 1], vT[e0 + 2], vT[e0 + 3]
-                a0, a1, a2, a3 = zero, zero, zero, zero
+                v4, v5, v6, v7 = vT[e0 + 4], vT[e0 + 5], vT[e0 + 6], vT[e0 + 7]
+                a0, a1, a2, a3, a4, a5, a6, a7 = zero, zero, zero, zero, zero, zero, zero, zero
                 for j in range(n_pad):
                     p_ij = row[j]
                     a0 += p_ij * v0[j]
                     a1 += p_ij * v1[j]
                     a2 += p_ij * v2[j]
                     a3 += p_ij * v3[j]
+                    a4 += p_ij * v4[j]
+                    a5 += p_ij * v5[j]
+                    a6 += p_ij * v6[j]
+                    a7 += p_ij * v7[j]
                 z[b, i, h, e0], z[b, i, h, e0 + 1], z[b, i, h, e0 + 2], z[b, i, h, e0 + 3] = a0, a1, a2, a3
-                e0 += 4
-            for e in range(e0, E):                               # the E % 4 dimensions left
+                z[b, i, h, e0 + 4], z[b, i, h, e0 + 5], z[b, i, h, e0 + 6], z[b, i, h, e0 + 7] = a4, a5, a6, a7
+                e0 += 8
+            for e in range(e0, E):                               # the E % 8 dimensions left
                 acc = zero
                 for j in range(n_pad):
                     acc += row[j] * vT[e, j]
