@@ -14,16 +14,13 @@ import pytest
 import minih
 from minih.ablation import Ablation, KINDS, ablated_per_token_losses, head_means, run_with_ablation
 from minih.handbuilt import induction_model, repeated_random_tokens
+from helpers import tiny_model
 
 CONFIGS = [dict(layernorm=ln, positional=pos, smeared_keys=sm)
            for ln, pos, sm in itertools.product([True, False], ["shortformer", "standard"], [False, True])]
 
 
-def _model(seed=0, **fields):
-    cfg = minih.ModelConfig.preset("tiny", dtype="float64", **fields)
-    params = minih.init_params(cfg, seed)
-    tokens = np.random.default_rng(seed).integers(0, cfg.d_vocab, (3, cfg.n_ctx))
-    return cfg, params, tokens
+_model = tiny_model                      # tests/helpers.py
 
 
 @pytest.mark.parametrize("fields", CONFIGS)

@@ -14,17 +14,14 @@ import pytest
 import minih
 from minih.ablation import Ablation, run_with_ablation
 from minih.handbuilt import induction_model, repeated_random_tokens
+from helpers import tiny_model
 from minih.paths import iter_paths, path_expansion, path_name, term_importance
 
 CONFIGS = [dict(n_layers=n, layernorm=ln, positional=pos)
            for n, ln, pos in itertools.product([1, 2, 3], [True, False], ["shortformer", "standard"])]
 
 
-def _model(seed=0, **fields):
-    cfg = minih.ModelConfig.preset("tiny", dtype="float64", **fields)
-    params = minih.init_params(cfg, seed)
-    tokens = np.random.default_rng(seed).integers(0, cfg.d_vocab, (3, cfg.n_ctx))
-    return cfg, params, tokens
+_model = tiny_model                      # tests/helpers.py
 
 
 @pytest.mark.parametrize("fields", CONFIGS)
