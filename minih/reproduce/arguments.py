@@ -110,6 +110,11 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
         numbers[n] = row
         desc = (f"- `{n}`: ICL score {row['icl_first']:.2f} -> {row['icl_last']:.2f}; steepest ICL fall "
                 f"{row['steepest_icl_rate']:.2f} nats/decade at {fmt_tokens(mm.steepest_at)} tokens; ")
+        if mm.window is not None:                 # SPEC.md's window: 10% to 90% of the ICL change
+            row["window_icl"] = [float(mm.window.smoothed[mm.window.start_index]),
+                                 float(mm.window.smoothed[mm.window.end_index])]
+            desc += (f"SPEC window {fmt_tokens(mm.window.start_tokens)} to {fmt_tokens(mm.window.end_tokens)} "
+                     f"(smoothed ICL {row['window_icl'][0]:.2f} -> {row['window_icl'][1]:.2f}); ")
         if formed(mm):
             row["icl_at_formation"] = near(mm.steepest_at, mm.formed_at)
             row["pca_turn_at_formation"] = near(row["pca_turn_tokens"], mm.formed_at)
