@@ -89,6 +89,66 @@ def minih_tokens_per_s(cfg: ModelConfig, batch: int, backend: str, steps: int, w
             "cpu_s_per_step": cpu, "tokens_per_cpu_s": batch * cfg.n_ctx / cpu}
 
 
+def op_profile(cfg: ModelConfig, batch: int, backend: str, steps: int = 8, warmup: int = 2) -> dict:
+    """Where a training step's time goes: wall and CPU ms per step of each op of the backend.
+
+    Every public function of the backend module (minih.ops or minih.kernels) is wrapped
+    in a timer for the duration of the measurement (and restored after), so each row is
+    that op's total over one step: forward and backward are separate ops, and the layers
+    are summed. "rest" is the step's CPU time minus the ops': model.py's own array
+    arithmetic, the gradient dict, AdamW's Python loop. With several threads, CPU time
+    counts all of them (so it can exceed wall time).
+    """
+    from .model import get_backend
+    from .optim import AdamWConfig, adamw_init, train_step
+    from .params import init_params
+    ops = get_backend(backend)
+    wall, cpu = {}, {}
+
+    def timed(name, f):
+        def g(*args, **kwargs):
+            t0, c0 = time.perf_counter(), time.process_time()
+            out = f(*args, **kwargs)
+            wall[name] = wall.get(name, 0.0) + time.perf_counter() - t0
+            cpu[name] = cpu.get(name, 0.0) + time.process_time() - c0
+            return out
+        return g
+
+    names = [n for n in dir(ops) if not n.startswith("_") and callable(getattr(ops, n))
+             and not isinstance(getattr(ops, n), type)]
+    originals = {n: getattr(ops, n) for n in names}
+    params = init_params(cfg, 0)
+    state, opt = adamw_init(params), AdamWConfig()
+    tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (batch, cfg.n_ctx))
+    try:
+        for n in names:
+            setattr(ops, n, timed(n, originals[n]))
+        for _ in range(warmup):
+            train_step(params, state, tokens, cfg, opt, backend=backend)
+        wall.clear(), cpu.clear()
+        c0 = time.process_time()
+        times = [_timed(lambda: train_step(params, state, tokens, cfg, opt, backend=backend))
+                 for _ in range(steps)]
+        step_cpu = (time.process_time() - c0) / steps
+    finally:
+        for n in names:
+            setattr(ops, n, originals[n])
+    rows = {n: (1e3 * wall[n] / steps, 1e3 * cpu[n] / steps) for n in sorted(wall, key=lambda n: -cpu[n])}
+    return {"backend": backend, "step_wall_ms": 1e3 * float(np.median(times)),
+            "step_cpu_ms": 1e3 * step_cpu, "ops_ms": rows,
+            "rest_cpu_ms": 1e3 * step_cpu - sum(c for _, c in rows.values()),
+            "tokens_per_s": batch * cfg.n_ctx / float(np.median(times))}
+
+
+def format_profile(name: str, prof: dict) -> str:
+    lines = [f"{name}, {prof['backend']}: step {prof['step_wall_ms']:.0f} ms wall, "
+             f"{prof['step_cpu_ms']:.0f} ms CPU ({prof['tokens_per_s']:.0f} tokens/s)",
+             f"  {'op':<28}{'wall ms':>9}{'CPU ms':>9}"]
+    lines += [f"  {n:<28}{w:>9.1f}{c:>9.1f}" for n, (w, c) in prof["ops_ms"].items()]
+    lines.append(f"  {'rest (model.py, optimizer)':<28}{'':>9}{prof['rest_cpu_ms']:>9.1f}")
+    return "\n".join(lines)
+
+
 def memory_growth(cfg: ModelConfig, batch: int, steps: int = 10, backend: str = "numba") -> dict:
     """Bytes still held (tracemalloc, which sees every NumPy array) after 2 training steps
     and after 2 + `steps`: a step that keeps nothing alive leaves the two equal."""
@@ -290,6 +350,9 @@ def add_arguments(p):
                    help="skip the extra numba run with OpenBLAS on every thread "
                         "(OPENBLAS_NUM_THREADS = NUMBA_NUM_THREADS)")
     p.add_argument("--out", default="bench.json", help="JSON results file (default: bench.json)")
+    p.add_argument("--profile", action="store_true",
+                   help="only time each op of a training step (forward and backward apart), "
+                        "for the numpy and numba backends, in this process; print and exit")
 
 
 def run(args) -> int:
@@ -299,6 +362,13 @@ def run(args) -> int:
         raise ValueError(f"--configs: unknown {unknown}; choose from {sorted(CONFIGS)}")
     if args.steps < 1 or args.warmup < 0:
         raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps}, {args.warmup}")
+    if args.profile:
+        for name in configs:
+            overrides, batch = CONFIGS[name]
+            for backend in (["numpy"] if not args.no_numpy else []) + ["numba"]:
+                print(format_profile(name, op_profile(ModelConfig(**overrides), batch, backend,
+                                                      args.steps, args.warmup)), "\n")
+        return 0
     result = run_bench(configs, args.steps, args.warmup, torch=not args.no_torch,
                        compiled=not args.no_compile, numpy_backend=not args.no_numpy,
                        start=not args.no_start, memory=not args.no_memory,

@@ -366,3 +366,18 @@ def test_bench_step_flops_counts_useful_work():
     macs_layer = 3 * B * T * D * H * E + 2 * B * H * pairs * E + B * T * H * E * D
     macs_forward = 3 * macs_layer + B * T * D * V
     assert step_flops(cfg, B) == 3 * 2 * macs_forward             # backward = 2 x forward
+
+
+def test_bench_op_profile_times_every_op_and_restores_the_backend():
+    # oracle: the backend module's own public functions; after profiling they must be
+    # the very same objects again (the profiler wraps them only while it measures)
+    from minih.bench import op_profile
+    cfg = minih.ModelConfig.preset("tiny")
+    before = {n: getattr(kernels, n) for n in dir(kernels) if not n.startswith("_")}
+    prof = op_profile(cfg, 2, "numba", steps=1, warmup=1)
+    assert all(getattr(kernels, n) is f for n, f in before.items())
+    for op in ("attention_forward", "attention_backward", "layernorm_forward",
+               "cross_entropy_forward", "unembed_backward", "adamw_update"):
+        wall, cpu = prof["ops_ms"][op]
+        assert wall > 0 and cpu >= 0, op
+    assert prof["step_wall_ms"] > 0 and prof["tokens_per_s"] > 0
