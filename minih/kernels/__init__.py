@@ -3,7 +3,8 @@
 Each function's docstring begins by naming the NumPy reference it mirrors, and
 tests/test_kernels.py checks it against that reference (float64 and float32,
 odd shapes, non-contiguous input). Plain matrix products (projections, output
-projection) call BLAS through numpy's `@`; everything else is a jitted kernel
+projection, unembedding) call BLAS through numpy, in fixed row chunks spread over
+the threads (minih/kernels/blas.py); everything else is a jitted kernel
 (minih/kernels/_jit.py has the flags, the cache and the threads).
 Read it beside the reference: docs/04_numba.md.
 

@@ -4,7 +4,8 @@ Where the time goes (REF, one training step; docs/04_numba.md): the projections,
 the output projection and the unembedding are plain big matrix products, and for
 those BLAS (numpy's `@`, OpenBLAS) *is* the right kernel: a hand-written loop
 would only be slower. So project_*, output_* and head_results reshape and call
-`@`. The causal attention itself is not a plain matmul (a triangle per (b, h),
+BLAS (through minih/kernels/blas.py, which splits a big product over the threads).
+The causal attention itself is not a plain matmul (a triangle per (b, h),
 a softmax in the middle), so it gets fused kernels, parallel over batch x head:
 each (b, h) pair owns its slice of every output, so no two threads write the same
 element.
