@@ -11,5 +11,5 @@ setup(
     python_requires=">=3.10",
     install_requires=["numpy>=1.24", "scipy>=1.10", "numba>=0.59", "matplotlib>=3.7", "tqdm>=4.60"],
     extras_require={"test": ["pytest>=7"]},
-    entry_points={"console_scripts": ["minih=minih.cli:main"]},
+    entry_points={"console_scripts": ["minih=minih.__main__:entry"]},
 )

@@ -16,13 +16,19 @@ process restarts itself once with the variables set. A value you set is never ch
 import os
 import sys
 
-if "OPENBLAS_NUM_THREADS" not in os.environ:
-    os.environ["OPENBLAS_NUM_THREADS"] = "1"
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-    sys.stdout.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "minih", *sys.argv[1:]])
-os.environ.setdefault("OMP_WAIT_POLICY", "passive")     # read when the first parallel loop starts
 
-from .cli import main  # noqa: E402  (after the restart above)
+def entry() -> None:
+    """Apply the thread policy (restarting once if needed), then run the command line.
+    Both `python -m minih` and the `minih` console script come here."""
+    if "OPENBLAS_NUM_THREADS" not in os.environ:
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+        sys.stdout.flush()
+        os.execv(sys.executable, [sys.executable, "-m", "minih", *sys.argv[1:]])
+    os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # read when the first parallel loop starts
+    from .cli import main
+    sys.exit(main())
 
-sys.exit(main())
+
+if __name__ == "__main__":
+    entry()
