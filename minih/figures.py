@@ -28,6 +28,16 @@ def _save(fig, path) -> Path:
     return path
 
 
+def _finish_tokens_axes(fig, ax, path, ylabel: str, title: str) -> Path:
+    """Log x axis of training tokens, labels, legend; save."""
+    ax.set_xscale("log")
+    ax.set_xlabel("training tokens seen")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def _shade_window(ax, window, color):
     if window is not None:
         ax.axvspan(window[0], window[1], color=color, alpha=0.15, lw=0)
@@ -51,12 +61,7 @@ def curves(path, series: dict, ylabel: str, title: str, windows: dict | None = N
             ax.axvline(mark, color=c, ls=":", lw=1.2)
     if hline is not None:
         ax.axhline(hline, color="k", lw=0.8, ls="--")
-    ax.set_xscale("log")
-    ax.set_xlabel("training tokens seen")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _finish_tokens_axes(fig, ax, path, ylabel, title)
 
 
 def loss_position_heatmaps(path, tokens_seen, loss_by_pos, derivative, title: str) -> Path:
@@ -92,12 +97,7 @@ def head_scores_over_training(path, tokens_seen, scores, title: str, ylabel: str
         for h in range(H):
             ax.plot(np.asarray(tokens_seen)[keep], scores[keep, l, h], color=COLORS[l % len(COLORS)],
                     lw=1.2, alpha=0.85, label=f"layer {l}" if h == 0 else None)
-    ax.set_xscale("log")
-    ax.set_xlabel("training tokens seen")
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    return _finish_tokens_axes(fig, ax, path, ylabel, title)
 
 
 def pca_trajectories(path, trajectories: dict, turns: dict | None = None,
