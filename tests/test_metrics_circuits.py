@@ -156,6 +156,7 @@ def test_layer0_token_term_is_the_full_qk_circuit():
     cfg, params = random_model()                                  # shortformer + LayerNorm
     tokens = np.random.default_rng(1).integers(0, 9, size=(1, 10))
     _, cache = minih.run_with_cache(params, tokens, cfg)
+    # float64, two orders of the same products: rounding only (rtol 1e-10, atol 1e-12)
     tt = M.score_terms(params, cfg, cache, 0)["token_token"][0]   # [H,T,T]
     qk = M.full_qk_circuits(params, cfg)[0]                       # [H,V,V]
     t = tokens[0]
