@@ -29,6 +29,7 @@ from .copying import (copying_tokens, direct_logits_per_source, copying_score_fr
                       empirical_copying_scores)
 from .circuits import (ln_linear, embed_through_ln, folded_weights, full_ov_circuits,
                        full_qk_circuits, eigenvalue_positivity, eigenvalue_copying_scores,
+                       small_ov_circuits,
                        composition_score, composition_scores, composition_baseline,
                        composition_baseline_samples,
                        k_composition_qk_terms, k_composition_qk_trace, COMPOSITION_KINDS)

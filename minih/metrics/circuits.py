@@ -140,22 +140,24 @@ def eigenvalue_positivity(matrix) -> float:
     return float(np.sum(lam).real / size) if size > 0 else float("nan")
 
 
+def small_ov_circuits(params, cfg: ModelConfig, layer: int) -> np.ndarray:
+    """[H, E, E]: W_O (L_final W_U) LN1(W_E) W_V for every head of `layer`. It has the
+    nonzero eigenvalues of the full OV circuit LN1(W_E) W_V W_O (L_final W_U) [V, V]
+    (AB and BA share them) and costs E^3 instead of V^3 to decompose."""
+    f = folded_weights(params, cfg)
+    E_l = embed_through_ln(params, cfg, layer)                        # [V,D]
+    W_V = np.asarray(params[f"blocks.{layer}.attn.W_V"], np.float64)  # [H,D,E]
+    return f["W_O"][layer] @ f["W_U"] @ E_l @ W_V                     # [H,E,E]
+
+
 def eigenvalue_copying_scores(params, cfg: ModelConfig) -> np.ndarray:
     """Eigenvalue copying score of every head, [L, H] (FW, SPEC.md "Copying, eigenvalues").
 
     eigenvalue_positivity of the full OV circuit LN1(W_E) W_V W_O (L_final W_U) [V, V],
-    computed from the [E, E] matrix W_O (L_final W_U) LN1(W_E) W_V, which has the same
-    nonzero eigenvalues (AB and BA share them) and costs E^3 instead of V^3.
+    computed from small_ov_circuits, the [E, E] matrices with the same nonzero eigenvalues.
     """
-    f = folded_weights(params, cfg)
-    out = np.zeros((cfg.n_layers, cfg.n_heads))
-    for l in range(cfg.n_layers):
-        E_l = embed_through_ln(params, cfg, l)                        # [V,D]
-        W_V = np.asarray(params[f"blocks.{l}.attn.W_V"], np.float64)  # [H,D,E]
-        for h in range(cfg.n_heads):
-            small = f["W_O"][l, h] @ f["W_U"] @ E_l @ W_V[h]           # [E,E]
-            out[l, h] = eigenvalue_positivity(small)
-    return out
+    return np.array([[eigenvalue_positivity(m) for m in small_ov_circuits(params, cfg, l)]
+                     for l in range(cfg.n_layers)]).reshape(cfg.n_layers, cfg.n_heads)
 
 
 # --- composition -------------------------------------------------------------------------

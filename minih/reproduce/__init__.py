@@ -45,7 +45,7 @@ def _state(run_dir: Path, member: Member) -> str:
     return "finished" if run.manifest.get("status") == "finished" else "resumable"
 
 
-def _passage(size: str, runs: dict, measures: dict):
+def _passage(runs: dict):
     """(model name, tokens, alphabet) for the per-token loss-difference rendering."""
     if "2L text" in runs:
         import textwrap
@@ -123,7 +123,7 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
                                             title="On real text: the Python standard library",
                                             data="the stdlib byte corpus")
         sections.append(sec)
-    name, tokens, alphabet = _passage(size, runs, measures)
+    name, tokens, alphabet = _passage(runs)
     sec, numbers["passage"] = A.loss_difference_passage(name, runs[name], measures[name], tokens,
                                                         alphabet, backend)
     sections.append(sec)

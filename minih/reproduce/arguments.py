@@ -25,7 +25,6 @@ from .. import figures, metrics
 from ..ablation import Ablation, run_with_ablation
 from ..attribution import phase_direction, phase_window, sweep_heads
 from ..generality import generality_scores
-from ..metrics.circuits import embed_through_ln, folded_weights
 from ..metrics.heads import prefix_matching_tokens, stacked_patterns
 from ..model import get_backend, per_token_losses
 from ..report import Section, render_token_values_html
@@ -237,8 +236,7 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
     params = run.params(len(run) - 1)
     tokens = run.eval_tokens
     ops = get_backend(backend)
-    clean = float(metrics.icl_score(ops.per_token_loss(
-        run_with_ablation(params, tokens, run.cfg, None, backend)[0], tokens), early, late))
+    clean = float(metrics.icl_score(per_token_losses(params, tokens, run.cfg, backend), early, late))
     numbers = {"heads": heads, "icl_clean": float(clean), "dicl_last": dict(zip(labels, map(float, dicl[:, -1]))),
                "sweep_seconds": sweep.seconds}
     if heads:
@@ -330,9 +328,7 @@ def argument_5(name: str, run, m: RunMeasures, figs, backend: str = "numpy") -> 
                                     [f"{lh}.{h}" for h in range(cfg.n_heads)],
                                     f"{name}: K-composition, layer 0 into layer {lh} (minus baseline {base:.2f})",
                                     "score - baseline", diverging=True)
-    f = folded_weights(params, cfg)
-    small = f["W_O"][lh, hh] @ f["W_U"] @ embed_through_ln(params, cfg, lh) @ \
-        np.asarray(params[f"blocks.{lh}.attn.W_V"], np.float64)[hh]
+    small = metrics.small_ov_circuits(params, cfg, lh)[hh]  # [E,E], the OV eigenvalues
     f_eig = figures.eigenvalues(figs / "a5_ov_eigs.png", np.linalg.eigvals(small),
                                 f"{name} head {lh}.{hh}: OV circuit eigenvalues")
     toks, _ = prefix_matching_tokens(cfg.d_vocab, min(cfg.n_ctx, 41), n_seqs=1, seg_len=10)
