@@ -9,6 +9,16 @@ only where you have not set the variable yourself:
   - OMP_WAIT_POLICY=passive: Numba's OpenMP workers then sleep at once when a
     parallel loop ends instead of spinning (REF step on 2 threads, load ~2.3 from
     other jobs: 394-433 ms spinning, 305 ms passive).
+Memory policy, also applied only where unset: MALLOC_MMAP_MAX_=0 and
+MALLOC_TRIM_THRESHOLD_=2**40 tell glibc's malloc to keep freed memory for the next
+allocation instead of handing it back to the kernel. Why: a REF step allocates
+arrays of up to 67 MB (each layer's [B,H,T,T] pattern); glibc serves anything above
+32 MB with a fresh mmap, whose pages the kernel must fault in and zero on first
+touch, every step. That was a quarter of the Numba backend's step (REF, 2 threads:
+174 -> 132 ms; numpy 480 -> 403 ms; docs/04_numba.md, "Memory"). The heap then stays
+at its peak size (a few hundred MB for REF) instead of shrinking between steps.
+Other C libraries in the process (PyTorch in `minih bench`) get the same policy.
+
 OpenBLAS reads its variable once, when numpy loads it, and `python -m minih` has
 already imported numpy (through minih/__init__.py) before this file runs, so the
 process restarts itself once with the variables set. A value you set is never changed.
@@ -18,11 +28,13 @@ import sys
 
 
 def entry() -> None:
-    """Apply the thread policy (restarting once if needed), then run the command line.
+    """Apply the thread and memory policy (restarting once if needed), then run the command line.
     Both `python -m minih` and the `minih` console script come here."""
-    if "OPENBLAS_NUM_THREADS" not in os.environ:
-        os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    if "OPENBLAS_NUM_THREADS" not in os.environ or "MALLOC_MMAP_MAX_" not in os.environ:
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+        os.environ.setdefault("MALLOC_MMAP_MAX_", "0")               # glibc reads these at start
+        os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(2 ** 40))
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", "minih", *sys.argv[1:]])
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # read when the first parallel loop starts

@@ -260,7 +260,8 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
                           "python": platform.python_version(),
                           "env": {k: os.environ[k] for k in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                              "OMP_NUM_THREADS", "NUMBA_THREADING_LAYER",
-                                                             "OMP_WAIT_POLICY")
+                                                             "OMP_WAIT_POLICY", "MALLOC_MMAP_MAX_",
+                                                             "MALLOC_TRIM_THRESHOLD_")
                                   if k in os.environ},
                           "load_average_before": os.getloadavg()},
               "settings": {"steps": steps, "warmup": warmup},
