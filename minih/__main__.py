@@ -10,7 +10,7 @@ only where you have not set the variable yourself:
     parallel loop ends instead of spinning (REF step on 2 threads, load ~2.3 from
     other jobs: 394-433 ms spinning, 305 ms passive).
 Memory policy, also applied only where unset: MALLOC_MMAP_MAX_=0 and
-MALLOC_TRIM_THRESHOLD_=2**40 tell glibc's malloc to keep freed memory for the next
+MALLOC_TRIM_THRESHOLD_=2**30 (1 GiB) tell glibc's malloc to keep freed memory for the next
 allocation instead of handing it back to the kernel. Why: a REF step allocates
 arrays of up to 67 MB (each layer's [B,H,T,T] pattern); glibc serves anything above
 32 MB with a fresh mmap, whose pages the kernel must fault in and zero on first
@@ -34,7 +34,7 @@ def entry() -> None:
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         os.environ.setdefault("OMP_WAIT_POLICY", "passive")
         os.environ.setdefault("MALLOC_MMAP_MAX_", "0")               # glibc reads these at start
-        os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(2 ** 40))
+        os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(2 ** 30))  # 1 GiB (glibc 2.36 misread 1e11)
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", "minih", *sys.argv[1:]])
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # read when the first parallel loop starts
