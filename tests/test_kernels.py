@@ -28,9 +28,10 @@ from helpers import assert_close
 TOL = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
 
 # (B, T, H, E, D, V): odd sizes, 1-sized ones, and T > 16 (the SIMD padding of the
-# attention rows: T = 37 ends in a partial block, T = 32 in a full one)
+# attention rows: T = 37 ends in a partial block, T = 32 in a full one); T = 70 > ROW_BLOCK
+# = 64 gives the backward a full block of query rows and a partial one
 SHAPES = [(2, 5, 3, 4, 6, 7), (1, 1, 1, 1, 1, 2), (1, 37, 1, 1, 3, 5), (3, 32, 2, 5, 4, 3),
-          (2, 19, 4, 16, 8, 11)]
+          (2, 19, 4, 16, 8, 11), (1, 70, 2, 3, 4, 5)]
 DTYPES = [np.float64, np.float32]
 
 
@@ -202,7 +203,7 @@ def test_kernel_bodies_without_jit():
     compare with the reference: the same logic the compiled code runs."""
     rng = np.random.default_rng(5)
     B, T, H, E, D, V = 2, 6, 2, 13, 4, 7                         # E = 13 = 8 + 4 + 1: every e-block
-    # loop; T = 6: a full block of ROWS = 4 query rows in the backward and a partial one
+    # loop of the forward; T = 6 with row_block = 4: a full and a partial block in the backward
     f32 = np.float32
     q, k, v, d_z = (rng.standard_normal((B, T, H, E)).astype(f32) for _ in range(4))
     z, pattern = np.empty_like(q), np.empty((B, H, T, T), f32)
@@ -213,7 +214,7 @@ def test_kernel_bodies_without_jit():
     close("z", z, want[0], np.float32)
     close("pattern", pattern, want[1], np.float32)
     d_q, d_k, d_v = (np.empty_like(q) for _ in range(3))
-    attention._attention_backward.py_func(d_z, q, k, v, pattern, scale, d_q, d_k, d_v)
+    attention._attention_backward.py_func(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, 4)
     for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
                           ops.attention_backward(d_z, q, k, v, pattern)):
         close(name, g, w, np.float32)
@@ -381,3 +382,8 @@ def test_bench_op_profile_times_every_op_and_restores_the_backend():
         wall, cpu = prof["ops_ms"][op]
         assert wall > 0 and cpu >= 0, op
     assert prof["step_wall_ms"] > 0 and prof["tokens_per_s"] > 0
+
+
+def test_shapes_cover_several_backward_row_blocks():
+    # keeps SHAPES honest if ROW_BLOCK changes: some T must span more than one block
+    assert any(shape[1] > attention.ROW_BLOCK for shape in SHAPES)

@@ -247,114 +247,75 @@ def attention_forward(q, k, v, with_scores=True):
     return z, pattern, (scores if with_scores else None)
 
 
-ROWS = 4    # query rows per block in the backward: each pass over d_k, d_v serves four rows
+ROW_BLOCK = 64   # query rows per block in the backward (64 x 256 floats: 64 KB, in L2 cache)
 
 
 @kernel(parallel=True)
-def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v):
+def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block):
     B, T, H, E = q.shape
-    zero = scale - scale                                         # 0 in the arrays' dtype
     for bh in prange(B * H):                                     # (b, h) owns d_q/d_k/d_v[b,:,h]
         b = bh // H
         h = bh - b * H
-        kT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
-        vT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
-        d_kT = np.zeros((E, T), dtype=q.dtype)                   # [E, T] accumulated over i
-        d_vT = np.zeros((E, T), dtype=q.dtype)                   # [E, T] accumulated over i
-        d_s = np.zeros((ROWS, T), dtype=q.dtype)                 # the block's rows of d_scores
-        dz = np.zeros((ROWS, E), dtype=q.dtype)                  # the block's d_z rows (0 past T)
-        qb = np.zeros((ROWS, E), dtype=q.dtype)                  # the block's q rows (0 past T)
-        no_row = np.zeros(T, dtype=q.dtype)                      # pattern row of a row past T
+        # contiguous copies of this (b, h)'s rows: BLAS (np.dot) wants contiguous matrices
+        qs = np.empty((T, E), dtype=q.dtype)                     # q / sqrt(E)
+        ks = np.empty((T, E), dtype=q.dtype)                     # k / sqrt(E)
+        vh = np.empty((T, E), dtype=q.dtype)
+        d_zh = np.empty((T, E), dtype=q.dtype)
         for j in range(T):
             for e in range(E):
-                kT[e, j] = k[b, j, h, e]
-                vT[e, j] = v[b, j, h, e]
-        for i0 in range(0, T, ROWS):                             # query rows i0 .. i0+ROWS-1
-            rows = min(ROWS, T - i0)                             # rows past T count as zero rows
-            n = min(T, (i0 + rows + SIMD - 1) // SIMD * SIMD)    # j <= last row, padded as in forward
-            for r in range(ROWS):
+                qs[j, e] = q[b, j, h, e] * scale
+                ks[j, e] = k[b, j, h, e] * scale
+                vh[j, e] = v[b, j, h, e]
+                d_zh[j, e] = d_z[b, j, h, e]
+        d_kh = np.zeros((T, E), dtype=q.dtype)                   # summed over the row blocks
+        d_vh = np.zeros((T, E), dtype=q.dtype)
+        part = np.empty((T, E), dtype=q.dtype)                   # one block's share of d_kh, d_vh
+        d_qi = np.empty((row_block, E), dtype=q.dtype)
+        p_buf = np.empty(row_block * T, dtype=q.dtype)
+        d_buf = np.empty(row_block * T, dtype=q.dtype)
+        for i0 in range(0, T, row_block):                        # query rows i0 <= i < i1 ..
+            i1 = min(T, i0 + row_block)                          # .. see keys j < i1 only
+            R = i1 - i0
+            p = p_buf[:R * i1].reshape(R, i1)                    # [R, i1] pattern block
+            for r in range(R):
+                for j in range(i1):
+                    p[r, j] = pattern[b, h, i0 + r, j]
+            d_p = d_buf[:R * i1].reshape(R, i1)                  # [R, i1]
+            # forward: z = p @ v          ->  d_p = d_z @ v^T,  d_v += p^T @ d_z
+            np.dot(d_zh[i0:i1], vh[:i1].T, d_p)
+            np.dot(p.T, d_zh[i0:i1], part[:i1])
+            d_vh[:i1] += part[:i1]
+            # forward: p = softmax(s)     ->  d_s = p * (d_p - sum_j d_p p), in place on d_p
+            for r in range(R):
+                p_r, d_r = p[r], d_p[r]                          # [i1] rows
+                dot = p_r[0] * d_r[0]
+                for j in range(1, i1):
+                    dot += p_r[j] * d_r[j]
+                for j in range(i1):
+                    d_r[j] = p_r[j] * (d_r[j] - dot)
+            # forward: s = q @ k^T / sqrt(E)  ->  d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E)
+            np.dot(d_p, ks[:i1], d_qi[:R])
+            np.dot(d_p.T, qs[i0:i1], part[:i1])
+            d_kh[:i1] += part[:i1]
+            for r in range(R):
                 for e in range(E):
-                    dz[r, e] = d_z[b, i0 + r, h, e] if r < rows else zero
-                    qb[r, e] = q[b, i0 + r, h, e] if r < rows else zero
-            p0 = pattern[b, h, i0]                               # [T], zero beyond i0
-            p1 = pattern[b, h, i0 + 1] if rows > 1 else no_row
-            p2 = pattern[b, h, i0 + 2] if rows > 2 else no_row
-            p3 = pattern[b, h, i0 + 3] if rows > 3 else no_row
-            # forward pass 3: z[i] = sum_j p[i,j] v[j]
-            #   d_v[j] += sum_i p[i,j] d_z[i]   (four rows i at once)
-            for e in range(E):
-                a0, a1, a2, a3 = dz[0, e], dz[1, e], dz[2, e], dz[3, e]
-                d_v_e = d_vT[e]
-                for j in range(n):
-                    d_v_e[j] += p0[j] * a0 + p1[j] * a1 + p2[j] * a2 + p3[j] * a3
-            #   d_p[i,j] = d_z[i] . v[j]   (four dimensions e at a time)
-            for r in range(ROWS):
-                ds = d_s[r]
-                for j in range(n):
-                    ds[j] = zero
-                e0 = 0
-                while e0 + 4 <= E:
-                    a0, a1, a2, a3 = dz[r, e0], dz[r, e0 + 1], dz[r, e0 + 2], dz[r, e0 + 3]
-                    v0, v1, v2, v3 = vT[e0], vT[e0 + 1], vT[e0 + 2], vT[e0 + 3]
-                    for j in range(n):
-                        ds[j] += a0 * v0[j] + a1 * v1[j] + a2 * v2[j] + a3 * v3[j]
-                    e0 += 4
-                for e in range(e0, E):                           # the E % 4 dimensions left
-                    a0 = dz[r, e]
-                    v0 = vT[e]
-                    for j in range(n):
-                        ds[j] += a0 * v0[j]
-            # forward pass 2: p[i] = softmax(s[i]):  d_s = p * (d_p - sum_j d_p p)
-            for r in range(ROWS):
-                ds = d_s[r]
-                p = p0 if r == 0 else (p1 if r == 1 else (p2 if r == 2 else p3))
-                dot = zero
-                for j in range(n):
-                    dot += ds[j] * p[j]
-                for j in range(n):
-                    ds[j] = p[j] * (ds[j] - dot) * scale         # and / sqrt(E) of pass 1
-            # forward pass 1: s[i,j] = q[i] . k[j] / sqrt(E)
-            #   d_q[i] = sum_j d_s[i,j] k[j]   (four dimensions e at a time)
-            for r in range(rows):
-                ds = d_s[r]
-                e0 = 0
-                while e0 + 4 <= E:
-                    k0, k1, k2, k3 = kT[e0], kT[e0 + 1], kT[e0 + 2], kT[e0 + 3]
-                    c0, c1, c2, c3 = zero, zero, zero, zero
-                    for j in range(n):
-                        c0 += ds[j] * k0[j]
-                        c1 += ds[j] * k1[j]
-                        c2 += ds[j] * k2[j]
-                        c3 += ds[j] * k3[j]
-                    d_q[b, i0 + r, h, e0], d_q[b, i0 + r, h, e0 + 1] = c0, c1
-                    d_q[b, i0 + r, h, e0 + 2], d_q[b, i0 + r, h, e0 + 3] = c2, c3
-                    e0 += 4
-                for e in range(e0, E):                           # the E % 4 dimensions left
-                    c0 = zero
-                    for j in range(n):
-                        c0 += ds[j] * kT[e, j]
-                    d_q[b, i0 + r, h, e] = c0
-            #   d_k[j] += sum_i d_s[i,j] q[i]   (four rows i at once)
-            ds0, ds1, ds2, ds3 = d_s[0], d_s[1], d_s[2], d_s[3]
-            for e in range(E):
-                a0, a1, a2, a3 = qb[0, e], qb[1, e], qb[2, e], qb[3, e]
-                d_k_e = d_kT[e]
-                for j in range(n):
-                    d_k_e[j] += ds0[j] * a0 + ds1[j] * a1 + ds2[j] * a2 + ds3[j] * a3
+                    d_q[b, i0 + r, h, e] = d_qi[r, e]
         for j in range(T):
             for e in range(E):
-                d_k[b, j, h, e] = d_kT[e, j]
-                d_v[b, j, h, e] = d_vT[e, j]
+                d_k[b, j, h, e] = d_kh[j, e]
+                d_v[b, j, h, e] = d_vh[j, e]
 
 
 def attention_backward(d_z, q, k, v, pattern):
-    """Numba twin of minih.ops.attention.attention_backward, fused row by row.
+    """Numba twin of minih.ops.attention.attention_backward: the matrix products in BLAS.
 
     d_z [B,T,H,E], q, k, v [B,T,H,E], pattern [B,H,T,T] -> d_q, d_k, d_v [B,T,H,E].
-    For each query row i: d_v[j] += p[i,j] d_z[i]; d_p[i,j] = d_z[i] . v[j];
-    d_s = p * (d_p - sum_j d_p p) / sqrt(E); d_q[i] = sum_j d_s[i,j] k[j];
-    d_k[j] += d_s[i,j] q[i]. Only j <= i is visited (and the rest of i's SIMD block,
-    where p = 0 makes every contribution exactly 0).
+    Per (b, h) and per block of ROW_BLOCK query rows i0 <= i < i1, which see keys
+    j < i1 only (the same blocks as the reference):
+        d_p = d_z @ v^T,  d_v += p^T @ d_z,  d_s = p * (d_p - sum_j d_p p),
+        d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E).
+    The four products are BLAS calls (np.dot, one thread each, inside the prange);
+    the softmax backward between them is a fused loop.
     """
     q, k, v = _check_qkv(q, k, v)
     d_z, pattern = as_floats("d_z pattern", d_z, pattern)
@@ -365,7 +326,8 @@ def attention_backward(d_z, q, k, v, pattern):
         raise ValueError(f"d_z, pattern and q must share one dtype, got {d_z.dtype}, "
                          f"{pattern.dtype}, {q.dtype}")
     d_q, d_k, d_v = np.empty_like(q), np.empty_like(q), np.empty_like(q)
-    _attention_backward(d_z, q, k, v, pattern, q.dtype.type(1 / np.sqrt(E)), d_q, d_k, d_v)
+    _attention_backward(d_z, q, k, v, pattern, q.dtype.type(1 / np.sqrt(E)), d_q, d_k, d_v,
+                        ROW_BLOCK)
     return d_q, d_k, d_v
 
 
