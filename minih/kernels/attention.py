@@ -247,6 +247,15 @@ def attention_forward(q, k, v, with_scores=True):
     return z, pattern, (scores if with_scores else None)
 
 
+@kernel()
+def _add_into(acc, part, n):
+    """acc[:n] += part[:n] for [T, E] arrays (a loop: an array expression inside a
+    prange body would become a nested parallel loop, slow to compile)."""
+    for j in range(n):
+        for e in range(acc.shape[1]):
+            acc[j, e] += part[j, e]
+
+
 ROW_BLOCK = 64   # query rows per block in the backward (64 x 256 floats: 64 KB, in L2 cache)
 
 
@@ -284,7 +293,7 @@ def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block):
             # forward: z = p @ v          ->  d_p = d_z @ v^T,  d_v += p^T @ d_z
             np.dot(d_zh[i0:i1], vh[:i1].T, d_p)
             np.dot(p.T, d_zh[i0:i1], part[:i1])
-            d_vh[:i1] += part[:i1]
+            _add_into(d_vh, part, i1)
             # forward: p = softmax(s)     ->  d_s = p * (d_p - sum_j d_p p), in place on d_p
             for r in range(R):
                 p_r, d_r = p[r], d_p[r]                          # [i1] rows
@@ -296,7 +305,7 @@ def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block):
             # forward: s = q @ k^T / sqrt(E)  ->  d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E)
             np.dot(d_p, ks[:i1], d_qi[:R])
             np.dot(d_p.T, qs[i0:i1], part[:i1])
-            d_kh[:i1] += part[:i1]
+            _add_into(d_kh, part, i1)
             for r in range(R):
                 for e in range(E):
                     d_q[b, i0 + r, h, e] = d_qi[r, e]
