@@ -323,8 +323,9 @@ def attention_backward(d_z, q, k, v, pattern):
     j < i1 only (the same blocks as the reference):
         d_p = d_z @ v^T,  d_v += p^T @ d_z,  d_s = p * (d_p - sum_j d_p p),
         d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E).
-    The four products are BLAS calls (np.dot, one thread each, inside the prange);
-    the softmax backward between them is a fused loop.
+    The four products are BLAS calls (np.dot inside the prange; blocks this small ran
+    just as fast with and without OPENBLAS_NUM_THREADS=1, so OpenBLAS does not add
+    threads of its own); the softmax backward between them is a fused loop.
     """
     q, k, v = _check_qkv(q, k, v)
     d_z, pattern = as_floats("d_z pattern", d_z, pattern)
