@@ -60,15 +60,22 @@ def smear_backward(d_ks, k, smear):
 
 # --- 3. causal softmax attention ----------------------------------------------------
 
-ROW_BLOCKS = 8   # query rows in this many blocks; each block sees keys up to its last row only
+ROW_BLOCK = 64            # query rows per block
+BLOCK_ELEMENTS = 2 ** 17  # at most this many entries in one block's [b,H,rows,keys] arrays (512 KB)
 
 
 def _row_blocks(T):
-    """(i0, i1) for each block of query rows i0 <= i < i1; those rows see keys j < i1 only,
-    so the all-masked rectangle right of column i1 is skipped (2 blocks: a quarter of the
-    [T, T] square, the top right, is never computed)."""
-    edges = [T * n // ROW_BLOCKS for n in range(ROW_BLOCKS + 1)]
-    return [(i0, i1) for i0, i1 in zip(edges[:-1], edges[1:]) if i1 > i0]
+    """(i0, i1) for each block of ROW_BLOCK query rows i0 <= i < i1. Those rows see keys
+    j < i1 only, so the all-masked rectangle right of column i1 is never computed
+    (T = 256: 6 of the 16 tiles of the [T, T] square, all above the diagonal)."""
+    return [(i0, min(T, i0 + ROW_BLOCK)) for i0 in range(0, T, ROW_BLOCK)]
+
+
+def _batch_chunks(B, T, H):
+    """(b0, b1): as many sequences at a time as keep a block's arrays within BLOCK_ELEMENTS
+    (REF: one sequence; a small model with T = 32: dozens, so the loop stays short)."""
+    n = max(1, BLOCK_ELEMENTS // (H * min(T, ROW_BLOCK) * T))
+    return [(b0, min(B, b0 + n)) for b0 in range(0, B, n)]
 
 
 def attention_forward(q, k, v, with_scores=True):
@@ -80,11 +87,11 @@ def attention_forward(q, k, v, with_scores=True):
     with_scores=False returns scores=None: training does not keep them, and the
     Numba twin then skips writing them.
 
-    Computed one sequence b and one block of query rows at a time (ROW_BLOCKS): each
-    step's [H, rows, keys] temporaries stay in the CPU cache, where a whole-batch
-    [B,H,T,T] array (67 MB in REF) would go to memory and back once per line below.
-    REF, one thread, per layer: 57 -> 39 ms (and the backward 67 -> 32 ms) against the
-    plain whole-batch version (docs/04_numba.md, "The numpy backend").
+    Computed in blocks: a few sequences b0 <= b < b1 and one block of query rows at a
+    time, so that each block's [b,H,rows,keys] arrays stay in the CPU cache, where a
+    whole-batch [B,H,T,T] array (67 MB in REF) would go to memory and back once per
+    line below. REF, one thread, per layer: 57 -> 39 ms (the backward 67 -> 32 ms)
+    against the whole-batch version (docs/04_numba.md, "The numpy backend").
     """
     B, T, H, E = q.shape
     z = np.empty_like(q)
@@ -92,21 +99,21 @@ def attention_forward(q, k, v, with_scores=True):
     scores = np.empty((B, H, T, T), dtype=q.dtype) if with_scores else None
     future = np.triu(np.full((T, T), -np.inf, dtype=q.dtype), k=1)  # [T,T] -inf where key j > query i
     q = q / np.sqrt(E).astype(q.dtype)                           # 1/sqrt(E) on q, not on the T x T scores
-    for b in range(B):
-        qh, kh, vh = (a[b].transpose(1, 0, 2) for a in (q, k, v))   # [H,T,E]
+    for b0, b1 in _batch_chunks(B, T, H):
+        qh, kh, vh = (a[b0:b1].transpose(0, 2, 1, 3) for a in (q, k, v))   # [b,H,T,E]
         for i0, i1 in _row_blocks(T):
-            s = qh[:, i0:i1] @ kh[:, :i1].transpose(0, 2, 1)     # [H,rows,keys] scores
+            s = qh[:, :, i0:i1] @ kh[:, :, :i1].transpose(0, 1, 3, 2)  # [b,H,rows,keys] scores
             s += future[i0:i1, :i1]
             if with_scores:
-                scores[b, :, i0:i1, :i1] = s
-                scores[b, :, i0:i1, i1:] = -np.inf                # the skipped rectangle
+                scores[b0:b1, :, i0:i1, :i1] = s
+                scores[b0:b1, :, i0:i1, i1:] = -np.inf            # the skipped rectangle
             # softmax over keys, subtracting the row max (always finite: j = i is allowed)
             s -= s.max(axis=-1, keepdims=True)
             np.exp(s, out=s)                                     # 0 where masked
             s *= 1 / s.sum(axis=-1, keepdims=True)
-            pattern[b, :, i0:i1, :i1] = s
-            pattern[b, :, i0:i1, i1:] = 0
-            z[b, i0:i1] = (s @ vh[:, :i1]).transpose(1, 0, 2)    # [rows,H,E]
+            pattern[b0:b1, :, i0:i1, :i1] = s
+            pattern[b0:b1, :, i0:i1, i1:] = 0
+            z[b0:b1, i0:i1] = (s @ vh[:, :, :i1]).transpose(0, 2, 1, 3)  # [b,rows,H,E]
     return z, pattern, scores
 
 
@@ -124,21 +131,21 @@ def attention_backward(d_z, q, k, v, pattern):
     d_q = np.empty_like(q)
     d_k, d_v = np.zeros_like(k), np.zeros_like(v)
     root_E = np.sqrt(E).astype(q.dtype)
-    for b in range(B):
-        qh, kh, vh, d_zh = (a[b].transpose(1, 0, 2) for a in (q, k, v, d_z))  # [H,T,E]
+    for b0, b1 in _batch_chunks(B, T, H):
+        qh, kh, vh, d_zh = (a[b0:b1].transpose(0, 2, 1, 3) for a in (q, k, v, d_z))  # [b,H,T,E]
         for i0, i1 in _row_blocks(T):
-            p = pattern[b, :, i0:i1, :i1]                        # [H,rows,keys]
-            d_zi = d_zh[:, i0:i1]                                # [H,rows,E]
+            p = pattern[b0:b1, :, i0:i1, :i1]                    # [b,H,rows,keys]
+            d_zi = d_zh[:, :, i0:i1]                             # [b,H,rows,E]
             # forward: z = p @ v
-            d_p = d_zi @ vh[:, :i1].transpose(0, 2, 1)           # [H,rows,keys]
-            d_v[b, :i1] += (p.transpose(0, 2, 1) @ d_zi).transpose(1, 0, 2)
+            d_p = d_zi @ vh[:, :, :i1].transpose(0, 1, 3, 2)     # [b,H,rows,keys]
+            d_v[b0:b1, :i1] += (p.transpose(0, 1, 3, 2) @ d_zi).transpose(0, 2, 1, 3)
             # forward: p = softmax(s) over keys (in place on d_p)
             d_s = d_p
-            d_s -= np.einsum("hij,hij->hi", d_p, p)[..., None]  # row dots, no temporary
+            d_s -= np.einsum("bhij,bhij->bhi", d_p, p)[..., None]  # row dots, no temporary
             d_s *= p
             # forward: s = q @ k^T / sqrt(E)
-            d_q[b, i0:i1] = (d_s @ kh[:, :i1]).transpose(1, 0, 2) / root_E
-            d_k[b, :i1] += (d_s.transpose(0, 2, 1) @ qh[:, i0:i1]).transpose(1, 0, 2) / root_E
+            d_q[b0:b1, i0:i1] = (d_s @ kh[:, :, :i1]).transpose(0, 2, 1, 3) / root_E
+            d_k[b0:b1, :i1] += (d_s.transpose(0, 1, 3, 2) @ qh[:, :, i0:i1]).transpose(0, 2, 1, 3) / root_E
     return d_q, d_k, d_v
 
 
