@@ -15,7 +15,7 @@ allocation instead of handing it back to the kernel. Why: a REF step allocates
 arrays of up to 67 MB (each layer's [B,H,T,T] pattern); glibc serves anything above
 32 MB with a fresh mmap, whose pages the kernel must fault in and zero on first
 touch, every step. That was a quarter of the Numba backend's step (REF, 2 threads:
-174 -> 132 ms; numpy 480 -> 403 ms; docs/04_numba.md, "Memory"). The heap then stays
+174 -> 129 ms; numpy 480 -> 429 ms; docs/04_numba.md, "Memory"). The heap then stays
 at its peak size (a few hundred MB for REF) instead of shrinking between steps.
 Other C libraries in the process (PyTorch in `minih bench`) get the same policy.
 
@@ -26,15 +26,20 @@ process restarts itself once with the variables set. A value you set is never ch
 import os
 import sys
 
+# read by C libraries at process start: if one is unset, set the defaults and restart
+# (after the restart all three are set, so this happens at most once)
+POLICY_RESTART_VARIABLES = ("OPENBLAS_NUM_THREADS", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+
 
 def entry() -> None:
     """Apply the thread and memory policy (restarting once if needed), then run the command line.
     Both `python -m minih` and the `minih` console script come here."""
-    if "OPENBLAS_NUM_THREADS" not in os.environ or "MALLOC_MMAP_MAX_" not in os.environ:
+    if any(k not in os.environ for k in POLICY_RESTART_VARIABLES):
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
         os.environ.setdefault("OMP_WAIT_POLICY", "passive")
         os.environ.setdefault("MALLOC_MMAP_MAX_", "0")               # glibc reads these at start
-        os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(2 ** 30))  # 1 GiB (glibc 2.36 misread 1e11)
+        # 1 GiB; 1e11 measured slower in a REF step here (glibc 2.36), cause unknown
+        os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(2 ** 30))
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", "minih", *sys.argv[1:]])
     os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # read when the first parallel loop starts

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from minih import ops
+import minih.ops.attention  # noqa: F401  (ops.attention, patched below)
 from helpers import assert_close, numerical_grad
 
 RTOL, ATOL = 1e-7, 1e-9
@@ -69,8 +70,21 @@ def test_smear_forward_by_hand():
         assert_close(f"k'[{j}]", out[:, j], s[:, None] * k[:, j] + (1 - s[:, None]) * k[:, j - 1], 1e-15, 1e-15)
 
 
-@pytest.mark.parametrize("B,T,H,E", [(2, 4, 2, 3), (1, 1, 1, 1), (1, 3, 1, 1)])
-def test_attention_backward(B, T, H, E):
+# The reference attention works in blocks of query rows over chunks of the batch
+# (ops.attention.ROW_BLOCK, BLOCK_ELEMENTS). At the real sizes these small cases fit in
+# one block, so the "blocked" cases shrink both: 2-row blocks and 2 sequences per chunk
+# (BLOCK_ELEMENTS = 2 rows x T keys x H heads x 2 sequences), with odd T and B so the
+# last block and the last chunk are partial.
+@pytest.fixture(params=["real blocks", "small blocks"])
+def attention_blocks(request, monkeypatch):
+    if request.param == "small blocks":
+        monkeypatch.setattr(ops.attention, "ROW_BLOCK", 2)
+        monkeypatch.setattr(ops.attention, "BLOCK_ELEMENTS", 2 * 5 * 2 * 2)
+    return request.param
+
+
+@pytest.mark.parametrize("B,T,H,E", [(2, 4, 2, 3), (1, 1, 1, 1), (1, 3, 1, 1), (5, 5, 2, 2)])
+def test_attention_backward(B, T, H, E, attention_blocks):
     q, k, v = (rng.normal(size=(B, T, H, E)) for _ in range(3))
     R = rng.normal(size=(B, T, H, E))
     L = lambda: float((ops.attention_forward(q, k, v)[0] * R).sum())
@@ -81,9 +95,9 @@ def test_attention_backward(B, T, H, E):
     check("d_v", L, d_v, v)
 
 
-def test_attention_forward_by_loops():
+def test_attention_forward_by_loops(attention_blocks):
     # oracle: the causal softmax written with explicit loops over (batch, head, query)
-    B, T, H, E = 2, 5, 2, 3
+    B, T, H, E = 5, 5, 2, 3
     q, k, v = (rng.normal(size=(B, T, H, E)) for _ in range(3))
     z, pattern, scores = ops.attention_forward(q, k, v)
     for b in range(B):

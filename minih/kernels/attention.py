@@ -6,15 +6,17 @@ those BLAS (numpy's `@`, OpenBLAS) *is* the right kernel: a hand-written loop
 would only be slower. So project_*, output_* and head_results reshape and call
 BLAS (through minih/kernels/blas.py, which splits a big product over the threads).
 The causal attention itself is not a plain matmul (a triangle per (b, h),
-a softmax in the middle), so it gets fused kernels, parallel over batch x head:
+a softmax in the middle), so it gets its own kernels, parallel over batch x head:
 each (b, h) pair owns its slice of every output, so no two threads write the same
-element.
+element. The forward is one fused loop nest; the backward calls BLAS (np.dot) on
+small blocks from inside its parallel loop, with the softmax backward fused between.
 
 Shape legend: B = batch, T = positions (query i, key j), D = d_model, H = n_heads, E = d_head
 """
 import numpy as np
 from numba import prange
 
+from ..ops.attention import ROW_BLOCK
 from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel
 from .blas import matmul, matmul_tn
 
@@ -113,15 +115,16 @@ def smear_backward(d_ks, k, smear):
     return d_k, d_s_part.sum(axis=0) * s * (1 - s)               # d s / d smear = s (1 - s)
 
 
-# --- 3. causal softmax attention, fused -----------------------------------------------
+# --- 3. causal softmax attention -------------------------------------------------------
 #
-# Per (b, h) the kernels copy k and v into transposed scratch kT, vT [E, T], so that
+# Forward: per (b, h) the kernel copies k and v into transposed scratch kT, vT [E, T], so that
 # every inner loop runs over key positions j with unit stride: LLVM turns it into
 # SIMD code (16 float32 per AVX-512 register). The loops stop at the end of the
 # 16-wide block that holds j = i (n_pad below): the masked half of each [T, T]
 # square is never computed, and the few extra columns j > i in the last block cost
 # less than the scalar tail loop LLVM would otherwise run. The softmax itself only
-# visits j <= i; pattern is 0 and scores are -inf beyond.
+# visits j <= i; pattern is 0 and scores are -inf beyond. (The backward, further down,
+# works on [T, E] copies and blocks of query rows instead.)
 
 SIMD = 16   # float32 lanes of one AVX-512 register: rows are padded to a multiple of this
 
@@ -256,7 +259,8 @@ def _add_into(acc, part, n):
             acc[j, e] += part[j, e]
 
 
-ROW_BLOCK = 64   # query rows per block in the backward (64 x 256 floats: 64 KB, in L2 cache)
+# The backward's blocks of query rows are the reference's (ROW_BLOCK = 64; REF: a
+# [64, 256] pattern block, 64 KB in float32, stays in L2 cache).
 
 
 @kernel(parallel=True)
@@ -323,9 +327,11 @@ def attention_backward(d_z, q, k, v, pattern):
     j < i1 only (the same blocks as the reference):
         d_p = d_z @ v^T,  d_v += p^T @ d_z,  d_s = p * (d_p - sum_j d_p p),
         d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E).
-    The four products are BLAS calls (np.dot inside the prange; blocks this small ran
-    just as fast with and without OPENBLAS_NUM_THREADS=1, so OpenBLAS does not add
-    threads of its own); the softmax backward between them is a fused loop.
+    The four products are BLAS calls (np.dot inside the prange: Numba calls scipy's
+    OpenBLAS, which also reads OPENBLAS_NUM_THREADS; the REF blocks, 64 x 256 x 16, ran
+    as fast without that variable as with it set to 1, but for much longer sequences
+    set it to 1, as the command line does, so that OpenBLAS threads do not nest
+    inside Numba's); the softmax backward between them is a fused loop.
     """
     q, k, v = _check_qkv(q, k, v)
     d_z, pattern = as_floats("d_z pattern", d_z, pattern)

@@ -61,7 +61,7 @@ def smear_backward(d_ks, k, smear):
 # --- 3. causal softmax attention ----------------------------------------------------
 
 ROW_BLOCK = 64            # query rows per block
-BLOCK_ELEMENTS = 2 ** 17  # at most this many entries in one block's [b,H,rows,keys] arrays (512 KB)
+BLOCK_ELEMENTS = 2 ** 17  # entries in one block's [b,H,rows,keys] arrays (512 KB in float32)
 
 
 def _row_blocks(T):
@@ -72,9 +72,10 @@ def _row_blocks(T):
 
 
 def _batch_chunks(B, T, H):
-    """(b0, b1): as many sequences at a time as keep a block's arrays within BLOCK_ELEMENTS
-    (REF: one sequence; a small model with T = 32: dozens, so the loop stays short)."""
-    n = max(1, BLOCK_ELEMENTS // (H * min(T, ROW_BLOCK) * T))
+    """(b0, b1): as many sequences at a time as keep a block's arrays within BLOCK_ELEMENTS,
+    and at least one (REF: one sequence; a small model with T = 32: dozens, so the loop
+    stays short; one sequence of a long context may exceed it)."""
+    n = max(1, BLOCK_ELEMENTS // max(1, H * min(T, ROW_BLOCK) * T))
     return [(b0, min(B, b0 + n)) for b0 in range(0, B, n)]
 
 
