@@ -3,8 +3,9 @@ with the same model in PyTorch (eager and torch.compile) when torch is importabl
 
 For each config (REF and SMALL of issue 3) it measures, in one run on one machine:
   - tokens/s of a full training step (forward, backward, AdamW) per implementation,
-    the median over `--steps` timed steps after `--warmup` untimed ones, each
-    implementation in its own fresh Python process with the same thread count;
+    each in its own fresh Python process with the same thread count, `--steps` timed
+    steps after `--warmup` untimed ones, repeated in `--rounds` interleaved rounds
+    (numpy, numba, torch, ..., numpy, numba, ...); the median over all timed steps;
     also tokens per CPU-second of the process (all its threads), which other jobs
     on a shared machine disturb less than wall time;
   - the achieved GFLOP/s (useful FLOPs only, see step_flops) against the machine's
@@ -239,10 +240,34 @@ def _in_subprocess(spec: dict, env_changes: dict | None = None) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def merge_rounds(rounds: list) -> dict:
+    """One implementation's result from its runs in several rounds (fresh processes each).
+
+    The step times of every round are pooled: tokens/s = tokens per step / the median of
+    all of them; CPU time per step is the mean over rounds. The rounds alternate the
+    implementations (numpy, numba, torch, ..., numpy, numba, ...), so a burst of load from
+    other processes falls on all of them rather than on one; `rounds` keeps each round's
+    own median and tokens/s.
+    """
+    first = rounds[0]
+    tokens_per_step = first["tokens_per_s"] * first["median_step_s"]
+    times = [t for r in rounds for t in r["step_times_s"]]
+    med = float(np.median(times))
+    cpu = float(np.mean([r["cpu_s_per_step"] for r in rounds]))
+    return {**first, "median_step_s": med, "step_times_s": times,
+            "tokens_per_s": tokens_per_step / med, "cpu_s_per_step": cpu,
+            "tokens_per_cpu_s": tokens_per_step / cpu,
+            "rounds": [{"median_step_s": r["median_step_s"], "tokens_per_s": r["tokens_per_s"],
+                        "first_step_s": r["first_step_s"]} for r in rounds]}
+
+
 def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch: bool = True,
               compiled: bool = True, numpy_backend: bool = True, start: bool = True,
-              memory: bool = True, blas1: bool = True) -> dict:
+              memory: bool = True, blas1: bool = True, rounds: int = 2) -> dict:
     """Every measurement of the module docstring, as one dict (what --out writes).
+
+    Each implementation is measured `rounds` times, in fresh processes, the rounds
+    interleaved; see merge_rounds.
 
     Every run inherits this process's environment; `python -m minih bench` runs with
     OPENBLAS_NUM_THREADS=1 unless you set it (minih/__main__.py: the CLI's thread
@@ -264,7 +289,7 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
                                                              "MALLOC_TRIM_THRESHOLD_")
                                   if k in os.environ},
                           "load_average_before": os.getloadavg()},
-              "settings": {"steps": steps, "warmup": warmup},
+              "settings": {"steps": steps, "warmup": warmup, "rounds": rounds},
               # the machine's matmul speed: OpenBLAS on every thread of this run
               "matmul_gflops": _in_subprocess({"what": "matmul"}, {"OPENBLAS_NUM_THREADS": str(threads)})[
                   "matmul_gflops"], "configs": {}}
@@ -278,10 +303,15 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
             jobs.append(("numba", {"OPENBLAS_NUM_THREADS": str(threads)}))
         if with_torch:
             jobs += [("torch", None)] + ([("torch.compile", None)] if compiled else [])
+        runs = [[] for _ in jobs]                                 # runs[job] = its result per round
+        for _ in range(rounds):
+            for job, (what, env) in enumerate(jobs):
+                spec = {"what": what, "config": name, "steps": steps, "warmup": warmup,
+                        "threads": threads}
+                runs[job].append(_in_subprocess(spec, env))
         rows = []
-        for what, env in jobs:
-            spec = {"what": what, "config": name, "steps": steps, "warmup": warmup, "threads": threads}
-            row = _in_subprocess(spec, env)
+        for (what, env), job_runs in zip(jobs, runs):
+            row = merge_rounds(job_runs)
             if env:
                 row["impl"] += " (" + ", ".join(f"{k}={v}" for k, v in env.items()) + ")"
                 row["env"] = env
@@ -342,6 +372,10 @@ def add_arguments(p):
                    help="comma-separated, from: " + ", ".join(CONFIGS) + " (default: ref,small)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per implementation (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing (default 2)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="measure every implementation this many times, in fresh processes, "
+                        "the rounds interleaved; tokens/s from the median of all their steps "
+                        "(default 2)")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even when it is installed")
     p.add_argument("--no-compile", action="store_true", help="skip torch.compile (slow to compile)")
     p.add_argument("--no-numpy", action="store_true", help="skip the numpy backend")
@@ -361,8 +395,9 @@ def run(args) -> int:
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown or not configs:
         raise ValueError(f"--configs: unknown {unknown}; choose from {sorted(CONFIGS)}")
-    if args.steps < 1 or args.warmup < 0:
-        raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {args.steps}, {args.warmup}")
+    if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
+        raise ValueError(f"--steps and --rounds must be >= 1 and --warmup >= 0, got "
+                         f"{args.steps}, {args.rounds}, {args.warmup}")
     if args.profile:
         for name in configs:
             overrides, batch = CONFIGS[name]
@@ -373,7 +408,7 @@ def run(args) -> int:
     result = run_bench(configs, args.steps, args.warmup, torch=not args.no_torch,
                        compiled=not args.no_compile, numpy_backend=not args.no_numpy,
                        start=not args.no_start, memory=not args.no_memory,
-                       blas1=not args.no_blas1)
+                       blas1=not args.no_blas1, rounds=args.rounds)
     print(format_table(result))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)

@@ -369,6 +369,21 @@ def test_bench_step_flops_counts_useful_work():
     assert step_flops(cfg, B) == 3 * 2 * macs_forward             # backward = 2 x forward
 
 
+def test_bench_merge_rounds_pools_the_step_times():
+    # oracle: the median and mean written out for two rounds of a 100-token step
+    from minih.bench import merge_rounds
+    r1 = {"impl": "x", "first_step_s": 9.0, "median_step_s": 2.0, "step_times_s": [1.0, 2.0, 3.0],
+          "tokens_per_s": 50.0, "cpu_s_per_step": 4.0, "tokens_per_cpu_s": 25.0}
+    r2 = {**r1, "first_step_s": 8.0, "median_step_s": 10.0, "step_times_s": [9.0, 10.0, 11.0],
+          "tokens_per_s": 10.0, "cpu_s_per_step": 6.0, "tokens_per_cpu_s": 100 / 6}
+    m = merge_rounds([r1, r2])
+    assert m["step_times_s"] == [1.0, 2.0, 3.0, 9.0, 10.0, 11.0]
+    assert m["median_step_s"] == 6.0 and m["tokens_per_s"] == 100 / 6.0
+    assert m["cpu_s_per_step"] == 5.0 and m["tokens_per_cpu_s"] == 20.0
+    assert [r["tokens_per_s"] for r in m["rounds"]] == [50.0, 10.0]
+    assert m["first_step_s"] == 9.0 and r1["step_times_s"] == [1.0, 2.0, 3.0]  # inputs untouched
+
+
 def test_bench_op_profile_times_every_op_and_restores_the_backend():
     # oracle: the backend module's own public functions; after profiling they must be
     # the very same objects again (the profiler wraps them only while it measures)
