@@ -384,6 +384,17 @@ def test_bench_merge_rounds_pools_the_step_times():
     assert m["first_step_s"] == 9.0 and r1["step_times_s"] == [1.0, 2.0, 3.0]  # inputs untouched
 
 
+def test_bench_bad_values_are_one_line_errors(capsys):
+    # rejected before any measurement starts: exit code 2 and one line saying what is allowed
+    from minih.cli import main as cli_main
+    for argv, words in ((["bench", "--rounds", "0"], "--rounds must be >= 1"),
+                        (["bench", "--steps", "0"], "--steps and --rounds must be >= 1"),
+                        (["bench", "--configs", "huge"], "choose from")):
+        assert cli_main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err, err
+
+
 def test_bench_op_profile_times_every_op_and_restores_the_backend():
     # oracle: the backend module's own public functions; after profiling they must be
     # the very same objects again (the profiler wraps them only while it measures)
