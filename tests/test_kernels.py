@@ -29,9 +29,10 @@ TOL = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
 
 # (B, T, H, E, D, V): odd sizes, 1-sized ones, and T > 16 (the SIMD padding of the
 # attention rows: T = 37 ends in a partial block, T = 32 in a full one); T = 70 > ROW_BLOCK
-# = 64 gives the backward a full block of query rows and a partial one
+# = 64 gives the backward a full block of query rows and a partial one; E = 29 = 16 + 8 +
+# 4 + 1 runs every block of dimensions in the forward's score loops
 SHAPES = [(2, 5, 3, 4, 6, 7), (1, 1, 1, 1, 1, 2), (1, 37, 1, 1, 3, 5), (3, 32, 2, 5, 4, 3),
-          (2, 19, 4, 16, 8, 11), (1, 70, 2, 3, 4, 5)]
+          (2, 19, 4, 16, 8, 11), (1, 70, 2, 3, 4, 5), (1, 21, 2, 29, 5, 6)]
 DTYPES = [np.float64, np.float32]
 
 
@@ -196,14 +197,31 @@ def test_fast_exp_f32():
         assert abs(total - want.sum()) <= 1e-6 * want.sum()
 
 
+def test_row_max_f32():
+    # oracle: np.max; rows with negative numbers only, signed zeros, -inf, ties, and n < len
+    rng = np.random.default_rng(3)
+    rows = [rng.standard_normal(37), -np.abs(rng.standard_normal(16)) - 1, [-0.0, 0.0],
+            [0.0, -0.0], [-np.inf, -1e30, -2.0], [5.0, 5.0, -5.0], [3.0], rng.standard_normal(300) * 1e3]
+    for f in (_jit.row_max_f32, _jit.row_max_f32.py_func):
+        for r in rows:
+            r = np.asarray(r, dtype=np.float32)
+            for n in sorted({1, max(1, r.size // 2), r.size}):
+                before = r.copy()
+                got = f(r, n, np.empty(1, np.int32))
+                want = r[:n].max()
+                assert got == want, (r[:n], got, want)   # (0.0 == -0.0: numpy's own max
+                # of [0.0, -0.0] is -0.0; the sign of a zero max does not change a softmax)
+                assert np.array_equal(r, before), "row_max_f32 must not change the row"
+
+
 # --- the kernel bodies without the JIT: their Python logic, line by line ----------------
 
 def test_kernel_bodies_without_jit():
     """Run each jitted kernel's .py_func (plain Python, prange = range) on a tiny case and
     compare with the reference: the same logic the compiled code runs."""
     rng = np.random.default_rng(5)
-    B, T, H, E, D, V = 2, 6, 2, 13, 4, 7                         # E = 13 = 8 + 4 + 1: every e-block
-    # loop of the forward; T = 6 with row_block = 4: a full and a partial block in the backward
+    B, T, H, E, D, V = 2, 6, 2, 29, 4, 7                         # E = 29 = 16 + 8 + 4 + 1: every
+    # e-block loop of the forward; T = 6 with row_block = 4: a full and a partial block in the backward
     f32 = np.float32
     q, k, v, d_z = (rng.standard_normal((B, T, H, E)).astype(f32) for _ in range(4))
     z, pattern = np.empty_like(q), np.empty((B, H, T, T), f32)

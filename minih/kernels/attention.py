@@ -17,7 +17,7 @@ import numpy as np
 from numba import prange
 
 from ..ops.attention import ROW_BLOCK
-from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel
+from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel, row_max_f32
 from .blas import matmul, matmul_tn
 
 
@@ -129,16 +129,125 @@ def smear_backward(d_ks, k, smear):
 SIMD = 16   # float32 lanes of one AVX-512 register: rows are padded to a multiple of this
 
 
+@kernel(inline=True)
+def _row_scores(row, q, b, i, h, kT, scale, n_pad):
+    """Pass 1: row[j] = q[b,i,h] . k[b,j,h] / sqrt(E) for j < n_pad, with kT = k[b,:,h].T [E, T].
+
+    Each loop over j does several dimensions e at once: sixteen for the first block, which
+    writes the row (no zero-fill, no re-read), then eight, four, one, which add to it. The
+    sixteen products of a block cost as many loads of kT, so the one read and write of the
+    row per block is what the blocking saves. All loops run over j with unit stride: SIMD.
+    """
+    E = kT.shape[0]
+    e0 = 0
+    if E >= 16:
+        q0, q1, q2, q3 = q[b, i, h, 0] * scale, q[b, i, h, 1] * scale, q[b, i, h, 2] * scale, q[b, i, h, 3] * scale
+        q4, q5, q6, q7 = q[b, i, h, 4] * scale, q[b, i, h, 5] * scale, q[b, i, h, 6] * scale, q[b, i, h, 7] * scale
+        q8, q9, q10, q11 = q[b, i, h, 8] * scale, q[b, i, h, 9] * scale, q[b, i, h, 10] * scale, q[b, i, h, 11] * scale
+        q12, q13, q14, q15 = (q[b, i, h, 12] * scale, q[b, i, h, 13] * scale, q[b, i, h, 14] * scale,
+                              q[b, i, h, 15] * scale)
+        k0, k1, k2, k3, k4, k5, k6, k7 = kT[0], kT[1], kT[2], kT[3], kT[4], kT[5], kT[6], kT[7]
+        k8, k9, k10, k11, k12, k13, k14, k15 = kT[8], kT[9], kT[10], kT[11], kT[12], kT[13], kT[14], kT[15]
+        for j in range(n_pad):
+            row[j] = ((q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j]
+                       + q4 * k4[j] + q5 * k5[j] + q6 * k6[j] + q7 * k7[j])
+                      + (q8 * k8[j] + q9 * k9[j] + q10 * k10[j] + q11 * k11[j]
+                         + q12 * k12[j] + q13 * k13[j] + q14 * k14[j] + q15 * k15[j]))
+        e0 = 16
+    else:
+        for j in range(n_pad):
+            row[j] = scale - scale                               # 0 in the row's dtype
+    while e0 + 8 <= E:
+        q0, q1, q2, q3 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale, q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
+        q4, q5, q6, q7 = (q[b, i, h, e0 + 4] * scale, q[b, i, h, e0 + 5] * scale, q[b, i, h, e0 + 6] * scale,
+                          q[b, i, h, e0 + 7] * scale)
+        k0, k1, k2, k3 = kT[e0], kT[e0 + 1], kT[e0 + 2], kT[e0 + 3]
+        k4, k5, k6, k7 = kT[e0 + 4], kT[e0 + 5], kT[e0 + 6], kT[e0 + 7]
+        for j in range(n_pad):
+            row[j] += (q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j]
+                       + q4 * k4[j] + q5 * k5[j] + q6 * k6[j] + q7 * k7[j])
+        e0 += 8
+    while e0 + 4 <= E:
+        q0, q1, q2, q3 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale, q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
+        k0, k1, k2, k3 = kT[e0], kT[e0 + 1], kT[e0 + 2], kT[e0 + 3]
+        for j in range(n_pad):
+            row[j] += q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j]
+        e0 += 4
+    for e in range(e0, E):                                       # the dimensions left
+        q_ie = q[b, i, h, e] * scale
+        k_e = kT[e]
+        for j in range(n_pad):
+            row[j] += q_ie * k_e[j]
+
+
+@kernel(inline=True)
+def _row_softmax(row, n, fast_exp, bits):
+    """Pass 2: row[:n] = softmax(row[:n]) (row max subtracted), row[n:] = 0.
+
+    In float32 both the max and the exp are vectorised helpers of _jit.py: LLVM would
+    compile `max(m, row[j])` and np.exp(...) one element at a time (see their docstrings).
+    """
+    zero = row[0] - row[0]                                       # 0 in the row's dtype
+    if fast_exp:                                                 # float32
+        m = row_max_f32(row, n, bits)
+        total = exp_shifted_f32(row, n, m, bits)
+    else:
+        m = row[0]
+        for j in range(1, n):
+            m = max(m, row[j])
+        total = zero
+        for j in range(n):
+            row[j] = np.exp(row[j] - m)
+            total += row[j]
+    inv = 1 / total
+    for j in range(row.shape[0]):                                # normalise; 0 for j >= n
+        row[j] = row[j] * inv if j < n else zero
+
+
+@kernel(inline=True)
+def _row_mix_values(z, b, i, h, row, vT, n_pad):
+    """Pass 3: z[b,i,h,e] = sum_j row[j] v[b,j,h,e] for j < n_pad, vT = v[b,:,h].T [E, T].
+
+    Eight dimensions e at a time: eight scalar accumulators, each a SIMD reduction over
+    j, share one read of the row.
+    """
+    E = vT.shape[0]
+    zero = row[0] - row[0]
+    e0 = 0
+    while e0 + 8 <= E:
+        v0, v1, v2, v3 = vT[e0], vT[e0 + 1], vT[e0 + 2], vT[e0 + 3]
+        v4, v5, v6, v7 = vT[e0 + 4], vT[e0 + 5], vT[e0 + 6], vT[e0 + 7]
+        a0, a1, a2, a3, a4, a5, a6, a7 = zero, zero, zero, zero, zero, zero, zero, zero
+        for j in range(n_pad):
+            p_ij = row[j]
+            a0 += p_ij * v0[j]
+            a1 += p_ij * v1[j]
+            a2 += p_ij * v2[j]
+            a3 += p_ij * v3[j]
+            a4 += p_ij * v4[j]
+            a5 += p_ij * v5[j]
+            a6 += p_ij * v6[j]
+            a7 += p_ij * v7[j]
+        z[b, i, h, e0], z[b, i, h, e0 + 1], z[b, i, h, e0 + 2], z[b, i, h, e0 + 3] = a0, a1, a2, a3
+        z[b, i, h, e0 + 4], z[b, i, h, e0 + 5], z[b, i, h, e0 + 6], z[b, i, h, e0 + 7] = a4, a5, a6, a7
+        e0 += 8
+    for e in range(e0, E):                                       # the E % 8 dimensions left
+        acc = zero
+        v_e = vT[e]
+        for j in range(n_pad):
+            acc += row[j] * v_e[j]
+        z[b, i, h, e] = acc
+
+
 @kernel(parallel=True)
 def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp):
     B, T, H, E = q.shape
-    zero = scale - scale                                         # 0 in the arrays' dtype
     for bh in prange(B * H):                                     # (b, h) owns z[b,:,h], pattern[b,h]
         b = bh // H
         h = bh - b * H
         kT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
         vT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
-        bits = np.empty(T, dtype=np.int32)                       # scratch of exp_shifted_f32
+        bits = np.empty(T, dtype=np.int32)                       # scratch of the float32 helpers
         for j in range(T):
             for e in range(E):
                 kT[e, j] = k[b, j, h, e]
@@ -147,77 +256,14 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
             n = i + 1                                            # keys j = 0..i
             n_pad = min(T, (n + SIMD - 1) // SIMD * SIMD)        # .. to the end of i's SIMD block
             row = pattern[b, h, i]                               # [T]
-            # pass 1: scores[i, j] = q[i] . k[j] / sqrt(E), eight dimensions e at a time
-            # (one read and write of the row per eight multiply-adds)
-            for j in range(n_pad):
-                row[j] = zero
-            e0 = 0
-            while e0 + 8 <= E:                                   # eight dimensions e at a time
-                q0, q1 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale
-                q2, q3 = q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
-                q4, q5 = q[b, i, h, e0 + 4] * scale, q[b, i, h, e0 + 5] * scale
-                q6, q7 = q[b, i, h, e0 + 6] * scale, q[b, i, h, e0 + 7] * scale
-                k0, k1, k2, k3 = kT[e0], kT[e0 + 1], kT[e0 + 2], kT[e0 + 3]
-                k4, k5, k6, k7 = kT[e0 + 4], kT[e0 + 5], kT[e0 + 6], kT[e0 + 7]
-                for j in range(n_pad):
-                    row[j] += (q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j]
-                               + q4 * k4[j] + q5 * k5[j] + q6 * k6[j] + q7 * k7[j])
-                e0 += 8
-            while e0 + 4 <= E:
-                q0, q1 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale
-                q2, q3 = q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
-                k0, k1, k2, k3 = kT[e0], kT[e0 + 1], kT[e0 + 2], kT[e0 + 3]
-                for j in range(n_pad):
-                    row[j] += q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j]
-                e0 += 4
-            for e in range(e0, E):                               # the E % 4 dimensions left
-                q_ie = q[b, i, h, e] * scale
-                for j in range(n_pad):
-                    row[j] += q_ie * kT[e, j]
+            _row_scores(row, q, b, i, h, kT, scale, n_pad)       # row[:n_pad] = scores[i, :n_pad]
             if with_scores:
                 for j in range(n):
                     scores[b, h, i, j] = row[j]
                 for j in range(n, T):
                     scores[b, h, i, j] = -np.inf
-            # pass 2: pattern[i] = softmax(scores[i]) over j <= i (row max subtracted)
-            m = row[0]
-            for j in range(1, n):
-                m = max(m, row[j])
-            if fast_exp:                                         # float32: vectorised exp
-                total = exp_shifted_f32(row, n, m, bits)
-            else:
-                total = zero
-                for j in range(n):
-                    row[j] = np.exp(row[j] - m)
-                    total += row[j]
-            inv = 1 / total
-            for j in range(T):                                   # normalise; 0 for j > i
-                row[j] = row[j] * inv if j < n else zero
-            # pass 3: z[i] = sum_j pattern[i, j] v[j]   (pattern is 0 for n <= j < n_pad)
-            # eight dimensions e at a time: one read of the row per eight multiply-adds
-            e0 = 0
-            while e0 + 8 <= E:
-                v0, v1, v2, v3 = vT[e0], vT[e0 + 1], vT[e0 + 2], vT[e0 + 3]
-                v4, v5, v6, v7 = vT[e0 + 4], vT[e0 + 5], vT[e0 + 6], vT[e0 + 7]
-                a0, a1, a2, a3, a4, a5, a6, a7 = zero, zero, zero, zero, zero, zero, zero, zero
-                for j in range(n_pad):
-                    p_ij = row[j]
-                    a0 += p_ij * v0[j]
-                    a1 += p_ij * v1[j]
-                    a2 += p_ij * v2[j]
-                    a3 += p_ij * v3[j]
-                    a4 += p_ij * v4[j]
-                    a5 += p_ij * v5[j]
-                    a6 += p_ij * v6[j]
-                    a7 += p_ij * v7[j]
-                z[b, i, h, e0], z[b, i, h, e0 + 1], z[b, i, h, e0 + 2], z[b, i, h, e0 + 3] = a0, a1, a2, a3
-                z[b, i, h, e0 + 4], z[b, i, h, e0 + 5], z[b, i, h, e0 + 6], z[b, i, h, e0 + 7] = a4, a5, a6, a7
-                e0 += 8
-            for e in range(e0, E):                               # the E % 8 dimensions left
-                acc = zero
-                for j in range(n_pad):
-                    acc += row[j] * vT[e, j]
-                z[b, i, h, e] = acc
+            _row_softmax(row, n, fast_exp, bits)                 # row = pattern[i], 0 for j > i
+            _row_mix_values(z, b, i, h, row, vT, n_pad)          # z[i] = pattern[i] @ v
 
 
 def _check_qkv(q, k, v):

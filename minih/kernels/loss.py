@@ -3,14 +3,15 @@
 A row is one predicting position (b, i), i = 0..T-2, with V logits. The reference
 builds log_softmax with four [B, T-1, V] temporaries; the kernel reads each row
 once for its max, once for exp and the sum, and writes probs and the row's loss.
-In float32 the exp is the vectorised polynomial of _jit.exp_shifted_f32.
+In float32 the max and the exp are the vectorised helpers of _jit.py
+(row_max_f32, exp_shifted_f32).
 
 Shape legend: B = batch, T = positions, V = d_vocab
 """
 import numpy as np
 from numba import prange
 
-from ._jit import as_floats, as_tokens, exp_shifted_f32, kernel
+from ._jit import as_floats, as_tokens, exp_shifted_f32, kernel, row_max_f32
 
 N_CHUNKS = 64   # row chunks: each has its own exp scratch; plenty for any thread count
 
@@ -27,14 +28,15 @@ def _softmax_nll(logits, tokens, nll, probs, fast_exp):
             i = r - b * (T - 1)
             row = logits[b, i]                                   # [V]
             out = probs[b, i]                                    # [V]
-            m = row[0]
-            for v in range(1, V):
-                m = max(m, row[v])
-            if fast_exp:                                         # float32: vectorised exp
+            if fast_exp:                                         # float32: vectorised max, exp
+                m = row_max_f32(row, V, bits)
                 for v in range(V):
                     out[v] = row[v]
                 total = exp_shifted_f32(out, V, m, bits)         # out = exp(row - m)
             else:
+                m = row[0]
+                for v in range(1, V):
+                    m = max(m, row[v])
                 total = row[0] - row[0]                          # 0 in the row's dtype
                 for v in range(V):
                     out[v] = np.exp(row[v] - m)
