@@ -181,7 +181,7 @@ def _row_scores(row, q, b, i, h, kT, scale, n_pad):
 
 
 @kernel(inline=True)
-def _row_softmax(row, n, fast_exp, bits):
+def _row_softmax(row, n, fast_exp):
     """Pass 2: row[:n] = softmax(row[:n]) (row max subtracted), row[n:] = 0.
 
     In float32 both the max and the exp are vectorised helpers of _jit.py: LLVM would
@@ -189,8 +189,8 @@ def _row_softmax(row, n, fast_exp, bits):
     """
     zero = row[0] - row[0]                                       # 0 in the row's dtype
     if fast_exp:                                                 # float32
-        m = row_max_f32(row, n, bits)
-        total = exp_shifted_f32(row, n, m, bits)
+        m = row_max_f32(row, n)
+        total = exp_shifted_f32(row, n, m)
     else:
         m = row[0]
         for j in range(1, n):
@@ -247,7 +247,6 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
         h = bh - b * H
         kT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
         vT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
-        bits = np.empty(T, dtype=np.int32)                       # scratch of the float32 helpers
         for j in range(T):
             for e in range(E):
                 kT[e, j] = k[b, j, h, e]
@@ -262,7 +261,7 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
                     scores[b, h, i, j] = row[j]
                 for j in range(n, T):
                     scores[b, h, i, j] = -np.inf
-            _row_softmax(row, n, fast_exp, bits)                 # row = pattern[i], 0 for j > i
+            _row_softmax(row, n, fast_exp)                       # row = pattern[i], 0 for j > i
             _row_mix_values(z, b, i, h, row, vT, n_pad)          # z[i] = pattern[i] @ v
 
 

@@ -13,39 +13,33 @@ from numba import prange
 
 from ._jit import as_floats, as_tokens, exp_shifted_f32, kernel, row_max_f32
 
-N_CHUNKS = 64   # row chunks: each has its own exp scratch; plenty for any thread count
-
 
 @kernel(parallel=True)
 def _softmax_nll(logits, tokens, nll, probs, fast_exp):
     B, T, V = logits.shape
-    R = B * (T - 1)                                              # rows
-    C = min(R, N_CHUNKS)
-    for c in prange(C):                                          # chunk c owns rows [lo, hi)
-        bits = np.empty(V, dtype=np.int32)                       # scratch of exp_shifted_f32
-        for r in range(c * R // C, (c + 1) * R // C):
-            b = r // (T - 1)
-            i = r - b * (T - 1)
-            row = logits[b, i]                                   # [V]
-            out = probs[b, i]                                    # [V]
-            if fast_exp:                                         # float32: vectorised max, exp
-                m = row_max_f32(row, V, bits)
-                for v in range(V):
-                    out[v] = row[v]
-                total = exp_shifted_f32(out, V, m, bits)         # out = exp(row - m)
-            else:
-                m = row[0]
-                for v in range(1, V):
-                    m = max(m, row[v])
-                total = row[0] - row[0]                          # 0 in the row's dtype
-                for v in range(V):
-                    out[v] = np.exp(row[v] - m)
-                    total += out[v]
-            inv = 1 / total
+    for r in prange(B * (T - 1)):                            # row r = (b, i): its own probs, nll
+        b = r // (T - 1)
+        i = r - b * (T - 1)
+        row = logits[b, i]                                   # [V]
+        out = probs[b, i]                                    # [V]
+        if fast_exp:                                         # float32: vectorised max, exp
+            m = row_max_f32(row, V)
             for v in range(V):
-                out[v] *= inv                                    # softmax
-            # -log softmax(logits[b, i])[t] = log sum_v exp(l_v - m) - (l_t - m)
-            nll[b, i] = np.log(total) - (row[tokens[b, i + 1]] - m)
+                out[v] = row[v]
+            total = exp_shifted_f32(out, V, m)               # out = exp(row - m)
+        else:
+            m = row[0]
+            for v in range(1, V):
+                m = max(m, row[v])
+            total = row[0] - row[0]                          # 0 in the row's dtype
+            for v in range(V):
+                out[v] = np.exp(row[v] - m)
+                total += out[v]
+        inv = 1 / total
+        for v in range(V):
+            out[v] *= inv                                    # softmax
+        # -log softmax(logits[b, i])[t] = log sum_v exp(l_v - m) - (l_t - m)
+        nll[b, i] = np.log(total) - (row[tokens[b, i + 1]] - m)
 
 
 def _check(logits, tokens):
