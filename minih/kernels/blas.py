@@ -5,8 +5,9 @@ when anything else wants the cores (a browser, another job) that spinning cost 6
 on our shared 2-core machine (docs/04_numba.md, "Threads"). So the CLI runs BLAS on
 one thread (OPENBLAS_NUM_THREADS=1, minih/__main__.py) and these helpers cut each
 product into FIXED row chunks, computed by a small pool of Python threads (numpy
-releases the GIL inside BLAS; idle pool threads sleep, they do not spin). The pool
-has numba.get_num_threads() workers, so NUMBA_NUM_THREADS sets every thread minih uses.
+releases the GIL inside BLAS; idle pool threads sleep, they do not spin). The calling
+thread computes chunks too, beside numba.get_num_threads() - 1 pool workers (3-5% faster
+than waiting for a pool of all of them), so NUMBA_NUM_THREADS sets every thread minih uses.
 
 The chunks are fixed (N_CHUNKS), not one per thread: the result is bit-for-bit the
 same on 1 thread and on 8 (tests/test_kernels.py checks it).
@@ -24,18 +25,25 @@ _pool = {"workers": 0, "pool": None}
 
 
 def _run(tasks):
-    """Run the zero-argument callables `tasks`, on the pool when there is more than one thread."""
+    """Run the zero-argument callables `tasks` on numba.get_num_threads() threads: the
+    calling thread and a pool of the others. Thread w runs tasks w, w + n, w + 2n, ...
+    (the calling thread is w = 0: it computes instead of waiting)."""
     n = numba.get_num_threads()
-    if n == 1:
+    if n == 1 or len(tasks) == 1:
         for t in tasks:
             t()
         return
-    if _pool["workers"] != n:                                    # thread count changed: new pool
+    if _pool["workers"] != n - 1:                                # thread count changed: new pool
         if _pool["pool"] is not None:
             _pool["pool"].shutdown()
-        _pool["workers"], _pool["pool"] = n, ThreadPoolExecutor(n, thread_name_prefix="minih-blas")
-    for f in [_pool["pool"].submit(t) for t in tasks]:
-        f.result()                                               # re-raises a worker's error
+        _pool["workers"], _pool["pool"] = n - 1, ThreadPoolExecutor(n - 1, thread_name_prefix="minih-blas")
+    futures = [_pool["pool"].submit(lambda w=w: [t() for t in tasks[w::n]]) for w in range(1, n)]
+    try:
+        for t in tasks[0::n]:
+            t()
+    finally:
+        for f in futures:
+            f.result()                                           # waits; re-raises a worker's error
 
 
 def _bounds(M):
