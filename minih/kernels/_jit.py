@@ -9,7 +9,10 @@ infinite, which silently breaks `-inf` masks, max() of a row and every NaN check
 minih/kernels/__pycache__, or under NUMBA_CACHE_DIR when that is set), so only the
 first run pays the compile time. To clear it, delete the *.nbi and *.nbc files
 there (or the NUMBA_CACHE_DIR directory); Numba also recompiles by itself when a
-kernel's source file changes.
+kernel's source file changes. It does NOT notice a change in a helper defined in
+another file (Numba's "Notes on Caching": changes in symbols defined in another file
+are not recognised): after editing this file or blas.py, whose helpers are compiled
+into the kernels of the other modules, clear the cache as above.
 
 Threads: `parallel=True` kernels run their `prange` loop on Numba's thread pool,
 whose size is NUMBA_NUM_THREADS (default: every core) or numba.set_num_threads().
