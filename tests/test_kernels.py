@@ -195,13 +195,18 @@ def test_fast_exp_f32():
         assert_close("exp", row[:1001], want[:1001], 2e-7, 1e-44)  # 2e-7: ~2 float32 ulps
         assert np.all(row[1001:] == 0), "exp below float32's normal range must be exactly 0"
         assert abs(total - want.sum()) <= 1e-6 * want.sum()
+        nan_row = np.array([np.nan, -1.0], np.float32)              # a NaN score stays NaN
+        with np.errstate(invalid="ignore"):                         # (plain NumPy warns on int32(NaN))
+            assert np.isnan(f(nan_row, 2, np.float32(0))) and np.isnan(nan_row[0])
 
 
 def test_row_max_f32():
     # oracle: np.max; rows with negative numbers only, signed zeros, -inf, ties, and n < len
     rng = np.random.default_rng(3)
+    below_minus_1 = float(np.nextafter(np.float32(-1), np.float32(-2)))   # the next float32 down
     rows = [rng.standard_normal(37), -np.abs(rng.standard_normal(16)) - 1, [-0.0, 0.0],
-            [0.0, -0.0], [-np.inf, -1e30, -2.0], [5.0, 5.0, -5.0], [3.0], rng.standard_normal(300) * 1e3]
+            [0.0, -0.0], [-np.inf, -1e30, -2.0], [5.0, 5.0, -5.0], [3.0], rng.standard_normal(300) * 1e3,
+            [below_minus_1, -1.0], [-1.0, below_minus_1]]           # neighbours: every key bit counts
     for f in (_jit.row_max_f32, _jit.row_max_f32.py_func):
         for r in rows:
             r = np.asarray(r, dtype=np.float32)
@@ -216,9 +221,61 @@ def test_row_max_f32():
 
 # --- the kernel bodies without the JIT: their Python logic, line by line ----------------
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("E", [5, 16, 21, 29])
+def test_forward_row_helpers_without_jit(E, dtype):
+    # oracle: the reference's scores, pattern and z for one (b, h), row by row. The compiled
+    # forward inlines these helpers, so its .py_func (below) runs their compiled versions;
+    # here their own Python runs: E = 5 < 16 (zero-fill), 16, 21 = 16 + 4 + 1, 29 = 16 + 8 + 4 + 1
+    rng = np.random.default_rng(E)
+    T, H = 19, 2
+    q, k, v = (rng.standard_normal((1, T, H, E)).astype(dtype) for _ in range(3))
+    z_ref, pattern_ref, scores_ref = ops.attention_forward(q, k, v)
+    scale, zero = dtype(1 / np.sqrt(E)), dtype(0)
+    h = 1
+    kT, vT = np.ascontiguousarray(k[0, :, h].T), np.ascontiguousarray(v[0, :, h].T)   # [E, T]
+    z = np.full_like(q, np.nan)
+    for i in range(T):
+        n = i + 1
+        n_pad = min(T, (n + attention.SIMD - 1) // attention.SIMD * attention.SIMD)
+        row = np.full(T, np.nan, dtype)
+        attention._row_scores.py_func(row, q, 0, i, h, kT, scale, n_pad)
+        close("scores row", row[:n], scores_ref[0, h, i, :n], dtype)
+        attention._row_softmax.py_func(row, n, dtype == np.float32, zero)
+        close("pattern row", row, pattern_ref[0, h, i], dtype)
+        attention._row_mix_values.py_func(z, 0, i, h, row, vT, n_pad, zero)
+    close("z", z[0, :, h], z_ref[0, :, h], dtype)
+
+
+def test_blas_run_waits_and_raises_the_calling_threads_error_first(monkeypatch):
+    # oracle: which tasks ran. Thread w of n runs tasks w, w + n, ...; the calling thread is w = 0
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
+    done = []
+
+    def task(i, fail=False):
+        def t():
+            if fail:
+                raise RuntimeError(f"task {i}")
+            done.append(i)
+        return t
+
+    blas._run([task(i) for i in range(7)])
+    assert sorted(done) == list(range(7))
+    done.clear()
+    with pytest.raises(RuntimeError, match="task 0"):               # the calling thread's own task
+        blas._run([task(0, fail=True)] + [task(i, fail=i == 1) for i in range(1, 7)])
+    assert sorted(done) == [2, 5], "a chain stops at its error; the others must run to their end"
+    done.clear()
+    with pytest.raises(RuntimeError, match="task 2"):               # a worker's
+        blas._run([task(i, fail=i == 2) for i in range(7)])
+    assert sorted(done) == [0, 1, 3, 4, 6]
+
+
 def test_kernel_bodies_without_jit():
     """Run each jitted kernel's .py_func (plain Python, prange = range) on a tiny case and
-    compare with the reference: the same logic the compiled code runs."""
+    compare with the reference: the same logic the compiled code runs. (The helpers a
+    kernel calls run compiled here; the attention forward's row helpers also run as
+    Python in test_forward_row_helpers_without_jit.)"""
     rng = np.random.default_rng(5)
     B, T, H, E, D, V = 2, 6, 2, 29, 4, 7                         # E = 29 = 16 + 8 + 4 + 1: every
     # e-block loop of the forward; T = 6 with row_block = 4: a full and a partial block in the backward
@@ -278,6 +335,11 @@ def test_kernel_bodies_without_jit():
     l_ref, p_ref = ops.cross_entropy_forward(logits, tokens)
     close("probs", probs, p_ref, np.float64)
     assert abs(nll.mean() - l_ref) < 1e-12
+    logits32, nll32, probs32 = logits.astype(f32), nll.astype(f32), probs.astype(f32)
+    loss._softmax_nll.py_func(logits32, tokens, nll32, probs32, True)  # float32: the fast max, exp
+    l_ref32, p_ref32 = ops.cross_entropy_forward(logits32, tokens)
+    close("probs f32", probs32, p_ref32, np.float32)
+    close("nll f32", nll32.mean().reshape(1), np.asarray([l_ref32], f32), np.float32)
     d_logits = np.empty((B, T, V))
     loss._cross_entropy_backward.py_func(p_ref, tokens, 1.0 / (B * (T - 1)), d_logits)
     close("d_logits", d_logits, ops.cross_entropy_backward(p_ref, tokens), np.float64)

@@ -19,9 +19,6 @@ whose size is NUMBA_NUM_THREADS (default: every core) or numba.set_num_threads()
 """
 import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic, overload
 
 FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}   # a set: what numba accepts
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -72,48 +69,6 @@ def expect_shape(name: str, a, shape):
         raise ValueError(f"{name} has shape {a.shape}, expected {tuple(shape)}")
 
 
-# --- float32 <-> int32 bit casts ---------------------------------------------------------
-#
-# The two float32 helpers below need a float's bits as an integer and back. In NumPy
-# that is a .view of an array; inside a loop it must be a cast of one value in a
-# register, or LLVM cannot vectorise the loop. Numba has no such cast, so it is
-# written as an @intrinsic (one LLVM `bitcast` instruction, no code at run time).
-# The plain-Python twins keep the kernels' .py_func runs (tests) working.
-
-def f32_bits(x):
-    """The bits of float32 x, read as an int32 (plain Python; jitted code uses the intrinsic)."""
-    return np.array(x, dtype=np.float32).view(np.int32)[()]
-
-
-def f32_from_bits(b):
-    """The float32 whose bits are int32 b (plain Python; jitted code uses the intrinsic)."""
-    return np.array(b, dtype=np.int32).view(np.float32)[()]
-
-
-@intrinsic
-def _bitcast_f32_i32(typingctx, x):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.IntType(32))
-    return types.int32(types.float32), codegen
-
-
-@intrinsic
-def _bitcast_i32_f32(typingctx, b):
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], ir.FloatType())
-    return types.float32(types.int32), codegen
-
-
-@overload(f32_bits)
-def _f32_bits_jit(x):
-    return lambda x: _bitcast_f32_i32(np.float32(x))
-
-
-@overload(f32_from_bits)
-def _f32_from_bits_jit(b):
-    return lambda b: _bitcast_i32_f32(np.int32(b))
-
-
 @numba.njit(fastmath=FASTMATH, cache=True, nogil=True)
 def exp_shifted_f32(row, n, m):
     """row[j] = exp(row[j] - m) for j < n, in float32, vectorised; returns their sum.
@@ -121,10 +76,12 @@ def exp_shifted_f32(row, n, m):
     Why: without Intel's SVML (not a dependency of minih), LLVM cannot vectorise
     np.exp, and the scalar expf call was a third of the attention forward. This is
     the Cephes expf: with x = row[j] - m <= 0, split x = k ln2 + r (|r| <= ln2/2),
-    exp(r) by a degree-6 polynomial, and 2^k built from its exponent bits
-    ((k + 127) << 23, cast to float32). Relative error ~1e-7 (float32 rounding);
-    x < -87 (below float32's smallest normal number) gives exactly 0. Only for
-    float32 rows; float64 uses np.exp.
+    exp(r) by a degree-6 polynomial, and 2^k made from its bits: the int32
+    (k + 127) << 23 reinterpreted (not converted) as a float32. Relative error ~1e-7
+    (float32 rounding); x < -87 (near float32's smallest normal number, 1.2e-38) is
+    flushed to exactly 0. A NaN stays NaN: max(NaN, -87) is NaN (Numba's max, like
+    Python's, keeps its first argument unless the second is larger), the NaN
+    fails `x >= -87`, and NaN * 0 is NaN. Only for float32 rows; float64 uses np.exp.
     """
     total = np.float32(0.0)
     for j in range(n):
@@ -136,8 +93,8 @@ def exp_shifted_f32(row, n, m):
                + np.float32(8.3334519073e-3)) * r + np.float32(4.1665795894e-2)) * r
              + np.float32(1.6666665459e-1)) * r + np.float32(5.0000001201e-1)
         exp_r = p * r * r + r + np.float32(1.0)
-        two_k = (f32_from_bits((np.int32(k) + np.int32(127)) << np.int32(23))
-                 if x >= np.float32(-87.0) else np.float32(0.0))
+        bits = np.int32((np.int32(k) + np.int32(127)) << np.int32(23))       # 2^k's float32 bits
+        two_k = bits.view(np.float32) if x >= np.float32(-87.0) else np.float32(0.0)
         row[j] = exp_r * two_k
         total += row[j]
     return total
@@ -148,18 +105,21 @@ def row_max_f32(row, n):
     """max(row[:n]) of a float32 row (n >= 1), vectorised.
 
     Why: FASTMATH leaves out `nnan` (see above), and without it LLVM will not vectorise
-    a float max reduction: `max(m, row[j])` ran one element at a time, ~1.5 ms of the
-    ~13 ms attention forward per REF layer. Integers have no NaN, so their max
-    vectorises. A float32's bits b, read as int32, give the key
+    a float max reduction: `max(m, row[j])` ran one element at a time, ~15% of the
+    attention forward (REF, one core of the project's 2-core AMD EPYC VM; docs/04).
+    Integers have no NaN, so their max vectorises. A float32's bits b, reinterpreted
+    as an int32, give the key
         key = b ^ ((b >> 31) & 0x7FFFFFFF)
     which orders like the floats: b >= 0 (positive floats) stays as it is, and for
     negative floats the 31 magnitude bits are flipped, so a larger magnitude gives a
     smaller key. The map is its own inverse, which turns the largest key back into the
-    largest float. (A NaN with the sign bit set sorts below -inf and is skipped here;
-    the softmax still turns it into NaN through exp.)
+    largest float. Every value stays an int32 (np.int32(...) around the key: Numba
+    would widen `b >> 31` to int64 and halve the SIMD width). A NaN with the sign bit
+    set (x86's default NaN) sorts below -inf and is skipped here; the softmax still
+    turns it into NaN through exp.
     """
     m = np.int32(-2147483648)                                    # the smallest int32
     for j in range(n):
-        b = f32_bits(row[j])
-        m = max(m, b ^ ((b >> np.int32(31)) & np.int32(0x7FFFFFFF)))
-    return f32_from_bits(m ^ ((m >> np.int32(31)) & np.int32(0x7FFFFFFF)))
+        b = np.float32(row[j]).view(np.int32)                    # the same 32 bits, as an int32
+        m = max(m, np.int32(b ^ ((b >> 31) & 0x7FFFFFFF)))
+    return np.int32(m ^ ((m >> 31) & 0x7FFFFFFF)).view(np.float32)

@@ -131,7 +131,8 @@ SIMD = 16   # float32 lanes of one AVX-512 register: rows are padded to a multip
 
 @kernel(inline=True)
 def _row_scores(row, q, b, i, h, kT, scale, n_pad):
-    """Pass 1: row[j] = q[b,i,h] . k[b,j,h] / sqrt(E) for j < n_pad, with kT = k[b,:,h].T [E, T].
+    """Pass 1: row[j] = q[b,i,h] . k[b,j,h] * scale for j < n_pad (scale = 1/sqrt(E)),
+    with kT = k[b,:,h].T [E, T].
 
     Each loop over j does several dimensions e at once: sixteen for the first block, which
     writes the row (no zero-fill, no re-read), then eight, four, one, which add to it. The
@@ -181,13 +182,13 @@ def _row_scores(row, q, b, i, h, kT, scale, n_pad):
 
 
 @kernel(inline=True)
-def _row_softmax(row, n, fast_exp):
-    """Pass 2: row[:n] = softmax(row[:n]) (row max subtracted), row[n:] = 0.
+def _row_softmax(row, n, fast_exp, zero):
+    """Pass 2: row[:n] = softmax(row[:n]) (row max subtracted), row[n:] = 0 (`zero`, 0 in
+    the row's dtype).
 
     In float32 both the max and the exp are vectorised helpers of _jit.py: LLVM would
     compile `max(m, row[j])` and np.exp(...) one element at a time (see their docstrings).
     """
-    zero = row[0] - row[0]                                       # 0 in the row's dtype
     if fast_exp:                                                 # float32
         m = row_max_f32(row, n)
         total = exp_shifted_f32(row, n, m)
@@ -205,14 +206,13 @@ def _row_softmax(row, n, fast_exp):
 
 
 @kernel(inline=True)
-def _row_mix_values(z, b, i, h, row, vT, n_pad):
+def _row_mix_values(z, b, i, h, row, vT, n_pad, zero):
     """Pass 3: z[b,i,h,e] = sum_j row[j] v[b,j,h,e] for j < n_pad, vT = v[b,:,h].T [E, T].
 
     Eight dimensions e at a time: eight scalar accumulators, each a SIMD reduction over
     j, share one read of the row.
     """
     E = vT.shape[0]
-    zero = row[0] - row[0]
     e0 = 0
     while e0 + 8 <= E:
         v0, v1, v2, v3 = vT[e0], vT[e0 + 1], vT[e0 + 2], vT[e0 + 3]
@@ -242,6 +242,7 @@ def _row_mix_values(z, b, i, h, row, vT, n_pad):
 @kernel(parallel=True)
 def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp):
     B, T, H, E = q.shape
+    zero = scale - scale                                         # 0 in the arrays' dtype
     for bh in prange(B * H):                                     # (b, h) owns z[b,:,h], pattern[b,h]
         b = bh // H
         h = bh - b * H
@@ -261,8 +262,8 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
                     scores[b, h, i, j] = row[j]
                 for j in range(n, T):
                     scores[b, h, i, j] = -np.inf
-            _row_softmax(row, n, fast_exp)                       # row = pattern[i], 0 for j > i
-            _row_mix_values(z, b, i, h, row, vT, n_pad)          # z[i] = pattern[i] @ v
+            _row_softmax(row, n, fast_exp, zero)                 # row = pattern[i], 0 for j > i
+            _row_mix_values(z, b, i, h, row, vT, n_pad, zero)    # z[i] = pattern[i] @ v
 
 
 def _check_qkv(q, k, v):

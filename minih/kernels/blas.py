@@ -7,43 +7,52 @@ one thread (OPENBLAS_NUM_THREADS=1, minih/__main__.py) and these helpers cut eac
 product into FIXED row chunks, computed by a small pool of Python threads (numpy
 releases the GIL inside BLAS; idle pool threads sleep, they do not spin). The calling
 thread computes chunks too, beside numba.get_num_threads() - 1 pool workers (3-5% faster
-than waiting for a pool of all of them), so NUMBA_NUM_THREADS sets every thread minih uses.
+than waiting for a pool of all of them; docs/04_numba.md, "Threads"), so NUMBA_NUM_THREADS
+sets every thread minih uses.
 
 The chunks are fixed (N_CHUNKS), not one per thread: the result is bit-for-bit the
 same on 1 thread and on 8 (tests/test_kernels.py checks it).
 
 Shape legend: M rows, K the summed dimension, N columns.
 """
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 import numpy as np
 
 N_CHUNKS = 4            # fixed row chunks per product (does not depend on the thread count)
 MIN_ROWS = 1024         # below this a product is too small to be worth splitting
-_pool = {"workers": 0, "pool": None}
+_pools = {}             # worker count -> ThreadPoolExecutor (kept: idle workers sleep)
+_pools_lock = threading.Lock()
+
+
+def _run_each(tasks):
+    for t in tasks:
+        t()
 
 
 def _run(tasks):
     """Run the zero-argument callables `tasks` on numba.get_num_threads() threads: the
     calling thread and a pool of the others. Thread w runs tasks w, w + n, w + 2n, ...
-    (the calling thread is w = 0: it computes instead of waiting)."""
+    (the calling thread is w = 0: it computes instead of waiting). Returns when every
+    task has finished; an error of the calling thread's tasks is raised first, then
+    the first worker's."""
     n = numba.get_num_threads()
     if n == 1 or len(tasks) == 1:
-        for t in tasks:
-            t()
+        _run_each(tasks)
         return
-    if _pool["workers"] != n - 1:                                # thread count changed: new pool
-        if _pool["pool"] is not None:
-            _pool["pool"].shutdown()
-        _pool["workers"], _pool["pool"] = n - 1, ThreadPoolExecutor(n - 1, thread_name_prefix="minih-blas")
-    futures = [_pool["pool"].submit(lambda w=w: [t() for t in tasks[w::n]]) for w in range(1, n)]
+    with _pools_lock:                                            # one pool per thread count
+        if n - 1 not in _pools:
+            _pools[n - 1] = ThreadPoolExecutor(n - 1, thread_name_prefix="minih-blas")
+        pool = _pools[n - 1]
+    futures = [pool.submit(_run_each, tasks[w::n]) for w in range(1, n)]
     try:
-        for t in tasks[0::n]:
-            t()
+        _run_each(tasks[0::n])
     finally:
-        for f in futures:
-            f.result()                                           # waits; re-raises a worker's error
+        wait(futures)                                            # no task still writing after we return
+    for f in futures:
+        f.result()                                               # re-raises a worker's error
 
 
 def _bounds(M):

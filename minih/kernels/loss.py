@@ -17,6 +17,7 @@ from ._jit import as_floats, as_tokens, exp_shifted_f32, kernel, row_max_f32
 @kernel(parallel=True)
 def _softmax_nll(logits, tokens, nll, probs, fast_exp):
     B, T, V = logits.shape
+    zero = np.zeros(1, dtype=logits.dtype)[0]                    # 0 in the logits' dtype
     for r in prange(B * (T - 1)):                            # row r = (b, i): its own probs, nll
         b = r // (T - 1)
         i = r - b * (T - 1)
@@ -31,7 +32,7 @@ def _softmax_nll(logits, tokens, nll, probs, fast_exp):
             m = row[0]
             for v in range(1, V):
                 m = max(m, row[v])
-            total = row[0] - row[0]                          # 0 in the row's dtype
+            total = zero
             for v in range(V):
                 out[v] = np.exp(row[v] - m)
                 total += out[v]
