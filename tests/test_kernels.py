@@ -21,7 +21,7 @@ import pytest
 
 import minih
 from minih import kernels, ops
-from minih.kernels import _jit, attention, blas, embedding, layernorm, loss
+from minih.kernels import _jit, attention, blas, embedding, gemm, layernorm, loss
 from minih.kernels import adamw as k_adamw
 from helpers import assert_close
 
@@ -137,6 +137,49 @@ def test_blas_row_chunks(dtype, M):
     assert all(np.array_equal(x, y) for x, y in zip(one, every))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("trans_a", [False, True])
+@pytest.mark.parametrize("trans_b", [False, True])
+def test_gemm_on_strided_blocks(dtype, trans_a, trans_b):
+    # oracle: NumPy's product. a, b, c are column blocks of wider arrays (rows further apart
+    # than their length), as the attention kernels pass them; size-1 and empty inner sizes
+    rng = np.random.default_rng(7)
+
+    @numba.njit
+    def jitted(alpha, a, b, beta, c, ta, tb):
+        gemm.gemm(alpha, a, b, beta, c, ta, tb)
+
+    for M, N, K in [(3, 4, 5), (1, 1, 1), (7, 1, 3), (1, 6, 2), (4, 3, 0)]:
+        a_rows, a_cols = (K, M) if trans_a else (M, K)
+        b_rows, b_cols = (N, K) if trans_b else (K, N)
+        a = rng.standard_normal((a_rows, a_cols + 3)).astype(dtype)[:, 1:1 + a_cols]
+        b = rng.standard_normal((b_rows, b_cols + 5)).astype(dtype)[:, 2:2 + b_cols]
+        c_big = rng.standard_normal((M, N + 4)).astype(dtype)
+        product = (a.T if trans_a else a) @ (b.T if trans_b else b)
+        for f in (jitted, gemm.gemm):
+            c = c_big.copy()
+            f(0.5, a, b, 2.0, c[:, :N], trans_a, trans_b)           # c = 0.5 op(a) op(b) + 2 c
+            close("gemm", c[:, :N], 0.5 * product + 2.0 * c_big[:, :N], dtype)
+            assert np.array_equal(c[:, N:], c_big[:, N:]), "gemm wrote outside c"
+            c[:, :N] = np.nan                                        # beta = 0 ignores c
+            f(1.0, a, b, 0.0, c[:, :N], trans_a, trans_b)
+            close("gemm beta=0", c[:, :N], product, dtype)
+
+
+def test_gemm_rejects_bad_blocks():
+    @numba.njit
+    def jitted(a, b, c):
+        gemm.gemm(1.0, a, b, 0.0, c)
+
+    a, b = np.ones((3, 4), np.float32), np.ones((4, 2), np.float32)
+    with pytest.raises(ValueError, match="c's shape"):
+        jitted(a, b, np.zeros((3, 3), np.float32))
+    with pytest.raises(ValueError, match="contiguous"):
+        jitted(np.ones((3, 8), np.float32)[:, ::2], b, np.zeros((3, 2), np.float32))
+    with pytest.raises(numba.core.errors.TypingError, match="one dtype"):
+        jitted(a, b.astype(np.float64), np.zeros((3, 2), np.float32))
+
+
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("contiguous", [True, False])
@@ -224,17 +267,16 @@ def test_row_max_f32():
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("E", [5, 16, 21, 29])
 def test_forward_row_helpers_without_jit(E, dtype):
-    # oracle: the reference's scores, pattern and z for one (b, h), row by row. The compiled
+    # oracle: the reference's scores and pattern for one (b, h), row by row. The compiled
     # forward inlines these helpers, so its .py_func (below) runs their compiled versions;
     # here their own Python runs: E = 5 < 16 (zero-fill), 16, 21 = 16 + 4 + 1, 29 = 16 + 8 + 4 + 1
     rng = np.random.default_rng(E)
     T, H = 19, 2
     q, k, v = (rng.standard_normal((1, T, H, E)).astype(dtype) for _ in range(3))
-    z_ref, pattern_ref, scores_ref = ops.attention_forward(q, k, v)
+    _, pattern_ref, scores_ref = ops.attention_forward(q, k, v)
     scale, zero = dtype(1 / np.sqrt(E)), dtype(0)
     h = 1
-    kT, vT = np.ascontiguousarray(k[0, :, h].T), np.ascontiguousarray(v[0, :, h].T)   # [E, T]
-    z = np.full_like(q, np.nan)
+    kT = np.ascontiguousarray(k[0, :, h].T)                      # [E, T]
     for i in range(T):
         n = i + 1
         n_pad = min(T, (n + attention.SIMD - 1) // attention.SIMD * attention.SIMD)
@@ -243,8 +285,6 @@ def test_forward_row_helpers_without_jit(E, dtype):
         close("scores row", row[:n], scores_ref[0, h, i, :n], dtype)
         attention._row_softmax.py_func(row, n, dtype == np.float32, zero)
         close("pattern row", row, pattern_ref[0, h, i], dtype)
-        attention._row_mix_values.py_func(z, 0, i, h, row, vT, n_pad, zero)
-    close("z", z[0, :, h], z_ref[0, :, h], dtype)
 
 
 def test_blas_run_waits_and_raises_the_calling_threads_error_first(monkeypatch):
@@ -278,13 +318,13 @@ def test_kernel_bodies_without_jit():
     Python in test_forward_row_helpers_without_jit.)"""
     rng = np.random.default_rng(5)
     B, T, H, E, D, V = 2, 6, 2, 29, 4, 7                         # E = 29 = 16 + 8 + 4 + 1: every
-    # e-block loop of the forward; T = 6 with row_block = 4: a full and a partial block in the backward
+    # e-block loop of the forward; T = 6 with row_block = 4: a full and a partial block of rows
     f32 = np.float32
     q, k, v, d_z = (rng.standard_normal((B, T, H, E)).astype(f32) for _ in range(4))
     z, pattern = np.empty_like(q), np.empty((B, H, T, T), f32)
     scores = np.empty_like(pattern)
     scale = f32(1 / np.sqrt(E))
-    attention._attention_forward.py_func(q, k, v, scale, z, pattern, scores, True, True)
+    attention._attention_forward.py_func(q, k, v, scale, z, pattern, scores, True, True, 4)
     want = ops.attention_forward(q, k, v)
     close("z", z, want[0], np.float32)
     close("pattern", pattern, want[1], np.float32)

@@ -11,8 +11,9 @@ first run pays the compile time. To clear it, delete the *.nbi and *.nbc files
 there (or the NUMBA_CACHE_DIR directory); Numba also recompiles by itself when a
 kernel's source file changes. It does NOT notice a change in a helper defined in
 another file (Numba's "Notes on Caching": changes in symbols defined in another file
-are not recognised): after editing the helpers below, which are compiled into the
-kernels of attention.py and loss.py, clear the cache as above.
+are not recognised): after editing the helpers below or gemm.py, which are compiled
+into the kernels of attention.py and loss.py, clear the cache as above. (We hit it:
+a fixed gemm.py kept failing inside the cached attention kernels until we did.)
 
 Threads: `parallel=True` kernels run their `prange` loop on Numba's thread pool,
 whose size is NUMBA_NUM_THREADS (default: every core) or numba.set_num_threads().

@@ -8,8 +8,11 @@ BLAS (through minih/kernels/blas.py, which splits a big product over the threads
 The causal attention itself is not a plain matmul (a triangle per (b, h),
 a softmax in the middle), so it gets its own kernels, parallel over batch x head:
 each (b, h) pair owns its slice of every output, so no two threads write the same
-element. The forward is one fused loop nest; the backward calls BLAS (np.dot) on
-small blocks from inside its parallel loop, with the softmax backward fused between.
+element. Both work on blocks of ROW_BLOCK query rows (the reference's blocks). The
+forward computes scores and softmax in its own loops, row by row, then the block's
+`pattern @ v` in BLAS; the backward's four products are BLAS calls, with the softmax
+backward fused between them. The BLAS calls run inside the parallel loop, on the
+blocks where they lie in the big arrays (kernels/gemm.py: no copies).
 
 Shape legend: B = batch, T = positions (query i, key j), D = d_model, H = n_heads, E = d_head
 """
@@ -19,6 +22,7 @@ from numba import prange
 from ..ops.attention import ROW_BLOCK
 from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel, row_max_f32
 from .blas import matmul, matmul_tn
+from .gemm import gemm
 
 
 def _check_heads(name, W, H=None):
@@ -117,14 +121,14 @@ def smear_backward(d_ks, k, smear):
 
 # --- 3. causal softmax attention -------------------------------------------------------
 #
-# Forward: per (b, h) the kernel copies k and v into transposed scratch kT, vT [E, T], so that
-# every inner loop runs over key positions j with unit stride: LLVM turns it into
-# SIMD code (16 float32 per AVX-512 register). The loops stop at the end of the
-# 16-wide block that holds j = i (n_pad below): the masked half of each [T, T]
-# square is never computed, and the few extra columns j > i in the last block cost
-# less than the scalar tail loop LLVM would otherwise run. The softmax itself only
-# visits j <= i; pattern is 0 and scores are -inf beyond. (The backward, further down,
-# works on [T, E] copies and blocks of query rows instead.)
+# Forward: per (b, h) the kernel copies k into transposed scratch kT [E, T], so that the
+# score loops run over key positions j with unit stride: LLVM turns them into SIMD
+# code (16 float32 per AVX-512 register). They stop at the end of the 16-wide block
+# that holds j = i (n_pad below): the masked half of each [T, T] square is never
+# computed, and the few extra columns j > i in the last block cost less than the
+# scalar tail loop LLVM would otherwise run. The softmax itself only visits j <= i;
+# pattern is 0 and scores are -inf beyond, so the block's `pattern @ v` (BLAS, over
+# keys j < i1) adds exact zeros there.
 
 SIMD = 16   # float32 lanes of one AVX-512 register: rows are padded to a multiple of this
 
@@ -205,65 +209,32 @@ def _row_softmax(row, n, fast_exp, zero):
         row[j] = row[j] * inv if j < n else zero
 
 
-@kernel(inline=True)
-def _row_mix_values(z, b, i, h, row, vT, n_pad, zero):
-    """Pass 3: z[b,i,h,e] = sum_j row[j] v[b,j,h,e] for j < n_pad, vT = v[b,:,h].T [E, T].
-
-    Eight dimensions e at a time: eight scalar accumulators, each a SIMD reduction over
-    j, share one read of the row.
-    """
-    E = vT.shape[0]
-    e0 = 0
-    while e0 + 8 <= E:
-        v0, v1, v2, v3 = vT[e0], vT[e0 + 1], vT[e0 + 2], vT[e0 + 3]
-        v4, v5, v6, v7 = vT[e0 + 4], vT[e0 + 5], vT[e0 + 6], vT[e0 + 7]
-        a0, a1, a2, a3, a4, a5, a6, a7 = zero, zero, zero, zero, zero, zero, zero, zero
-        for j in range(n_pad):
-            p_ij = row[j]
-            a0 += p_ij * v0[j]
-            a1 += p_ij * v1[j]
-            a2 += p_ij * v2[j]
-            a3 += p_ij * v3[j]
-            a4 += p_ij * v4[j]
-            a5 += p_ij * v5[j]
-            a6 += p_ij * v6[j]
-            a7 += p_ij * v7[j]
-        z[b, i, h, e0], z[b, i, h, e0 + 1], z[b, i, h, e0 + 2], z[b, i, h, e0 + 3] = a0, a1, a2, a3
-        z[b, i, h, e0 + 4], z[b, i, h, e0 + 5], z[b, i, h, e0 + 6], z[b, i, h, e0 + 7] = a4, a5, a6, a7
-        e0 += 8
-    for e in range(e0, E):                                       # the E % 8 dimensions left
-        acc = zero
-        v_e = vT[e]
-        for j in range(n_pad):
-            acc += row[j] * v_e[j]
-        z[b, i, h, e] = acc
-
-
 @kernel(parallel=True)
-def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp):
+def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp, row_block):
     B, T, H, E = q.shape
     zero = scale - scale                                         # 0 in the arrays' dtype
     for bh in prange(B * H):                                     # (b, h) owns z[b,:,h], pattern[b,h]
         b = bh // H
         h = bh - b * H
         kT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
-        vT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
         for j in range(T):
             for e in range(E):
                 kT[e, j] = k[b, j, h, e]
-                vT[e, j] = v[b, j, h, e]
-        for i in range(T):
-            n = i + 1                                            # keys j = 0..i
-            n_pad = min(T, (n + SIMD - 1) // SIMD * SIMD)        # .. to the end of i's SIMD block
-            row = pattern[b, h, i]                               # [T]
-            _row_scores(row, q, b, i, h, kT, scale, n_pad)       # row[:n_pad] = scores[i, :n_pad]
-            if with_scores:
-                for j in range(n):
-                    scores[b, h, i, j] = row[j]
-                for j in range(n, T):
-                    scores[b, h, i, j] = -np.inf
-            _row_softmax(row, n, fast_exp, zero)                 # row = pattern[i], 0 for j > i
-            _row_mix_values(z, b, i, h, row, vT, n_pad, zero)    # z[i] = pattern[i] @ v
+        for i0 in range(0, T, row_block):                        # query rows i0 <= i < i1 ..
+            i1 = min(T, i0 + row_block)                          # .. see keys j < i1 only
+            for i in range(i0, i1):
+                n = i + 1                                        # keys j = 0..i
+                n_pad = min(T, (n + SIMD - 1) // SIMD * SIMD)    # .. to the end of i's SIMD block
+                row = pattern[b, h, i]                           # [T]
+                _row_scores(row, q, b, i, h, kT, scale, n_pad)   # row[:n_pad] = scores[i, :n_pad]
+                if with_scores:
+                    for j in range(n):
+                        scores[b, h, i, j] = row[j]
+                    for j in range(n, T):
+                        scores[b, h, i, j] = -np.inf
+                _row_softmax(row, n, fast_exp, zero)             # row = pattern[i], 0 for j > i
+            # pass 3 for the block, in BLAS: z[b, i0:i1, h] = pattern[b, h, i0:i1, :i1] @ v[b, :i1, h]
+            gemm(1, pattern[b, h, i0:i1, :i1], v[b, :i1, h], 0, z[b, i0:i1, h])
 
 
 def _check_qkv(q, k, v):
@@ -292,77 +263,41 @@ def attention_forward(q, k, v, with_scores=True):
     pattern = np.empty((B, H, T, T), dtype=q.dtype)
     scores = np.empty((B, H, T, T) if with_scores else (1, 1, 1, 1), dtype=q.dtype)
     scale = q.dtype.type(1 / np.sqrt(E))
-    _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, q.dtype == np.float32)
+    _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, q.dtype == np.float32,
+                       ROW_BLOCK)
     return z, pattern, (scores if with_scores else None)
-
-
-@kernel()
-def _add_into(acc, part, n):
-    """acc[:n] += part[:n] for [T, E] arrays (a loop: an array expression inside a
-    prange body would become a nested parallel loop, slow to compile)."""
-    for j in range(n):
-        for e in range(acc.shape[1]):
-            acc[j, e] += part[j, e]
-
-
-# The backward's blocks of query rows are the reference's (ROW_BLOCK = 64; REF: a
-# [64, 256] pattern block, 64 KB in float32, stays in L2 cache).
 
 
 @kernel(parallel=True)
 def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block):
     B, T, H, E = q.shape
+    n_blocks = (T + row_block - 1) // row_block
     for bh in prange(B * H):                                     # (b, h) owns d_q/d_k/d_v[b,:,h]
         b = bh // H
         h = bh - b * H
-        # contiguous copies of this (b, h)'s rows: BLAS (np.dot) wants contiguous matrices
-        qs = np.empty((T, E), dtype=q.dtype)                     # q / sqrt(E)
-        ks = np.empty((T, E), dtype=q.dtype)                     # k / sqrt(E)
-        vh = np.empty((T, E), dtype=q.dtype)
-        d_zh = np.empty((T, E), dtype=q.dtype)
-        for j in range(T):
-            for e in range(E):
-                qs[j, e] = q[b, j, h, e] * scale
-                ks[j, e] = k[b, j, h, e] * scale
-                vh[j, e] = v[b, j, h, e]
-                d_zh[j, e] = d_z[b, j, h, e]
-        d_kh = np.zeros((T, E), dtype=q.dtype)                   # summed over the row blocks
-        d_vh = np.zeros((T, E), dtype=q.dtype)
-        part = np.empty((T, E), dtype=q.dtype)                   # one block's share of d_kh, d_vh
-        d_qi = np.empty((row_block, E), dtype=q.dtype)
-        p_buf = np.empty(row_block * T, dtype=q.dtype)
         d_buf = np.empty(row_block * T, dtype=q.dtype)
-        for i0 in range(0, T, row_block):                        # query rows i0 <= i < i1 ..
+        # the last block first: its rows see every key, so it writes all of d_k and d_v
+        # (beta = 0), and the blocks above it add to them (beta = 1)
+        for blk in range(n_blocks - 1, -1, -1):
+            i0 = blk * row_block                                 # query rows i0 <= i < i1 ..
             i1 = min(T, i0 + row_block)                          # .. see keys j < i1 only
-            R = i1 - i0
-            p = p_buf[:R * i1].reshape(R, i1)                    # [R, i1] pattern block
-            for r in range(R):
-                for j in range(i1):
-                    p[r, j] = pattern[b, h, i0 + r, j]
-            d_p = d_buf[:R * i1].reshape(R, i1)                  # [R, i1]
+            add = 0 if blk == n_blocks - 1 else 1
+            p = pattern[b, h, i0:i1, :i1]                        # [R, i1] block, in place
+            d_p = d_buf[:(i1 - i0) * i1].reshape(i1 - i0, i1)    # [R, i1]
             # forward: z = p @ v          ->  d_p = d_z @ v^T,  d_v += p^T @ d_z
-            np.dot(d_zh[i0:i1], vh[:i1].T, d_p)
-            np.dot(p.T, d_zh[i0:i1], part[:i1])
-            _add_into(d_vh, part, i1)
+            gemm(1, d_z[b, i0:i1, h], v[b, :i1, h], 0, d_p, False, True)
+            gemm(1, p, d_z[b, i0:i1, h], add, d_v[b, :i1, h], True, False)
             # forward: p = softmax(s)     ->  d_s = p * (d_p - sum_j d_p p), in place on d_p
-            for r in range(R):
-                p_r, d_r = p[r], d_p[r]                          # [i1] rows
+            for r in range(i1 - i0):
+                p_r, d_r = pattern[b, h, i0 + r], d_p[r]         # [T], [i1] rows (contiguous)
                 dot = p_r[0] * d_r[0]
                 for j in range(1, i1):
                     dot += p_r[j] * d_r[j]
                 for j in range(i1):
                     d_r[j] = p_r[j] * (d_r[j] - dot)
             # forward: s = q @ k^T / sqrt(E)  ->  d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E)
-            np.dot(d_p, ks[:i1], d_qi[:R])
-            np.dot(d_p.T, qs[i0:i1], part[:i1])
-            _add_into(d_kh, part, i1)
-            for r in range(R):
-                for e in range(E):
-                    d_q[b, i0 + r, h, e] = d_qi[r, e]
-        for j in range(T):
-            for e in range(E):
-                d_k[b, j, h, e] = d_kh[j, e]
-                d_v[b, j, h, e] = d_vh[j, e]
+            gemm(scale, d_p, k[b, :i1, h], 0, d_q[b, i0:i1, h], False, False)
+            gemm(scale, d_p, q[b, i0:i1, h], add, d_k[b, :i1, h], True, False)
 
 
 def attention_backward(d_z, q, k, v, pattern):
@@ -373,11 +308,11 @@ def attention_backward(d_z, q, k, v, pattern):
     j < i1 only (the same blocks as the reference):
         d_p = d_z @ v^T,  d_v += p^T @ d_z,  d_s = p * (d_p - sum_j d_p p),
         d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E).
-    The four products are BLAS calls (np.dot inside the prange: Numba calls scipy's
-    OpenBLAS, which also reads OPENBLAS_NUM_THREADS; the REF blocks, 64 x 256 x 16, ran
-    as fast without that variable as with it set to 1, but for much longer sequences
-    set it to 1, as the command line does, so that OpenBLAS threads do not nest
-    inside Numba's); the softmax backward between them is a fused loop.
+    The four products are BLAS calls on the blocks where they lie (kernels/gemm.py:
+    scipy's OpenBLAS, which also reads OPENBLAS_NUM_THREADS; the REF blocks, 64 x 256 x
+    16, ran as fast without that variable as with it set to 1, but for much longer
+    sequences set it to 1, as the command line does, so that OpenBLAS threads do not
+    nest inside Numba's); the softmax backward between them is a fused loop.
     """
     q, k, v = _check_qkv(q, k, v)
     d_z, pattern = as_floats("d_z pattern", d_z, pattern)

@@ -1,0 +1,118 @@
+"""gemm: BLAS's matrix product on blocks of bigger arrays, callable inside Numba kernels.
+
+    gemm(alpha, a, b, beta, c, trans_a=False, trans_b=False)
+    c = alpha * op(a) @ op(b) + beta * c, in place, with op(x) = x.T if trans_x else x
+
+a, b, c are 2-D float32 or float64 arrays (one dtype) whose rows are contiguous but
+may lie further apart than their length: a block of a bigger array, such as one
+(batch, head)'s rows of a [B, T, H, E] array or a block pattern[b, h, i0:i1, :i1] of
+the attention pattern. beta = 0 ignores what c held (it may be uninitialised).
+
+Why: Numba's np.dot inside a kernel takes contiguous matrices only, so such a block
+must first be copied. BLAS itself takes any spacing of the rows (the "leading
+dimension"), and alpha and beta: it reads the block where it is and can add into c.
+Numba's np.dot calls BLAS (scipy's OpenBLAS) through a small C function of Numba's,
+numba_xxgemm; this module calls the same function, with the leading dimensions of
+the views. That function is Numba-internal, not public API: tested with Numba 0.68,
+and tests/test_kernels.py checks gemm against NumPy for both dtypes, every
+transpose, strided views and size-1 dimensions.
+
+Row-major arrays, column-major BLAS: a row-major [M, N] matrix whose rows are ld
+elements apart is, to Fortran BLAS, the column-major [N, M] matrix with leading
+dimension ld, its transpose. So C = op(A) op(B) is computed as C^T = op(B)^T op(A)^T:
+one BLAS call with the two operands swapped and the same transpose flags.
+
+Plain Python (the kernels' .py_func, in the tests) runs the NumPy version below.
+"""
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, overload
+from numba.np.linalg import check_blas_return, ensure_blas
+
+
+def gemm(alpha, a, b, beta, c, trans_a=False, trans_b=False):
+    """c = alpha * op(a) @ op(b) + beta * c in place (the NumPy version; see the module doc)."""
+    product = alpha * ((a.T if trans_a else a) @ (b.T if trans_b else b))
+    if beta == 0:
+        c[...] = product                                         # c's old values are ignored
+    else:
+        c[...] = product + beta * c
+
+
+@intrinsic
+def _xxgemm(typingctx, trans_a, trans_b, M, N, K, alpha, a, b, beta, c):
+    """One call of Numba's C helper numba_xxgemm (Fortran BLAS order, operands swapped)."""
+    ensure_blas()                                                # scipy's BLAS is importable
+    sig = types.void(trans_a, trans_b, M, N, K, alpha, a, b, beta, c)
+
+    def codegen(context, builder, signature, args):
+        ta, tb, M, N, K, alpha, a, b, beta, c = args
+        dtype = signature.args[9].dtype
+        A = context.make_array(signature.args[6])(context, builder, a)
+        B = context.make_array(signature.args[7])(context, builder, b)
+        C = context.make_array(signature.args[9])(context, builder, c)
+        intp, char = cgutils.intp_t, ir.IntType(8)
+        void_p = char.as_pointer()
+        itemsize = ir.Constant(intp, context.get_abi_sizeof(context.get_data_type(dtype)))
+
+        def leading_dim(arr):                                    # row spacing, in elements
+            ld = builder.sdiv(builder.extract_value(arr.strides, 0), itemsize)
+            cols = builder.extract_value(arr.shape, 1)
+            return builder.select(builder.icmp_signed("<", ld, cols), cols, ld)  # one row: any
+
+        def flag(t):
+            return builder.select(t, ir.Constant(char, ord("t")), ir.Constant(char, ord("n")))
+
+        def slot(value, ty):                                     # BLAS takes alpha, beta by pointer
+            return builder.bitcast(cgutils.alloca_once_value(
+                builder, context.cast(builder, value, ty, dtype)), void_p)
+
+        fnty = ir.FunctionType(ir.IntType(32), [char, char, char, intp, intp, intp, void_p,
+                                                void_p, intp, void_p, intp, void_p, void_p, intp])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        kind = ir.Constant(char, ord("s" if dtype == types.float32 else "d"))
+        data = [builder.bitcast(x.data, void_p) for x in (A, B, C)]
+        # C^T [N, M] = op(B)^T op(A)^T: B first, then A
+        status = builder.call(fn, (kind, flag(tb), flag(ta), N, M, K,
+                                   slot(alpha, signature.args[5]), data[1], leading_dim(B),
+                                   data[0], leading_dim(A), slot(beta, signature.args[8]),
+                                   data[2], leading_dim(C)))
+        check_blas_return(context, builder, status)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@overload(gemm)
+def _gemm_jit(alpha, a, b, beta, c, trans_a=False, trans_b=False):
+    arrays = (a, b, c)
+    if not all(isinstance(x, types.Array) and x.ndim == 2 for x in arrays) or \
+            len({x.dtype for x in arrays}) != 1 or c.dtype not in (types.float32, types.float64):
+        raise TypingError(f"gemm takes 2-D float32 or float64 arrays of one dtype, got {arrays}")
+
+    def impl(alpha, a, b, beta, c, trans_a=False, trans_b=False):
+        M, N = c.shape
+        K = a.shape[0] if trans_a else a.shape[1]
+        if ((a.shape[1] if trans_a else a.shape[0]) != M or (b.shape[1] if trans_b else b.shape[0]) != K
+                or (b.shape[0] if trans_b else b.shape[1]) != N):
+            raise ValueError("gemm: op(a) @ op(b) does not have c's shape")
+        if M == 0 or N == 0:
+            return
+        if K == 0:                                               # an empty sum: c = beta * c
+            for i in range(M):
+                for j in range(N):
+                    c[i, j] = c[i, j] * beta if beta != 0 else 0
+            return
+        # (a stride of a size-1 axis means nothing: NumPy may leave any value there)
+        if ((a.shape[1] > 1 and a.strides[1] != a.itemsize) or (b.shape[1] > 1 and b.strides[1] != b.itemsize)
+                or (c.shape[1] > 1 and c.strides[1] != c.itemsize)):
+            raise ValueError("gemm: every row of a, b, c must be contiguous (last stride = itemsize)")
+        if ((a.shape[0] > 1 and a.strides[0] < a.shape[1] * a.itemsize)
+                or (b.shape[0] > 1 and b.strides[0] < b.shape[1] * b.itemsize)
+                or (c.shape[0] > 1 and c.strides[0] < c.shape[1] * c.itemsize)):
+            raise ValueError("gemm: rows of a, b, c must not overlap (row stride >= row length)")
+        _xxgemm(trans_a, trans_b, M, N, K, alpha, a, b, beta, c)
+    return impl
