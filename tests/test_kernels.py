@@ -262,6 +262,35 @@ def test_row_max_f32():
                 assert np.array_equal(r, before), "row_max_f32 must not change the row"
 
 
+def test_drop_stale_cache_clears_only_when_a_helper_changes(tmp_path, monkeypatch):
+    # oracle: which files are left. Numba's cache ignores edits to helpers in other files
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    for name in _jit.HELPER_FILES:
+        (tmp_path / name).write_text("version 1")
+    cache = tmp_path / "__pycache__"
+    cache.mkdir()
+    kernel_files = [cache / "k.nbi", cache / "k.nbc"]
+
+    def write_cache():
+        for f in kernel_files + [cache / "m.pyc"]:
+            f.write_text("compiled")
+
+    write_cache()
+    _jit.drop_stale_cache(tmp_path)                              # no stamp yet: cleared
+    assert not any(f.exists() for f in kernel_files) and (cache / "m.pyc").exists()
+    write_cache()
+    _jit.drop_stale_cache(tmp_path)                              # helpers unchanged: kept
+    assert all(f.exists() for f in kernel_files)
+    (tmp_path / "gemm.py").write_text("version 2")
+    _jit.drop_stale_cache(tmp_path)                              # a helper changed: cleared
+    assert not any(f.exists() for f in kernel_files)
+    write_cache()
+    (tmp_path / "gemm.py").write_text("version 3")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))
+    _jit.drop_stale_cache(tmp_path)                              # the user's own cache: untouched
+    assert all(f.exists() for f in kernel_files)
+
+
 # --- the kernel bodies without the JIT: their Python logic, line by line ----------------
 
 @pytest.mark.parametrize("dtype", DTYPES)

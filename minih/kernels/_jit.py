@@ -11,13 +11,19 @@ first run pays the compile time. To clear it, delete the *.nbi and *.nbc files
 there (or the NUMBA_CACHE_DIR directory); Numba also recompiles by itself when a
 kernel's source file changes. It does NOT notice a change in a helper defined in
 another file (Numba's "Notes on Caching": changes in symbols defined in another file
-are not recognised): after editing the helpers below or gemm.py, which are compiled
-into the kernels of attention.py and loss.py, clear the cache as above. (We hit it:
-a fixed gemm.py kept failing inside the cached attention kernels until we did.)
+are not recognised): the helpers below and gemm.py's are compiled into the kernels
+of attention.py and loss.py. We hit it: a fixed gemm.py kept failing inside the
+cached attention kernels. So drop_stale_cache (at the end of this file) clears the
+package's cache by itself when those files change; with NUMBA_CACHE_DIR set, clear
+it yourself after editing them.
 
 Threads: `parallel=True` kernels run their `prange` loop on Numba's thread pool,
 whose size is NUMBA_NUM_THREADS (default: every core) or numba.set_num_threads().
 """
+import hashlib
+import os
+from pathlib import Path
+
 import numba
 import numpy as np
 
@@ -25,14 +31,15 @@ FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}   # a set: what numba a
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
-def kernel(parallel: bool = False, inline: bool = False):
+def kernel(parallel: bool = False):
     """Decorator for a private jitted kernel: nopython, fastmath as above, cached.
 
-    inline=True is for a kernel's small helpers: Numba pastes their body into the
-    caller before compiling it, so the caller's loops see no call at all.
+    A kernel may call small jitted helpers (attention.py's _row_scores, the float32
+    helpers below): LLVM inlines them into the caller's machine code by itself.
+    (Numba's own inline="always", which pastes them in before typing, ran no faster
+    and added 1.5 s to the attention forward's compile time.)
     """
-    return numba.njit(fastmath=FASTMATH, parallel=parallel, cache=True, nogil=True,
-                      inline="always" if inline else "never")
+    return numba.njit(fastmath=FASTMATH, parallel=parallel, cache=True, nogil=True)
 
 
 def as_floats(names: str, *arrays):
@@ -124,3 +131,38 @@ def row_max_f32(row, n):
         b = np.float32(row[j]).view(np.int32)                    # the same 32 bits, as an int32
         m = max(m, np.int32(b ^ ((b >> 31) & 0x7FFFFFFF)))
     return np.int32(m ^ ((m >> 31) & 0x7FFFFFFF)).view(np.float32)
+
+
+# --- a cache that knows its helpers ---------------------------------------------------------
+
+HELPER_FILES = ("_jit.py", "gemm.py")        # compiled into the kernels of other files
+
+
+def drop_stale_cache(folder=Path(__file__).parent):
+    """Delete the Numba cache in folder/__pycache__ if a helper file changed since it was written.
+
+    Why: Numba checks a cached kernel against its own source file only (see the module
+    docstring), so after an edit to a helper here or in gemm.py the attention and loss
+    kernels would keep running the old helper. A hash of the helper files, stored next
+    to the cache, tells. Only for the default cache location; with NUMBA_CACHE_DIR set,
+    clearing it is yours. Any OSError (a read-only install) leaves the cache as it is.
+    """
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    cache = folder / "__pycache__"
+    stamp = cache / "helpers.sha1"
+    try:
+        digest = hashlib.sha1(b"".join((folder / f).read_bytes() for f in HELPER_FILES)).hexdigest()
+        if stamp.exists() and stamp.read_text() == digest:
+            return
+        for f in list(cache.glob("*.nbi")) + list(cache.glob("*.nbc")):
+            f.unlink(missing_ok=True)
+        cache.mkdir(exist_ok=True)
+        tmp = cache / f"helpers.sha1.{os.getpid()}"
+        tmp.write_text(digest)
+        os.replace(tmp, stamp)                                   # atomic: readers see old or new
+    except OSError:
+        pass
+
+
+drop_stale_cache()

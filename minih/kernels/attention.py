@@ -133,7 +133,7 @@ def smear_backward(d_ks, k, smear):
 SIMD = 16   # float32 lanes of one AVX-512 register: rows are padded to a multiple of this
 
 
-@kernel(inline=True)
+@kernel()
 def _row_scores(row, q, b, i, h, kT, scale, n_pad):
     """Pass 1: row[j] = q[b,i,h] . k[b,j,h] * scale for j < n_pad (scale = 1/sqrt(E)),
     with kT = k[b,:,h].T [E, T].
@@ -185,7 +185,7 @@ def _row_scores(row, q, b, i, h, kT, scale, n_pad):
             row[j] += q_ie * k_e[j]
 
 
-@kernel(inline=True)
+@kernel()
 def _row_softmax(row, n, fast_exp, zero):
     """Pass 2: row[:n] = softmax(row[:n]) (row max subtracted), row[n:] = 0 (`zero`, 0 in
     the row's dtype).
