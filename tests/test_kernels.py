@@ -29,10 +29,10 @@ TOL = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
 
 # (B, T, H, E, D, V): odd sizes, 1-sized ones, and T > 16 (the SIMD padding of the
 # attention rows: T = 37 ends in a partial block, T = 32 in a full one); T = 70 > ROW_BLOCK
-# = 64 gives the backward a full block of query rows and a partial one; E = 29 = 16 + 8 +
-# 4 + 1 runs every block of dimensions in the forward's score loops
+# = 64 gives the blocked kernels a full block of query rows and a partial one, T = 128 two
+# full ones; E = 29 = 16 + 8 + 4 + 1 runs every block of dimensions in the forward's score loops
 SHAPES = [(2, 5, 3, 4, 6, 7), (1, 1, 1, 1, 1, 2), (1, 37, 1, 1, 3, 5), (3, 32, 2, 5, 4, 3),
-          (2, 19, 4, 16, 8, 11), (1, 70, 2, 3, 4, 5), (1, 21, 2, 29, 5, 6)]
+          (2, 19, 4, 16, 8, 11), (1, 70, 2, 3, 4, 5), (1, 21, 2, 29, 5, 6), (1, 128, 1, 2, 3, 4)]
 DTYPES = [np.float64, np.float32]
 
 
@@ -145,10 +145,6 @@ def test_gemm_on_strided_blocks(dtype, trans_a, trans_b):
     # than their length), as the attention kernels pass them; size-1 and empty inner sizes
     rng = np.random.default_rng(7)
 
-    @numba.njit
-    def jitted(alpha, a, b, beta, c, ta, tb):
-        gemm.gemm(alpha, a, b, beta, c, ta, tb)
-
     for M, N, K in [(3, 4, 5), (1, 1, 1), (7, 1, 3), (1, 6, 2), (4, 3, 0)]:
         a_rows, a_cols = (K, M) if trans_a else (M, K)
         b_rows, b_cols = (N, K) if trans_b else (K, N)
@@ -156,7 +152,7 @@ def test_gemm_on_strided_blocks(dtype, trans_a, trans_b):
         b = rng.standard_normal((b_rows, b_cols + 5)).astype(dtype)[:, 2:2 + b_cols]
         c_big = rng.standard_normal((M, N + 4)).astype(dtype)
         product = (a.T if trans_a else a) @ (b.T if trans_b else b)
-        for f in (jitted, gemm.gemm):
+        for f in (_gemm_jitted, gemm.gemm):
             c = c_big.copy()
             f(0.5, a, b, 2.0, c[:, :N], trans_a, trans_b)           # c = 0.5 op(a) op(b) + 2 c
             close("gemm", c[:, :N], 0.5 * product + 2.0 * c_big[:, :N], dtype)
@@ -166,18 +162,57 @@ def test_gemm_on_strided_blocks(dtype, trans_a, trans_b):
             close("gemm beta=0", c[:, :N], product, dtype)
 
 
-def test_gemm_rejects_bad_blocks():
-    @numba.njit
-    def jitted(a, b, c):
-        gemm.gemm(1.0, a, b, 0.0, c)
+@numba.njit
+def _gemm_jitted(alpha, a, b, beta, c, trans_a, trans_b):
+    gemm.gemm(alpha, a, b, beta, c, trans_a, trans_b)
 
+
+def test_gemm_single_row_and_column_views():
+    # oracle: NumPy. A single row's stride means nothing (NumPy stores 0, or anything)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((5, 4)).astype(np.float32)
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    for a in (x[None, 0], x[:1][::-1], x[2:3]):                   # [1, 4] views
+        for f in (_gemm_jitted, gemm.gemm):
+            c = np.full((1, 3), np.nan, np.float32)
+            f(1.0, a, w, 0.0, c, False, False)
+            close("one row", c, a @ w, np.float32)
+    col = np.ones((4, 1), np.float32).T                           # [1, 4], strides (4, 4)
+    for f in (_gemm_jitted, gemm.gemm):
+        c = np.empty((1, 3), np.float32)
+        f(1.0, col, w, 0.0, c, False, False)
+        close("column.T", c, col @ w, np.float32)
+
+
+def test_gemm_rejects_bad_blocks():
     a, b = np.ones((3, 4), np.float32), np.ones((4, 2), np.float32)
-    with pytest.raises(ValueError, match="c's shape"):
-        jitted(a, b, np.zeros((3, 3), np.float32))
-    with pytest.raises(ValueError, match="contiguous"):
-        jitted(np.ones((3, 8), np.float32)[:, ::2], b, np.zeros((3, 2), np.float32))
+    c = np.zeros((3, 2), np.float32)
+    overlapping = np.lib.stride_tricks.as_strided(np.ones(8, np.float32), (3, 4), (4, 4))
+    record = np.zeros(3, dtype=[("x", "<f4", (4,)), ("y", "u1")])  # rows 17 bytes apart
+    square = np.ones((4, 4), np.float32)
+    cases = [((a, b, np.zeros((3, 3), np.float32)), "c's shape"),
+             ((np.ones((3, 8), np.float32)[:, ::2], b, c), "contiguous"),
+             ((overlapping, b, c), "overlap"),
+             ((a[::-1], b, c), "overlap"),                         # rows in reverse order
+             ((record["x"], b, c), "whole number of elements"),
+             ((square, square, square), "share memory")]          # c is a
+    for f in (_gemm_jitted, gemm.gemm):
+        for (x, y, z), message in cases:
+            with pytest.raises(ValueError, match=message):
+                f(1.0, x, y, 0.0, z, False, False)
+
+    @numba.njit
+    def untyped(a, b, c, flag):
+        gemm.gemm(1.0, a, b, 0.0, c, flag, False)
+
     with pytest.raises(numba.core.errors.TypingError, match="one dtype"):
-        jitted(a, b.astype(np.float64), np.zeros((3, 2), np.float32))
+        _gemm_jitted(1.0, a, b.astype(np.float64), 0.0, c, False, False)
+    with pytest.raises(numba.core.errors.TypingError, match="must be bools"):
+        untyped(a, b, c, 1)
+    read_only = c.copy()
+    read_only.flags.writeable = False
+    with pytest.raises(numba.core.errors.TypingError, match="read-only"):
+        _gemm_jitted(1.0, a, b, 0.0, read_only, False, False)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -264,7 +299,7 @@ def test_row_max_f32():
 
 def test_drop_stale_cache_clears_only_when_a_helper_changes(tmp_path, monkeypatch):
     # oracle: which files are left. Numba's cache ignores edits to helpers in other files
-    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setattr(numba.config, "CACHE_DIR", "")            # the default location
     for name in _jit.HELPER_FILES:
         (tmp_path / name).write_text("version 1")
     cache = tmp_path / "__pycache__"
@@ -286,7 +321,7 @@ def test_drop_stale_cache_clears_only_when_a_helper_changes(tmp_path, monkeypatc
     assert not any(f.exists() for f in kernel_files)
     write_cache()
     (tmp_path / "gemm.py").write_text("version 3")
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "elsewhere"))
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "elsewhere"))
     _jit.drop_stale_cache(tmp_path)                              # the user's own cache: untouched
     assert all(f.exists() for f in kernel_files)
 
@@ -296,9 +331,8 @@ def test_drop_stale_cache_clears_only_when_a_helper_changes(tmp_path, monkeypatc
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("E", [5, 16, 21, 29])
 def test_forward_row_helpers_without_jit(E, dtype):
-    # oracle: the reference's scores and pattern for one (b, h), row by row. The compiled
-    # forward inlines these helpers, so its .py_func (below) runs their compiled versions;
-    # here their own Python runs: E = 5 < 16 (zero-fill), 16, 21 = 16 + 4 + 1, 29 = 16 + 8 + 4 + 1
+    # oracle: the reference's scores and pattern for one (b, h), row by row. The forward's
+    # .py_func (below) calls these helpers compiled; here their own Python runs: E = 5 < 16 (zero-fill), 16, 21 = 16 + 4 + 1, 29 = 16 + 8 + 4 + 1
     rng = np.random.default_rng(E)
     T, H = 19, 2
     q, k, v = (rng.standard_normal((1, T, H, E)).astype(dtype) for _ in range(3))

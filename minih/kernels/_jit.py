@@ -144,10 +144,13 @@ def drop_stale_cache(folder=Path(__file__).parent):
     Why: Numba checks a cached kernel against its own source file only (see the module
     docstring), so after an edit to a helper here or in gemm.py the attention and loss
     kernels would keep running the old helper. A hash of the helper files, stored next
-    to the cache, tells. Only for the default cache location; with NUMBA_CACHE_DIR set,
-    clearing it is yours. Any OSError (a read-only install) leaves the cache as it is.
+    to the cache, tells. Only for the default cache location: with a cache directory set
+    (NUMBA_CACHE_DIR or Numba's config file), or when Numba falls back to a per-user
+    cache because this folder is read-only, clearing it is yours. It runs at import:
+    a Python session that was already running (a notebook) keeps the helpers it
+    compiled, so restart it after editing them. Any OSError leaves the cache as it is.
     """
-    if os.environ.get("NUMBA_CACHE_DIR"):
+    if numba.config.CACHE_DIR:
         return
     cache = folder / "__pycache__"
     stamp = cache / "helpers.sha1"

@@ -277,18 +277,19 @@ def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block):
         h = bh - b * H
         d_buf = np.empty(row_block * T, dtype=q.dtype)
         # the last block first: its rows see every key, so it writes all of d_k and d_v
-        # (beta = 0), and the blocks above it add to them (beta = 1)
+        # (BLAS's beta = 0), and the blocks above it add to them (beta = 1)
         for blk in range(n_blocks - 1, -1, -1):
             i0 = blk * row_block                                 # query rows i0 <= i < i1 ..
             i1 = min(T, i0 + row_block)                          # .. see keys j < i1 only
-            add = 0 if blk == n_blocks - 1 else 1
+            R = i1 - i0
+            beta = 0 if blk == n_blocks - 1 else 1               # write, or add to, d_k and d_v
             p = pattern[b, h, i0:i1, :i1]                        # [R, i1] block, in place
-            d_p = d_buf[:(i1 - i0) * i1].reshape(i1 - i0, i1)    # [R, i1]
+            d_p = d_buf[:R * i1].reshape(R, i1)                  # [R, i1]
             # forward: z = p @ v          ->  d_p = d_z @ v^T,  d_v += p^T @ d_z
-            gemm(1, d_z[b, i0:i1, h], v[b, :i1, h], 0, d_p, False, True)
-            gemm(1, p, d_z[b, i0:i1, h], add, d_v[b, :i1, h], True, False)
+            gemm(1, d_z[b, i0:i1, h], v[b, :i1, h], 0, d_p, trans_b=True)
+            gemm(1, p, d_z[b, i0:i1, h], beta, d_v[b, :i1, h], trans_a=True)
             # forward: p = softmax(s)     ->  d_s = p * (d_p - sum_j d_p p), in place on d_p
-            for r in range(i1 - i0):
+            for r in range(R):
                 p_r, d_r = pattern[b, h, i0 + r], d_p[r]         # [T], [i1] rows (contiguous)
                 dot = p_r[0] * d_r[0]
                 for j in range(1, i1):
@@ -296,8 +297,8 @@ def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block):
                 for j in range(i1):
                     d_r[j] = p_r[j] * (d_r[j] - dot)
             # forward: s = q @ k^T / sqrt(E)  ->  d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E)
-            gemm(scale, d_p, k[b, :i1, h], 0, d_q[b, i0:i1, h], False, False)
-            gemm(scale, d_p, q[b, i0:i1, h], add, d_k[b, :i1, h], True, False)
+            gemm(scale, d_p, k[b, :i1, h], 0, d_q[b, i0:i1, h])
+            gemm(scale, d_p, q[b, i0:i1, h], beta, d_k[b, :i1, h], trans_a=True)
 
 
 def attention_backward(d_z, q, k, v, pattern):

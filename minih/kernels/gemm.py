@@ -6,16 +6,20 @@
 a, b, c are 2-D float32 or float64 arrays (one dtype) whose rows are contiguous but
 may lie further apart than their length: a block of a bigger array, such as one
 (batch, head)'s rows of a [B, T, H, E] array or a block pattern[b, h, i0:i1, :i1] of
-the attention pattern. beta = 0 ignores what c held (it may be uninitialised).
+the attention pattern. Rows must not overlap and must start a whole number of
+elements apart, and c must not share memory with a or b; both versions check this
+(ValueError). beta = 0 ignores what c held (it may be uninitialised). trans_a and
+trans_b are bools; alpha and beta real numbers.
 
 Why: Numba's np.dot inside a kernel takes contiguous matrices only, so such a block
 must first be copied. BLAS itself takes any spacing of the rows (the "leading
 dimension"), and alpha and beta: it reads the block where it is and can add into c.
 Numba's np.dot calls BLAS (scipy's OpenBLAS) through a small C function of Numba's,
 numba_xxgemm; this module calls the same function, with the leading dimensions of
-the views. That function is Numba-internal, not public API: tested with Numba 0.68,
-and tests/test_kernels.py checks gemm against NumPy for both dtypes, every
-transpose, strided views and size-1 dimensions.
+the views. That function is Numba-internal, not public API: written and tested with
+Numba 0.68.1 only, and tests/test_kernels.py checks gemm against NumPy for both
+dtypes, every transpose, strided views and size-1 dimensions. (It passes sizes to
+BLAS as 32-bit integers: no matrix here comes near 2^31 rows.)
 
 Row-major arrays, column-major BLAS: a row-major [M, N] matrix whose rows are ld
 elements apart is, to Fortran BLAS, the column-major [N, M] matrix with leading
@@ -24,6 +28,7 @@ one BLAS call with the two operands swapped and the same transpose flags.
 
 Plain Python (the kernels' .py_func, in the tests) runs the NumPy version below.
 """
+import numba
 import numpy as np
 from llvmlite import ir
 from numba import types
@@ -33,8 +38,57 @@ from numba.extending import intrinsic, overload
 from numba.np.linalg import check_blas_return, ensure_blas
 
 
+@numba.njit(cache=True)
+def _rows_ok(x):
+    """x's rows are contiguous, do not overlap, and start whole elements apart. (The
+    stride of an axis of length 1 means nothing: NumPy may store 0 or a negative value.)"""
+    rows, cols = x.shape
+    if cols > 1 and x.strides[1] != x.itemsize:
+        return False
+    return rows == 1 or (x.strides[0] >= cols * x.itemsize and x.strides[0] % x.itemsize == 0)
+
+
+@intrinsic
+def _address(typingctx, x):
+    """The address of x's first element, as an integer: x.ctypes.data without building
+    the ctypes view, which made the checks cost ~1.5 us per gemm call."""
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.ptrtoint(array.data, cgutils.intp_t)
+    return types.uintp(x), codegen
+
+
+@numba.njit(cache=True)
+def _span(x):
+    """[start, end) of the bytes x's elements occupy (x passed _rows_ok, has no empty axis)."""
+    start = _address(x)
+    return start, start + np.uint64((x.shape[0] - 1) * x.strides[0] + x.shape[1] * x.itemsize)
+
+
+@numba.njit(cache=True)
+def _check(a, b, c, trans_a, trans_b):
+    """Raise ValueError unless c = op(a) @ op(b) is a product BLAS can do on these views.
+    (Jitted, and called by both versions of gemm.)"""
+    M, N = c.shape
+    K = a.shape[0] if trans_a else a.shape[1]
+    if ((a.shape[1] if trans_a else a.shape[0]) != M or (b.shape[1] if trans_b else b.shape[0]) != K
+            or (b.shape[0] if trans_b else b.shape[1]) != N):
+        raise ValueError("gemm: op(a) @ op(b) does not have c's shape")
+    if M == 0 or N == 0 or K == 0:
+        return                                                   # nothing for BLAS to read
+    if not (_rows_ok(a) and _rows_ok(b) and _rows_ok(c)):
+        raise ValueError("gemm: the rows of a, b and c must be contiguous, must not overlap, "
+                         "and must start a whole number of elements apart")
+    c0, c1 = _span(c)
+    a0, a1 = _span(a)
+    b0, b1 = _span(b)
+    if (a0 < c1 and c0 < a1) or (b0 < c1 and c0 < b1):
+        raise ValueError("gemm: c must not share memory with a or b")
+
+
 def gemm(alpha, a, b, beta, c, trans_a=False, trans_b=False):
     """c = alpha * op(a) @ op(b) + beta * c in place (the NumPy version; see the module doc)."""
+    _check(a, b, c, trans_a, trans_b)
     product = alpha * ((a.T if trans_a else a) @ (b.T if trans_b else b))
     if beta == 0:
         c[...] = product                                         # c's old values are ignored
@@ -61,7 +115,8 @@ def _xxgemm(typingctx, trans_a, trans_b, M, N, K, alpha, a, b, beta, c):
         def leading_dim(arr):                                    # row spacing, in elements
             ld = builder.sdiv(builder.extract_value(arr.strides, 0), itemsize)
             cols = builder.extract_value(arr.shape, 1)
-            return builder.select(builder.icmp_signed("<", ld, cols), cols, ld)  # one row: any
+            # a single row's stride means nothing (_rows_ok); BLAS only needs ld >= cols
+            return builder.select(builder.icmp_signed("<", ld, cols), cols, ld)
 
         def flag(t):
             return builder.select(t, ir.Constant(char, ord("t")), ir.Constant(char, ord("n")))
@@ -92,13 +147,17 @@ def _gemm_jit(alpha, a, b, beta, c, trans_a=False, trans_b=False):
     if not all(isinstance(x, types.Array) and x.ndim == 2 for x in arrays) or \
             len({x.dtype for x in arrays}) != 1 or c.dtype not in (types.float32, types.float64):
         raise TypingError(f"gemm takes 2-D float32 or float64 arrays of one dtype, got {arrays}")
+    if not c.mutable:
+        raise TypingError("gemm writes into c, which is read-only")
+    if not all(isinstance(x, (types.Integer, types.Float)) for x in (alpha, beta)):
+        raise TypingError(f"gemm's alpha and beta must be real numbers, got {alpha}, {beta}")
+    if not all(isinstance(t, (bool, types.Boolean, types.Omitted)) for t in (trans_a, trans_b)):
+        raise TypingError(f"gemm's trans_a and trans_b must be bools, got {trans_a}, {trans_b}")
 
     def impl(alpha, a, b, beta, c, trans_a=False, trans_b=False):
+        _check(a, b, c, trans_a, trans_b)
         M, N = c.shape
         K = a.shape[0] if trans_a else a.shape[1]
-        if ((a.shape[1] if trans_a else a.shape[0]) != M or (b.shape[1] if trans_b else b.shape[0]) != K
-                or (b.shape[0] if trans_b else b.shape[1]) != N):
-            raise ValueError("gemm: op(a) @ op(b) does not have c's shape")
         if M == 0 or N == 0:
             return
         if K == 0:                                               # an empty sum: c = beta * c
@@ -106,13 +165,5 @@ def _gemm_jit(alpha, a, b, beta, c, trans_a=False, trans_b=False):
                 for j in range(N):
                     c[i, j] = c[i, j] * beta if beta != 0 else 0
             return
-        # (a stride of a size-1 axis means nothing: NumPy may leave any value there)
-        if ((a.shape[1] > 1 and a.strides[1] != a.itemsize) or (b.shape[1] > 1 and b.strides[1] != b.itemsize)
-                or (c.shape[1] > 1 and c.strides[1] != c.itemsize)):
-            raise ValueError("gemm: every row of a, b, c must be contiguous (last stride = itemsize)")
-        if ((a.shape[0] > 1 and a.strides[0] < a.shape[1] * a.itemsize)
-                or (b.shape[0] > 1 and b.strides[0] < b.shape[1] * b.itemsize)
-                or (c.shape[0] > 1 and c.strides[0] < c.shape[1] * c.itemsize)):
-            raise ValueError("gemm: rows of a, b, c must not overlap (row stride >= row length)")
         _xxgemm(trans_a, trans_b, M, N, K, alpha, a, b, beta, c)
     return impl
