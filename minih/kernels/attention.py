@@ -146,13 +146,17 @@ def _row_scores(row, q, b, i, h, kT, scale, n_pad):
     E = kT.shape[0]
     e0 = 0
     if E >= 16:
-        q0, q1, q2, q3 = q[b, i, h, 0] * scale, q[b, i, h, 1] * scale, q[b, i, h, 2] * scale, q[b, i, h, 3] * scale
-        q4, q5, q6, q7 = q[b, i, h, 4] * scale, q[b, i, h, 5] * scale, q[b, i, h, 6] * scale, q[b, i, h, 7] * scale
-        q8, q9, q10, q11 = q[b, i, h, 8] * scale, q[b, i, h, 9] * scale, q[b, i, h, 10] * scale, q[b, i, h, 11] * scale
-        q12, q13, q14, q15 = (q[b, i, h, 12] * scale, q[b, i, h, 13] * scale, q[b, i, h, 14] * scale,
-                              q[b, i, h, 15] * scale)
+        q0, q1 = q[b, i, h, 0] * scale, q[b, i, h, 1] * scale
+        q2, q3 = q[b, i, h, 2] * scale, q[b, i, h, 3] * scale
+        q4, q5 = q[b, i, h, 4] * scale, q[b, i, h, 5] * scale
+        q6, q7 = q[b, i, h, 6] * scale, q[b, i, h, 7] * scale
+        q8, q9 = q[b, i, h, 8] * scale, q[b, i, h, 9] * scale
+        q10, q11 = q[b, i, h, 10] * scale, q[b, i, h, 11] * scale
+        q12, q13 = q[b, i, h, 12] * scale, q[b, i, h, 13] * scale
+        q14, q15 = q[b, i, h, 14] * scale, q[b, i, h, 15] * scale
         k0, k1, k2, k3, k4, k5, k6, k7 = kT[0], kT[1], kT[2], kT[3], kT[4], kT[5], kT[6], kT[7]
-        k8, k9, k10, k11, k12, k13, k14, k15 = kT[8], kT[9], kT[10], kT[11], kT[12], kT[13], kT[14], kT[15]
+        k8, k9, k10, k11 = kT[8], kT[9], kT[10], kT[11]
+        k12, k13, k14, k15 = kT[12], kT[13], kT[14], kT[15]
         for j in range(n_pad):
             row[j] = ((q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j]
                        + q4 * k4[j] + q5 * k5[j] + q6 * k6[j] + q7 * k7[j])
@@ -163,9 +167,10 @@ def _row_scores(row, q, b, i, h, kT, scale, n_pad):
         for j in range(n_pad):
             row[j] = scale - scale                               # 0 in the row's dtype
     while e0 + 8 <= E:
-        q0, q1, q2, q3 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale, q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
-        q4, q5, q6, q7 = (q[b, i, h, e0 + 4] * scale, q[b, i, h, e0 + 5] * scale, q[b, i, h, e0 + 6] * scale,
-                          q[b, i, h, e0 + 7] * scale)
+        q0, q1 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale
+        q2, q3 = q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
+        q4, q5 = q[b, i, h, e0 + 4] * scale, q[b, i, h, e0 + 5] * scale
+        q6, q7 = q[b, i, h, e0 + 6] * scale, q[b, i, h, e0 + 7] * scale
         k0, k1, k2, k3 = kT[e0], kT[e0 + 1], kT[e0 + 2], kT[e0 + 3]
         k4, k5, k6, k7 = kT[e0 + 4], kT[e0 + 5], kT[e0 + 6], kT[e0 + 7]
         for j in range(n_pad):
@@ -173,7 +178,8 @@ def _row_scores(row, q, b, i, h, kT, scale, n_pad):
                        + q4 * k4[j] + q5 * k5[j] + q6 * k6[j] + q7 * k7[j])
         e0 += 8
     while e0 + 4 <= E:
-        q0, q1, q2, q3 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale, q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
+        q0, q1 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale
+        q2, q3 = q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
         k0, k1, k2, k3 = kT[e0], kT[e0 + 1], kT[e0 + 2], kT[e0 + 3]
         for j in range(n_pad):
             row[j] += q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j]
@@ -233,8 +239,10 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
                     for j in range(n, T):
                         scores[b, h, i, j] = -np.inf
                 _row_softmax(row, n, fast_exp, zero)             # row = pattern[i], 0 for j > i
-            # pass 3 for the block, in BLAS: z[b, i0:i1, h] = pattern[b, h, i0:i1, :i1] @ v[b, :i1, h]
-            gemm(1, pattern[b, h, i0:i1, :i1], v[b, :i1, h], 0, z[b, i0:i1, h])
+            # pass 3 for the block, in BLAS:
+            # z[b, i0:i1, h] = pattern[b, h, i0:i1, :i1] @ v[b, :i1, h]
+            gemm(1, pattern[b, h, i0:i1, :i1], v[b, :i1, h], 0, z[b, i0:i1, h],
+                 trans_a=False, trans_b=False)
 
 
 def _check_qkv(q, k, v):
@@ -286,8 +294,8 @@ def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block):
             p = pattern[b, h, i0:i1, :i1]                        # [R, i1] block, in place
             d_p = d_buf[:R * i1].reshape(R, i1)                  # [R, i1]
             # forward: z = p @ v          ->  d_p = d_z @ v^T,  d_v += p^T @ d_z
-            gemm(1, d_z[b, i0:i1, h], v[b, :i1, h], 0, d_p, trans_b=True)
-            gemm(1, p, d_z[b, i0:i1, h], beta, d_v[b, :i1, h], trans_a=True)
+            gemm(1, d_z[b, i0:i1, h], v[b, :i1, h], 0, d_p, trans_a=False, trans_b=True)
+            gemm(1, p, d_z[b, i0:i1, h], beta, d_v[b, :i1, h], trans_a=True, trans_b=False)
             # forward: p = softmax(s)     ->  d_s = p * (d_p - sum_j d_p p), in place on d_p
             for r in range(R):
                 p_r, d_r = pattern[b, h, i0 + r], d_p[r]         # [T], [i1] rows (contiguous)
@@ -297,8 +305,8 @@ def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block):
                 for j in range(i1):
                     d_r[j] = p_r[j] * (d_r[j] - dot)
             # forward: s = q @ k^T / sqrt(E)  ->  d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E)
-            gemm(scale, d_p, k[b, :i1, h], 0, d_q[b, i0:i1, h])
-            gemm(scale, d_p, q[b, i0:i1, h], beta, d_k[b, :i1, h], trans_a=True)
+            gemm(scale, d_p, k[b, :i1, h], 0, d_q[b, i0:i1, h], trans_a=False, trans_b=False)
+            gemm(scale, d_p, q[b, i0:i1, h], beta, d_k[b, :i1, h], trans_a=True, trans_b=False)
 
 
 def attention_backward(d_z, q, k, v, pattern):

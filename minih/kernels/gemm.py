@@ -38,62 +38,75 @@ from numba.extending import intrinsic, overload
 from numba.np.linalg import check_blas_return, ensure_blas
 
 
+# The checks take each view as plain integers, (rows, cols, row stride, column stride,
+# address), strides in bytes: then one compiled version serves every call, whatever the
+# arrays' layouts. (Checks that took the arrays themselves compiled once per layout and
+# call site: 3 s more to compile the attention kernels.)
+
 @numba.njit(cache=True)
-def _rows_ok(x):
-    """x's rows are contiguous, do not overlap, and start whole elements apart. (The
+def _rows_ok(view, itemsize):
+    """The view's rows are contiguous, do not overlap, and start whole elements apart. (The
     stride of an axis of length 1 means nothing: NumPy may store 0 or a negative value.)"""
-    rows, cols = x.shape
-    if cols > 1 and x.strides[1] != x.itemsize:
+    rows, cols, row_stride, col_stride, _ = view
+    if cols > 1 and col_stride != itemsize:
         return False
-    return rows == 1 or (x.strides[0] >= cols * x.itemsize and x.strides[0] % x.itemsize == 0)
-
-
-@intrinsic
-def _address(typingctx, x):
-    """The address of x's first element, as an integer: x.ctypes.data without building
-    the ctypes view, which made the checks cost ~1.5 us per gemm call."""
-    def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        return builder.ptrtoint(array.data, cgutils.intp_t)
-    return types.uintp(x), codegen
+    return rows == 1 or (row_stride >= cols * itemsize and row_stride % itemsize == 0)
 
 
 @numba.njit(cache=True)
-def _span(x):
-    """[start, end) of the bytes x's elements occupy (x passed _rows_ok, has no empty axis)."""
-    start = _address(x)
-    return start, start + np.uint64((x.shape[0] - 1) * x.strides[0] + x.shape[1] * x.itemsize)
+def _span(view, itemsize):
+    """[start, end) of the bytes the view's elements occupy (the view passed _rows_ok)."""
+    rows, cols, row_stride, _, start = view
+    return start, start + (rows - 1) * row_stride + cols * itemsize
 
 
 @numba.njit(cache=True)
-def _check(a, b, c, trans_a, trans_b):
-    """Raise ValueError unless c = op(a) @ op(b) is a product BLAS can do on these views.
-    (Jitted, and called by both versions of gemm.)"""
-    M, N = c.shape
-    K = a.shape[0] if trans_a else a.shape[1]
-    if ((a.shape[1] if trans_a else a.shape[0]) != M or (b.shape[1] if trans_b else b.shape[0]) != K
-            or (b.shape[0] if trans_b else b.shape[1]) != N):
+def _check(a, b, c, trans_a, trans_b, itemsize):
+    """Raise ValueError unless c = op(a) @ op(b) is a product BLAS can do on these views."""
+    M, N = c[0], c[1]
+    K = a[0] if trans_a else a[1]
+    if ((a[1] if trans_a else a[0]) != M or (b[1] if trans_b else b[0]) != K
+            or (b[0] if trans_b else b[1]) != N):
         raise ValueError("gemm: op(a) @ op(b) does not have c's shape")
     if M == 0 or N == 0 or K == 0:
         return                                                   # nothing for BLAS to read
-    if not (_rows_ok(a) and _rows_ok(b) and _rows_ok(c)):
+    if not (_rows_ok(a, itemsize) and _rows_ok(b, itemsize) and _rows_ok(c, itemsize)):
         raise ValueError("gemm: the rows of a, b and c must be contiguous, must not overlap, "
                          "and must start a whole number of elements apart")
-    c0, c1 = _span(c)
-    a0, a1 = _span(a)
-    b0, b1 = _span(b)
+    c0, c1 = _span(c, itemsize)
+    a0, a1 = _span(a, itemsize)
+    b0, b1 = _span(b, itemsize)
     if (a0 < c1 and c0 < a1) or (b0 < c1 and c0 < b1):
         raise ValueError("gemm: c must not share memory with a or b")
 
 
+def _view(x):
+    return x.shape[0], x.shape[1], x.strides[0], x.strides[1], x.ctypes.data
+
+
 def gemm(alpha, a, b, beta, c, trans_a=False, trans_b=False):
     """c = alpha * op(a) @ op(b) + beta * c in place (the NumPy version; see the module doc)."""
-    _check(a, b, c, trans_a, trans_b)
+    _check(_view(a), _view(b), _view(c), bool(trans_a), bool(trans_b), c.itemsize)
     product = alpha * ((a.T if trans_a else a) @ (b.T if trans_b else b))
     if beta == 0:
         c[...] = product                                         # c's old values are ignored
     else:
         c[...] = product + beta * c
+
+
+@intrinsic
+def _address(typingctx, x):
+    """The address of array x's first element, as an integer: x.ctypes.data without
+    building the ctypes view, which made the checks cost ~1.5 us per gemm call."""
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.ptrtoint(array.data, cgutils.intp_t)
+    return types.intp(x), codegen
+
+
+@overload(_view)
+def _view_jit(x):
+    return lambda x: (x.shape[0], x.shape[1], x.strides[0], x.strides[1], _address(x))
 
 
 @intrinsic
@@ -155,7 +168,8 @@ def _gemm_jit(alpha, a, b, beta, c, trans_a=False, trans_b=False):
         raise TypingError(f"gemm's trans_a and trans_b must be bools, got {trans_a}, {trans_b}")
 
     def impl(alpha, a, b, beta, c, trans_a=False, trans_b=False):
-        _check(a, b, c, trans_a, trans_b)
+        _check(_view(a), _view(b), _view(c), True if trans_a else False, True if trans_b else False,
+               c.itemsize)
         M, N = c.shape
         K = a.shape[0] if trans_a else a.shape[1]
         if M == 0 or N == 0:
