@@ -21,7 +21,7 @@ import pytest
 
 import minih
 from minih import kernels, ops
-from minih.kernels import _jit, attention, blas, embedding, gemm, layernorm, loss
+from minih.kernels import _jit, attention, attention_loops, blas, embedding, gemm, layernorm, loss
 from minih.kernels import adamw as k_adamw
 from helpers import assert_close
 
@@ -80,6 +80,30 @@ def test_attention_ops(shape, dtype, contiguous):
     for name, g, w in zip(("d_q", "d_k", "d_v"), kernels.attention_backward(d_z, q, k, v, pattern),
                           ops.attention_backward(d_z, q, k, v, pattern)):
         close(name, g, w, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["blas", "loops"])
+def test_both_attention_backwards(shape, dtype, kind, monkeypatch):
+    # oracle: the reference backward. attention.BACKWARD follows the CPU (AVX-512 or not), so
+    # each kernel is also run here on purpose: both must be right on any machine. T = 37, 70
+    # end in a partial block of attention_loops.ROWS = 8 query rows; E = 5, 29 leave E % 8 dims
+    B, T, H, E, D, V = shape
+    rng = np.random.default_rng(hash((shape, kind)) % 2**32)
+    q, k, v, d_z = (rand(rng, (B, T, H, E), dtype, contiguous=False) for _ in range(4))
+    pattern = ops.attention_forward(q, k, v)[1]
+    monkeypatch.setattr(attention, "BACKWARD", kind)
+    for name, g, w in zip(("d_q", "d_k", "d_v"), kernels.attention_backward(d_z, q, k, v, pattern),
+                          ops.attention_backward(d_z, q, k, v, pattern)):
+        close(f"{kind} {name}", g, w, dtype)
+
+
+def test_backward_follows_the_cpu():
+    # oracle: LLVM's own list of this CPU's features (BLAS backward with AVX-512 only)
+    from llvmlite import binding
+    avx512 = bool(binding.get_host_cpu_features().get("avx512f", False))
+    assert attention.BACKWARD == ("blas" if avx512 else "loops")
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -350,6 +374,35 @@ def test_forward_row_helpers_without_jit(E, dtype):
         close("pattern row", row, pattern_ref[0, h, i], dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("E", [5, 8, 16, 21])
+def test_backward_loop_helpers_without_jit(E, dtype):
+    # oracle: the same products in NumPy. The loop backward's .py_func (test_kernel_bodies_
+    # without_jit) calls these helpers compiled; here their own Python runs: E = 5 < 8 (the
+    # zero-fill), 8, 16 (one and two blocks of eight dimensions), 21 = 16 + 5 left one by one
+    rng = np.random.default_rng(E)
+    T, rows, n = 40, 6, 32                                       # 6 of the block's 8 rows; keys j < 32
+    a = rng.standard_normal((attention_loops.ROWS, E)).astype(dtype)
+    a[rows:] = 0                                                 # rows past T are zero rows
+    w = rng.standard_normal((attention_loops.ROWS, T)).astype(dtype)
+    xT = rng.standard_normal((E, T)).astype(dtype)
+    acc = rng.standard_normal((E, T)).astype(dtype)
+    want = acc.copy()
+    want[:, :n] += a.T @ w[:, :n]
+    attention_loops._add_outer.py_func(acc, *w, a, n)
+    close("add_outer", acc, want, dtype)
+    out = np.full((attention_loops.ROWS, T), np.nan, dtype)
+    attention_loops._rows_times_T.py_func(out, a, xT, rows, n)
+    close("rows_times_T", out[:rows, :n], a[:rows] @ xT[:, :n], dtype)
+    assert np.isnan(out[rows:]).all() and np.isnan(out[:, n:]).all(), "wrote outside rows x n"
+    d_q = np.full((1, T, 2, E), np.nan, dtype)
+    attention_loops._rows_dot_T.py_func(d_q, 0, 3, 1, w, xT, rows, n)   # b = 0, i0 = 3, h = 1
+    close("rows_dot_T", d_q[0, 3:3 + rows, 1], w[:rows, :n] @ xT[:, :n].T, dtype)
+    written = np.zeros(d_q.shape, bool)
+    written[0, 3:3 + rows, 1] = True
+    assert np.isnan(d_q[~written]).all(), "wrote outside d_q[b, i0:i0 + rows, h]"
+
+
 def test_blas_run_waits_and_raises_the_calling_threads_error_first(monkeypatch):
     # oracle: which tasks ran. Thread w of n runs tasks w, w + n, ...; the calling thread is w = 0
     monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
@@ -362,15 +415,15 @@ def test_blas_run_waits_and_raises_the_calling_threads_error_first(monkeypatch):
             done.append(i)
         return t
 
-    blas._run([task(i) for i in range(7)])
+    blas.run_tasks([task(i) for i in range(7)])
     assert sorted(done) == list(range(7))
     done.clear()
     with pytest.raises(RuntimeError, match="task 0"):               # the calling thread's own task
-        blas._run([task(0, fail=True)] + [task(i, fail=i == 1) for i in range(1, 7)])
+        blas.run_tasks([task(0, fail=True)] + [task(i, fail=i == 1) for i in range(1, 7)])
     assert sorted(done) == [2, 5], "a chain stops at its error; the others must run to their end"
     done.clear()
     with pytest.raises(RuntimeError, match="task 2"):               # a worker's
-        blas._run([task(i, fail=i == 2) for i in range(7)])
+        blas.run_tasks([task(i, fail=i == 2) for i in range(7)])
     assert sorted(done) == [0, 1, 3, 4, 6]
 
 
@@ -396,6 +449,13 @@ def test_kernel_bodies_without_jit():
     for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
                           ops.attention_backward(d_z, q, k, v, pattern)):
         close(name, g, w, np.float32)
+    d_q, d_k, d_v = (np.full_like(q, np.nan) for _ in range(3))
+    for bh0, bh1 in ((0, 1), (1, B * H)):                        # two ranges of (b, h) pairs
+        attention_loops._attention_backward_pairs.py_func(d_z, q, k, v, pattern, scale,
+                                                          d_q, d_k, d_v, bh0, bh1)
+    for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
+                          ops.attention_backward(d_z, q, k, v, pattern)):
+        close("loops " + name, g, w, np.float32)
 
     x = rng.standard_normal((B * T, D))
     w, b, d_y = rng.standard_normal(D), rng.standard_normal(D), rng.standard_normal((B * T, D))

@@ -21,6 +21,7 @@ from numba import prange
 
 from ..ops.attention import ROW_BLOCK
 from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel, row_max_f32
+from .attention_loops import attention_backward_loops
 from .blas import matmul, matmul_tn
 from .gemm import gemm
 
@@ -309,19 +310,33 @@ def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block):
             gemm(scale, d_p, q[b, i0:i1, h], beta, d_k[b, :i1, h], trans_a=True, trans_b=False)
 
 
+def _cpu_has_avx512() -> bool:
+    """Whether this CPU has AVX-512 (as LLVM, which compiles the kernels, sees it)."""
+    from llvmlite import binding
+    return bool(binding.get_host_cpu_features().get("avx512f", False))
+
+
+# The backward's four products per (b, h) are thin (d_head = 16 on one side). OpenBLAS has
+# small-matrix kernels for such products on AVX-512 only: there the BLAS kernel above was
+# the faster one (the project's Zen 4 machine); on AVX2 CPUs the loops of attention_loops.py
+# are (the project's Zen 3 machine). docs/04_numba.md has both measurements. A property of
+# the CPU, not a setting: both kernels give the same numbers (tests/test_kernels.py).
+BACKWARD = "blas" if _cpu_has_avx512() else "loops"
+
+
 def attention_backward(d_z, q, k, v, pattern):
-    """Numba twin of minih.ops.attention.attention_backward: the matrix products in BLAS.
+    """Numba twin of minih.ops.attention.attention_backward.
 
     d_z [B,T,H,E], q, k, v [B,T,H,E], pattern [B,H,T,T] -> d_q, d_k, d_v [B,T,H,E].
-    Per (b, h) and per block of ROW_BLOCK query rows i0 <= i < i1, which see keys
-    j < i1 only (the same blocks as the reference):
-        d_p = d_z @ v^T,  d_v += p^T @ d_z,  d_s = p * (d_p - sum_j d_p p),
-        d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E).
-    The four products are BLAS calls on the blocks where they lie (kernels/gemm.py:
-    scipy's OpenBLAS, which also reads OPENBLAS_NUM_THREADS; the REF blocks, 64 x 256 x
-    16, ran as fast without that variable as with it set to 1, but for much longer
-    sequences set it to 1, as the command line does, so that OpenBLAS threads do not
-    nest inside Numba's); the softmax backward between them is a fused loop.
+    Per (b, h), with p = pattern (0 above the diagonal, as the forward writes it):
+        d_p = d_z @ v^T,  d_v = p^T @ d_z,  d_s = p * (d_p - sum_j d_p p),
+        d_q = d_s @ k / sqrt(E),  d_k = d_s^T @ q / sqrt(E).
+    BACKWARD says which kernel computes it (see above): "blas", per (b, h) and block of
+    ROW_BLOCK query rows, the four products as BLAS calls on the blocks where they lie
+    (kernels/gemm.py: scipy's OpenBLAS, which also reads OPENBLAS_NUM_THREADS; set it to
+    1 for long sequences, as the command line does, so that its threads do not nest
+    inside Numba's), the softmax backward a fused loop between them; or "loops", every
+    product a loop over keys (minih/kernels/attention_loops.py).
     """
     q, k, v = _check_qkv(q, k, v)
     d_z, pattern = as_floats("d_z pattern", d_z, pattern)
@@ -332,8 +347,11 @@ def attention_backward(d_z, q, k, v, pattern):
         raise ValueError(f"d_z, pattern and q must share one dtype, got {d_z.dtype}, "
                          f"{pattern.dtype}, {q.dtype}")
     d_q, d_k, d_v = np.empty_like(q), np.empty_like(q), np.empty_like(q)
-    _attention_backward(d_z, q, k, v, pattern, q.dtype.type(1 / np.sqrt(E)), d_q, d_k, d_v,
-                        ROW_BLOCK)
+    scale = q.dtype.type(1 / np.sqrt(E))
+    if BACKWARD == "loops":
+        attention_backward_loops(d_z, q, k, v, pattern, scale, d_q, d_k, d_v)
+    else:
+        _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, ROW_BLOCK)
     return d_q, d_k, d_v
 
 

@@ -32,7 +32,7 @@ def _run_each(tasks):
         t()
 
 
-def _run(tasks):
+def run_tasks(tasks):
     """Run the zero-argument callables `tasks` on numba.get_num_threads() threads: the
     calling thread and a pool of the others. Thread w runs tasks w, w + n, w + 2n, ...
     (the calling thread is w = 0: it computes instead of waiting). Returns when every
@@ -65,7 +65,7 @@ def matmul(a, b):
     if M < MIN_ROWS:
         return a @ b
     out = np.empty((M, b.shape[1]), dtype=np.result_type(a, b))
-    _run([lambda r0=r0, r1=r1: np.matmul(a[r0:r1], b, out=out[r0:r1]) for r0, r1 in _bounds(M)])
+    run_tasks([lambda r0=r0, r1=r1: np.matmul(a[r0:r1], b, out=out[r0:r1]) for r0, r1 in _bounds(M)])
     return out
 
 
@@ -76,6 +76,6 @@ def matmul_tn(a, b):
     if M < MIN_ROWS:
         return a.T @ b
     part = np.empty((N_CHUNKS, a.shape[1], b.shape[1]), dtype=np.result_type(a, b))  # [C,K,N]
-    _run([lambda c=c, r0=r0, r1=r1: np.matmul(a[r0:r1].T, b[r0:r1], out=part[c])
+    run_tasks([lambda c=c, r0=r0, r1=r1: np.matmul(a[r0:r1].T, b[r0:r1], out=part[c])
           for c, (r0, r1) in enumerate(_bounds(M))])
     return part.sum(axis=0)

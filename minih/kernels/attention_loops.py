@@ -1,0 +1,203 @@
+"""The causal attention backward as loops over keys: the Numba twin's backward on CPUs
+without AVX-512 (minih/kernels/attention.py chooses; docs/04_numba.md has the numbers).
+
+Mirrors minih.ops.attention.attention_backward. Per (b, h), with p = pattern:
+    z = p @ v                 ->  d_v = p^T @ d_z,   d_p = d_z @ v^T
+    p = softmax(s) by rows    ->  d_s = p * (d_p - sum_j d_p p)
+    s = q @ k^T / sqrt(E)     ->  d_q = d_s @ k / sqrt(E),   d_k = d_s^T @ q / sqrt(E)
+
+Why loops here and BLAS on AVX-512: every product of the backward has d_head = 16 on
+one side, too thin for BLAS's big-matrix kernels. OpenBLAS has special small-matrix
+kernels for AVX-512 only; there, BLAS on 64-row blocks beat loops like these (measured
+on the project's Zen 4 machine). On an AVX2 CPU (the project's Zen 3 machine) this file
+is 25-30% faster than the BLAS version.
+
+How it is laid out, and why:
+- Keys along the vector lanes. k and v are copied into transposed scratch kT, vT [E, T]
+  per (b, h), and d_k, d_v are summed into d_kT, d_vT [E, T]: every inner loop runs over
+  keys j with unit stride, which LLVM turns into SIMD code (8 float32 per AVX2 register).
+- ROWS = 8 query rows per block. The two updates of d_k and d_v read and write a row of
+  d_kT or d_vT per eight multiply-adds (one per query row), not per one.
+- Loops stop where the block's last row does, padded to a multiple of SIMD = 16 keys
+  (LLVM's vector loop does 16 per iteration; a row of another length would end in a slow
+  scalar tail). The pattern is 0 above the diagonal, so the padding adds exact zeros.
+- One serial kernel for a range of (b, h) pairs, run on minih's thread pool
+  (blas.run_tasks) in fixed chunks, rather than a parallel=True kernel: Numba's
+  parallel version of this kernel compiled in 17 s, the serial one in 5 s, and ran
+  as fast (each (b, h) is independent, so the chunks only decide which thread works).
+
+Shape legend: B = batch, T = positions (query i, key j), H = n_heads, E = d_head
+"""
+import numpy as np
+
+from ._jit import kernel
+from .blas import run_tasks
+
+ROWS = 8        # query rows per block (the _add_outer helper takes exactly eight)
+SIMD = 16       # keys per iteration of LLVM's vector loops: rows are padded to a multiple of this
+N_CHUNKS = 8    # fixed chunks of (b, h) pairs, spread over the threads
+
+
+@kernel()
+def _add_outer(accT, w0, w1, w2, w3, w4, w5, w6, w7, a, n):
+    """accT[e, j] += sum_r w_r[j] a[r, e] over the block's eight rows r, for j < n.
+
+    forward z = p @ v:     d_v[j] += sum_i p[i, j] d_z[i]   (w_r = pattern rows, a = d_z rows)
+    forward s = q @ k^T:   d_k[j] += sum_i d_s[i, j] q[i]   (w_r = d_s rows, a = q rows)
+    """
+    for e in range(accT.shape[0]):
+        a0, a1, a2, a3 = a[0, e], a[1, e], a[2, e], a[3, e]
+        a4, a5, a6, a7 = a[4, e], a[5, e], a[6, e], a[7, e]
+        acc = accT[e]                                            # [T]
+        for j in range(n):
+            acc[j] += ((w0[j] * a0 + w1[j] * a1) + (w2[j] * a2 + w3[j] * a3)
+                       + ((w4[j] * a4 + w5[j] * a5) + (w6[j] * a6 + w7[j] * a7)))
+
+
+@kernel()
+def _rows_times_T(out, a, xT, rows, n):
+    """out[r, j] = sum_e a[r, e] xT[e, j] for r < rows, j < n   (d_p = d_z @ v^T with xT = v^T).
+
+    Eight dimensions e per loop over j: the first block writes the row (no zero-fill),
+    the next ones add to it, then the E % 8 dimensions left one at a time. (The first
+    block is a loop of its own: one loop with an `if e0 == 0` inside ran 10% slower.)
+    """
+    E = xT.shape[0]
+    for r in range(rows):
+        o = out[r]                                               # [T]
+        e0 = 0
+        if E >= 8:
+            a0, a1, a2, a3 = a[r, 0], a[r, 1], a[r, 2], a[r, 3]
+            a4, a5, a6, a7 = a[r, 4], a[r, 5], a[r, 6], a[r, 7]
+            x0, x1, x2, x3, x4, x5, x6, x7 = xT[0], xT[1], xT[2], xT[3], xT[4], xT[5], xT[6], xT[7]
+            for j in range(n):
+                o[j] = ((a0 * x0[j] + a1 * x1[j]) + (a2 * x2[j] + a3 * x3[j])
+                        + ((a4 * x4[j] + a5 * x5[j]) + (a6 * x6[j] + a7 * x7[j])))
+            e0 = 8
+        else:
+            for j in range(n):
+                o[j] = a[r, 0] - a[r, 0]                         # 0 in the arrays' dtype
+        while e0 + 8 <= E:
+            a0, a1, a2, a3 = a[r, e0], a[r, e0 + 1], a[r, e0 + 2], a[r, e0 + 3]
+            a4, a5, a6, a7 = a[r, e0 + 4], a[r, e0 + 5], a[r, e0 + 6], a[r, e0 + 7]
+            x0, x1, x2, x3 = xT[e0], xT[e0 + 1], xT[e0 + 2], xT[e0 + 3]
+            x4, x5, x6, x7 = xT[e0 + 4], xT[e0 + 5], xT[e0 + 6], xT[e0 + 7]
+            for j in range(n):
+                o[j] += ((a0 * x0[j] + a1 * x1[j]) + (a2 * x2[j] + a3 * x3[j])
+                         + ((a4 * x4[j] + a5 * x5[j]) + (a6 * x6[j] + a7 * x7[j])))
+            e0 += 8
+        for e in range(e0, E):                                   # the E % 8 dimensions left
+            a_e, x_e = a[r, e], xT[e]
+            for j in range(n):
+                o[j] += a_e * x_e[j]
+
+
+@kernel()
+def _rows_dot_T(out, b, i0, h, w, xT, rows, n):
+    """out[b, i0 + r, h, e] = sum_j w[r, j] xT[e, j] for r < rows, j < n   (d_q = d_s @ k, xT = k^T).
+
+    Eight dimensions e per loop over j: eight sums, each a SIMD reduction, share one
+    read of the row w[r].
+    """
+    E = xT.shape[0]
+    zero = xT[0, 0] - xT[0, 0]                                   # 0 in the arrays' dtype
+    for r in range(rows):
+        w_r = w[r]                                               # [T]
+        i = i0 + r
+        e0 = 0
+        while e0 + 8 <= E:
+            x0, x1, x2, x3 = xT[e0], xT[e0 + 1], xT[e0 + 2], xT[e0 + 3]
+            x4, x5, x6, x7 = xT[e0 + 4], xT[e0 + 5], xT[e0 + 6], xT[e0 + 7]
+            c0, c1, c2, c3, c4, c5, c6, c7 = zero, zero, zero, zero, zero, zero, zero, zero
+            for j in range(n):
+                s = w_r[j]
+                c0 += s * x0[j]
+                c1 += s * x1[j]
+                c2 += s * x2[j]
+                c3 += s * x3[j]
+                c4 += s * x4[j]
+                c5 += s * x5[j]
+                c6 += s * x6[j]
+                c7 += s * x7[j]
+            out[b, i, h, e0], out[b, i, h, e0 + 1], out[b, i, h, e0 + 2], out[b, i, h, e0 + 3] = c0, c1, c2, c3
+            out[b, i, h, e0 + 4], out[b, i, h, e0 + 5], out[b, i, h, e0 + 6], out[b, i, h, e0 + 7] = c4, c5, c6, c7
+            e0 += 8
+        for e in range(e0, E):                                   # the E % 8 dimensions left
+            c0 = zero
+            x_e = xT[e]
+            for j in range(n):
+                c0 += w_r[j] * x_e[j]
+            out[b, i, h, e] = c0
+
+
+@kernel()
+def _attention_backward_pairs(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, bh1):
+    """The backward of the (b, h) pairs bh0 <= b * H + h < bh1 (each owns d_q/d_k/d_v[b,:,h])."""
+    B, T, H, E = q.shape
+    zero = scale - scale                                         # 0 in the arrays' dtype
+    kT = np.empty((E, T), dtype=q.dtype)                         # k[b, :, h]^T
+    vT = np.empty((E, T), dtype=q.dtype)                         # v[b, :, h]^T
+    d_kT = np.empty((E, T), dtype=q.dtype)                       # d_k[b, :, h]^T, summed over blocks
+    d_vT = np.empty((E, T), dtype=q.dtype)                       # d_v[b, :, h]^T, summed over blocks
+    d_s = np.zeros((ROWS, T), dtype=q.dtype)                     # the block's rows of d_p, then d_s
+    dz = np.zeros((ROWS, E), dtype=q.dtype)                      # the block's d_z rows (0 past T)
+    qr = np.zeros((ROWS, E), dtype=q.dtype)                      # the block's q rows (0 past T)
+    no_row = np.zeros(T, dtype=q.dtype)                          # pattern row of a row past T
+    for bh in range(bh0, bh1):
+        b = bh // H
+        h = bh - b * H
+        for j in range(T):
+            for e in range(E):
+                kT[e, j] = k[b, j, h, e]
+                vT[e, j] = v[b, j, h, e]
+        for e in range(E):
+            for j in range(T):
+                d_kT[e, j] = zero
+                d_vT[e, j] = zero
+        for i0 in range(0, T, ROWS):                             # query rows i0 <= i < i0 + rows
+            rows = min(ROWS, T - i0)                             # rows past T count as zero rows
+            n = min(T, (i0 + rows + SIMD - 1) // SIMD * SIMD)    # keys j <= the last row, padded
+            for r in range(ROWS):
+                for e in range(E):
+                    dz[r, e] = d_z[b, i0 + r, h, e] if r < rows else zero
+                    qr[r, e] = q[b, i0 + r, h, e] if r < rows else zero
+                if r >= rows:
+                    for j in range(T):
+                        d_s[r, j] = zero
+            p0 = pattern[b, h, i0]                               # [T] rows, in place
+            p1 = pattern[b, h, i0 + 1] if rows > 1 else no_row
+            p2 = pattern[b, h, i0 + 2] if rows > 2 else no_row
+            p3 = pattern[b, h, i0 + 3] if rows > 3 else no_row
+            p4 = pattern[b, h, i0 + 4] if rows > 4 else no_row
+            p5 = pattern[b, h, i0 + 5] if rows > 5 else no_row
+            p6 = pattern[b, h, i0 + 6] if rows > 6 else no_row
+            p7 = pattern[b, h, i0 + 7] if rows > 7 else no_row
+            # forward: z = p @ v          ->  d_v += p^T @ d_z,  d_p = d_z @ v^T
+            _add_outer(d_vT, p0, p1, p2, p3, p4, p5, p6, p7, dz, n)
+            _rows_times_T(d_s, dz, vT, rows, n)                  # d_s[r, :n] = d_p rows
+            # forward: p = softmax(s)     ->  d_s = p * (d_p - sum_j d_p p), in place; times the
+            # forward's scale 1/sqrt(E) here, so that neither product below needs it
+            for r in range(rows):
+                ds, p = d_s[r], pattern[b, h, i0 + r]            # [T], [T]
+                dot = zero
+                for j in range(n):
+                    dot += ds[j] * p[j]
+                for j in range(n):
+                    ds[j] = p[j] * (ds[j] - dot) * scale
+            # forward: s = q @ k^T / sqrt(E)  ->  d_q = d_s @ k,  d_k += d_s^T @ q
+            _rows_dot_T(d_q, b, i0, h, d_s, kT, rows, n)
+            _add_outer(d_kT, d_s[0], d_s[1], d_s[2], d_s[3], d_s[4], d_s[5], d_s[6], d_s[7], qr, n)
+        for j in range(T):
+            for e in range(E):
+                d_k[b, j, h, e] = d_kT[e, j]
+                d_v[b, j, h, e] = d_vT[e, j]
+
+
+def attention_backward_loops(d_z, q, k, v, pattern, scale, d_q, d_k, d_v):
+    """Fill d_q, d_k, d_v [B,T,H,E] (C-contiguous, one dtype; checked by the caller): the
+    (b, h) pairs in N_CHUNKS fixed chunks on the thread pool of minih.kernels.blas."""
+    B, T, H, E = q.shape
+    pairs = B * H
+    chunks = [(c * pairs // N_CHUNKS, (c + 1) * pairs // N_CHUNKS) for c in range(N_CHUNKS)]
+    run_tasks([lambda bh0=bh0, bh1=bh1: _attention_backward_pairs(
+        d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, bh1) for bh0, bh1 in chunks if bh1 > bh0])
