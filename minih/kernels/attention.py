@@ -8,11 +8,13 @@ BLAS (through minih/kernels/blas.py, which splits a big product over the threads
 The causal attention itself is not a plain matmul (a triangle per (b, h),
 a softmax in the middle), so it gets its own kernels, parallel over batch x head:
 each (b, h) pair owns its slice of every output, so no two threads write the same
-element. Both work on blocks of ROW_BLOCK query rows (the reference's blocks). The
-forward computes scores and softmax in its own loops, row by row, then the block's
-`pattern @ v` in BLAS; the backward's four products are BLAS calls, with the softmax
-backward fused between them. The BLAS calls run inside the parallel loop, on the
-blocks where they lie in the big arrays (kernels/gemm.py: no copies).
+element. The forward works on blocks of ROW_BLOCK query rows (the reference's blocks):
+it computes scores and softmax in its own loops, row by row, then the block's
+`pattern @ v` in BLAS, inside the parallel loop, on the blocks where they lie in the
+big arrays (kernels/gemm.py: no copies). The backward has two kernels and the CPU
+chooses (BACKWARD below): on AVX-512, the same blocks with its four products as BLAS
+calls and the softmax backward fused between them; elsewhere, loops over keys
+(kernels/attention_loops.py).
 
 Shape legend: B = batch, T = positions (query i, key j), D = d_model, H = n_heads, E = d_head
 """
@@ -311,16 +313,18 @@ def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block):
 
 
 def _cpu_has_avx512() -> bool:
-    """Whether this CPU has AVX-512 (as LLVM, which compiles the kernels, sees it)."""
+    """Whether this CPU has AVX-512 (its avx512f flag, read through llvmlite)."""
     from llvmlite import binding
     return bool(binding.get_host_cpu_features().get("avx512f", False))
 
 
 # The backward's four products per (b, h) are thin (d_head = 16 on one side). OpenBLAS has
-# small-matrix kernels for such products on AVX-512 only: there the BLAS kernel above was
-# the faster one (the project's Zen 4 machine); on AVX2 CPUs the loops of attention_loops.py
-# are (the project's Zen 3 machine). docs/04_numba.md has both measurements. A property of
-# the CPU, not a setting: both kernels give the same numbers (tests/test_kernels.py).
+# small-matrix kernels for such products on AVX-512 only: there the BLAS kernel above beat
+# the loops of that time (the project's Zen 4 machine; the loops of attention_loops.py
+# were not timed there); on AVX2 the loops are faster (the project's Zen 3 machine).
+# docs/04_numba.md has both measurements. The flag stands in for what matters, which
+# kernel scipy's OpenBLAS picks for this CPU. Not a setting: both kernels give the
+# reference's numbers (tests/test_kernels.py runs both).
 BACKWARD = "blas" if _cpu_has_avx512() else "loops"
 
 

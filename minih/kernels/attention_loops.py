@@ -9,8 +9,9 @@ Mirrors minih.ops.attention.attention_backward. Per (b, h), with p = pattern:
 Why loops here and BLAS on AVX-512: every product of the backward has d_head = 16 on
 one side, too thin for BLAS's big-matrix kernels. OpenBLAS has special small-matrix
 kernels for AVX-512 only; there, BLAS on 64-row blocks beat loops like these (measured
-on the project's Zen 4 machine). On an AVX2 CPU (the project's Zen 3 machine) this file
-is 25-30% faster than the BLAS version.
+on the project's Zen 4 machine). On an AVX2 CPU (the project's Zen 3 machine) these
+loops take about a fifth less time than the BLAS version (REF layer: 46 -> 37-39 ms on
+one core, 24-28 -> 19-22 ms on two threads).
 
 How it is laid out, and why:
 - Keys along the vector lanes. k and v are copied into transposed scratch kT, vT [E, T]
@@ -18,24 +19,29 @@ How it is laid out, and why:
   keys j with unit stride, which LLVM turns into SIMD code (8 float32 per AVX2 register).
 - ROWS = 8 query rows per block. The two updates of d_k and d_v read and write a row of
   d_kT or d_vT per eight multiply-adds (one per query row), not per one.
-- Loops stop where the block's last row does, padded to a multiple of SIMD = 16 keys
-  (LLVM's vector loop does 16 per iteration; a row of another length would end in a slow
-  scalar tail). The pattern is 0 above the diagonal, so the padding adds exact zeros.
+- Loops stop where the block's last row does, padded to a multiple of SIMD = 16 keys:
+  LLVM's vector loops here do 16 per iteration (AVX2, float32: 8 lanes x 2, read off the
+  assembly of _add_outer), and a row of another length ends in a scalar tail. The
+  pattern is 0 above the diagonal, so the padding adds exact zeros. (n never exceeds
+  the reference's block end i1: the padding relies on no zero the reference does not.)
 - One serial kernel for a range of (b, h) pairs, run on minih's thread pool
-  (blas.run_tasks) in fixed chunks, rather than a parallel=True kernel: Numba's
-  parallel version of this kernel compiled in 17 s, the serial one in 5 s, and ran
-  as fast (each (b, h) is independent, so the chunks only decide which thread works).
+  (blas.run_tasks), rather than a parallel=True kernel: Numba's parallel version of
+  this kernel compiled in 17 s, the serial one in 5 s, and ran about as fast. Each
+  (b, h) is computed whole by one thread, so how the pairs are chunked only decides
+  which thread works, never a bit of the result (unlike blas.py's fixed row chunks,
+  whose partial sums must be fixed for that).
 
 Shape legend: B = batch, T = positions (query i, key j), H = n_heads, E = d_head
 """
+import numba
 import numpy as np
 
 from ._jit import kernel
 from .blas import run_tasks
 
-ROWS = 8        # query rows per block (the _add_outer helper takes exactly eight)
-SIMD = 16       # keys per iteration of LLVM's vector loops: rows are padded to a multiple of this
-N_CHUNKS = 8    # fixed chunks of (b, h) pairs, spread over the threads
+ROWS = 8            # query rows per block (the _add_outer helper takes exactly eight)
+SIMD = 16           # keys per iteration of LLVM's vector loops: rows are padded to a multiple of this
+CHUNKS_PER_THREAD = 4   # chunks of (b, h) pairs per thread: room to even out uneven threads
 
 
 @kernel()
@@ -55,12 +61,13 @@ def _add_outer(accT, w0, w1, w2, w3, w4, w5, w6, w7, a, n):
 
 
 @kernel()
-def _rows_times_T(out, a, xT, rows, n):
+def _rows_times_T(out, a, xT, rows, n, zero):
     """out[r, j] = sum_e a[r, e] xT[e, j] for r < rows, j < n   (d_p = d_z @ v^T with xT = v^T).
 
     Eight dimensions e per loop over j: the first block writes the row (no zero-fill),
     the next ones add to it, then the E % 8 dimensions left one at a time. (The first
-    block is a loop of its own: one loop with an `if e0 == 0` inside ran 10% slower.)
+    block is a loop of its own: one loop with an `if e0 == 0` inside took 45.2 against
+    40.4 ms per REF layer on one core of the Zen 3 machine.)
     """
     E = xT.shape[0]
     for r in range(rows):
@@ -76,7 +83,7 @@ def _rows_times_T(out, a, xT, rows, n):
             e0 = 8
         else:
             for j in range(n):
-                o[j] = a[r, 0] - a[r, 0]                         # 0 in the arrays' dtype
+                o[j] = zero
         while e0 + 8 <= E:
             a0, a1, a2, a3 = a[r, e0], a[r, e0 + 1], a[r, e0 + 2], a[r, e0 + 3]
             a4, a5, a6, a7 = a[r, e0 + 4], a[r, e0 + 5], a[r, e0 + 6], a[r, e0 + 7]
@@ -93,14 +100,13 @@ def _rows_times_T(out, a, xT, rows, n):
 
 
 @kernel()
-def _rows_dot_T(out, b, i0, h, w, xT, rows, n):
+def _rows_dot_T(out, b, i0, h, w, xT, rows, n, zero):
     """out[b, i0 + r, h, e] = sum_j w[r, j] xT[e, j] for r < rows, j < n   (d_q = d_s @ k, xT = k^T).
 
     Eight dimensions e per loop over j: eight sums, each a SIMD reduction, share one
     read of the row w[r].
     """
     E = xT.shape[0]
-    zero = xT[0, 0] - xT[0, 0]                                   # 0 in the arrays' dtype
     for r in range(rows):
         w_r = w[r]                                               # [T]
         i = i0 + r
@@ -161,9 +167,9 @@ def _attention_backward_pairs(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, 
                 for e in range(E):
                     dz[r, e] = d_z[b, i0 + r, h, e] if r < rows else zero
                     qr[r, e] = q[b, i0 + r, h, e] if r < rows else zero
-                if r >= rows:
-                    for j in range(T):
-                        d_s[r, j] = zero
+                if r >= rows:                                    # (qr[r] = 0 already gives these
+                    for j in range(T):                           # rows no weight; zeroing them
+                        d_s[r, j] = zero                         # also keeps an old NaN out: 0 NaN = NaN)
             p0 = pattern[b, h, i0]                               # [T] rows, in place
             p1 = pattern[b, h, i0 + 1] if rows > 1 else no_row
             p2 = pattern[b, h, i0 + 2] if rows > 2 else no_row
@@ -174,7 +180,7 @@ def _attention_backward_pairs(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, 
             p7 = pattern[b, h, i0 + 7] if rows > 7 else no_row
             # forward: z = p @ v          ->  d_v += p^T @ d_z,  d_p = d_z @ v^T
             _add_outer(d_vT, p0, p1, p2, p3, p4, p5, p6, p7, dz, n)
-            _rows_times_T(d_s, dz, vT, rows, n)                  # d_s[r, :n] = d_p rows
+            _rows_times_T(d_s, dz, vT, rows, n, zero)            # d_s[r, :n] = d_p rows
             # forward: p = softmax(s)     ->  d_s = p * (d_p - sum_j d_p p), in place; times the
             # forward's scale 1/sqrt(E) here, so that neither product below needs it
             for r in range(rows):
@@ -185,7 +191,7 @@ def _attention_backward_pairs(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, 
                 for j in range(n):
                     ds[j] = p[j] * (ds[j] - dot) * scale
             # forward: s = q @ k^T / sqrt(E)  ->  d_q = d_s @ k,  d_k += d_s^T @ q
-            _rows_dot_T(d_q, b, i0, h, d_s, kT, rows, n)
+            _rows_dot_T(d_q, b, i0, h, d_s, kT, rows, n, zero)
             _add_outer(d_kT, d_s[0], d_s[1], d_s[2], d_s[3], d_s[4], d_s[5], d_s[6], d_s[7], qr, n)
         for j in range(T):
             for e in range(E):
@@ -195,9 +201,10 @@ def _attention_backward_pairs(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, 
 
 def attention_backward_loops(d_z, q, k, v, pattern, scale, d_q, d_k, d_v):
     """Fill d_q, d_k, d_v [B,T,H,E] (C-contiguous, one dtype; checked by the caller): the
-    (b, h) pairs in N_CHUNKS fixed chunks on the thread pool of minih.kernels.blas."""
+    (b, h) pairs in CHUNKS_PER_THREAD chunks per thread on minih.kernels.blas's pool."""
     B, T, H, E = q.shape
     pairs = B * H
-    chunks = [(c * pairs // N_CHUNKS, (c + 1) * pairs // N_CHUNKS) for c in range(N_CHUNKS)]
+    n_chunks = max(1, min(pairs, CHUNKS_PER_THREAD * numba.get_num_threads()))
+    chunks = [(c * pairs // n_chunks, (c + 1) * pairs // n_chunks) for c in range(n_chunks)]
     run_tasks([lambda bh0=bh0, bh1=bh1: _attention_backward_pairs(
         d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, bh1) for bh0, bh1 in chunks if bh1 > bh0])

@@ -11,7 +11,9 @@ than waiting for a pool of all of them; docs/04_numba.md, "Threads"), so NUMBA_N
 sets every thread minih uses.
 
 The chunks are fixed (N_CHUNKS), not one per thread: the result is bit-for-bit the
-same on 1 thread and on 8 (tests/test_kernels.py checks it).
+same on 1 thread and on 8 (tests/test_kernels.py checks it). run_tasks, the pool
+itself, also runs the attention backward's chunks of (b, h) pairs on CPUs without
+AVX-512 (kernels/attention_loops.py).
 
 Shape legend: M rows, K the summed dimension, N columns.
 """
