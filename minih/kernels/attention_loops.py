@@ -8,8 +8,8 @@ Mirrors minih.ops.attention.attention_backward. Per (b, h), with p = pattern:
 
 Why loops here and BLAS on AVX-512: every product of the backward has d_head = 16 on
 one side, too thin for BLAS's big-matrix kernels. OpenBLAS has special small-matrix
-kernels for AVX-512 only; there, BLAS on 64-row blocks beat loops like these (measured
-on the project's Zen 4 machine). On an AVX2 CPU (the project's Zen 3 machine) these
+kernels for AVX-512 only; there, BLAS on 64-row blocks beat the loops of that time
+(measured on the project's Zen 4 machine; these loops were not timed there). On an AVX2 CPU (the project's Zen 3 machine) these
 loops take about a fifth less time than the BLAS version (REF layer: 46 -> 37-39 ms on
 one core, 24-28 -> 19-22 ms on two threads).
 
@@ -41,7 +41,7 @@ from .blas import run_tasks
 
 ROWS = 8            # query rows per block (the _add_outer helper takes exactly eight)
 SIMD = 16           # keys per iteration of LLVM's vector loops: rows are padded to a multiple of this
-CHUNKS_PER_THREAD = 4   # chunks of (b, h) pairs per thread: room to even out uneven threads
+CHUNKS_PER_THREAD = 4   # chunks of (b, h) pairs per thread (run_tasks deals them out in turn)
 
 
 @kernel()
