@@ -261,6 +261,19 @@ def merge_rounds(rounds: list) -> dict:
                         "first_step_s": r["first_step_s"]} for r in rounds]}
 
 
+def _cpu_model() -> str:
+    """The CPU's name ("AMD EPYC ..."): /proc/cpuinfo on Linux, else what platform says."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+    return platform.processor()
+
+
 def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch: bool = True,
               compiled: bool = True, numpy_backend: bool = True, start: bool = True,
               memory: bool = True, blas1: bool = True, rounds: int = 2) -> dict:
@@ -278,8 +291,12 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
     import platform
 
     import numba
+
+    from .kernels import attention
     threads = numba.get_num_threads()
-    result = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
+    result = {"machine": {"platform": platform.platform(), "processor": _cpu_model(),
+                          "avx512": attention._cpu_has_avx512(),
+                          "attention_backward": attention.BACKWARD,     # which kernel the numba runs use
                           "cpu_count": os.cpu_count(), "numba_threads": threads,
                           "numpy": np.__version__, "numba": numba.__version__,
                           "python": platform.python_version(),
@@ -338,7 +355,9 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
 
 def format_table(result: dict) -> str:
     m = result["machine"]
-    lines = [f"machine: {m['processor'] or m['platform']}, {m['cpu_count']} cores, "
+    simd = "AVX-512" if m.get("avx512") else "no AVX-512"
+    lines = [f"machine: {m['processor'] or m['platform']} ({simd}: attention backward "
+             f"{m.get('attention_backward', '?')}), {m['cpu_count']} cores, "
              f"{m['numba_threads']} threads; float32 matmul {result['matmul_gflops']:.1f} GFLOP/s; "
              f"load average {m['load_average_before'][0]:.1f} before, "
              f"{m.get('load_average_after', [float('nan')])[0]:.1f} after", ""]

@@ -639,6 +639,19 @@ def test_bench_merge_rounds_pools_the_step_times():
     assert m["first_step_s"] == 9.0 and r1["step_times_s"] == [1.0, 2.0, 3.0]  # inputs untouched
 
 
+def test_bench_table_names_the_backward_kernel():
+    # oracle: the machine dict given; the table's first line must say which attention
+    # backward the numba runs used (it depends on the CPU: docs/04_numba.md)
+    from minih.bench import format_table
+    for avx512, kind, words in ((False, "loops", "no AVX-512: attention backward loops"),
+                                (True, "blas", "(AVX-512: attention backward blas)")):
+        result = {"machine": {"processor": "CPU X", "avx512": avx512, "attention_backward": kind,
+                              "cpu_count": 2, "numba_threads": 2, "load_average_before": [0.5],
+                              "load_average_after": [0.7]}, "matmul_gflops": 100.0, "configs": {}}
+        first = format_table(result).splitlines()[0]
+        assert first.startswith("machine: CPU X") and words in first, first
+
+
 def test_bench_bad_values_are_one_line_errors(capsys):
     # rejected before any measurement starts: exit code 2 and one line saying what is allowed
     from minih.cli import main as cli_main
