@@ -295,7 +295,7 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
     from .kernels import attention
     threads = numba.get_num_threads()
     result = {"machine": {"platform": platform.platform(), "processor": _cpu_model(),
-                          "avx512": attention._cpu_has_avx512(),
+                          "avx512": attention.HAS_AVX512,
                           "attention_backward": attention.BACKWARD,     # which kernel the numba runs use
                           "cpu_count": os.cpu_count(), "numba_threads": threads,
                           "numpy": np.__version__, "numba": numba.__version__,

@@ -325,7 +325,8 @@ def _cpu_has_avx512() -> bool:
 # docs/04_numba.md has both measurements. The flag stands in for what matters, which
 # kernel scipy's OpenBLAS picks for this CPU. Not a setting: both kernels give the
 # reference's numbers (tests/test_kernels.py runs both).
-BACKWARD = "blas" if _cpu_has_avx512() else "loops"
+HAS_AVX512 = _cpu_has_avx512()                   # read once, at import
+BACKWARD = "blas" if HAS_AVX512 else "loops"
 
 
 def attention_backward(d_z, q, k, v, pattern):

@@ -9,9 +9,10 @@ Mirrors minih.ops.attention.attention_backward. Per (b, h), with p = pattern:
 Why loops here and BLAS on AVX-512: every product of the backward has d_head = 16 on
 one side, too thin for BLAS's big-matrix kernels. OpenBLAS has special small-matrix
 kernels for AVX-512 only; there, BLAS on 64-row blocks beat the loops of that time
-(measured on the project's Zen 4 machine; these loops were not timed there). On an AVX2 CPU (the project's Zen 3 machine) these
-loops take about a fifth less time than the BLAS version (REF layer: 46 -> 37-39 ms on
-one core, 24-28 -> 19-22 ms on two threads).
+(measured on the project's Zen 4 machine; these loops were not timed there). On an
+AVX2 CPU (the project's Zen 3 machine) these loops take about a fifth less time than
+the BLAS version (REF layer: 46 -> 37-39 ms on one core, 24-28 -> 19-22 ms on two
+threads).
 
 How it is laid out, and why:
 - Keys along the vector lanes. k and v are copied into transposed scratch kT, vT [E, T]
