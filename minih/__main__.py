@@ -4,11 +4,14 @@ Thread policy of the command line (measured in docs/04_numba.md, "Threads"), app
 only where you have not set the variable yourself:
   - OPENBLAS_NUM_THREADS=1: OpenBLAS's worker threads busy-wait between calls, and on
     a machine where anything else runs that cost 6-13x. minih's own parallelism
-    (Numba's prange, and minih.kernels.blas for the big products) uses
+    (minih.kernels.threads, for the kernels and the big products) uses
     NUMBA_NUM_THREADS threads instead.
-  - OMP_WAIT_POLICY=passive: Numba's OpenMP workers then sleep at once when a
-    parallel loop ends instead of spinning (REF step on 2 threads, load ~2.3 from
-    other jobs: 394-433 ms spinning, 305 ms passive).
+  - OMP_WAIT_POLICY=passive: OpenMP worker threads then sleep at once when a parallel
+    loop ends instead of spinning. minih's kernels no longer use Numba's OpenMP pool,
+    but when they did this mattered (REF step on 2 threads, load ~2.3 from other jobs:
+    394-433 ms spinning, 305 ms passive), and it still applies to other OpenMP code in
+    the process: PyTorch's in `minih bench` (measured: no slower), your own
+    parallel=True functions.
 Memory policy, also applied only where unset: MALLOC_MMAP_MAX_=0 and
 MALLOC_TRIM_THRESHOLD_=2**30 (1 GiB) tell glibc's malloc to keep freed memory for the next
 allocation instead of handing it back to the kernel. Why: a REF step allocates

@@ -21,7 +21,8 @@ import pytest
 
 import minih
 from minih import kernels, ops
-from minih.kernels import _jit, attention, attention_loops, blas, embedding, gemm, layernorm, loss
+from minih.kernels import (_jit, attention, attention_loops, blas, embedding, gemm, layernorm, loss,
+                           threads)
 from minih.kernels import adamw as k_adamw
 from helpers import assert_close
 
@@ -415,8 +416,9 @@ def test_backward_loop_helpers_without_jit(E, dtype):
     assert np.isnan(d_q[~written]).all(), "wrote outside d_q[b, i0:i0 + rows, h]"
 
 
-def test_blas_run_waits_and_raises_the_calling_threads_error_first(monkeypatch):
-    # oracle: which tasks ran. Thread w of n runs tasks w, w + n, ...; the calling thread is w = 0
+def test_run_tasks_waits_and_raises_the_calling_threads_error_first(monkeypatch):
+    # oracle: which tasks ran. Of n threads, thread w runs the w-th of n consecutive shares
+    # of the tasks (7 tasks, 3 threads: [0, 1], [2, 3], [4, 5, 6]); the calling thread is w = 0
     monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
     done = []
 
@@ -427,23 +429,42 @@ def test_blas_run_waits_and_raises_the_calling_threads_error_first(monkeypatch):
             done.append(i)
         return t
 
-    blas.run_tasks([task(i) for i in range(7)])
+    threads.run_tasks([task(i) for i in range(7)])
     assert sorted(done) == list(range(7))
     done.clear()
     with pytest.raises(RuntimeError, match="task 0"):               # the calling thread's own task
-        blas.run_tasks([task(0, fail=True)] + [task(i, fail=i == 1) for i in range(1, 7)])
-    assert sorted(done) == [2, 5], "a chain stops at its error; the others must run to their end"
+        threads.run_tasks([task(0, fail=True)] + [task(i, fail=i == 3) for i in range(1, 7)])
+    assert sorted(done) == [2, 4, 5, 6], "a share stops at its error; the others run to their end"
     done.clear()
-    with pytest.raises(RuntimeError, match="task 2"):               # a worker's
-        blas.run_tasks([task(i, fail=i == 2) for i in range(7)])
-    assert sorted(done) == [0, 1, 3, 4, 6]
+    with pytest.raises(RuntimeError, match="task 4"):               # a worker's
+        threads.run_tasks([task(i, fail=i == 4) for i in range(7)])
+    assert sorted(done) == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("n_items, n_threads", [(1, 2), (3, 2), (8, 1), (37, 2), (256, 3)])
+def test_run_chunks_covers_every_item_once_in_order(monkeypatch, n_items, n_threads):
+    # oracle: the chunks, recorded; they must tile range(n_items) with no gap or overlap
+    monkeypatch.setattr(numba, "get_num_threads", lambda: n_threads)
+    seen = []
+    threads.run_chunks(n_items, lambda i0, i1: seen.append((i0, i1)))
+    seen.sort()
+    assert seen[0][0] == 0 and seen[-1][1] == n_items
+    assert all(a[1] == b[0] for a, b in zip(seen, seen[1:])), seen
+    assert all(i1 > i0 for i0, i1 in seen)
+    assert len(seen) == min(n_items, threads.CHUNKS_PER_THREAD * n_threads)
+
+
+def two_ranges(n):
+    """[0, 1) and [1, n): a kernel over a range of items, called as two chunks would call it."""
+    return ((0, 1), (1, n))
 
 
 def test_kernel_bodies_without_jit():
-    """Run each jitted kernel's .py_func (plain Python, prange = range) on a tiny case and
-    compare with the reference: the same logic the compiled code runs. (The helpers a
-    kernel calls run compiled here; the attention forward's row helpers also run as
-    Python in test_forward_row_helpers_without_jit.)"""
+    """Run each jitted kernel's .py_func (plain Python) on a tiny case and compare with the
+    reference: the same logic the compiled code runs. Kernels over a range of items (rows,
+    (b, h) pairs) run on two ranges, [0, 1) and [1, n), as run_chunks would call them. (The
+    helpers a kernel calls run compiled here; the attention forward's row helpers also run
+    as Python in test_forward_row_helpers_without_jit.)"""
     rng = np.random.default_rng(5)
     B, T, H, E, D, V = 2, 6, 2, 29, 4, 7                         # E = 29 = 16 + 8 + 4 + 1: every
     # e-block loop of the forward; T = 6 with row_block = 4: a full and a partial block of rows
@@ -452,17 +473,21 @@ def test_kernel_bodies_without_jit():
     z, pattern = np.empty_like(q), np.empty((B, H, T, T), f32)
     scores = np.empty_like(pattern)
     scale = f32(1 / np.sqrt(E))
-    attention._attention_forward.py_func(q, k, v, scale, z, pattern, scores, True, True, 4)
+    for i0, i1 in two_ranges(B * H):
+        attention._attention_forward.py_func(q, k, v, scale, z, pattern, scores, True, True, 4,
+                                             i0, i1)
     want = ops.attention_forward(q, k, v)
     close("z", z, want[0], np.float32)
     close("pattern", pattern, want[1], np.float32)
-    d_q, d_k, d_v = (np.empty_like(q) for _ in range(3))
-    attention._attention_backward.py_func(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, 4)
+    d_q, d_k, d_v = (np.full_like(q, np.nan) for _ in range(3))
+    for i0, i1 in two_ranges(B * H):
+        attention._attention_backward.py_func(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, 4,
+                                              i0, i1)
     for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
                           ops.attention_backward(d_z, q, k, v, pattern)):
         close(name, g, w, np.float32)
     d_q, d_k, d_v = (np.full_like(q, np.nan) for _ in range(3))
-    for bh0, bh1 in ((0, 1), (1, B * H)):                        # two ranges of (b, h) pairs
+    for bh0, bh1 in two_ranges(B * H):
         attention_loops._attention_backward_pairs.py_func(d_z, q, k, v, pattern, scale,
                                                           d_q, d_k, d_v, bh0, bh1)
     for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
@@ -472,11 +497,13 @@ def test_kernel_bodies_without_jit():
     x = rng.standard_normal((B * T, D))
     w, b, d_y = rng.standard_normal(D), rng.standard_normal(D), rng.standard_normal((B * T, D))
     y, sc = np.empty_like(x), np.empty(B * T)
-    layernorm._layernorm_forward.py_func(x, w, b, ops.LN_EPS, y, sc)
+    for i0, i1 in two_ranges(B * T):
+        layernorm._layernorm_forward.py_func(x, w, b, ops.LN_EPS, y, sc, i0, i1)
     y_ref, sc_ref = ops.layernorm_forward(x, w, b)
     close("ln y", y, y_ref, np.float64)
     d_x, d_w, d_b = np.empty_like(x), np.zeros((2, D)), np.zeros((2, D))
-    layernorm._layernorm_backward.py_func(d_y, x, sc, w, d_x, d_w, d_b)
+    for i0, i1 in two_ranges(2):                                 # the two partial-sum chunks
+        layernorm._layernorm_backward.py_func(d_y, x, sc, w, d_x, d_w, d_b, i0, i1)
     for name, g, want in zip(("d_x", "d_w", "d_b"), (d_x, d_w.sum(0), d_b.sum(0)),
                              ops.layernorm_backward(d_y, x, sc_ref, w)):
         close(name, g, want, np.float64)
@@ -485,10 +512,12 @@ def test_kernel_bodies_without_jit():
     s = rng.standard_normal(H)
     sig = 1 / (1 + np.exp(-s))
     k_s = np.empty_like(k4)
-    attention._smear_forward.py_func(k4, sig, k_s)
+    for i0, i1 in two_ranges(B):
+        attention._smear_forward.py_func(k4, sig, k_s, i0, i1)
     close("smear", k_s, ops.smear_forward(k4, s), np.float64)
     d_k, d_s = np.empty_like(k4), np.zeros((B, H))
-    attention._smear_backward.py_func(k_s, k4, sig, d_k, d_s)
+    for i0, i1 in two_ranges(B):
+        attention._smear_backward.py_func(k_s, k4, sig, d_k, d_s, i0, i1)
     ref_dk, ref_ds = ops.smear_backward(k_s, k4, s)
     close("d_k", d_k, ref_dk, np.float64)
     close("d_smear", d_s.sum(0) * sig * (1 - sig), ref_ds, np.float64)
@@ -506,17 +535,20 @@ def test_kernel_bodies_without_jit():
 
     logits = rng.standard_normal((B, T, V))
     nll, probs = np.empty((B, T - 1)), np.empty((B, T - 1, V))
-    loss._softmax_nll.py_func(logits, tokens, nll, probs, False)   # float64: np.exp
+    for i0, i1 in two_ranges(B * (T - 1)):
+        loss._softmax_nll.py_func(logits, tokens, nll, probs, False, i0, i1)   # float64: np.exp
     l_ref, p_ref = ops.cross_entropy_forward(logits, tokens)
     close("probs", probs, p_ref, np.float64)
     assert abs(nll.mean() - l_ref) < 1e-12
     logits32, nll32, probs32 = logits.astype(f32), nll.astype(f32), probs.astype(f32)
-    loss._softmax_nll.py_func(logits32, tokens, nll32, probs32, True)  # float32: the fast max, exp
+    for i0, i1 in two_ranges(B * (T - 1)):                       # float32: the fast max, exp
+        loss._softmax_nll.py_func(logits32, tokens, nll32, probs32, True, i0, i1)
     l_ref32, p_ref32 = ops.cross_entropy_forward(logits32, tokens)
     close("probs f32", probs32, p_ref32, np.float32)
     close("nll f32", nll32.mean().reshape(1), np.asarray([l_ref32], f32), np.float32)
     d_logits = np.empty((B, T, V))
-    loss._cross_entropy_backward.py_func(p_ref, tokens, 1.0 / (B * (T - 1)), d_logits)
+    for i0, i1 in two_ranges(B * T):
+        loss._cross_entropy_backward.py_func(p_ref, tokens, 1.0 / (B * (T - 1)), d_logits, i0, i1)
     close("d_logits", d_logits, ops.cross_entropy_backward(p_ref, tokens), np.float64)
 
     p, g, m, vv = (rng.standard_normal(7) for _ in range(4))

@@ -5,7 +5,8 @@ tests/test_kernels.py checks it against that reference (float64 and float32,
 odd shapes, non-contiguous input). Plain matrix products (projections, output
 projection, unembedding) call BLAS through numpy, in fixed row chunks spread over
 the threads (minih/kernels/blas.py); everything else is a jitted kernel
-(minih/kernels/_jit.py has the flags, the cache and the threads).
+(minih/kernels/_jit.py has the flags and the cache; minih/kernels/threads.py runs the
+kernels and the products on NUMBA_NUM_THREADS threads).
 Read it beside the reference: docs/04_numba.md.
 
 Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab

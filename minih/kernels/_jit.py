@@ -17,8 +17,10 @@ cached attention kernels. So drop_stale_cache (at the end of this file) clears t
 package's cache by itself when those files change; with NUMBA_CACHE_DIR set, clear
 it yourself after editing them.
 
-Threads: `parallel=True` kernels run their `prange` loop on Numba's thread pool,
-whose size is NUMBA_NUM_THREADS (default: every core) or numba.set_num_threads().
+Threads: no kernel is `parallel=True`. A kernel that is worth running on several
+threads takes a range of independent items (rows, (b, h) pairs) and threads.py runs
+chunks of them side by side (nogil=True, below, lets it): NUMBA_NUM_THREADS (default:
+every core) or numba.set_num_threads() sets how many. threads.py says why.
 """
 import hashlib
 import os

@@ -2,9 +2,9 @@
 
 The reference makes about ten passes over the parameter with temporaries; the
 kernel reads g, m, v, p once and writes m, v, p once. Elements are independent,
-so a parallel loop would have no race, but the largest REF parameter has 65k
-entries (a few microseconds of work): a serial kernel compiles and loads faster
-than a parallel one and loses nothing.
+so they could be split over the threads (threads.py), but the largest REF parameter
+has 65k entries (a few microseconds of work): less than handing chunks to a thread
+costs.
 """
 import numpy as np
 

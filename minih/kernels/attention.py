@@ -6,12 +6,12 @@ those BLAS (numpy's `@`, OpenBLAS) *is* the right kernel: a hand-written loop
 would only be slower. So project_*, output_* and head_results reshape and call
 BLAS (through minih/kernels/blas.py, which splits a big product over the threads).
 The causal attention itself is not a plain matmul (a triangle per (b, h),
-a softmax in the middle), so it gets its own kernels, parallel over batch x head:
-each (b, h) pair owns its slice of every output, so no two threads write the same
-element. The forward works on blocks of ROW_BLOCK query rows (the reference's blocks):
-it computes scores and softmax in its own loops, row by row, then the block's
-`pattern @ v` in BLAS, inside the parallel loop, on the blocks where they lie in the
-big arrays (kernels/gemm.py: no copies). The backward has two kernels and the CPU
+a softmax in the middle), so it gets its own kernels, each over a range of (batch,
+head) pairs [bh0, bh1) that threads.run_chunks hands out to the threads: each (b, h)
+pair owns its slice of every output, so no two threads write the same element. The
+forward works on blocks of ROW_BLOCK query rows (the reference's blocks): it computes
+scores and softmax in its own loops, row by row, then the block's `pattern @ v` in
+BLAS, on the blocks where they lie in the big arrays (kernels/gemm.py: no copies). The backward has two kernels and the CPU
 chooses (BACKWARD below): on AVX-512, the same blocks with its four products as BLAS
 calls and the softmax backward fused between them; elsewhere, loops over keys
 (kernels/attention_loops.py).
@@ -19,12 +19,12 @@ calls and the softmax backward fused between them; elsewhere, loops over keys
 Shape legend: B = batch, T = positions (query i, key j), D = d_model, H = n_heads, E = d_head
 """
 import numpy as np
-from numba import prange
 
 from ..ops.attention import ROW_BLOCK
 from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel, row_max_f32
 from .attention_loops import attention_backward_loops
 from .blas import matmul, matmul_tn
+from .threads import run_chunks
 from .gemm import gemm
 
 
@@ -64,10 +64,10 @@ def project_backward(d_out, x, W):
 
 # --- 2. smeared keys ------------------------------------------------------------------
 
-@kernel(parallel=True)
-def _smear_forward(k, s, k_s):
+@kernel()
+def _smear_forward(k, s, k_s, b0, b1):
     B, T, H, E = k.shape
-    for b in prange(B):                                          # each b owns k_s[b]
+    for b in range(b0, b1):                                      # each b owns k_s[b]
         for h in range(H):
             for e in range(E):
                 k_s[b, 0, h, e] = k[b, 0, h, e]                  # k'[0] = k[0]
@@ -87,14 +87,14 @@ def smear_forward(k, smear):
     expect_shape("smear", smear, (k.shape[2],))
     s = 1.0 / (1.0 + np.exp(-smear))                             # [H]
     k_s = np.empty_like(k)
-    _smear_forward(k, s, k_s)
+    run_chunks(k.shape[0], lambda b0, b1: _smear_forward(k, s, k_s, b0, b1))
     return k_s
 
 
-@kernel(parallel=True)
-def _smear_backward(d_ks, k, s, d_k, d_s_part):
+@kernel()
+def _smear_backward(d_ks, k, s, d_k, d_s_part, b0, b1):
     B, T, H, E = k.shape
-    for b in prange(B):                          # b owns d_k[b] and its partial row d_s_part[b]
+    for b in range(b0, b1):                      # b owns d_k[b] and its partial row d_s_part[b]
         for t in range(T):
             for h in range(H):
                 w_here = s[h] if t > 0 else 1.0                  # weight of k[t] in k'[t]
@@ -118,7 +118,7 @@ def smear_backward(d_ks, k, smear):
     s = 1.0 / (1.0 + np.exp(-smear))                             # [H]
     d_k = np.empty_like(k)
     d_s_part = np.zeros((k.shape[0], k.shape[2]), dtype=k.dtype)  # [B, H]
-    _smear_backward(d_ks, k, s, d_k, d_s_part)
+    run_chunks(k.shape[0], lambda b0, b1: _smear_backward(d_ks, k, s, d_k, d_s_part, b0, b1))
     return d_k, d_s_part.sum(axis=0) * s * (1 - s)               # d s / d smear = s (1 - s)
 
 
@@ -218,11 +218,12 @@ def _row_softmax(row, n, fast_exp, zero):
         row[j] = row[j] * inv if j < n else zero
 
 
-@kernel(parallel=True)
-def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp, row_block):
+@kernel()
+def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp, row_block,
+                       bh0, bh1):
     B, T, H, E = q.shape
     zero = scale - scale                                         # 0 in the arrays' dtype
-    for bh in prange(B * H):                                     # (b, h) owns z[b,:,h], pattern[b,h]
+    for bh in range(bh0, bh1):                                   # (b, h) owns z[b,:,h], pattern[b,h]
         b = bh // H
         h = bh - b * H
         kT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
@@ -274,16 +275,17 @@ def attention_forward(q, k, v, with_scores=True):
     pattern = np.empty((B, H, T, T), dtype=q.dtype)
     scores = np.empty((B, H, T, T) if with_scores else (1, 1, 1, 1), dtype=q.dtype)
     scale = q.dtype.type(1 / np.sqrt(E))
-    _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, q.dtype == np.float32,
-                       ROW_BLOCK)
+    fast_exp = q.dtype == np.float32
+    run_chunks(B * H, lambda bh0, bh1: _attention_forward(
+        q, k, v, scale, z, pattern, scores, with_scores, fast_exp, ROW_BLOCK, bh0, bh1))
     return z, pattern, (scores if with_scores else None)
 
 
-@kernel(parallel=True)
-def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block):
+@kernel()
+def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block, bh0, bh1):
     B, T, H, E = q.shape
     n_blocks = (T + row_block - 1) // row_block
-    for bh in prange(B * H):                                     # (b, h) owns d_q/d_k/d_v[b,:,h]
+    for bh in range(bh0, bh1):                                   # (b, h) owns d_q/d_k/d_v[b,:,h]
         b = bh // H
         h = bh - b * H
         d_buf = np.empty(row_block * T, dtype=q.dtype)
@@ -319,9 +321,9 @@ def _cpu_has_avx512() -> bool:
 
 
 # The backward's four products per (b, h) are thin (d_head = 16 on one side). OpenBLAS has
-# small-matrix kernels for such products on AVX-512 only: there the BLAS kernel above beat
-# the loops of that time (the project's Zen 4 machine; the loops of attention_loops.py
-# were not timed there); on AVX2 the loops are faster (the project's Zen 3 machine).
+# small-matrix kernels for such products on AVX-512 only: there the BLAS kernel above beats
+# the loops of attention_loops.py (the project's Zen 4 machine: 14.1 against 17.4 ms per
+# REF layer on 2 threads); on AVX2 the loops are faster (the project's Zen 3 machine).
 # docs/04_numba.md has both measurements. The flag stands in for what matters, which
 # kernel scipy's OpenBLAS picks for this CPU. Not a setting: both kernels give the
 # reference's numbers (tests/test_kernels.py runs both).
@@ -356,7 +358,8 @@ def attention_backward(d_z, q, k, v, pattern):
     if BACKWARD == "loops":
         attention_backward_loops(d_z, q, k, v, pattern, scale, d_q, d_k, d_v)
     else:
-        _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, ROW_BLOCK)
+        run_chunks(B * H, lambda bh0, bh1: _attention_backward(
+            d_z, q, k, v, pattern, scale, d_q, d_k, d_v, ROW_BLOCK, bh0, bh1))
     return d_q, d_k, d_v
 
 

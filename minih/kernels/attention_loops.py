@@ -8,8 +8,9 @@ Mirrors minih.ops.attention.attention_backward. Per (b, h), with p = pattern:
 
 Why loops here and BLAS on AVX-512: every product of the backward has d_head = 16 on
 one side, too thin for BLAS's big-matrix kernels. OpenBLAS has special small-matrix
-kernels for AVX-512 only; there, BLAS on 64-row blocks beat the loops of that time
-(measured on the project's Zen 4 machine; these loops were not timed there). On an
+kernels for AVX-512 only; there, BLAS on 64-row blocks beats these loops (the
+project's Zen 4 machine, REF layer: 26 against 35 ms on one core, 14 against 17 ms on
+two threads). On an
 AVX2 CPU (the project's Zen 3 machine) these loops take about a fifth less time than
 the BLAS version (REF layer: 46 -> 37-39 ms on one core, 24-28 -> 19-22 ms on two
 threads).
@@ -26,23 +27,20 @@ How it is laid out, and why:
   pattern is 0 above the diagonal, so the padding adds exact zeros. (n never exceeds
   the reference's block end i1: the padding relies on no zero the reference does not.)
 - One serial kernel for a range of (b, h) pairs, run on minih's thread pool
-  (blas.run_tasks), rather than a parallel=True kernel: Numba's parallel version of
-  this kernel compiled in 17 s, the serial one in 5 s, and ran about as fast. Each
-  (b, h) is computed whole by one thread, so how the pairs are chunked only decides
-  which thread works, never a bit of the result (unlike blas.py's fixed row chunks,
-  whose partial sums must be fixed for that).
+  (threads.run_chunks), like every kernel of this package: Numba's parallel (prange)
+  version of this kernel compiled in 17 s, the serial one in 5 s, and ran about as
+  fast. Each (b, h) is computed whole by one thread, so how the pairs are chunked only
+  decides which thread works, never a bit of the result.
 
 Shape legend: B = batch, T = positions (query i, key j), H = n_heads, E = d_head
 """
-import numba
 import numpy as np
 
 from ._jit import kernel
-from .blas import run_tasks
+from .threads import run_chunks
 
 ROWS = 8            # query rows per block (the _add_outer helper takes exactly eight)
 SIMD = 16           # keys per iteration of LLVM's vector loops: rows are padded to a multiple of this
-CHUNKS_PER_THREAD = 4   # chunks of (b, h) pairs per thread (run_tasks deals them out in turn)
 
 
 @kernel()
@@ -202,10 +200,7 @@ def _attention_backward_pairs(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, 
 
 def attention_backward_loops(d_z, q, k, v, pattern, scale, d_q, d_k, d_v):
     """Fill d_q, d_k, d_v [B,T,H,E] (C-contiguous, one dtype; checked by the caller): the
-    (b, h) pairs in CHUNKS_PER_THREAD chunks per thread on minih.kernels.blas's pool."""
+    (b, h) pairs in chunks on minih's thread pool (threads.run_chunks)."""
     B, T, H, E = q.shape
-    pairs = B * H
-    n_chunks = max(1, min(pairs, CHUNKS_PER_THREAD * numba.get_num_threads()))
-    chunks = [(c * pairs // n_chunks, (c + 1) * pairs // n_chunks) for c in range(n_chunks)]
-    run_tasks([lambda bh0=bh0, bh1=bh1: _attention_backward_pairs(
-        d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, bh1) for bh0, bh1 in chunks if bh1 > bh0])
+    run_chunks(B * H, lambda bh0, bh1: _attention_backward_pairs(
+        d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, bh1))

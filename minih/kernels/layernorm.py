@@ -7,18 +7,18 @@ stays in L1 cache) and write only the outputs.
 Shape legend: R = rows (B*T), D = d_model, C = row chunks of the backward
 """
 import numpy as np
-from numba import prange
 
 from ..ops.layernorm import LN_EPS
 from ._jit import as_floats, expect_shape, kernel
+from .threads import run_chunks
 
 N_CHUNKS = 16   # row chunks of the backward (fixed, so results do not depend on the thread count)
 
 
-@kernel(parallel=True)
-def _layernorm_forward(x, w, b, eps, y, scale):
+@kernel()
+def _layernorm_forward(x, w, b, eps, y, scale, r0, r1):
     R, D = x.shape
-    for r in prange(R):                              # rows are independent
+    for r in range(r0, r1):                          # rows are independent
         mean = 0.0
         for d in range(D):
             mean += x[r, d]
@@ -46,15 +46,15 @@ def layernorm_forward(x, w, b):
     x2 = x.reshape(-1, D)                                        # [R, D]
     y = np.empty_like(x2)
     scale = np.empty(x2.shape[0], dtype=x.dtype)
-    _layernorm_forward(x2, w, b, LN_EPS, y, scale)
+    run_chunks(x2.shape[0], lambda r0, r1: _layernorm_forward(x2, w, b, LN_EPS, y, scale, r0, r1))
     return y.reshape(x.shape), scale.reshape(x.shape[:-1] + (1,))
 
 
-@kernel(parallel=True)
-def _layernorm_backward(d_y, x, scale, w, d_x, d_w_part, d_b_part):
+@kernel()
+def _layernorm_backward(d_y, x, scale, w, d_x, d_w_part, d_b_part, c0, c1):
     R, D = x.shape
     C = d_w_part.shape[0]
-    for c in prange(C):                  # chunk c owns rows [lo, hi) and partial sums row c
+    for c in range(c0, c1):              # chunk c owns rows [lo, hi) and partial sums row c
         lo = c * R // C
         hi = (c + 1) * R // C
         for r in range(lo, hi):
@@ -99,5 +99,7 @@ def layernorm_backward(d_y, x, scale, w):
     C = max(1, min(N_CHUNKS, x2.shape[0]))
     d_w_part = np.zeros((C, D), dtype=x.dtype)                   # [C, D]
     d_b_part = np.zeros((C, D), dtype=x.dtype)                   # [C, D]
-    _layernorm_backward(d_y.reshape(-1, D), x2, scale.reshape(-1), w, d_x, d_w_part, d_b_part)
+    d_y2, scale2 = d_y.reshape(-1, D), scale.reshape(-1)                # [R, D], [R]
+    run_chunks(C, lambda c0, c1: _layernorm_backward(d_y2, x2, scale2, w, d_x, d_w_part, d_b_part,
+                                                     c0, c1))
     return d_x.reshape(x.shape), d_w_part.sum(axis=0), d_b_part.sum(axis=0)

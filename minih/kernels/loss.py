@@ -9,16 +9,16 @@ In float32 the max and the exp are the vectorised helpers of _jit.py
 Shape legend: B = batch, T = positions, V = d_vocab
 """
 import numpy as np
-from numba import prange
 
 from ._jit import as_floats, as_tokens, exp_shifted_f32, kernel, row_max_f32
+from .threads import run_chunks
 
 
-@kernel(parallel=True)
-def _softmax_nll(logits, tokens, nll, probs, fast_exp):
+@kernel()
+def _softmax_nll(logits, tokens, nll, probs, fast_exp, r0, r1):
     B, T, V = logits.shape
     zero = np.zeros(1, dtype=logits.dtype)[0]                    # 0 in the logits' dtype
-    for r in prange(B * (T - 1)):                            # row r = (b, i): its own probs, nll
+    for r in range(r0, r1):                                  # row r = (b, i): its own probs, nll
         b = r // (T - 1)
         i = r - b * (T - 1)
         row = logits[b, i]                                   # [V]
@@ -43,6 +43,12 @@ def _softmax_nll(logits, tokens, nll, probs, fast_exp):
         nll[b, i] = np.log(total) - (row[tokens[b, i + 1]] - m)
 
 
+def _run_softmax_nll(logits, tokens, nll, probs):
+    B, T, V = logits.shape
+    fast_exp = logits.dtype == np.float32
+    run_chunks(B * (T - 1), lambda r0, r1: _softmax_nll(logits, tokens, nll, probs, fast_exp, r0, r1))
+
+
 def _check(logits, tokens):
     (logits,) = as_floats("logits", logits)
     if logits.ndim != 3:
@@ -60,7 +66,7 @@ def per_token_loss(logits, tokens):
     B, T, V = logits.shape
     nll = np.empty((B, T - 1), dtype=logits.dtype)
     probs = np.empty((B, T - 1, V), dtype=logits.dtype)          # computed on the way, dropped
-    _softmax_nll(logits, tokens, nll, probs, logits.dtype == np.float32)
+    _run_softmax_nll(logits, tokens, nll, probs)
     return nll
 
 
@@ -74,14 +80,14 @@ def cross_entropy_forward(logits, tokens):
     B, T, V = logits.shape
     nll = np.empty((B, T - 1), dtype=logits.dtype)
     probs = np.empty((B, T - 1, V), dtype=logits.dtype)
-    _softmax_nll(logits, tokens, nll, probs, logits.dtype == np.float32)
+    _run_softmax_nll(logits, tokens, nll, probs)
     return float(nll.mean()), probs
 
 
-@kernel(parallel=True)
-def _cross_entropy_backward(probs, tokens, inv_n, d_logits):
+@kernel()
+def _cross_entropy_backward(probs, tokens, inv_n, d_logits, r0, r1):
     B, Tm1, V = probs.shape
-    for r in prange(B * (Tm1 + 1)):
+    for r in range(r0, r1):                                      # row r = (b, i)
         b = r // (Tm1 + 1)
         i = r - b * (Tm1 + 1)
         if i == Tm1:                                             # the last position predicts nothing
@@ -105,5 +111,7 @@ def cross_entropy_backward(probs, tokens):
         raise ValueError(f"tokens must be [B, T] = {(B, Tm1 + 1)} for probs {probs.shape}, "
                          f"got {tokens.shape}")
     d_logits = np.empty((B, Tm1 + 1, V), dtype=probs.dtype)
-    _cross_entropy_backward(probs, tokens, probs.dtype.type(1.0 / (B * Tm1)), d_logits)
+    inv_n = probs.dtype.type(1.0 / (B * Tm1))
+    run_chunks(B * (Tm1 + 1), lambda r0, r1: _cross_entropy_backward(probs, tokens, inv_n, d_logits,
+                                                                     r0, r1))
     return d_logits
