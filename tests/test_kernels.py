@@ -15,6 +15,8 @@ Tolerances, with their reason:
            the attention forward (relative error ~1e-7), gives ~1e-6 relative.
 Shape legend: B batch, T positions, H heads, E d_head, D d_model, V d_vocab.
 """
+import threading
+
 import numba
 import numpy as np
 import pytest
@@ -439,6 +441,20 @@ def test_run_tasks_waits_and_raises_the_calling_threads_error_first(monkeypatch)
     with pytest.raises(RuntimeError, match="task 4"):               # a worker's
         threads.run_tasks([task(i, fail=i == 4) for i in range(7)])
     assert sorted(done) == [0, 1, 2, 3]
+
+
+def test_run_tasks_nested_in_a_task_finishes(monkeypatch):
+    # oracle: every inner task ran. A pool worker that waited for its own pool would hang,
+    # so the call runs in a daemon thread and must end within the timeout
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    done = []
+    inner = lambda i: lambda: threads.run_tasks([lambda j=j: done.append((i, j)) for j in range(3)])
+    caller = threading.Thread(target=threads.run_tasks, args=([inner(i) for i in range(4)],),
+                              daemon=True)
+    caller.start()
+    caller.join(timeout=30)
+    assert not caller.is_alive(), "nested run_tasks did not finish (a worker waited for itself)"
+    assert sorted(done) == [(i, j) for i in range(4) for j in range(3)]
 
 
 @pytest.mark.parametrize("n_items, n_threads", [(1, 2), (3, 2), (8, 1), (37, 2), (256, 3)])

@@ -30,6 +30,7 @@ import numba
 CHUNKS_PER_THREAD = 4   # run_chunks: chunks per thread (a little slack for uneven items)
 _pools = {}             # worker count -> ThreadPoolExecutor (kept: idle workers sleep)
 _pools_lock = threading.Lock()
+_PREFIX = "minih-pool"   # the pool threads' names begin with this
 
 
 def _run_each(tasks):
@@ -42,14 +43,16 @@ def run_tasks(tasks):
     calling thread and a pool of the others. With n threads, thread w runs the w-th of n
     consecutive shares of the list (the calling thread, w = 0, the first: it computes
     instead of waiting). Returns when every task has finished; an error of the calling
-    thread's tasks is raised first, then the first worker's."""
+    thread's tasks is raised first, then the first worker's. A task may call run_tasks
+    itself: inside a pool thread that call runs its tasks there, one after another (a
+    worker waiting for the pool it belongs to would wait for ever)."""
     n = numba.get_num_threads()
-    if n == 1 or len(tasks) == 1:
+    if n == 1 or len(tasks) == 1 or threading.current_thread().name.startswith(_PREFIX):
         _run_each(tasks)
         return
     with _pools_lock:                                            # one pool per thread count
         if n - 1 not in _pools:
-            _pools[n - 1] = ThreadPoolExecutor(n - 1, thread_name_prefix="minih")
+            _pools[n - 1] = ThreadPoolExecutor(n - 1, thread_name_prefix=_PREFIX)
         pool = _pools[n - 1]
     share = [tasks[w * len(tasks) // n:(w + 1) * len(tasks) // n] for w in range(n)]
     futures = [pool.submit(_run_each, share[w]) for w in range(1, n) if share[w]]
