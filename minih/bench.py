@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -97,26 +98,35 @@ def op_profile(cfg: ModelConfig, batch: int, backend: str, steps: int = 8, warmu
     in a timer for the duration of the measurement (and restored after), so each row is
     that op's total over one step: forward and backward are separate ops, and the layers
     are summed. "rest" is the step's CPU time minus the ops': model.py's own array
-    arithmetic, the gradient dict, AdamW's Python loop. With several threads, CPU time
-    counts all of them (so it can exceed wall time).
+    arithmetic, the gradient dict, AdamW's Python loop. An op called outside the numba
+    backend's shards may use every thread: its CPU time is the process's (it can exceed
+    its wall time). Inside a shard (kernels/shards.py) the op runs on its shard's thread
+    alone while the other threads run other shards: its CPU time is that thread's, and
+    its wall time is summed over the threads (so the rows add up to more than the step's
+    wall time). over_batch_shards itself is not a row: it is the whole step.
     """
+    from .kernels.threads import in_task
     from .model import get_backend
     from .optim import AdamWConfig, adamw_init, train_step
     from .params import init_params
     ops = get_backend(backend)
     wall, cpu = {}, {}
+    lock = threading.Lock()                                      # shards time ops side by side
 
     def timed(name, f):
         def g(*args, **kwargs):
-            t0, c0 = time.perf_counter(), time.process_time()
+            clock = time.thread_time if in_task() else time.process_time
+            t0, c0 = time.perf_counter(), clock()
             out = f(*args, **kwargs)
-            wall[name] = wall.get(name, 0.0) + time.perf_counter() - t0
-            cpu[name] = cpu.get(name, 0.0) + time.process_time() - c0
+            dt, dc = time.perf_counter() - t0, clock() - c0
+            with lock:
+                wall[name] = wall.get(name, 0.0) + dt
+                cpu[name] = cpu.get(name, 0.0) + dc
             return out
         return g
 
     names = [n for n in dir(ops) if not n.startswith("_") and callable(getattr(ops, n))
-             and not isinstance(getattr(ops, n), type)]
+             and not isinstance(getattr(ops, n), type) and n != "over_batch_shards"]
     originals = {n: getattr(ops, n) for n in names}
     params = init_params(cfg, 0)
     state, opt = adamw_init(params), AdamWConfig()

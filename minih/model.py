@@ -176,6 +176,13 @@ def loss_and_grads(params, tokens, cfg: ModelConfig, backend: str = "numpy"):
     ops = get_backend(backend)
     check_params(params, cfg)
     tokens = check_tokens(tokens, cfg, min_len=2)
+    # a mean over sequences: the Numba backend computes it on fixed shards of the batch,
+    # one thread each, and adds their means weighted by size (kernels/shards.py)
+    return ops.over_batch_shards(lambda t: _loss_and_grads(params, t, cfg, ops), tokens)
+
+
+def _loss_and_grads(params, tokens, cfg: ModelConfig, ops):
+    """loss_and_grads on checked inputs: forward, loss, backward."""
     logits, cache = forward(params, tokens, cfg, ops, full_cache=False)
     loss, probs = ops.cross_entropy_forward(logits, tokens)
     d_logits = ops.cross_entropy_backward(probs, tokens)

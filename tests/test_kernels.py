@@ -457,6 +457,35 @@ def test_run_tasks_nested_in_a_task_finishes(monkeypatch):
     assert sorted(done) == [(i, j) for i in range(4) for j in range(3)]
 
 
+def test_work_inside_a_task_stays_on_its_thread(monkeypatch):
+    # oracle: the thread ids, recorded. A task's own run_tasks and run_chunks calls (a
+    # shard of the batch running the model) must run on that task's thread, the calling
+    # thread's tasks included, and run_chunks there is one chunk; outside a task, and
+    # for a lone task, the work is split as usual
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    seen = []                                                     # (outer task, thread, inner)
+
+    def outer(i):
+        def t():
+            me = threading.get_ident()
+            threads.run_tasks([lambda j=j: seen.append((i, me, threading.get_ident(), j))
+                               for j in range(3)])
+            threads.run_chunks(10, lambda i0, i1: seen.append((i, me, threading.get_ident(),
+                                                               (i0, i1))))
+        return t
+
+    threads.run_tasks([outer(i) for i in range(4)])
+    assert len(seen) == 4 * 4
+    assert all(me == ran_on for _, me, ran_on, _ in seen), "nested work left its task's thread"
+    for i in range(4):
+        assert [j for k, _, _, j in seen if k == i] == [0, 1, 2, (0, 10)]
+    assert len({me for _, me, _, _ in seen}) == 2, "the outer tasks did not use both threads"
+    assert not threads.in_task(), "the calling thread stayed marked after its tasks"
+    lone = []                                                     # a lone task is not marked
+    threads.run_tasks([lambda: threads.run_chunks(10, lambda i0, i1: lone.append((i0, i1)))])
+    assert len(lone) == threads.CHUNKS_PER_THREAD * 2
+
+
 @pytest.mark.parametrize("n_items, n_threads", [(1, 2), (3, 2), (8, 1), (37, 2), (256, 3)])
 def test_run_chunks_covers_every_item_once_in_order(monkeypatch, n_items, n_threads):
     # oracle: the chunks, recorded; they must tile range(n_items) with no gap or overlap
@@ -467,7 +496,7 @@ def test_run_chunks_covers_every_item_once_in_order(monkeypatch, n_items, n_thre
     assert seen[0][0] == 0 and seen[-1][1] == n_items
     assert all(a[1] == b[0] for a, b in zip(seen, seen[1:])), seen
     assert all(i1 > i0 for i0, i1 in seen)
-    assert len(seen) == min(n_items, threads.CHUNKS_PER_THREAD * n_threads)
+    assert len(seen) == (1 if n_threads == 1 else min(n_items, threads.CHUNKS_PER_THREAD * n_threads))
 
 
 def two_ranges(n):
@@ -621,6 +650,40 @@ def test_model_backends_agree(overrides):
         close(key, grads_nb[key], grads_ref[key], np.float64)
 
 
+@pytest.mark.parametrize("B", [1, 2, 5, 9])
+def test_batch_shards_give_the_whole_batch(B):
+    # oracle: the NumPy backend on the whole batch, float64. The Numba backend computes
+    # shard_bounds(B) (B = 5: sizes 1, 1, 1, 2; B = 9: 2, 2, 2, 3) and weights each shard
+    # by its share B_s / B; a wrong weight or a lost shard is an O(1) error
+    from minih.kernels import shards
+    bounds = shards.shard_bounds(B)
+    assert bounds[0][0] == 0 and bounds[-1][1] == B and len(bounds) == min(B, shards.N_SHARDS)
+    assert all(a[1] == b[0] and b[1] > b[0] for a, b in zip(bounds, bounds[1:])), bounds
+    cfg = minih.ModelConfig(n_layers=2, d_model=12, n_heads=3, d_head=4, n_ctx=11, d_vocab=9,
+                            dtype="float64", smeared_keys=True)
+    params = minih.init_params(cfg, seed=5)
+    tokens = np.random.default_rng(B).integers(0, cfg.d_vocab, (B, 11))
+    loss_ref, grads_ref = minih.loss_and_grads(params, tokens, cfg, backend="numpy")
+    loss_nb, grads_nb = minih.loss_and_grads(params, tokens, cfg, backend="numba")
+    assert abs(loss_nb - loss_ref) <= 1e-12 * abs(loss_ref)
+    assert list(grads_nb) == list(grads_ref)
+    for key in grads_ref:
+        close(key, grads_nb[key], grads_ref[key], np.float64)
+
+
+def test_batch_shards_raise_a_shards_error():
+    # oracle: the error of the shard that failed reaches the caller (no partial result)
+    from minih.kernels import shards
+
+    def f(tokens):
+        if tokens[0, 0] == 3:
+            raise RuntimeError("shard with sequence 3")
+        return 1.0, {"w": np.ones(2)}
+
+    with pytest.raises(RuntimeError, match="sequence 3"):
+        shards.over_batch_shards(f, np.repeat(np.arange(4), 2)[:, None])  # shards of 2
+
+
 def test_model_float32_and_cache():
     # oracle: the NumPy backend; float32 tolerance as above. The cache keeps the
     # TransformerLens names and shapes with either backend.
@@ -642,12 +705,14 @@ def test_model_float32_and_cache():
         assert cache_nb[key].shape == cache_ref[key].shape, key
 
 
-def test_threads_do_not_change_results():
-    # oracle: the same kernels on one thread. Every parallel loop owns its outputs and
-    # the row chunks are fixed, so the thread count must not change a single bit.
+@pytest.mark.parametrize("B", [1, 5])
+def test_threads_do_not_change_results(B):
+    # oracle: the same kernels on one thread. Every parallel loop owns its outputs, and
+    # the row chunks and the batch's shards are fixed, so the thread count must not change
+    # a single bit (B = 1: one shard, the ops split over the threads; B = 5: shards)
     cfg = minih.ModelConfig.preset("tiny", n_ctx=24, smeared_keys=True)
     params = minih.init_params(cfg, seed=0)
-    tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (4, 24))
+    tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (B, 24))
     before = numba.get_num_threads()
     try:
         numba.set_num_threads(1)

@@ -5,7 +5,9 @@ independent items (rows, or (b, h) pairs), compiled with nogil=True so that thre
 really run side by side. run_chunks cuts the items into consecutive chunks and
 run_tasks computes them on numba.get_num_threads() threads: the calling thread and a
 pool of the others. So NUMBA_NUM_THREADS (or numba.set_num_threads) sets every thread
-minih uses; the BLAS products of blas.py run on the same pool.
+minih uses; the BLAS products of blas.py run on the same pool, and so do the shards of
+a training step's batch (shards.py). Work started inside a task stays on that task's
+thread (in_task): a shard runs every kernel and product of the model there.
 
 Why not Numba's own parallel=True and prange: the parallel lowering multiplies the
 compile time (attention forward 6.5 -> 4.4 s as a serial kernel, the BLAS attention
@@ -31,11 +33,23 @@ CHUNKS_PER_THREAD = 4   # run_chunks: chunks per thread (a little slack for unev
 _pools = {}             # worker count -> ThreadPoolExecutor (kept: idle workers sleep)
 _pools_lock = threading.Lock()
 _PREFIX = "minih-pool"   # the pool threads' names begin with this
+_here = threading.local()  # .in_task: this thread runs a task of run_tasks (see in_task)
+
+
+def in_task() -> bool:
+    """Whether this thread is running a task of run_tasks (then nested calls run here)."""
+    return getattr(_here, "in_task", False)
 
 
 def _run_each(tasks):
-    for t in tasks:
-        t()
+    """Run tasks one after another, marked as tasks: their own run_tasks calls run here."""
+    before = in_task()
+    _here.in_task = True
+    try:
+        for t in tasks:
+            t()
+    finally:
+        _here.in_task = before
 
 
 def run_tasks(tasks):
@@ -43,12 +57,17 @@ def run_tasks(tasks):
     calling thread and a pool of the others. With n threads, thread w runs the w-th of n
     consecutive shares of the list (the calling thread, w = 0, the first: it computes
     instead of waiting). Returns when every task has finished; an error of the calling
-    thread's tasks is raised first, then the first worker's. A task may call run_tasks
-    itself: inside a pool thread that call runs its tasks there, one after another (a
-    worker waiting for the pool it belongs to would wait for ever)."""
+    thread's tasks is raised first, then the first worker's.
+
+    A task may call run_tasks itself (a shard of the batch, kernels/shards.py, runs the
+    whole model): that call runs its tasks in the task's own thread, one after another.
+    The threads are busy with the outer tasks already, and a pool worker waiting for its
+    own pool would wait for ever.
+    """
     n = numba.get_num_threads()
-    if n == 1 or len(tasks) == 1 or threading.current_thread().name.startswith(_PREFIX):
-        _run_each(tasks)
+    if in_task() or n == 1 or len(tasks) == 1:                   # nested, or nothing to split:
+        for t in tasks:                                          # run here, unmarked (a lone
+            t()                                                  # task may still split its work)
         return
     with _pools_lock:                                            # one pool per thread count
         if n - 1 not in _pools:
@@ -66,8 +85,11 @@ def run_tasks(tasks):
 
 def run_chunks(n_items, f):
     """Call f(i0, i1) on consecutive chunks [i0, i1) that cover range(n_items) once,
-    CHUNKS_PER_THREAD chunks per thread (fewer when there are fewer items), on run_tasks.
-    f must compute each item whole, writing only that item's outputs."""
-    n_chunks = max(1, min(n_items, CHUNKS_PER_THREAD * numba.get_num_threads()))
+    CHUNKS_PER_THREAD chunks per thread (fewer when there are fewer items), on run_tasks;
+    one chunk, f(0, n_items), on one thread or inside a task, where the chunks would run
+    one after another anyway. f must compute each item whole, writing only that item's
+    outputs (so the chunks never change a result)."""
+    n_threads = 1 if in_task() else numba.get_num_threads()
+    n_chunks = 1 if n_threads == 1 else max(1, min(n_items, CHUNKS_PER_THREAD * n_threads))
     bounds = [(c * n_items // n_chunks, (c + 1) * n_items // n_chunks) for c in range(n_chunks)]
     run_tasks([lambda i0=i0, i1=i1: f(i0, i1) for i0, i1 in bounds if i1 > i0])

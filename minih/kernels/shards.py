@@ -1,0 +1,59 @@
+"""Numba twin of minih.ops.shards: the batch of one training step in fixed shards, computed
+side by side, one thread each (data parallelism, as on several GPUs, on the cores of one CPU).
+
+The loss is a mean over the batch's B sequences (T - 1 predictions each), so shards s of
+B_s sequences give the batch's loss and gradients as
+    loss = sum_s (B_s / B) loss_s,   grads[key] = sum_s (B_s / B) grads_s[key].
+over_batch_shards cuts the batch into N_SHARDS fixed shards and runs them on
+threads.run_tasks: each thread computes the whole model, forward and backward, on its
+shards, and every kernel and product inside runs on that thread (threads.in_task).
+
+Why: with every op split over the threads instead, the two threads meet 39 times a REF
+step, and each meeting costs a sleeping thread's wake-up (~75 us on our VM, each way),
+while the NumPy glue between the ops runs on one core. With shards they meet once. REF,
+2 threads, the project's Zen 4 machine: median step 125.2 -> 119.2 ms (one process,
+the two ways alternating), and the peak memory of a step halves, 287 -> 155 MiB
+(docs/04_numba.md, "Threads").
+
+Why fixed shards, not one per thread: the shards and the order of the sum depend on B
+alone, so 1 thread and 8 give the same bits (tests/test_kernels.py). Four shards keep two
+threads busy to the end (two each) and halve, then halve again, what one thread holds
+in cache at a time; with more than four threads the extra ones wait.
+"""
+import numpy as np
+
+from .threads import run_tasks
+
+N_SHARDS = 4   # fixed shards of the batch (fewer when B < N_SHARDS)
+
+
+def shard_bounds(B: int):
+    """The shards of a batch of B sequences: [(b0, b1), ...], consecutive, covering range(B)."""
+    n = max(1, min(B, N_SHARDS))
+    return [(s * B // n, (s + 1) * B // n) for s in range(n)]
+
+
+def over_batch_shards(f, tokens):
+    """Numba twin of minih.ops.shards.over_batch_shards: (loss, grads) of the batch `tokens`
+    [B, T], from f(tokens[b0:b1]) -> (loss_s, grads_s) on the shards of shard_bounds(B):
+        loss = sum_s (B_s / B) loss_s,   grads[key] = sum_s (B_s / B) grads_s[key],
+    summed in shard order."""
+    B = tokens.shape[0]
+    bounds = shard_bounds(B)
+    if len(bounds) == 1:
+        return f(tokens)
+    out = [None] * len(bounds)
+
+    def shard(s, b0, b1):
+        out[s] = f(tokens[b0:b1])
+
+    run_tasks([lambda s=s, b0=b0, b1=b1: shard(s, b0, b1) for s, (b0, b1) in enumerate(bounds)])
+    weights = [(b1 - b0) / B for b0, b1 in bounds]                # B_s / B
+    loss = sum(w * loss_s for w, (loss_s, _) in zip(weights, out))
+    grads = {}
+    for key, g_first in out[0][1].items():
+        g = np.multiply(g_first, g_first.dtype.type(weights[0]))  # a new array
+        for w, (_, grads_s) in zip(weights[1:], out[1:]):
+            g += grads_s[key] * g.dtype.type(w)
+        grads[key] = g
+    return loss, grads
