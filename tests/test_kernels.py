@@ -706,10 +706,13 @@ def test_model_float32_and_cache():
 
 
 @pytest.mark.parametrize("B", [1, 5])
-def test_threads_do_not_change_results(B):
+def test_threads_do_not_change_results(B, monkeypatch):
     # oracle: the same kernels on one thread. Every parallel loop owns its outputs, and
     # the row chunks and the batch's shards are fixed, so the thread count must not change
-    # a single bit (B = 1: one shard, the ops split over the threads; B = 5: shards)
+    # a single bit (B = 1: one shard, the ops split over the threads; B = 5: shards, whose
+    # products are one BLAS call each). MIN_ROWS = 8 makes these small products big
+    # enough to split outside a shard.
+    monkeypatch.setattr(blas, "MIN_ROWS", 8)
     cfg = minih.ModelConfig.preset("tiny", n_ctx=24, smeared_keys=True)
     params = minih.init_params(cfg, seed=0)
     tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (B, 24))

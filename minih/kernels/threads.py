@@ -65,10 +65,13 @@ def run_tasks(tasks):
     own pool would wait for ever.
     """
     n = numba.get_num_threads()
-    if in_task() or n == 1 or len(tasks) == 1:                   # nested, or nothing to split:
+    if in_task() or len(tasks) == 1:                             # nested, or nothing to split:
         for t in tasks:                                          # run here, unmarked (a lone
             t()                                                  # task may still split its work)
         return
+    if n == 1:                                                   # marked, as on n threads: what
+        _run_each(tasks)                                         # a task computes must not
+        return                                                   # depend on the thread count
     with _pools_lock:                                            # one pool per thread count
         if n - 1 not in _pools:
             _pools[n - 1] = ThreadPoolExecutor(n - 1, thread_name_prefix=_PREFIX)
