@@ -17,8 +17,8 @@ the two ways alternating), and the peak memory of a step halves, 287 -> 155 MiB
 
 Why fixed shards, not one per thread: the shards and the order of the sum depend on B
 alone, so 1 thread and 8 give the same bits (tests/test_kernels.py). Four shards keep two
-threads busy to the end (two each) and halve, then halve again, what one thread holds
-in cache at a time; with more than four threads the extra ones wait.
+threads busy to the end (two each), and a thread holds a quarter of the batch's
+activations at a time; with more than four threads the extra ones wait.
 """
 import numpy as np
 
