@@ -16,15 +16,20 @@ the two ways alternating), and the peak memory of a step halves, 287 -> 155 MiB
 (docs/04_numba.md, "Threads").
 
 Why fixed shards, not one per thread: the shards and the order of the sum depend on B
-alone, so 1 thread and 8 give the same bits (tests/test_kernels.py). Four shards keep two
-threads busy to the end (two each), and a thread holds a quarter of the batch's
-activations at a time; with more than four threads the extra ones wait.
+alone, so 1 thread and 8 give the same bits (tests/test_kernels.py). Why eight (of 4
+sequences each for REF): a thread then holds an eighth of the batch's activations at a
+time (for REF the two layers' attention patterns alone are 17 MB of it), which stays
+nearer the core than a quarter. REF, in one process, 10 rounds of 5 steps alternating
+N_SHARDS = 4, 8, 16 (2026-12-02, 2-core Intel Xeon with AVX-512): medians 93.7, 88.5,
+86.8 ms on 2 threads, 174.8, 158.2, 156.0 ms on 1; on the Zen 4 machine 4 and 8 were
+equal (128.1 and 128.4 ms) and 16 slower (134.0 ms): each shard also costs ~0.7 ms of
+Python glue. With more than eight threads the extra ones wait.
 """
 import numpy as np
 
 from .threads import run_tasks
 
-N_SHARDS = 4   # fixed shards of the batch (fewer when B < N_SHARDS)
+N_SHARDS = 8   # fixed shards of the batch (fewer when B < N_SHARDS)
 
 
 def shard_bounds(B: int):
