@@ -635,13 +635,8 @@ MODEL_CONFIGS = [
 ]
 
 
-@pytest.mark.parametrize("overrides", MODEL_CONFIGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
-def test_model_backends_agree(overrides):
-    # oracle: the NumPy backend (itself checked against finite differences by gradcheck)
-    cfg = minih.ModelConfig(d_model=12, n_ctx=21, d_vocab=9, dtype="float64",
-                            **{"n_heads": 3, "d_head": 4, **overrides})
-    params = minih.init_params(cfg, seed=1)
-    tokens = np.random.default_rng(2).integers(0, cfg.d_vocab, (3, 21))
+def assert_backends_agree_float64(params, tokens, cfg):
+    """The numba backend's loss and gradients equal the NumPy backend's to float64 rounding."""
     loss_ref, grads_ref = minih.loss_and_grads(params, tokens, cfg, backend="numpy")
     loss_nb, grads_nb = minih.loss_and_grads(params, tokens, cfg, backend="numba")
     assert abs(loss_nb - loss_ref) <= 1e-12 * abs(loss_ref)
@@ -650,10 +645,21 @@ def test_model_backends_agree(overrides):
         close(key, grads_nb[key], grads_ref[key], np.float64)
 
 
+@pytest.mark.parametrize("overrides", MODEL_CONFIGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_model_backends_agree(overrides):
+    # oracle: the NumPy backend (itself checked against finite differences by gradcheck)
+    cfg = minih.ModelConfig(d_model=12, n_ctx=21, d_vocab=9, dtype="float64",
+                            **{"n_heads": 3, "d_head": 4, **overrides})
+    params = minih.init_params(cfg, seed=1)
+    tokens = np.random.default_rng(2).integers(0, cfg.d_vocab, (3, 21))
+    assert_backends_agree_float64(params, tokens, cfg)
+
+
 @pytest.mark.parametrize("B", [1, 2, 5, 9])
 def test_batch_shards_give_the_whole_batch(B):
     # oracle: the NumPy backend on the whole batch, float64. The Numba backend computes
-    # shard_bounds(B) (B = 5: sizes 1, 1, 1, 2; B = 9: 2, 2, 2, 3) and weights each shard
+    # shard_bounds(B) (N_SHARDS = 8: B = 5 gives five shards of 1, B = 9 seven of 1 and one
+    # of 2) and weights each shard
     # by its share B_s / B; a wrong weight or a lost shard is an O(1) error
     from minih.kernels import shards
     bounds = shards.shard_bounds(B)
@@ -663,12 +669,7 @@ def test_batch_shards_give_the_whole_batch(B):
                             dtype="float64", smeared_keys=True)
     params = minih.init_params(cfg, seed=5)
     tokens = np.random.default_rng(B).integers(0, cfg.d_vocab, (B, 11))
-    loss_ref, grads_ref = minih.loss_and_grads(params, tokens, cfg, backend="numpy")
-    loss_nb, grads_nb = minih.loss_and_grads(params, tokens, cfg, backend="numba")
-    assert abs(loss_nb - loss_ref) <= 1e-12 * abs(loss_ref)
-    assert list(grads_nb) == list(grads_ref)
-    for key in grads_ref:
-        close(key, grads_nb[key], grads_ref[key], np.float64)
+    assert_backends_agree_float64(params, tokens, cfg)
 
 
 def test_batch_shards_raise_a_shards_error():
@@ -681,7 +682,7 @@ def test_batch_shards_raise_a_shards_error():
         return 1.0, {"w": np.ones(2)}
 
     with pytest.raises(RuntimeError, match="sequence 3"):
-        shards.over_batch_shards(f, np.repeat(np.arange(4), 2)[:, None])  # shards of 2
+        shards.over_batch_shards(f, np.repeat(np.arange(4), 2)[:, None])  # 8 sequences
 
 
 def test_model_float32_and_cache():
