@@ -659,8 +659,8 @@ def test_model_backends_agree(overrides):
 def test_batch_shards_give_the_whole_batch(B):
     # oracle: the NumPy backend on the whole batch, float64. The Numba backend computes
     # shard_bounds(B) (N_SHARDS = 8: B = 5 gives five shards of 1, B = 9 seven of 1 and one
-    # of 2) and weights each shard
-    # by its share B_s / B; a wrong weight or a lost shard is an O(1) error
+    # of 2) and weights each shard by its share B_s / B; a wrong weight or a lost shard is
+    # an O(1) error
     from minih.kernels import shards
     bounds = shards.shard_bounds(B)
     assert bounds[0][0] == 0 and bounds[-1][1] == B and len(bounds) == min(B, shards.N_SHARDS)

@@ -12,8 +12,8 @@ Why: with every op split over the threads instead, the two threads meet 39 times
 step, and each meeting costs a sleeping thread's wake-up (~75 us on our VM, each way),
 while the NumPy glue between the ops runs on one core. With shards they meet once. REF,
 2 threads, the project's Zen 4 machine: median step 125.2 -> 119.2 ms (one process,
-the two ways alternating), and the peak memory of a step halves, 287 -> 155 MiB
-(docs/04_numba.md, "Threads").
+the two ways alternating), and the peak memory of a step halves, 287 -> 155 MiB with
+four shards (92 MiB with eight; docs/04_numba.md, "Threads").
 
 Why fixed shards, not one per thread: the shards and the order of the sum depend on B
 alone, so 1 thread and 8 give the same bits (tests/test_kernels.py). Why eight (of 4
@@ -21,9 +21,9 @@ sequences each for REF): a thread then holds an eighth of the batch's activation
 time (for REF the two layers' attention patterns alone are 17 MB of it), which stays
 nearer the core than a quarter. REF, in one process, 10 rounds of 5 steps alternating
 N_SHARDS = 4, 8, 16 (2026-12-02, 2-core Intel Xeon with AVX-512): medians 93.7, 88.5,
-86.8 ms on 2 threads, 174.8, 158.2, 156.0 ms on 1; on the Zen 4 machine 4 and 8 were
-equal (128.1 and 128.4 ms) and 16 slower (134.0 ms): each shard also costs ~0.7 ms of
-Python glue. With more than eight threads the extra ones wait.
+86.8 ms on 2 threads, 174.8, 158.2, 156.0 ms on 1; on the Zen 4 machine 8 was within
+3% of 4 (128.4 against 128.1 ms in one run, 122.9 against 119.2 in another) and 16
+slower (134.0 ms): each shard also costs ~0.7 ms of Python glue. With more than eight threads the extra ones wait.
 """
 import numpy as np
 
