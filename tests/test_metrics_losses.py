@@ -19,6 +19,9 @@ def test_icl_indices_and_score():
     # rounding: 50/512*100 = 9.77 -> 10, 500/512*100 = 97.66 -> 98; 50/512*32 = 3.125 -> 3
     assert M.icl_indices(100) == (10, 98)
     assert M.icl_indices(32) == (3, 31)
+    # kept within [1, n - 1]: 500/512*20 = 19.53 -> 20 = n, capped at 19; 50/512*12 = 1.17 -> 1
+    assert M.icl_indices(20) == (2, 19)
+    assert M.icl_indices(12) == (1, 11)
     S, N, T = 2, 3, 512
     losses = np.zeros((S, N, T - 1))
     losses[:, :, 499] = [[1.0, 2.0, 3.0], [0.0, 0.0, 0.0]]       # 1-based index 500

@@ -109,8 +109,12 @@ def full_qk_circuits(params, cfg: ModelConfig) -> np.ndarray:
         QK_full[l, h] = LN1_l(W_E) @ W_Q[l, h] @ W_K[l, h].T @ LN1_l(W_E).T / sqrt(d_head)
 
     scaled by 1/sqrt(d_head) like hook_attn_scores (the paper's W_E^T W_QK W_E has no
-    scale). For layer 0 this is exactly the token-token term of the scores
-    (metrics.positional); for later layers it is the direct-path part only.
+    scale). For layer 0 with shortformer positions and no smeared keys this is exactly
+    the token-token term of the scores (metrics.positional), and also with standard
+    positions without LayerNorm. Not with smeared keys (the term's keys are then
+    s k[j] + (1-s) k[j-1]), nor with standard positions and LayerNorm (LN1 sees token
+    plus position: the token part is divided by each position's sigma and keeps LN's
+    bias). For later layers it is the direct-path part only.
     """
     check_params(params, cfg)
     out = np.zeros((cfg.n_layers, cfg.n_heads, cfg.d_vocab, cfg.d_vocab))
@@ -273,9 +277,11 @@ def k_composition_qk_terms(params, cfg: ModelConfig) -> tuple[np.ndarray, np.nda
     diagonal, v == u). Returns (trace, positivity), each [L, H, L, H] (NaN unless
     a < b): trace = tr(M) / V, the mean score boost a key gets when the token h1 moved
     into it equals the query token, in the units of hook_attn_scores (exactly without
-    LayerNorm; with it, only up to the dropped 1/sigma and biases). SPEC.md says tr(M);
-    we divide by V so that the number does not grow with the vocabulary and reads as a
-    score; multiply by V for the plain trace. positivity =
+    LayerNorm and smeared keys; with LayerNorm, only up to the dropped 1/sigma and
+    biases; with smeared keys h2's key at j is s k[j] + (1-s) k[j-1], so the term
+    arrives with weight s = sigmoid(smear), and (1-s) of it one key later). SPEC.md
+    says tr(M); we divide by V so that the number does not grow with the vocabulary and
+    reads as a score; multiply by V for the plain trace. positivity =
     eigenvalue_positivity(M), computed from the [E, E] matrix with M's nonzero
     eigenvalues. LayerNorm: linear parts L (module docstring) on both sides.
     """

@@ -37,7 +37,9 @@ def icl_indices(n_tokens: int) -> tuple[int, int]:
     """The two 1-based context indices of the ICL score for examples of n_tokens tokens.
 
     IH uses 50 and 500 with 512-token contexts. For other lengths we scale both,
-    round(50/512 * n) and round(500/512 * n) (round half up), minih's choice (SPEC.md).
+    round(50/512 * n) and round(500/512 * n) (round half up), minih's choice (SPEC.md),
+    kept within [1, n - 1], the indices a loss exists for (n tokens make n - 1
+    predictions): for n <= 21, round(500/512 * n) is n, and the late index is n - 1.
     """
     if isinstance(n_tokens, bool) or not isinstance(n_tokens, (int, np.integer)):
         raise ValueError(f"n_tokens must be an int, got {n_tokens!r}")
