@@ -35,7 +35,8 @@ class AdamWConfig:
 
 def decays(key: str, value: np.ndarray) -> bool:
     """Weight decay applies to matrices (embeddings, W_Q/K/V/O, W_U), not to LayerNorm
-    gains and biases nor to smear logits: the nanoGPT/minGPT rule (decay iff ndim >= 2)."""
+    gains and biases nor to smear logits: nanoGPT's rule (decay iff ndim >= 2). (minGPT
+    also exempts the embeddings; minih decays them, as nanoGPT does.)"""
     return value.ndim >= 2
 
 
