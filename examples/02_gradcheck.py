@@ -7,7 +7,8 @@ mean term forgotten).
 
 Takes: about 2 s on a 2-core CPU (under a second with --tiny).
 Prints: a table, one row per parameter, with the largest relative error (~1e-8 for
-a correct backward) and then the broken one (~1e-1 on the LayerNorm-fed parameters).
+a correct backward) and then the broken one (order 1: 1.9 in our run, worst on
+pos_embed.W_pos).
 
     python examples/02_gradcheck.py [--tiny]
 """

@@ -38,6 +38,11 @@ print(f"{'head':>5} " + " ".join(f"{name:>22}" for name in scores))
 for l in range(cfg.n_layers):
     for h in range(cfg.n_heads):
         print(f"{l:>3}.{h} " + " ".join(f"{s[l, h]:>22.3f}" for s in scores.values()))
+if np.isnan(scores["copying (eigenvalues)"]).any():
+    print("(nan in the eigenvalue copying column: that head's full OV circuit W_E W_V W_O W_U is zero, "
+          "what it writes reaches no logit directly (the hand-built previous-token head writes "
+          "only for a later head to read), and sum/sum|.| of zero eigenvalues is undefined; "
+          "docs/05_metrics.md)")
 
 if cfg.n_layers >= 2:
     K = metrics.composition_scores(params, cfg)["K"][0, :, 1, :]      # [layer-0 head, layer-1 head]

@@ -5,7 +5,7 @@ Shows: the Python equivalent of `python -m minih reproduce --quick`: trains the
 Argument-4 tasks, measures everything, and writes report.md / report.html with the
 figures. Re-running reuses the finished runs and only redoes the analysis.
 
-Takes: a few minutes on a 2-core CPU with --quick (the default here); the full size
+Takes: about a minute on a 2-core CPU with --quick (the default here); the full size
 (--full) adds a text model and trains longer. --tiny checks the pipeline in seconds
 (tiny models learn nothing; every verdict will say NOT reproduced).
 Prints: progress, then where the report is and one verdict per argument.

@@ -134,7 +134,7 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
              f"induction head; PCA turn at the formation: {sum(pca_near)} of {len(pca_near)}; "
              f"loss bump at the formation: {sum(bump_near)} of {len(bump_near)}.")
     text = [f"Models on {data}: {', '.join(f'`{n}`' for n in names)}. The ICL score is "
-            f"the mean loss at context index {late} minus at index {early} (1-based; SPEC.md scales "
+            f"the mean loss at context index {late} minus at index {early} (1-based; minih scales "
             f"the paper's 500 and 50 to {m.by_pos.shape[1] + 1}-token contexts). An induction head "
             f"has prefix matching >= {INDUCTION_THRESHOLD}; events within {CO_OCCUR_DECADES} decades "
             f"of tokens count as together.",
@@ -199,7 +199,7 @@ def argument_2(ms: dict[str, RunMeasures], figs) -> tuple[Section, dict]:
            and ms["2L smeared"].formed_at <= ms["2L"].formed_at)
     ok = bool(one) and bool(two)
     text = ["Smeared keys let every key carry a learned mix of its own and the previous token, "
-            "so a single layer can do what needs two in a vanilla model (SPEC.md, Argument 2).",
+            "so a single layer can do what needs two in a vanilla model (IH, Argument 2).",
             "\n".join(lines),
             verdict(ok, "With smeared keys the 1-layer model forms an induction head that the vanilla "
                         "one never does, and the 2-layer model forms its one no later.",
@@ -252,7 +252,7 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
         ok, text_num = False, f"`{name}` has no induction head to ablate (no head reached {INDUCTION_THRESHOLD})."
     numbers["reproduced"] = ok
     text = ["Each head is removed alone at every snapshot, with all attention patterns frozen to the "
-            "clean run's (SPEC.md: pattern-preserving ablation; in an attention-only model it removes "
+            "clean run's (pattern-preserving ablation; in an attention-only model it removes "
             "every path through the head).", text_num,
             verdict(ok, "Removing the induction heads removes most (>= 50%) of the ICL score.",
                     "Removing the induction heads did not remove most of the ICL score.")]
