@@ -16,7 +16,7 @@ Prints: one table row per head, then the K-composition matrix.
 import numpy as np
 
 from minih import metrics
-from _model import model_from_command_line             # examples/_model.py
+from _model import explain_nan_copying, model_from_command_line  # examples/_model.py
 
 cfg, params, run = model_from_command_line(d_vocab=32, n_ctx=48)
 if run is not None:
@@ -38,11 +38,7 @@ print(f"{'head':>5} " + " ".join(f"{name:>22}" for name in scores))
 for l in range(cfg.n_layers):
     for h in range(cfg.n_heads):
         print(f"{l:>3}.{h} " + " ".join(f"{s[l, h]:>22.3f}" for s in scores.values()))
-if np.isnan(scores["copying (eigenvalues)"]).any():
-    print("(nan in the eigenvalue copying column: that head's full OV circuit W_E W_V W_O W_U is zero, "
-          "what it writes reaches no logit directly (the hand-built previous-token head writes "
-          "only for a later head to read), and sum/sum|.| of zero eigenvalues is undefined; "
-          "docs/05_metrics.md)")
+explain_nan_copying(scores["copying (eigenvalues)"])
 
 if cfg.n_layers >= 2:
     K = metrics.composition_scores(params, cfg)["K"][0, :, 1, :]      # [layer-0 head, layer-1 head]

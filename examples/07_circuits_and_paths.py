@@ -23,7 +23,7 @@ import numpy as np
 
 from minih import metrics
 from minih.paths import term_importance
-from _model import model_from_command_line             # examples/_model.py
+from _model import explain_nan_copying, model_from_command_line  # examples/_model.py
 
 cfg, params, run = model_from_command_line(d_vocab=32, n_ctx=40)
 if run is not None:
@@ -43,11 +43,7 @@ for l in range(cfg.n_layers):
     for h in range(cfg.n_heads):
         own_first = np.mean(np.argmax(ov[l, h], axis=1) == np.arange(cfg.d_vocab))
         print(f"{l:>3}.{h} {own_first:>26.2f} {eig[l, h]:>17.2f} {shares['position_position'][l, h]:>14.2f}")
-if np.isnan(eig).any():
-    print("(nan in the eigen copying column: that head's full OV circuit W_E W_V W_O W_U is zero, "
-          "what it writes reaches no logit directly (the hand-built previous-token head writes "
-          "only for a later head to read), and sum/sum|.| of zero eigenvalues is undefined; "
-          "docs/05_metrics.md)")
+explain_nan_copying(eig)
 
 # 3. path expansion: loss without each term, patterns and LayerNorm scales frozen
 result = term_importance(params, tokens, cfg, positions=scored)

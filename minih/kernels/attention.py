@@ -128,12 +128,11 @@ def smear_backward(d_ks, k, smear):
 # score loops run over key positions j with unit stride: LLVM turns them into SIMD
 # code (16 float32 per AVX-512 register; on Intel's AVX-512 cores LLVM's tuning uses
 # 256-bit registers, 8 float32, unless told otherwise: docs/04_numba.md, the Intel
-# figures). They stop at the end of the 16-wide block
-# that holds j = i (n_pad below): the masked half of each [T, T] square is never
-# computed, and the few extra columns j > i in the last block cost less than the
-# scalar tail loop LLVM would otherwise run. The softmax itself only visits j <= i;
-# pattern is 0 and scores are -inf beyond, so the block's `pattern @ v` (BLAS, over
-# keys j < i1) adds exact zeros there.
+# figures). They stop at the end of the 16-wide block that holds j = i (n_pad below):
+# the masked half of each [T, T] square is never computed, and the few extra columns
+# j > i in the last block cost less than the scalar tail loop LLVM would otherwise run.
+# The softmax itself only visits j <= i; pattern is 0 and scores are -inf beyond, so the
+# block's `pattern @ v` (BLAS, over keys j < i1) adds exact zeros there.
 
 SIMD = 16   # float32 lanes of one AVX-512 register: rows are padded to a multiple of this
 

@@ -23,7 +23,8 @@ nearer the core than a quarter. REF, in one process, 10 rounds of 5 steps altern
 N_SHARDS = 4, 8, 16 (2026-12-02, 2-core Intel Xeon with AVX-512): medians 93.7, 88.5,
 86.8 ms on 2 threads, 174.8, 158.2, 156.0 ms on 1; on the Zen 4 machine 8 was within
 3% of 4 (128.4 against 128.1 ms in one run, 122.9 against 119.2 in another) and 16
-slower (134.0 ms): each shard also costs ~0.7 ms of Python glue. With more than eight threads the extra ones wait.
+slower (134.0 ms): each shard also costs ~0.7 ms of Python glue. With more than eight
+threads the extra ones wait.
 """
 import numpy as np
 
