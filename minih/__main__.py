@@ -4,7 +4,7 @@ Thread policy of the command line (measured in docs/04_numba.md, "Threads"), app
 only where you have not set the variable yourself:
   - OPENBLAS_NUM_THREADS=1: OpenBLAS's worker threads busy-wait between calls, and on
     a machine where anything else runs that cost 6-13x. minih's own parallelism
-    (minih.kernels.threads, for the kernels and the big products) uses
+    (minih.threads, for the batch's shards, the kernels and the big products) uses
     NUMBA_NUM_THREADS threads instead.
   - OMP_WAIT_POLICY=passive: OpenMP worker threads then sleep at once when a parallel
     loop ends instead of spinning. minih's kernels no longer use Numba's OpenMP pool,

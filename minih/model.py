@@ -176,8 +176,8 @@ def loss_and_grads(params, tokens, cfg: ModelConfig, backend: str = "numpy"):
     ops = get_backend(backend)
     check_params(params, cfg)
     tokens = check_tokens(tokens, cfg, min_len=2)
-    # a mean over sequences: the Numba backend computes it on fixed shards of the batch,
-    # one thread each, and adds their means weighted by size (kernels/shards.py)
+    # a mean over sequences: both backends compute it on fixed shards of the batch, one
+    # thread each, and add their means weighted by size (minih/shards.py)
     return ops.over_batch_shards(lambda t: _loss_and_grads(params, t, cfg, ops), tokens)
 
 

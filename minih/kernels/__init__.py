@@ -5,10 +5,10 @@ tests/test_kernels.py checks it against that reference (float64 and float32,
 odd shapes, non-contiguous input). Plain matrix products (projections, output
 projection, unembedding) call BLAS through numpy, in fixed row chunks spread over
 the threads (minih/kernels/blas.py); everything else is a jitted kernel
-(minih/kernels/_jit.py has the flags and the cache; minih/kernels/threads.py runs the
+(minih/kernels/_jit.py has the flags and the cache; minih/threads.py runs the
 kernels and the products on NUMBA_NUM_THREADS threads). A training step splits its
-batch instead: minih/kernels/shards.py computes fixed shards of it side by side, one
-thread each, every op inside on that thread.
+batch instead, with either backend: minih/shards.py computes fixed shards of it side by
+side, one thread each, every op inside on that thread.
 Read it beside the reference: docs/04_numba.md.
 
 Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
@@ -21,6 +21,6 @@ from .attention import (project_forward, project_backward, smear_forward, smear_
                         head_results)
 from .loss import cross_entropy_forward, cross_entropy_backward, per_token_loss
 from .adamw import adamw_update
-from .shards import over_batch_shards
+from ..shards import over_batch_shards      # the same function as minih.ops's (no jitted code)
 
 NAME = "numba"

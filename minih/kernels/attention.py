@@ -24,7 +24,7 @@ from ..ops.attention import ROW_BLOCK
 from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel, row_max_f32
 from .attention_loops import attention_backward_loops
 from .blas import matmul, matmul_tn
-from .threads import run_chunks
+from ..threads import run_chunks
 from .gemm import gemm
 
 

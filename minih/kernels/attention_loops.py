@@ -37,7 +37,7 @@ Shape legend: B = batch, T = positions (query i, key j), H = n_heads, E = d_head
 import numpy as np
 
 from ._jit import kernel
-from .threads import run_chunks
+from ..threads import run_chunks
 
 ROWS = 8            # query rows per block (the _add_outer helper takes exactly eight)
 SIMD = 16           # keys per iteration of LLVM's vector loops: rows are padded to a multiple of this

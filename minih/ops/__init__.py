@@ -18,6 +18,6 @@ from .attention import (project_forward, project_backward, smear_forward, smear_
                         head_results)
 from .loss import cross_entropy_forward, cross_entropy_backward, per_token_loss
 from .adamw import adamw_update
-from .shards import over_batch_shards
+from ..shards import over_batch_shards      # the batch in shards on the threads: both backends
 
 NAME = "numpy"

@@ -1,5 +1,7 @@
-"""Numba twin of minih.ops.shards: the batch of one training step in fixed shards, computed
-side by side, one thread each (data parallelism, as on several GPUs, on the cores of one CPU).
+"""The batch of one training step in fixed shards, computed side by side, one thread each
+(data parallelism, as on several GPUs, on the cores of one CPU). Both backends use it:
+minih.ops and minih.kernels export this one over_batch_shards, so the readable NumPy
+reference uses every core too, without a line of its ops changing. No jitted code here.
 
 The loss is a mean over the batch's B sequences (T - 1 predictions each), so shards s of
 B_s sequences give the batch's loss and gradients as
@@ -7,6 +9,12 @@ B_s sequences give the batch's loss and gradients as
 over_batch_shards cuts the batch into N_SHARDS fixed shards and runs them on
 threads.run_tasks: each thread computes the whole model, forward and backward, on its
 shards, and every kernel and product inside runs on that thread (threads.in_task).
+NumPy releases Python's lock (the GIL) inside its array operations and BLAS, so the
+numpy backend's shards run side by side as well: REF on the 2-core Intel Xeon, 2
+threads, 258-263 ms a step for the whole batch at once, 140-143 ms in shards (numpy
+backend, one process each, 2026-12-03; docs/04_numba.md, "The numpy backend"). To step
+through a training step in a debugger, set NUMBA_NUM_THREADS=1: every shard then runs
+in the calling thread, one after another.
 
 Why: with every op split over the threads instead, the two threads meet 39 times a REF
 step, and each meeting costs a sleeping thread's wake-up (~75 us on our VM, each way),
@@ -40,8 +48,8 @@ def shard_bounds(B: int):
 
 
 def over_batch_shards(f, tokens):
-    """Numba twin of minih.ops.shards.over_batch_shards: (loss, grads) of the batch `tokens`
-    [B, T], from f(tokens[b0:b1]) -> (loss_s, grads_s) on the shards of shard_bounds(B):
+    """(loss, grads) of the batch `tokens` [B, T], from f(tokens[b0:b1]) -> (loss_s, grads_s)
+    on the shards of shard_bounds(B), side by side on threads.run_tasks:
         loss = sum_s (B_s / B) loss_s,   grads[key] = sum_s (B_s / B) grads_s[key],
     summed in shard order."""
     B = tokens.shape[0]

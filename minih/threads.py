@@ -1,12 +1,13 @@
-"""minih's one thread pool: how every parallel kernel of the Numba backend uses the cores.
+"""minih's one thread pool: how the batch's shards (both backends) and every parallel kernel
+of the Numba backend use the cores. Plain Python threads; Numba only says how many.
 
 Every kernel that runs on several threads is a serial jitted function over a range of
 independent items (rows, or (b, h) pairs), compiled with nogil=True so that threads
 really run side by side. run_chunks cuts the items into consecutive chunks and
 run_tasks computes them on numba.get_num_threads() threads: the calling thread and a
 pool of the others. So NUMBA_NUM_THREADS (or numba.set_num_threads) sets every thread
-minih uses; the BLAS products of blas.py run on the same pool, and so do the shards of
-a training step's batch (shards.py). Work started inside a task stays on that task's
+minih uses; the BLAS products of kernels/blas.py run on the same pool, and so do the
+shards of a training step's batch (minih/shards.py), with either backend. Work started inside a task stays on that task's
 thread (in_task): a shard runs every kernel and product of the model there.
 
 Why not Numba's own parallel=True and prange: the parallel lowering multiplies the
@@ -21,9 +22,10 @@ core's cache when the next reads them (dealing the chunks out in turn, w, w + n,
 made the REF step 2-3% slower; docs/04_numba.md).
 
 Idle pool threads sleep; they do not spin (OpenBLAS's and OpenMP's threads can: see
-blas.py). Chunks only decide which thread works, never a bit of a result: a kernel
+kernels/blas.py). Chunks only decide which thread works, never a bit of a result: a kernel
 whose items write partial sums (LayerNorm's d_w) keeps them in fixed chunks of its own.
 """
+import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
@@ -59,7 +61,7 @@ def run_tasks(tasks):
     instead of waiting). Returns when every task has finished; an error of the calling
     thread's tasks is raised first, then the first worker's.
 
-    A task may call run_tasks itself (a shard of the batch, kernels/shards.py, runs the
+    A task may call run_tasks itself (a shard of the batch, minih/shards.py, runs the
     whole model): that call runs its tasks in the task's own thread, one after another.
     The threads are busy with the outer tasks already, and a pool worker waiting for its
     own pool would wait for ever.
@@ -77,7 +79,10 @@ def run_tasks(tasks):
             _pools[n - 1] = ThreadPoolExecutor(n - 1, thread_name_prefix=_PREFIX)
         pool = _pools[n - 1]
     share = [tasks[w * len(tasks) // n:(w + 1) * len(tasks) // n] for w in range(n)]
-    futures = [pool.submit(_run_each, share[w]) for w in range(1, n) if share[w]]
+    # each worker runs in a copy of the caller's context: np.errstate lives in a context
+    # variable, so without it a shard would warn about overflows its caller silenced
+    futures = [pool.submit(contextvars.copy_context().run, _run_each, share[w])
+               for w in range(1, n) if share[w]]
     try:
         _run_each(share[0])
     finally:
