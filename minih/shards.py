@@ -16,6 +16,17 @@ backend, one process each, 2026-12-03; docs/04_numba.md, "The numpy backend"). T
 through a training step in a debugger, set NUMBA_NUM_THREADS=1: every shard then runs
 in the calling thread, one after another.
 
+Small batches are computed whole (MIN_SHARD_POSITIONS; the numba backend's kernels and
+products may still split their own work over the threads): a shard's ops must be big enough that the threads spend their time inside NumPy and the kernels, not
+waiting for each other for the GIL around the Python lines between them. Training steps
+on the 2-core Intel Xeon, 2 threads, 2026-12-03 (ms a step, whole batch / 8 shards;
+d_model 64 for all but REF): 128 positions a shard (induction-2l, B = 32, T = 32) numpy
+7.3 / 15.1, numba 8.7 / 9.2; 256 (B = 16, T = 128) numpy 18.7 / 26.7, numba 12.0 /
+12.8; 512 (B = 32, T = 128) numpy 37.9 / 35.3, numba 18.0 / 17.3; 768 (B = 48) numpy
+60.7 / 47.6, numba 24.7 / 21.5; 1024 (SMALL, B = 64) numpy 81.4 / 55.1, numba 32.6 /
+27.2; REF (d_model 128, 1024 a shard) numpy 258-263 / 140-143. The rule depends on the
+batch's shape alone, never on the thread count, so the bits do not either.
+
 Why: with every op split over the threads instead, the two threads meet 39 times a REF
 step, and each meeting costs a sleeping thread's wake-up (~75 us on our VM, each way),
 while the NumPy glue between the ops runs on one core. With shards they meet once. REF,
@@ -39,6 +50,7 @@ import numpy as np
 from .threads import run_tasks
 
 N_SHARDS = 8   # fixed shards of the batch (fewer when B < N_SHARDS)
+MIN_SHARD_POSITIONS = 512   # below this many positions per shard: the whole batch at once
 
 
 def shard_bounds(B: int):
@@ -51,10 +63,11 @@ def over_batch_shards(f, tokens):
     """(loss, grads) of the batch `tokens` [B, T], from f(tokens[b0:b1]) -> (loss_s, grads_s)
     on the shards of shard_bounds(B), side by side on threads.run_tasks:
         loss = sum_s (B_s / B) loss_s,   grads[key] = sum_s (B_s / B) grads_s[key],
-    summed in shard order."""
-    B = tokens.shape[0]
+    summed in shard order. A batch whose shards would hold fewer than MIN_SHARD_POSITIONS
+    positions each (B * T / n_shards) is computed whole: f(tokens)."""
+    B, T = tokens.shape
     bounds = shard_bounds(B)
-    if len(bounds) == 1:
+    if len(bounds) == 1 or B * T < MIN_SHARD_POSITIONS * len(bounds):
         return f(tokens)
     out = [None] * len(bounds)
 

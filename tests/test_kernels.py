@@ -669,13 +669,15 @@ def test_model_backends_agree(overrides):
 
 
 @pytest.mark.parametrize("B", [1, 2, 5, 9])
-def test_batch_shards_give_the_whole_batch(B):
+def test_batch_shards_give_the_whole_batch(B, monkeypatch):
     # oracle: the NumPy ops on the whole batch at once (model._loss_and_grads, no shards),
     # float64. Both backends compute shard_bounds(B) (N_SHARDS = 8: B = 5 gives five shards
     # of 1, B = 9 seven of 1 and one of 2) and weight each shard by its share B_s / B; a
-    # wrong weight or a lost shard is an O(1) error
+    # wrong weight or a lost shard is an O(1) error. MIN_SHARD_POSITIONS = 1 makes these
+    # small batches split
     from minih import shards
     from minih.model import _loss_and_grads
+    monkeypatch.setattr(shards, "MIN_SHARD_POSITIONS", 1)
     bounds = shards.shard_bounds(B)
     assert bounds[0][0] == 0 and bounds[-1][1] == B and len(bounds) == min(B, shards.N_SHARDS)
     assert all(a[1] == b[0] and b[1] > b[0] for a, b in zip(bounds, bounds[1:])), bounds
@@ -692,6 +694,27 @@ def test_batch_shards_give_the_whole_batch(B):
             close(f"{backend} {key}", grads[key], grads_whole[key], np.float64)
 
 
+@pytest.mark.parametrize("B, T, n_calls", [(32, 32, 1), (16, 128, 1), (32, 128, 8), (9, 512, 8),
+                                         (7, 600, 7), (1, 4096, 1)])
+def test_batch_shards_only_when_each_holds_enough_positions(B, T, n_calls):
+    # oracle: the calls of f, counted. A shard must hold MIN_SHARD_POSITIONS = 512 positions
+    # (B * T / n_shards): 32 x 32 and 16 x 128 run whole (one call), 32 x 128 in 8 shards
+    # of 512, 9 x 512 in 8 (the last of two sequences), 7 x 600 in 7 of one sequence; one
+    # sequence is always one call
+    from minih import shards
+    assert shards.MIN_SHARD_POSITIONS == 512
+    calls = []
+
+    def f(tokens):
+        calls.append(tokens.shape)
+        return 1.0, {"w": np.ones(2)}
+
+    loss, grads = shards.over_batch_shards(f, np.zeros((B, T), dtype=np.int64))
+    assert len(calls) == n_calls, calls
+    assert sum(b for b, _ in calls) == B and all(t == T for _, t in calls)
+    assert loss == pytest.approx(1.0) and np.allclose(grads["w"], 1.0)
+
+
 def test_batch_shards_raise_a_shards_error():
     # oracle: the error of the shard that failed reaches the caller (no partial result)
     from minih import shards
@@ -701,8 +724,8 @@ def test_batch_shards_raise_a_shards_error():
             raise RuntimeError("shard with sequence 3")
         return 1.0, {"w": np.ones(2)}
 
-    with pytest.raises(RuntimeError, match="sequence 3"):
-        shards.over_batch_shards(f, np.repeat(np.arange(4), 2)[:, None])  # 8 sequences
+    with pytest.raises(RuntimeError, match="sequence 3"):                # 8 sequences of 512
+        shards.over_batch_shards(f, np.repeat(np.repeat(np.arange(4), 2)[:, None], 512, axis=1))
 
 
 def test_model_float32_and_cache():
@@ -733,8 +756,11 @@ def test_threads_do_not_change_results(B, backend, monkeypatch):
     # the row chunks and the batch's shards are fixed, so the thread count must not change
     # a single bit (B = 1: one shard, the ops split over the threads; B = 5: shards, whose
     # products are one BLAS call each). MIN_ROWS = 8 makes these small products big
-    # enough to split outside a shard. The numpy backend runs the same shards.
+    # enough to split outside a shard, MIN_SHARD_POSITIONS = 1 this small batch into
+    # shards. The numpy backend runs the same shards.
+    from minih import shards
     monkeypatch.setattr(blas, "MIN_ROWS", 8)
+    monkeypatch.setattr(shards, "MIN_SHARD_POSITIONS", 1)
     cfg = minih.ModelConfig.preset("tiny", n_ctx=24, smeared_keys=True)
     params = minih.init_params(cfg, seed=0)
     tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (B, 24))
