@@ -27,6 +27,13 @@ d_model 64 for all but REF): 128 positions a shard (induction-2l, B = 32, T = 32
 27.2; REF (d_model 128, 1024 a shard) numpy 258-263 / 140-143. The rule depends on the
 batch's shape alone, never on the thread count, so the bits do not either.
 
+Smaller still, a whole batch of fewer than MIN_SPLIT_POSITIONS = 2048 positions runs on
+the calling thread alone: splitting its ops over the threads costs more wake-ups than it
+saves. Numba backend, 2 layers x 4 heads, d_model 64 (128 for T = 256), ms a step, 2
+threads / 1 (2026-12-03, 01:35 UTC): 1024 positions (B x T = 32 x 32, 8 x 128, 4 x 256)
+8.8 / 5.0, 9.0 / 6.1, 10.9 / 10.2; 2048 (64 x 32, 16 x 128, 8 x 256) 10.3 / 8.9,
+11.5 / 11.2, 16.1 / 19.0; 3072 (24 x 128) 14.6 / 16.3.
+
 Why: with every op split over the threads instead, the two threads meet 39 times a REF
 step, and each meeting costs a sleeping thread's wake-up (~75 us on our VM, each way),
 while the NumPy glue between the ops runs on one core. With shards they meet once. REF,
@@ -47,10 +54,11 @@ threads the extra ones wait.
 """
 import numpy as np
 
-from .threads import run_tasks
+from .threads import run_alone, run_tasks
 
 N_SHARDS = 8   # fixed shards of the batch (fewer when B < N_SHARDS)
 MIN_SHARD_POSITIONS = 512   # below this many positions per shard: the whole batch at once
+MIN_SPLIT_POSITIONS = 2048  # a whole batch smaller than this runs on the calling thread alone
 
 
 def shard_bounds(B: int):
@@ -64,11 +72,13 @@ def over_batch_shards(f, tokens):
     on the shards of shard_bounds(B), side by side on threads.run_tasks:
         loss = sum_s (B_s / B) loss_s,   grads[key] = sum_s (B_s / B) grads_s[key],
     summed in shard order. A batch whose shards would hold fewer than MIN_SHARD_POSITIONS
-    positions each (B * T / n_shards) is computed whole: f(tokens)."""
+    positions each (B * T / n_shards) is computed whole, f(tokens); below
+    MIN_SPLIT_POSITIONS positions on the calling thread alone (threads.run_alone), above
+    it with the numba backend's kernels and products split over the threads."""
     B, T = tokens.shape
     bounds = shard_bounds(B)
     if len(bounds) == 1 or B * T < MIN_SHARD_POSITIONS * len(bounds):
-        return f(tokens)
+        return run_alone(lambda: f(tokens)) if B * T < MIN_SPLIT_POSITIONS else f(tokens)
     out = [None] * len(bounds)
 
     def shard(s, b0, b1):

@@ -54,6 +54,15 @@ def _run_each(tasks):
         _here.in_task = before
 
 
+def run_alone(f):
+    """f() on the calling thread alone, marked as a task: every run_tasks and run_chunks
+    call inside it runs here too, one chunk after another. For work too small to be worth
+    waking the other threads (shards.py). Returns f()."""
+    out = []
+    _run_each([lambda: out.append(f())])
+    return out[0]
+
+
 def run_tasks(tasks):
     """Run the zero-argument callables `tasks` on numba.get_num_threads() threads: the
     calling thread and a pool of the others. With n threads, thread w runs the w-th of n

@@ -442,6 +442,23 @@ def test_run_tasks_waits_and_raises_the_calling_threads_error_first(monkeypatch)
     assert sorted(done) == [0, 1, 2, 3]
 
 
+def test_run_alone_keeps_all_work_on_the_calling_thread(monkeypatch):
+    # oracle: the thread ids, recorded; run_chunks inside is one chunk, and run_alone
+    # returns f's value and leaves the calling thread unmarked
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
+    seen = []
+
+    def f():
+        threads.run_tasks([lambda: seen.append(threading.get_ident()) for _ in range(4)])
+        threads.run_chunks(10, lambda i0, i1: seen.append((threading.get_ident(), i0, i1)))
+        return "value"
+
+    assert threads.run_alone(f) == "value"
+    me = threading.get_ident()
+    assert seen == [me] * 4 + [(me, 0, 10)]
+    assert not threads.in_task()
+
+
 def test_run_tasks_keep_the_callers_errstate(monkeypatch):
     # oracle: np.geterr() inside each task, and which threads ran them. np.errstate is a
     # context variable, and pool threads do not inherit the caller's context by themselves:
@@ -700,17 +717,22 @@ def test_batch_shards_only_when_each_holds_enough_positions(B, T, n_calls):
     # oracle: the calls of f, counted. A shard must hold MIN_SHARD_POSITIONS = 512 positions
     # (B * T / n_shards): 32 x 32 and 16 x 128 run whole (one call), 32 x 128 in 8 shards
     # of 512, 9 x 512 in 8 (the last of two sequences), 7 x 600 in 7 of one sequence; one
-    # sequence is always one call
+    # sequence is always one call. A whole batch under MIN_SPLIT_POSITIONS = 2048
+    # positions runs alone (marked as a task: nothing inside splits), a bigger one not
     from minih import shards
-    assert shards.MIN_SHARD_POSITIONS == 512
+    assert shards.MIN_SHARD_POSITIONS == 512 and shards.MIN_SPLIT_POSITIONS == 2048
     calls = []
 
     def f(tokens):
         calls.append(tokens.shape)
+        alone.append(threads.in_task())
         return 1.0, {"w": np.ones(2)}
 
+    alone = []
     loss, grads = shards.over_batch_shards(f, np.zeros((B, T), dtype=np.int64))
     assert len(calls) == n_calls, calls
+    if n_calls == 1:
+        assert alone == [B * T < 2048]
     assert sum(b for b, _ in calls) == B and all(t == T for _, t in calls)
     assert loss == pytest.approx(1.0) and np.allclose(grads["w"], 1.0)
 
@@ -761,6 +783,7 @@ def test_threads_do_not_change_results(B, backend, monkeypatch):
     from minih import shards
     monkeypatch.setattr(blas, "MIN_ROWS", 8)
     monkeypatch.setattr(shards, "MIN_SHARD_POSITIONS", 1)
+    monkeypatch.setattr(shards, "MIN_SPLIT_POSITIONS", 1)               # and B = 1 split its ops
     cfg = minih.ModelConfig.preset("tiny", n_ctx=24, smeared_keys=True)
     params = minih.init_params(cfg, seed=0)
     tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (B, 24))
