@@ -30,7 +30,7 @@ batch's shape alone, never on the thread count, so the bits do not either.
 Smaller still, a whole batch of fewer than MIN_SPLIT_POSITIONS = 2048 positions runs on
 the calling thread alone: splitting its ops over the threads costs more wake-ups than it
 saves. Numba backend, 2 layers x 4 heads, d_model 64 (128 for T = 256), ms a step, 2
-threads / 1 (2026-12-03, 01:35 UTC): 1024 positions (B x T = 32 x 32, 8 x 128, 4 x 256)
+threads / 1 (2026-12-03, 01:20 UTC): 1024 positions (B x T = 32 x 32, 8 x 128, 4 x 256)
 8.8 / 5.0, 9.0 / 6.1, 10.9 / 10.2; 2048 (64 x 32, 16 x 128, 8 x 256) 10.3 / 8.9,
 11.5 / 11.2, 16.1 / 19.0; 3072 (24 x 128) 14.6 / 16.3.
 
