@@ -1,5 +1,6 @@
 """minih's one thread pool: how the batch's shards (both backends) and every parallel kernel
-of the Numba backend use the cores. Plain Python threads; Numba only says how many.
+of the Numba backend use the cores. Plain Python threads; Numba only says how many
+(n_threads, which imports numba when first asked).
 
 Every kernel that runs on several threads is a serial jitted function over a range of
 independent items (rows, or (b, h) pairs), compiled with nogil=True so that threads
@@ -7,8 +8,10 @@ really run side by side. run_chunks cuts the items into consecutive chunks and
 run_tasks computes them on numba.get_num_threads() threads: the calling thread and a
 pool of the others. So NUMBA_NUM_THREADS (or numba.set_num_threads) sets every thread
 minih uses; the BLAS products of kernels/blas.py run on the same pool, and so do the
-shards of a training step's batch (minih/shards.py), with either backend. Work started inside a task stays on that task's
-thread (in_task): a shard runs every kernel and product of the model there.
+shards of a training step's batch (minih/shards.py), with either backend. Work started
+inside a task stays on that task's thread (in_task): a shard runs every kernel and
+product of the model there, and so does run_alone, for work too small to be worth
+waking the other threads.
 
 Why not Numba's own parallel=True and prange: the parallel lowering multiplies the
 compile time (attention forward 6.5 -> 4.4 s as a serial kernel, the BLAS attention
@@ -29,7 +32,7 @@ import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
-import numba
+import numpy as np
 
 CHUNKS_PER_THREAD = 4   # run_chunks: chunks per thread (a little slack for uneven items)
 _pools = {}             # worker count -> ThreadPoolExecutor (kept: idle workers sleep)
@@ -38,18 +41,28 @@ _PREFIX = "minih-pool"   # the pool threads' names begin with this
 _here = threading.local()  # .in_task: this thread runs a task of run_tasks (see in_task)
 
 
+def n_threads() -> int:
+    """numba.get_num_threads(): NUMBA_NUM_THREADS, or what numba.set_num_threads set.
+    Numba is imported here, on first use, so the numpy backend's small batches (which never
+    ask) do not pay its import."""
+    import numba
+    return numba.get_num_threads()
+
+
 def in_task() -> bool:
     """Whether this thread is running a task of run_tasks (then nested calls run here)."""
     return getattr(_here, "in_task", False)
 
 
-def _run_each(tasks):
-    """Run tasks one after another, marked as tasks: their own run_tasks calls run here."""
+def _run_each(tasks, err=None):
+    """Run tasks one after another, marked as tasks: their own run_tasks calls run here.
+    err: np.geterr() of the thread that handed them out, applied while they run."""
     before = in_task()
     _here.in_task = True
     try:
-        for t in tasks:
-            t()
+        with np.errstate(**(err or np.geterr())):
+            for t in tasks:
+                t()
     finally:
         _here.in_task = before
 
@@ -75,7 +88,7 @@ def run_tasks(tasks):
     The threads are busy with the outer tasks already, and a pool worker waiting for its
     own pool would wait for ever.
     """
-    n = numba.get_num_threads()
+    n = n_threads()
     if in_task() or len(tasks) == 1:                             # nested, or nothing to split:
         for t in tasks:                                          # run here, unmarked (a lone
             t()                                                  # task may still split its work)
@@ -88,9 +101,11 @@ def run_tasks(tasks):
             _pools[n - 1] = ThreadPoolExecutor(n - 1, thread_name_prefix=_PREFIX)
         pool = _pools[n - 1]
     share = [tasks[w * len(tasks) // n:(w + 1) * len(tasks) // n] for w in range(n)]
-    # each worker runs in a copy of the caller's context: np.errstate lives in a context
-    # variable, so without it a shard would warn about overflows its caller silenced
-    futures = [pool.submit(contextvars.copy_context().run, _run_each, share[w])
+    # each worker runs with the caller's np.errstate (a context variable in NumPy 2, a
+    # thread's own setting before), in a copy of the caller's context: without them a shard
+    # of a diverging training step would warn about the overflows train.py silences
+    err = np.geterr()
+    futures = [pool.submit(contextvars.copy_context().run, _run_each, share[w], err)
                for w in range(1, n) if share[w]]
     try:
         _run_each(share[0])
@@ -106,7 +121,7 @@ def run_chunks(n_items, f):
     one chunk, f(0, n_items), on one thread or inside a task, where the chunks would run
     one after another anyway. f must compute each item whole, writing only that item's
     outputs (so the chunks never change a result)."""
-    n_threads = 1 if in_task() else numba.get_num_threads()
-    n_chunks = 1 if n_threads == 1 else max(1, min(n_items, CHUNKS_PER_THREAD * n_threads))
+    n = 1 if in_task() else n_threads()
+    n_chunks = 1 if n == 1 else max(1, min(n_items, CHUNKS_PER_THREAD * n))
     bounds = [(c * n_items // n_chunks, (c + 1) * n_items // n_chunks) for c in range(n_chunks)]
     run_tasks([lambda i0=i0, i1=i1: f(i0, i1) for i0, i1 in bounds if i1 > i0])

@@ -457,6 +457,9 @@ def test_run_alone_keeps_all_work_on_the_calling_thread(monkeypatch):
     me = threading.get_ident()
     assert seen == [me] * 4 + [(me, 0, 10)]
     assert not threads.in_task()
+    with pytest.raises(ZeroDivisionError):                       # an error leaves it unmarked too
+        threads.run_alone(lambda: 1 / 0)
+    assert not threads.in_task()
 
 
 def test_run_tasks_keep_the_callers_errstate(monkeypatch):
@@ -691,10 +694,13 @@ def test_batch_shards_give_the_whole_batch(B, monkeypatch):
     # float64. Both backends compute shard_bounds(B) (N_SHARDS = 8: B = 5 gives five shards
     # of 1, B = 9 seven of 1 and one of 2) and weight each shard by its share B_s / B; a
     # wrong weight or a lost shard is an O(1) error. MIN_SHARD_POSITIONS = 1 makes these
-    # small batches split
+    # small batches split; MIN_SPLIT_POSITIONS = 1 and MIN_ROWS = 8 make B = 1 (one shard)
+    # split its ops and products over the threads instead
     from minih import shards
     from minih.model import _loss_and_grads
     monkeypatch.setattr(shards, "MIN_SHARD_POSITIONS", 1)
+    monkeypatch.setattr(shards, "MIN_SPLIT_POSITIONS", 1)
+    monkeypatch.setattr(blas, "MIN_ROWS", 8)
     bounds = shards.shard_bounds(B)
     assert bounds[0][0] == 0 and bounds[-1][1] == B and len(bounds) == min(B, shards.N_SHARDS)
     assert all(a[1] == b[0] and b[1] > b[0] for a, b in zip(bounds, bounds[1:])), bounds
@@ -733,6 +739,8 @@ def test_batch_shards_only_when_each_holds_enough_positions(B, T, n_calls):
     assert len(calls) == n_calls, calls
     if n_calls == 1:
         assert alone == [B * T < 2048]
+    else:
+        assert all(alone), "a shard runs as a task"
     assert sum(b for b, _ in calls) == B and all(t == T for _, t in calls)
     assert loss == pytest.approx(1.0) and np.allclose(grads["w"], 1.0)
 
@@ -771,15 +779,15 @@ def test_model_float32_and_cache():
         assert cache_nb[key].shape == cache_ref[key].shape, key
 
 
-@pytest.mark.parametrize("backend", ["numba", "numpy"])
-@pytest.mark.parametrize("B", [1, 5])
+@pytest.mark.parametrize("B, backend", [(1, "numba"), (5, "numba"), (5, "numpy")])
 def test_threads_do_not_change_results(B, backend, monkeypatch):
     # oracle: the same kernels on one thread. Every parallel loop owns its outputs, and
     # the row chunks and the batch's shards are fixed, so the thread count must not change
     # a single bit (B = 1: one shard, the ops split over the threads; B = 5: shards, whose
     # products are one BLAS call each). MIN_ROWS = 8 makes these small products big
     # enough to split outside a shard, MIN_SHARD_POSITIONS = 1 this small batch into
-    # shards. The numpy backend runs the same shards.
+    # shards. The numpy backend runs the same shards (B = 1 would be one call of its ops,
+    # which have no threads: nothing to test).
     from minih import shards
     monkeypatch.setattr(blas, "MIN_ROWS", 8)
     monkeypatch.setattr(shards, "MIN_SHARD_POSITIONS", 1)

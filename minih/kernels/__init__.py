@@ -7,8 +7,9 @@ projection, unembedding) call BLAS through numpy, in fixed row chunks spread ove
 the threads (minih/kernels/blas.py); everything else is a jitted kernel
 (minih/kernels/_jit.py has the flags and the cache; minih/threads.py runs the
 kernels and the products on NUMBA_NUM_THREADS threads). A training step splits its
-batch instead, with either backend: minih/shards.py computes fixed shards of it side by
-side, one thread each, every op inside on that thread.
+batch instead, with either backend, when each shard holds at least 512 positions:
+minih/shards.py computes fixed shards of it side by side, one thread each, every op
+inside on that thread (and a batch under 2048 positions on the calling thread alone).
 Read it beside the reference: docs/04_numba.md.
 
 Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
