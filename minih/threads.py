@@ -28,9 +28,9 @@ Idle pool threads sleep; they do not spin (OpenBLAS's and OpenMP's threads can: 
 kernels/blas.py). Chunks only decide which thread works, never a bit of a result: a kernel
 whose items write partial sums (LayerNorm's d_w) keeps them in fixed chunks of its own.
 """
-import contextvars
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -54,26 +54,39 @@ def in_task() -> bool:
     return getattr(_here, "in_task", False)
 
 
-def _run_each(tasks, err=None):
-    """Run tasks one after another, marked as tasks: their own run_tasks calls run here.
-    err: np.geterr() of the thread that handed them out, applied while they run."""
+@contextmanager
+def _as_task():
+    """Mark this thread as running a task while the block runs (see in_task)."""
     before = in_task()
     _here.in_task = True
     try:
-        with np.errstate(**(err or np.geterr())):
-            for t in tasks:
-                t()
+        yield
     finally:
         _here.in_task = before
+
+
+def _run_each(tasks):
+    """Run tasks one after another, marked as tasks: their own run_tasks calls run here."""
+    with _as_task():
+        for t in tasks:
+            t()
+
+
+def _run_share(tasks, err):
+    """A pool worker's share: _run_each under err, the np.geterr() of the thread that
+    handed it out. np.errstate is a thread's own setting (a context variable in NumPy 2),
+    and a worker does not inherit it: without this, a shard of a diverging training step
+    would warn about the overflows train.py silences."""
+    with np.errstate(**err):
+        _run_each(tasks)
 
 
 def run_alone(f):
     """f() on the calling thread alone, marked as a task: every run_tasks and run_chunks
     call inside it runs here too, one chunk after another. For work too small to be worth
     waking the other threads (shards.py). Returns f()."""
-    out = []
-    _run_each([lambda: out.append(f())])
-    return out[0]
+    with _as_task():
+        return f()
 
 
 def run_tasks(tasks):
@@ -101,12 +114,8 @@ def run_tasks(tasks):
             _pools[n - 1] = ThreadPoolExecutor(n - 1, thread_name_prefix=_PREFIX)
         pool = _pools[n - 1]
     share = [tasks[w * len(tasks) // n:(w + 1) * len(tasks) // n] for w in range(n)]
-    # each worker runs with the caller's np.errstate (a context variable in NumPy 2, a
-    # thread's own setting before), in a copy of the caller's context: without them a shard
-    # of a diverging training step would warn about the overflows train.py silences
-    err = np.geterr()
-    futures = [pool.submit(contextvars.copy_context().run, _run_each, share[w], err)
-               for w in range(1, n) if share[w]]
+    err = np.geterr()                                            # the workers run under it too
+    futures = [pool.submit(_run_share, share[w], err) for w in range(1, n) if share[w]]
     try:
         _run_each(share[0])
     finally:

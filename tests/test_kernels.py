@@ -464,8 +464,8 @@ def test_run_alone_keeps_all_work_on_the_calling_thread(monkeypatch):
 
 def test_run_tasks_keep_the_callers_errstate(monkeypatch):
     # oracle: np.geterr() inside each task, and which threads ran them. np.errstate is a
-    # context variable, and pool threads do not inherit the caller's context by themselves:
-    # a shard of a diverging training step (train.py silences its overflow) warned
+    # thread's own setting, which pool threads do not inherit by themselves: a shard of a
+    # diverging training step (train.py silences its overflow) warned
     monkeypatch.setattr(numba, "get_num_threads", lambda: 2)
     seen = []
     with np.errstate(over="ignore"):
@@ -668,14 +668,18 @@ MODEL_CONFIGS = [
 ]
 
 
+def assert_same_float64(name, loss, grads, loss_ref, grads_ref):
+    """loss and gradients equal the reference's to float64 rounding."""
+    assert abs(loss - loss_ref) <= 1e-12 * abs(loss_ref), name
+    assert list(grads) == list(grads_ref), name
+    for key in grads_ref:
+        close(f"{name} {key}", grads[key], grads_ref[key], np.float64)
+
+
 def assert_backends_agree_float64(params, tokens, cfg):
     """The numba backend's loss and gradients equal the NumPy backend's to float64 rounding."""
-    loss_ref, grads_ref = minih.loss_and_grads(params, tokens, cfg, backend="numpy")
-    loss_nb, grads_nb = minih.loss_and_grads(params, tokens, cfg, backend="numba")
-    assert abs(loss_nb - loss_ref) <= 1e-12 * abs(loss_ref)
-    assert list(grads_nb) == list(grads_ref)
-    for key in grads_ref:
-        close(key, grads_nb[key], grads_ref[key], np.float64)
+    assert_same_float64("numba", *minih.loss_and_grads(params, tokens, cfg, backend="numba"),
+                        *minih.loss_and_grads(params, tokens, cfg, backend="numpy"))
 
 
 @pytest.mark.parametrize("overrides", MODEL_CONFIGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
@@ -710,11 +714,8 @@ def test_batch_shards_give_the_whole_batch(B, monkeypatch):
     tokens = np.random.default_rng(B).integers(0, cfg.d_vocab, (B, 11))
     loss_whole, grads_whole = _loss_and_grads(params, tokens, cfg, minih.ops)
     for backend in ("numpy", "numba"):
-        loss, grads = minih.loss_and_grads(params, tokens, cfg, backend=backend)
-        assert abs(loss - loss_whole) <= 1e-12 * abs(loss_whole), backend
-        assert list(grads) == list(grads_whole)
-        for key in grads_whole:
-            close(f"{backend} {key}", grads[key], grads_whole[key], np.float64)
+        assert_same_float64(backend, *minih.loss_and_grads(params, tokens, cfg, backend=backend),
+                            loss_whole, grads_whole)
 
 
 @pytest.mark.parametrize("B, T, n_calls", [(32, 32, 1), (16, 128, 1), (32, 128, 8), (9, 512, 8),
