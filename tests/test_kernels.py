@@ -23,7 +23,8 @@ import pytest
 
 import minih
 from minih import kernels, ops, threads
-from minih.kernels import _jit, attention, attention_loops, blas, embedding, gemm, layernorm, loss
+from minih.kernels import (_jit, attention, attention_loops, attention_tiles, blas, embedding, gemm,
+                           layernorm, loss)
 from minih.kernels import adamw as k_adamw
 from helpers import assert_close
 
@@ -99,6 +100,50 @@ def test_both_attention_backwards(shape, dtype, kind, monkeypatch):
     for name, g, w in zip(("d_q", "d_k", "d_v"), kernels.attention_backward(d_z, q, k, v, pattern),
                           ops.attention_backward(d_z, q, k, v, pattern)):
         close(f"{kind} {name}", g, w, dtype)
+
+
+# The tile kernels (attention_tiles.py) run when E % 16 == 0: T = 1 and 3 (fewer rows than
+# one tile of 4), 4 (one tile), 8 (keys only in the scalar tail: n < 16), 37 (a row left
+# after the tiles, keys past a multiple of 16), 70 (full and partial 16-key blocks and
+# 8-row blocks of the backward); E = 32: two 16-wide passes of _tile_sum_keys
+TILE_SHAPES = [(1, 1, 1, 16), (2, 3, 2, 16), (1, 4, 1, 16), (1, 8, 3, 16), (2, 37, 3, 32),
+               (1, 70, 2, 16)]
+
+
+@pytest.mark.parametrize("shape", SHAPES[:4] + TILE_SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("kind", ["blas", "tiles"])
+def test_both_attention_forwards(shape, dtype, kind, monkeypatch):
+    # oracle: the reference forward. attention.FORWARD follows the CPU, as BACKWARD does, so
+    # each kernel runs here on purpose; "tiles" with E % 16 != 0 (SHAPES[:4]) takes the
+    # row-by-row kernel, which must be right too
+    B, T, H, E = shape[:4]
+    rng = np.random.default_rng((len(shape), T, E, kind == "tiles"))
+    q, k, v = (rand(rng, (B, T, H, E), dtype, contiguous=False) for _ in range(3))
+    monkeypatch.setattr(attention, "FORWARD", kind)
+    want = ops.attention_forward(q, k, v)
+    for with_scores in (True, False):
+        got = kernels.attention_forward(q, k, v, with_scores=with_scores)
+        close(f"{kind} z", got[0], want[0], dtype)
+        close(f"{kind} pattern", got[1], want[1], dtype)
+    finite = np.isfinite(want[2])
+    scores = kernels.attention_forward(q, k, v)[2]
+    assert np.array_equal(np.isfinite(scores), finite) and np.all(scores[~finite] == -np.inf)
+    close(f"{kind} scores", scores[finite], want[2][finite], dtype)
+
+
+@pytest.mark.parametrize("shape", TILE_SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_loop_backward_with_tiles(shape, dtype, monkeypatch):
+    # oracle: the reference backward; the loop backward computes d_p and d_q in tiles here
+    B, T, H, E = shape
+    rng = np.random.default_rng((T, E, 7))
+    q, k, v, d_z = (rand(rng, (B, T, H, E), dtype) for _ in range(4))
+    pattern = ops.attention_forward(q, k, v)[1]
+    monkeypatch.setattr(attention, "BACKWARD", "loops")
+    for name, g, w in zip(("d_q", "d_k", "d_v"), kernels.attention_backward(d_z, q, k, v, pattern),
+                          ops.attention_backward(d_z, q, k, v, pattern)):
+        close(name, g, w, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -417,6 +462,32 @@ def test_backward_loop_helpers_without_jit(E, dtype):
     assert np.isnan(d_q[~written]).all(), "wrote outside d_q[b, i0:i0 + rows, h]"
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("E", [16, 32])
+def test_tile_helpers_without_jit(E, dtype):
+    # oracle: the same products in NumPy. The kernels' .py_func (test_kernel_bodies_without_jit)
+    # call these helpers compiled; here their own Python runs, simd.py's functions on NumPy
+    # arrays of 8 (which check every load and store against the row's length). n = 37: two
+    # vector steps of 16 keys, then 5 keys in the scalar tail; E = 32: two passes of 16 dims
+    rng = np.random.default_rng(E)
+    T, n = 40, 37
+    scale, zero = dtype(0.25), dtype(0)
+    a = rng.standard_normal((4, E)).astype(dtype)
+    xT = rng.standard_normal((E, T)).astype(dtype)
+    o = np.full((4, T), np.nan, dtype)
+    attention_tiles._tile_dot_keys.py_func(*o, *a, xT, n, scale, zero)
+    close("tile_dot_keys", o[:, :n], scale * (a @ xT[:, :n]), dtype)
+    assert np.isnan(o[:, n:]).all(), "wrote past key n"
+    w = rng.standard_normal((4, T)).astype(dtype)
+    x = rng.standard_normal((1, T, 2, E)).astype(dtype)
+    out = np.full((1, T, 2, E), np.nan, dtype)
+    attention_tiles._tile_sum_keys.py_func(out, 0, 3, 1, *w, x, n, zero)     # b 0, i0 3, h 1
+    close("tile_sum_keys", out[0, 3:7, 1], w[:, :n] @ x[0, :n, 1], dtype)
+    written = np.zeros(out.shape, bool)
+    written[0, 3:7, 1] = True
+    assert np.isnan(out[~written]).all(), "wrote outside out[b, i0:i0 + 4, h]"
+
+
 def test_run_tasks_waits_and_raises_the_calling_threads_error_first(monkeypatch):
     # oracle: which tasks ran. Of n threads, thread w runs the w-th of n consecutive shares
     # of the tasks (7 tasks, 3 threads: [0, 1], [2, 3], [4, 5, 6]); the calling thread is w = 0
@@ -557,6 +628,17 @@ def test_kernel_bodies_without_jit():
     want = ops.attention_forward(q, k, v)
     close("z", z, want[0], np.float32)
     close("pattern", pattern, want[1], np.float32)
+    E16 = 16                                                     # the tile forward needs E % 16 == 0
+    q16, k16, v16 = q[..., :E16].copy(), k[..., :E16].copy(), v[..., :E16].copy()
+    z16, pattern16 = np.full_like(q16, np.nan), np.full_like(pattern, np.nan)
+    for i0, i1 in two_ranges(B * H):                             # T = 6: one tile, then 2 rows
+        attention._attention_forward_tiles.py_func(q16, k16, v16, f32(0.25), z16, pattern16,
+                                                   scores, True, True, i0, i1)
+    want16 = ops.attention_forward(q16, k16, v16)
+    close("tiles z", z16, want16[0], np.float32)
+    close("tiles pattern", pattern16, want16[1], np.float32)
+    close("tiles scores", scores[np.isfinite(want16[2])], want16[2][np.isfinite(want16[2])],
+          np.float32)
     d_q, d_k, d_v = (np.full_like(q, np.nan) for _ in range(3))
     for i0, i1 in two_ranges(B * H):
         attention._attention_backward.py_func(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, 4,
@@ -571,6 +653,14 @@ def test_kernel_bodies_without_jit():
     for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
                           ops.attention_backward(d_z, q, k, v, pattern)):
         close("loops " + name, g, w, np.float32)
+    d_q, d_k, d_v = (np.full_like(q16, np.nan) for _ in range(3))
+    d_z16 = d_z[..., :E16].copy()
+    for bh0, bh1 in two_ranges(B * H):                           # E = 16: d_p and d_q in tiles
+        attention_loops._attention_backward_pairs.py_func(d_z16, q16, k16, v16, want16[1],
+                                                          f32(0.25), d_q, d_k, d_v, bh0, bh1)
+    for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
+                          ops.attention_backward(d_z16, q16, k16, v16, want16[1])):
+        close("loops, tiles " + name, g, w, np.float32)
 
     x = rng.standard_normal((B * T, D))
     w, b, d_y = rng.standard_normal(D), rng.standard_normal(D), rng.standard_normal((B * T, D))

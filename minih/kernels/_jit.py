@@ -11,9 +11,9 @@ first run pays the compile time. To clear it, delete the *.nbi and *.nbc files
 there (or the NUMBA_CACHE_DIR directory); Numba also recompiles by itself when a
 kernel's source file changes. It does NOT notice a change in a helper defined in
 another file (Numba's "Notes on Caching": changes in symbols defined in another file
-are not recognised): the helpers below and gemm.py's are compiled into the kernels
-of attention.py and loss.py. We hit it: a fixed gemm.py kept failing inside the
-cached attention kernels. So drop_stale_cache (at the end of this file) clears the
+are not recognised): the helpers below, gemm.py's, simd.py's and attention_tiles.py's
+are compiled into the kernels of attention.py, attention_loops.py and loss.py. We hit
+it: a fixed gemm.py kept failing inside the cached attention kernels. So drop_stale_cache (at the end of this file) clears the
 package's cache by itself when those files change; with NUMBA_CACHE_DIR set, clear
 it yourself after editing them.
 
@@ -137,14 +137,15 @@ def row_max_f32(row, n):
 
 # --- a cache that knows its helpers ---------------------------------------------------------
 
-HELPER_FILES = ("_jit.py", "gemm.py")        # compiled into the kernels of other files
+HELPER_FILES = ("_jit.py", "gemm.py", "simd.py", "attention_tiles.py")   # compiled into
+# the kernels of other files (attention.py, attention_loops.py, loss.py)
 
 
 def drop_stale_cache(folder=Path(__file__).parent):
     """Delete the Numba cache in folder/__pycache__ if a helper file changed since it was written.
 
     Why: Numba checks a cached kernel against its own source file only (see the module
-    docstring), so after an edit to a helper here or in gemm.py the attention and loss
+    docstring), so after an edit to a helper here or in HELPER_FILES the attention and loss
     kernels would keep running the old helper. A hash of the helper files, stored next
     to the cache, tells. Only for the default cache location: with a cache directory set
     (NUMBA_CACHE_DIR or Numba's config file), or when Numba falls back to a per-user

@@ -23,6 +23,7 @@ import numpy as np
 from ..ops.attention import ROW_BLOCK
 from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel, row_max_f32
 from .attention_loops import attention_backward_loops
+from .attention_tiles import TILE, _tile_dot_keys, _tile_sum_keys
 from .blas import matmul, matmul_tn
 from ..threads import run_chunks
 from .gemm import gemm
@@ -250,6 +251,48 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
                  trans_a=False, trans_b=False)
 
 
+@kernel()
+def _attention_forward_tiles(q, k, v, scale, z, pattern, scores, with_scores, fast_exp, bh0, bh1):
+    """The forward in tiles of TILE = 4 query rows (kernels/attention_tiles.py; E % 16 == 0)."""
+    B, T, H, E = q.shape
+    zero = scale - scale                                         # 0 in the arrays' dtype
+    kT = np.empty((E, T), dtype=q.dtype)                         # [E, T]
+    for bh in range(bh0, bh1):                                   # (b, h) owns z[b,:,h], pattern[b,h]
+        b = bh // H
+        h = bh - b * H
+        for j in range(T):
+            for e in range(E):
+                kT[e, j] = k[b, j, h, e]
+        for i0 in range(0, T, TILE):                             # query rows i0 <= i < i0 + rows ..
+            rows = min(TILE, T - i0)
+            n_pad = min(T, (i0 + rows + SIMD - 1) // SIMD * SIMD)  # .. see keys j < n_pad
+            p0 = pattern[b, h, i0]                               # [T] rows of the tile
+            if rows == TILE:
+                p1, p2, p3 = pattern[b, h, i0 + 1], pattern[b, h, i0 + 2], pattern[b, h, i0 + 3]
+                _tile_dot_keys(p0, p1, p2, p3, q[b, i0, h], q[b, i0 + 1, h], q[b, i0 + 2, h],
+                               q[b, i0 + 3, h], kT, n_pad, scale, zero)
+            else:                                                # the last rows, when T % 4 != 0
+                for i in range(i0, T):
+                    _row_scores(pattern[b, h, i], q, b, i, h, kT, scale, n_pad)
+            for i in range(i0, i0 + rows):
+                row = pattern[b, h, i]                           # [T]: scores[i, :n_pad] so far
+                if with_scores:
+                    for j in range(i + 1):
+                        scores[b, h, i, j] = row[j]
+                    for j in range(i + 1, T):
+                        scores[b, h, i, j] = -np.inf
+                _row_softmax(row, i + 1, fast_exp, zero)         # row = pattern[i], 0 for j > i
+            if rows == TILE:
+                _tile_sum_keys(z, b, i0, h, p0, p1, p2, p3, v, i0 + TILE, zero)  # keys j <= its last row
+            else:
+                for i in range(i0, T):
+                    for e in range(E):
+                        acc = zero
+                        for j in range(i + 1):
+                            acc += pattern[b, h, i, j] * v[b, j, h, e]
+                        z[b, i, h, e] = acc
+
+
 def _check_qkv(q, k, v):
     q, k, v = as_floats("q k v", q, k, v)
     if q.ndim != 4:
@@ -277,8 +320,12 @@ def attention_forward(q, k, v, with_scores=True):
     scores = np.empty((B, H, T, T) if with_scores else (1, 1, 1, 1), dtype=q.dtype)
     scale = q.dtype.type(1 / np.sqrt(E))
     fast_exp = q.dtype == np.float32
-    run_chunks(B * H, lambda bh0, bh1: _attention_forward(
-        q, k, v, scale, z, pattern, scores, with_scores, fast_exp, ROW_BLOCK, bh0, bh1))
+    if FORWARD == "tiles" and E % 16 == 0:
+        run_chunks(B * H, lambda bh0, bh1: _attention_forward_tiles(
+            q, k, v, scale, z, pattern, scores, with_scores, fast_exp, bh0, bh1))
+    else:
+        run_chunks(B * H, lambda bh0, bh1: _attention_forward(
+            q, k, v, scale, z, pattern, scores, with_scores, fast_exp, ROW_BLOCK, bh0, bh1))
     return z, pattern, (scores if with_scores else None)
 
 
@@ -330,6 +377,7 @@ def _cpu_has_avx512() -> bool:
 # reference's numbers (tests/test_kernels.py runs both).
 HAS_AVX512 = _cpu_has_avx512()                   # read once, at import
 BACKWARD = "blas" if HAS_AVX512 else "loops"
+FORWARD = "blas" if HAS_AVX512 else "tiles"
 
 
 def attention_backward(d_z, q, k, v, pattern):

@@ -37,6 +37,7 @@ Shape legend: B = batch, T = positions (query i, key j), H = n_heads, E = d_head
 import numpy as np
 
 from ._jit import kernel
+from .attention_tiles import TILE, _tile_dot_keys, _tile_sum_keys
 from ..threads import run_chunks
 
 ROWS = 8            # query rows per block (the _add_outer helper takes exactly eight)
@@ -140,6 +141,7 @@ def _attention_backward_pairs(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, 
     """The backward of the (b, h) pairs bh0 <= b * H + h < bh1 (each owns d_q/d_k/d_v[b,:,h])."""
     B, T, H, E = q.shape
     zero = scale - scale                                         # 0 in the arrays' dtype
+    one = scale / scale                                          # 1 in the arrays' dtype (scale > 0)
     kT = np.empty((E, T), dtype=q.dtype)                         # k[b, :, h]^T
     vT = np.empty((E, T), dtype=q.dtype)                         # v[b, :, h]^T
     d_kT = np.empty((E, T), dtype=q.dtype)                       # d_k[b, :, h]^T, summed over blocks
@@ -179,7 +181,12 @@ def _attention_backward_pairs(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, 
             p7 = pattern[b, h, i0 + 7] if rows > 7 else no_row
             # forward: z = p @ v          ->  d_v += p^T @ d_z,  d_p = d_z @ v^T
             _add_outer(d_vT, p0, p1, p2, p3, p4, p5, p6, p7, dz, n)
-            _rows_times_T(d_s, dz, vT, rows, n, zero)            # d_s[r, :n] = d_p rows
+            r = 0                                                # d_s[r, :n] = d_p rows: in tiles
+            while r + TILE <= rows:                              # of 4, the rows left by rows
+                _tile_dot_keys(d_s[r], d_s[r + 1], d_s[r + 2], d_s[r + 3],
+                               dz[r], dz[r + 1], dz[r + 2], dz[r + 3], vT, n, one, zero)
+                r += TILE
+            _rows_times_T(d_s[r:], dz[r:], vT, rows - r, n, zero)
             # forward: p = softmax(s)     ->  d_s = p * (d_p - sum_j d_p p), in place; times the
             # forward's scale 1/sqrt(E) here, so that neither product below needs it
             for r in range(rows):
@@ -190,7 +197,11 @@ def _attention_backward_pairs(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, 
                 for j in range(n):
                     ds[j] = p[j] * (ds[j] - dot) * scale
             # forward: s = q @ k^T / sqrt(E)  ->  d_q = d_s @ k,  d_k += d_s^T @ q
-            _rows_dot_T(d_q, b, i0, h, d_s, kT, rows, n, zero)
+            r = 0                                                # d_q rows: in tiles (E % 16 == 0)
+            while r + TILE <= rows and E % 16 == 0:              # then row by row
+                _tile_sum_keys(d_q, b, i0 + r, h, d_s[r], d_s[r + 1], d_s[r + 2], d_s[r + 3], k, n, zero)
+                r += TILE
+            _rows_dot_T(d_q, b, i0 + r, h, d_s[r:], kT, rows - r, n, zero)
             _add_outer(d_kT, d_s[0], d_s[1], d_s[2], d_s[3], d_s[4], d_s[5], d_s[6], d_s[7], qr, n)
         for j in range(T):
             for e in range(E):

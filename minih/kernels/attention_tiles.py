@@ -1,0 +1,109 @@
+"""The causal attention forward in register tiles: the Numba twin's forward on CPUs without
+AVX-512 (minih/kernels/attention.py chooses; docs/04_numba.md has the numbers).
+
+Mirrors minih.ops.attention.attention_forward. Per (b, h), four query rows at a time:
+    scores[i, j] = q[i] . k[j] / sqrt(E)   for j <= i          (_scores_tile)
+    pattern[i]   = softmax(scores[i])       over j <= i, 0 beyond (attention.py's _row_softmax)
+    z[i]         = sum_j pattern[i, j] v[j]                      (_z_tile)
+
+Why tiles: the two products have d_head = E = 16 on one side, too thin for BLAS's
+kernels on AVX2 (OpenBLAS's `pattern @ v` per 64-row block ran at ~20 GFLOP/s on one
+core of the project's Zen 3 machine), and a loop over one row reads every k (or v)
+value for one multiply-add. A tile of 4 rows x 16 columns of the result, held in eight
+vector registers (minih/kernels/simd.py) while the summed dimension streams past,
+uses each loaded vector four times and each loaded number of the other operand
+sixteen times: the register blocking of a BLAS micro-kernel. Four rows fit: eight
+accumulators, two loaded vectors and one broadcast are 11 of AVX2's 16 registers.
+The tile's four rows are still in L1 cache when the softmax and `pattern @ v` read
+them again.
+
+Lengths: a tile's scores run over keys j < n_pad, the end of the 16-key block holding
+the tile's last row (as the row-by-row forward of attention.py); past the diagonal
+the softmax writes exact zeros, so _z_tile adds zeros there. _z_tile needs E to be a
+multiple of 16 (attention.py sends other E to the row-by-row kernel); rows past a
+multiple of 4 and keys past a multiple of 16 take the row-by-row helpers and a scalar
+loop.
+
+Shape legend: B = batch, T = positions (query i, key j), H = n_heads, E = d_head
+"""
+import numpy as np
+
+from ._jit import kernel
+from .simd import fma8, load8, mul8, splat8, store8
+
+TILE = 4            # query rows per tile
+KEYS = 16           # keys per step of _scores_tile: two vectors of 8
+
+
+@kernel()
+def _tile_dot_keys(o0, o1, o2, o3, a0, a1, a2, a3, xT, n, scale, zero):
+    """o_r[j] = scale * sum_e a_r[e] xT[e, j] for the tile's rows r < 4 and keys j < n.
+
+    forward:  scores[i, j] = q[i] . k[j] / sqrt(E)   (o = pattern rows, a = q rows, xT = k^T)
+    backward: d_p[i, j] = d_z[i] . v[j]              (o = d_s rows, a = d_z rows, xT = v^T)
+    """
+    E = xT.shape[0]
+    n_vec = n - n % KEYS
+    sc = splat8(scale)
+    for j in range(0, n_vec, KEYS):       # the 4 x 16 tile (rows r, keys j..j+15) in 8 registers
+        s0, t0, s1, t1 = splat8(zero), splat8(zero), splat8(zero), splat8(zero)   # s: keys j..j+7,
+        s2, t2, s3, t3 = splat8(zero), splat8(zero), splat8(zero), splat8(zero)   # t: j+8..j+15
+        for e in range(E):
+            x_s, x_t = load8(xT[e], j), load8(xT[e], j + 8)      # x[j..j+15, e]
+            w = splat8(a0[e])
+            s0, t0 = fma8(w, x_s, s0), fma8(w, x_t, t0)
+            w = splat8(a1[e])
+            s1, t1 = fma8(w, x_s, s1), fma8(w, x_t, t1)
+            w = splat8(a2[e])
+            s2, t2 = fma8(w, x_s, s2), fma8(w, x_t, t2)
+            w = splat8(a3[e])
+            s3, t3 = fma8(w, x_s, s3), fma8(w, x_t, t3)
+        store8(o0, j, mul8(s0, sc))
+        store8(o0, j + 8, mul8(t0, sc))
+        store8(o1, j, mul8(s1, sc))
+        store8(o1, j + 8, mul8(t1, sc))
+        store8(o2, j, mul8(s2, sc))
+        store8(o2, j + 8, mul8(t2, sc))
+        store8(o3, j, mul8(s3, sc))
+        store8(o3, j + 8, mul8(t3, sc))
+    for j in range(n_vec, n):             # keys n_vec <= j < n (n not a multiple of 16)
+        c0, c1, c2, c3 = zero, zero, zero, zero
+        for e in range(E):
+            c0 += a0[e] * xT[e, j]
+            c1 += a1[e] * xT[e, j]
+            c2 += a2[e] * xT[e, j]
+            c3 += a3[e] * xT[e, j]
+        o0[j], o1[j], o2[j], o3[j] = c0 * scale, c1 * scale, c2 * scale, c3 * scale
+
+
+@kernel()
+def _tile_sum_keys(out, b, i0, h, w0, w1, w2, w3, x, n, zero):
+    """out[b, i0 + r, h, :] = sum_{j < n} w_r[j] x[b, j, h, :] for the tile's rows r < 4
+    (E = out.shape[3], a multiple of 16).
+
+    forward:  z[i] = sum_j pattern[i, j] v[j]    (out = z, w = pattern rows, x = v)
+    backward: d_q[i] = sum_j d_s[i, j] k[j]      (out = d_q, w = d_s rows, x = k)
+    """
+    E = out.shape[3]
+    for e in range(0, E, 16):             # the 4 x 16 tile (rows r, dims e..e+15) in 8 registers
+        s0, t0, s1, t1 = splat8(zero), splat8(zero), splat8(zero), splat8(zero)   # s: dims e..e+7,
+        s2, t2, s3, t3 = splat8(zero), splat8(zero), splat8(zero), splat8(zero)   # t: e+8..e+15
+        for j in range(n):
+            x_j = x[b, j, h]                                     # [E]
+            x_s, x_t = load8(x_j, e), load8(x_j, e + 8)          # x[j, e..e+15]
+            c = splat8(w0[j])
+            s0, t0 = fma8(c, x_s, s0), fma8(c, x_t, t0)
+            c = splat8(w1[j])
+            s1, t1 = fma8(c, x_s, s1), fma8(c, x_t, t1)
+            c = splat8(w2[j])
+            s2, t2 = fma8(c, x_s, s2), fma8(c, x_t, t2)
+            c = splat8(w3[j])
+            s3, t3 = fma8(c, x_s, s3), fma8(c, x_t, t3)
+        store8(out[b, i0, h], e, s0)
+        store8(out[b, i0, h], e + 8, t0)
+        store8(out[b, i0 + 1, h], e, s1)
+        store8(out[b, i0 + 1, h], e + 8, t1)
+        store8(out[b, i0 + 2, h], e, s2)
+        store8(out[b, i0 + 2, h], e + 8, t2)
+        store8(out[b, i0 + 3, h], e, s3)
+        store8(out[b, i0 + 3, h], e + 8, t3)
