@@ -271,9 +271,13 @@ def _attention_forward_tiles(q, k, v, scale, z, pattern, scores, with_scores, fa
                 p1, p2, p3 = pattern[b, h, i0 + 1], pattern[b, h, i0 + 2], pattern[b, h, i0 + 3]
                 _tile_dot_keys(p0, p1, p2, p3, q[b, i0, h], q[b, i0 + 1, h], q[b, i0 + 2, h],
                                q[b, i0 + 3, h], kT, n_pad, scale, zero)
-            else:                                                # the last rows, when T % 4 != 0
-                for i in range(i0, T):
-                    _row_scores(pattern[b, h, i], q, b, i, h, kT, scale, n_pad)
+            else:                                                # the last rows, when T % 4 != 0:
+                for i in range(i0, T):                           # plain loops (fewer to compile)
+                    for j in range(n_pad):
+                        acc = zero
+                        for e in range(E):
+                            acc += q[b, i, h, e] * kT[e, j]
+                        pattern[b, h, i, j] = acc * scale
             for i in range(i0, i0 + rows):
                 row = pattern[b, h, i]                           # [T]: scores[i, :n_pad] so far
                 if with_scores:
