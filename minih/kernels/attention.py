@@ -11,10 +11,12 @@ head) pairs [bh0, bh1) that threads.run_chunks hands out to the threads: each (b
 pair owns its slice of every output, so no two threads write the same element. The
 forward works on blocks of ROW_BLOCK query rows (the reference's blocks): it computes
 scores and softmax in its own loops, row by row, then the block's `pattern @ v` in
-BLAS, on the blocks where they lie in the big arrays (kernels/gemm.py: no copies). The backward has two kernels and the CPU
-chooses (BACKWARD below): on AVX-512, the same blocks with its four products as BLAS
-calls and the softmax backward fused between them; elsewhere, loops over keys
-(kernels/attention_loops.py).
+BLAS, on the blocks where they lie in the big arrays (kernels/gemm.py: no copies); on
+CPUs without AVX-512 (FORWARD below) it works on tiles of 4 query rows instead, both
+products as register tiles (kernels/attention_tiles.py). The backward has two kernels
+and the CPU chooses (BACKWARD below): on AVX-512, the same blocks with its four
+products as BLAS calls and the softmax backward fused between them; elsewhere, loops
+over keys (kernels/attention_loops.py).
 
 Shape legend: B = batch, T = positions (query i, key j), D = d_model, H = n_heads, E = d_head
 """
@@ -313,7 +315,8 @@ def attention_forward(q, k, v, with_scores=True):
     scores[b,h,i,j] = q[b,i,h] . k[b,j,h] / sqrt(E) for j <= i, -inf for j > i;
     pattern = softmax(scores) over j; z[b,i,h] = sum_j pattern[b,h,i,j] v[b,j,h].
     with_scores=False returns scores=None and skips writing them (training does not
-    read them; the reference accepts the same flag).
+    read them; the reference accepts the same flag). FORWARD (below) says which kernel
+    computes it: "tiles" (when E % 16 == 0) or "blas", the row-by-row kernel.
     """
     q, k, v = _check_qkv(q, k, v)
     B, T, H, E = q.shape
@@ -381,6 +384,10 @@ def _cpu_has_avx512() -> bool:
 # reference's numbers (tests/test_kernels.py runs both).
 HAS_AVX512 = _cpu_has_avx512()                   # read once, at import
 BACKWARD = "blas" if HAS_AVX512 else "loops"
+# The forward likewise: "tiles" (attention_tiles.py, E % 16 == 0; 5-10% faster than the
+# row-by-row kernel on the project's Zen 3 machine, docs/04_numba.md) where there is no
+# AVX-512; "blas", the row-by-row kernel with `pattern @ v` in BLAS, where there is (the
+# tiles use half of a 512-bit register there, and were not measured on such a CPU).
 FORWARD = "blas" if HAS_AVX512 else "tiles"
 
 
