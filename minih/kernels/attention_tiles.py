@@ -26,13 +26,30 @@ loop.
 
 Shape legend: B = batch, T = positions (query i, key j), H = n_heads, E = d_head
 """
-import numpy as np
+from numba.extending import register_jitable
 
 from ._jit import kernel
 from .simd import fma8, load8, mul8, splat8, store8
 
 TILE = 4            # query rows per tile
-KEYS = 16           # keys per step of _scores_tile: two vectors of 8
+KEYS = 16           # keys per step of _tile_dot_keys: two vectors of 8
+
+
+@register_jitable       # compiled into the compiled callers, plain Python in their .py_func
+def _add_outer_4x16(tile, c0, c1, c2, c3, x_s, x_t):
+    """tile += [c0, c1, c2, c3]^T [x_s, x_t], a 4 x 16 outer product: one broadcast per row
+    and eight fused multiply-adds. tile = (s0, t0, s1, t1, s2, t2, s3, t3), row r's
+    columns 0-7 in s_r and 8-15 in t_r (eight vectors; LLVM keeps them in registers)."""
+    s0, t0, s1, t1, s2, t2, s3, t3 = tile
+    w = splat8(c0)
+    s0, t0 = fma8(w, x_s, s0), fma8(w, x_t, t0)
+    w = splat8(c1)
+    s1, t1 = fma8(w, x_s, s1), fma8(w, x_t, t1)
+    w = splat8(c2)
+    s2, t2 = fma8(w, x_s, s2), fma8(w, x_t, t2)
+    w = splat8(c3)
+    s3, t3 = fma8(w, x_s, s3), fma8(w, x_t, t3)
+    return s0, t0, s1, t1, s2, t2, s3, t3
 
 
 @kernel()
@@ -46,18 +63,12 @@ def _tile_dot_keys(o0, o1, o2, o3, a0, a1, a2, a3, xT, n, scale, zero):
     n_vec = n - n % KEYS
     sc = splat8(scale)
     for j in range(0, n_vec, KEYS):       # the 4 x 16 tile (rows r, keys j..j+15) in 8 registers
-        s0, t0, s1, t1 = splat8(zero), splat8(zero), splat8(zero), splat8(zero)   # s: keys j..j+7,
-        s2, t2, s3, t3 = splat8(zero), splat8(zero), splat8(zero), splat8(zero)   # t: j+8..j+15
+        c = splat8(zero)                                         # s_r: keys j..j+7, t_r: j+8..j+15
+        tile = (c, c, c, c, c, c, c, c)
         for e in range(E):
             x_s, x_t = load8(xT[e], j), load8(xT[e], j + 8)      # x[j..j+15, e]
-            w = splat8(a0[e])
-            s0, t0 = fma8(w, x_s, s0), fma8(w, x_t, t0)
-            w = splat8(a1[e])
-            s1, t1 = fma8(w, x_s, s1), fma8(w, x_t, t1)
-            w = splat8(a2[e])
-            s2, t2 = fma8(w, x_s, s2), fma8(w, x_t, t2)
-            w = splat8(a3[e])
-            s3, t3 = fma8(w, x_s, s3), fma8(w, x_t, t3)
+            tile = _add_outer_4x16(tile, a0[e], a1[e], a2[e], a3[e], x_s, x_t)
+        s0, t0, s1, t1, s2, t2, s3, t3 = tile
         store8(o0, j, mul8(s0, sc))
         store8(o0, j + 8, mul8(t0, sc))
         store8(o1, j, mul8(s1, sc))
@@ -86,19 +97,13 @@ def _tile_sum_keys(out, b, i0, h, w0, w1, w2, w3, x, n, zero):
     """
     E = out.shape[3]
     for e in range(0, E, 16):             # the 4 x 16 tile (rows r, dims e..e+15) in 8 registers
-        s0, t0, s1, t1 = splat8(zero), splat8(zero), splat8(zero), splat8(zero)   # s: dims e..e+7,
-        s2, t2, s3, t3 = splat8(zero), splat8(zero), splat8(zero), splat8(zero)   # t: e+8..e+15
+        c = splat8(zero)                                         # s_r: dims e..e+7, t_r: e+8..e+15
+        tile = (c, c, c, c, c, c, c, c)
         for j in range(n):
             x_j = x[b, j, h]                                     # [E]
             x_s, x_t = load8(x_j, e), load8(x_j, e + 8)          # x[j, e..e+15]
-            c = splat8(w0[j])
-            s0, t0 = fma8(c, x_s, s0), fma8(c, x_t, t0)
-            c = splat8(w1[j])
-            s1, t1 = fma8(c, x_s, s1), fma8(c, x_t, t1)
-            c = splat8(w2[j])
-            s2, t2 = fma8(c, x_s, s2), fma8(c, x_t, t2)
-            c = splat8(w3[j])
-            s3, t3 = fma8(c, x_s, s3), fma8(c, x_t, t3)
+            tile = _add_outer_4x16(tile, w0[j], w1[j], w2[j], w3[j], x_s, x_t)
+        s0, t0, s1, t1, s2, t2, s3, t3 = tile
         store8(out[b, i0, h], e, s0)
         store8(out[b, i0, h], e + 8, t0)
         store8(out[b, i0 + 1, h], e, s1)
