@@ -15,6 +15,9 @@ Tolerances, with their reason:
            the attention forward (relative error ~1e-7), gives ~1e-6 relative.
 Shape legend: B batch, T positions, H heads, E d_head, D d_model, V d_vocab.
 """
+import os
+import subprocess
+import sys
 import threading
 
 import numba
@@ -105,9 +108,10 @@ def test_both_attention_backwards(shape, dtype, kind, monkeypatch):
 # The tile kernels (attention_tiles.py) run when E % 16 == 0: T = 1 and 3 (fewer rows than
 # one tile of 4), 4 (one tile), 8 (keys only in the scalar tail: n < 16), 37 (a row left
 # after the tiles, keys past a multiple of 16), 70 (full and partial 16-key blocks and
-# 8-row blocks of the backward); E = 32: two 16-wide passes of _tile_sum_keys
-TILE_SHAPES = [(1, 1, 1, 16), (2, 3, 2, 16), (1, 4, 1, 16), (1, 8, 3, 16), (2, 37, 3, 32),
-               (1, 70, 2, 16)]
+# 8-row blocks of the backward), 16 and 32 (the last 16-key step ends at the row's end);
+# E = 32: two 16-wide passes of _tile_sum_keys
+TILE_SHAPES = [(1, 1, 1, 16), (2, 3, 2, 16), (1, 4, 1, 16), (1, 8, 3, 16), (2, 16, 1, 16),
+               (1, 32, 1, 16), (2, 37, 3, 32), (1, 70, 2, 16)]
 
 
 @pytest.mark.parametrize("shape", SHAPES[:4] + TILE_SHAPES)
@@ -464,13 +468,14 @@ def test_backward_loop_helpers_without_jit(E, dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("E", [16, 32])
-def test_tile_helpers_without_jit(E, dtype):
+@pytest.mark.parametrize("T, n", [(40, 37), (32, 32)])
+def test_tile_helpers_without_jit(T, n, E, dtype):
     # oracle: the same products in NumPy. The kernels' .py_func (test_kernel_bodies_without_jit)
     # call these helpers compiled; here their own Python runs, simd.py's functions on NumPy
     # arrays of 8 (which check every load and store against the row's length). n = 37: two
-    # vector steps of 16 keys, then 5 keys in the scalar tail; E = 32: two passes of 16 dims
+    # vector steps of 16 keys, then 5 keys in the scalar tail; n = T = 32: the last vector
+    # step ends at the row's end; E = 32: two passes of 16 dims
     rng = np.random.default_rng(E)
-    T, n = 40, 37
     scale, zero = dtype(0.25), dtype(0)
     a = rng.standard_normal((4, E)).astype(dtype)
     xT = rng.standard_normal((E, T)).astype(dtype)
@@ -486,6 +491,34 @@ def test_tile_helpers_without_jit(E, dtype):
     written = np.zeros(out.shape, bool)
     written[0, 3:7, 1] = True
     assert np.isnan(out[~written]).all(), "wrote outside out[b, i0:i0 + 4, h]"
+
+
+def test_tile_kernels_without_jit_stay_inside_their_rows():
+    # oracle: the reference forward and backward, with the whole Numba backend running as
+    # Python (NUMBA_DISABLE_JIT=1, in a fresh process): simd.py's load8 and store8 then check
+    # every vector access of the tile kernels against its row's length (IndexError), at the
+    # lengths the kernels really use. T = 5, 32, 37: a row left after the tiles, a last
+    # 16-key step that ends at the row's end, keys in the scalar tail; E = 32: two passes
+    code = """
+import numpy as np
+from minih import kernels, ops
+from minih.kernels import attention
+attention.FORWARD, attention.BACKWARD = "tiles", "loops"
+for shape in [(1, 5, 2, 16), (1, 32, 1, 16), (1, 37, 1, 32)]:
+    rng = np.random.default_rng(shape[1])
+    q, k, v, d_z = (rng.standard_normal(shape) for _ in range(4))
+    z, pattern, _ = kernels.attention_forward(q, k, v)
+    want = ops.attention_forward(q, k, v)
+    assert np.allclose(z, want[0], atol=1e-12) and np.allclose(pattern, want[1], atol=1e-12)
+    for g, w in zip(kernels.attention_backward(d_z, q, k, v, pattern),
+                    ops.attention_backward(d_z, q, k, v, pattern)):
+        assert np.allclose(g, w, atol=1e-12)
+print("ok")
+"""
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
 def test_run_tasks_waits_and_raises_the_calling_threads_error_first(monkeypatch):

@@ -34,9 +34,12 @@ def test_compiled_matches_python(dtype, j):
     combine(a, b, want, j, s)
     combine_jit(a, b, got, j, s)
     assert got.dtype == want.dtype == dtype
+    # rtol for the rounding of each lane, atol for cancellation in x * s + y (scaled by it)
     rtol = 1e-6 if dtype == np.float32 else 1e-14
-    np.testing.assert_allclose(got[j:j + 8], want[j:j + 8], rtol=rtol)
-    np.testing.assert_allclose(want[j:j + 8], (a[1:9] * s + b[j:j + 8]) * b[j:j + 8], rtol=rtol)
+    atol = rtol * np.abs(a[1:9] * s).max() * np.abs(b[j:j + 8]).max()
+    np.testing.assert_allclose(got[j:j + 8], want[j:j + 8], rtol=rtol, atol=atol)
+    np.testing.assert_allclose(want[j:j + 8], (a[1:9] * s + b[j:j + 8]) * b[j:j + 8],
+                               rtol=rtol, atol=atol)
     outside = np.ones(11, bool)
     outside[j:j + 8] = False
     assert np.isnan(got[outside]).all() and np.isnan(want[outside]).all(), "wrote outside j:j+8"

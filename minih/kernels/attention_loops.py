@@ -19,6 +19,8 @@ How it is laid out, and why:
 - Keys along the vector lanes. k and v are copied into transposed scratch kT, vT [E, T]
   per (b, h), and d_k, d_v are summed into d_kT, d_vT [E, T]: every inner loop runs over
   keys j with unit stride, which LLVM turns into SIMD code (8 float32 per AVX2 register).
+  The exception is the d_q tile (_tile_sum_keys), with dimensions e along the lanes: it
+  reads k untransposed, and kT serves the rows left over and E % 16 != 0.
 - ROWS = 8 query rows per block. The two updates of d_k and d_v read and write a row of
   d_kT or d_vT per eight multiply-adds (one per query row), not per one.
 - Loops stop where the block's last row does, padded to a multiple of SIMD = 16 keys:
@@ -142,6 +144,7 @@ def _attention_backward_pairs(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, 
     B, T, H, E = q.shape
     zero = scale - scale                                         # 0 in the arrays' dtype
     one = scale / scale                                          # 1 in the arrays' dtype (scale > 0)
+    d_q_in_tiles = E % 16 == 0                                   # _tile_sum_keys's 16 dims per pass
     kT = np.empty((E, T), dtype=q.dtype)                         # k[b, :, h]^T
     vT = np.empty((E, T), dtype=q.dtype)                         # v[b, :, h]^T
     d_kT = np.empty((E, T), dtype=q.dtype)                       # d_k[b, :, h]^T, summed over blocks
@@ -181,8 +184,8 @@ def _attention_backward_pairs(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, 
             p7 = pattern[b, h, i0 + 7] if rows > 7 else no_row
             # forward: z = p @ v          ->  d_v += p^T @ d_z,  d_p = d_z @ v^T
             _add_outer(d_vT, p0, p1, p2, p3, p4, p5, p6, p7, dz, n)
-            r = 0                                                # d_s[r, :n] = d_p rows: in tiles
-            while r + TILE <= rows:                              # of 4, the rows left by rows
+            r = 0                                                # d_s[r, :n] = d_p rows: in tiles of 4,
+            while r + TILE <= rows:                              # the 0-3 rows left by _rows_times_T
                 _tile_dot_keys(d_s[r], d_s[r + 1], d_s[r + 2], d_s[r + 3],
                                dz[r], dz[r + 1], dz[r + 2], dz[r + 3], vT, n, one, zero)
                 r += TILE
@@ -197,8 +200,8 @@ def _attention_backward_pairs(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, bh0, 
                 for j in range(n):
                     ds[j] = p[j] * (ds[j] - dot) * scale
             # forward: s = q @ k^T / sqrt(E)  ->  d_q = d_s @ k,  d_k += d_s^T @ q
-            r = 0                                                # d_q rows: in tiles (E % 16 == 0)
-            while r + TILE <= rows and E % 16 == 0:              # then row by row
+            r = 0                                                # d_q rows: in tiles when E % 16 == 0,
+            while r + TILE <= rows and d_q_in_tiles:             # the rest by _rows_dot_T
                 _tile_sum_keys(d_q, b, i0 + r, h, d_s[r], d_s[r + 1], d_s[r + 2], d_s[r + 3], k, n, zero)
                 r += TILE
             _rows_dot_T(d_q, b, i0 + r, h, d_s[r:], kT, rows - r, n, zero)

@@ -2,9 +2,10 @@
 AVX-512 (minih/kernels/attention.py chooses; docs/04_numba.md has the numbers).
 
 Mirrors minih.ops.attention.attention_forward. Per (b, h), four query rows at a time:
-    scores[i, j] = q[i] . k[j] / sqrt(E)   for j <= i          (_scores_tile)
+    scores[i, j] = q[i] . k[j] / sqrt(E)   for j <= i          (_tile_dot_keys)
     pattern[i]   = softmax(scores[i])       over j <= i, 0 beyond (attention.py's _row_softmax)
-    z[i]         = sum_j pattern[i, j] v[j]                      (_z_tile)
+    z[i]         = sum_j pattern[i, j] v[j]                      (_tile_sum_keys)
+The loop backward (attention_loops.py) computes its d_p and d_q with the same helpers.
 
 Why tiles: the two products have d_head = E = 16 on one side, too thin for BLAS's
 kernels on AVX2 (OpenBLAS's `pattern @ v` per 64-row block ran at ~20 GFLOP/s on one
@@ -12,17 +13,19 @@ core of the project's Zen 3 machine), and a loop over one row reads every k (or 
 value for one multiply-add. A tile of 4 rows x 16 columns of the result, held in eight
 vector registers (minih/kernels/simd.py) while the summed dimension streams past,
 uses each loaded vector four times and each loaded number of the other operand
-sixteen times: the register blocking of a BLAS micro-kernel. Four rows fit: eight
-accumulators, two loaded vectors and one broadcast are 11 of AVX2's 16 registers.
+sixteen times: the register blocking of a BLAS micro-kernel. Four rows fit: in float32,
+eight accumulators, two loaded vectors, one broadcast and the scale are 12 of AVX2's 16
+registers (a float64 vector of 8 takes two registers, so float64 spills: right, not tuned).
 The tile's four rows are still in L1 cache when the softmax and `pattern @ v` read
 them again.
 
 Lengths: a tile's scores run over keys j < n_pad, the end of the 16-key block holding
 the tile's last row (as the row-by-row forward of attention.py); past the diagonal
-the softmax writes exact zeros, so _z_tile adds zeros there. _z_tile needs E to be a
-multiple of 16 (attention.py sends other E to the row-by-row kernel); rows past a
-multiple of 4 and keys past a multiple of 16 take the row-by-row helpers and a scalar
-loop.
+the softmax writes exact zeros, so _tile_sum_keys adds zeros there. _tile_sum_keys needs
+E to be a multiple of 16 (attention.py sends other E to the row-by-row kernel, the loop
+backward computes d_q row by row then). The rows left after the last tile take plain
+loops (the forward, attention.py) or _rows_times_T / _rows_dot_T (the backward); keys
+past a multiple of 16 (only where n_pad = T, as SIMD = KEYS = 16) a scalar loop.
 
 Shape legend: B = batch, T = positions (query i, key j), H = n_heads, E = d_head
 """
@@ -96,6 +99,8 @@ def _tile_sum_keys(out, b, i0, h, w0, w1, w2, w3, x, n, zero):
     backward: d_q[i] = sum_j d_s[i, j] k[j]      (out = d_q, w = d_s rows, x = k)
     """
     E = out.shape[3]
+    if E % 16 != 0:                       # the callers check; a wrong call must not write past rows
+        raise ValueError("_tile_sum_keys needs d_head to be a multiple of 16")
     for e in range(0, E, 16):             # the 4 x 16 tile (rows r, dims e..e+15) in 8 registers
         c = splat8(zero)                                         # s_r: dims e..e+7, t_r: e+8..e+15
         tile = (c, c, c, c, c, c, c, c)

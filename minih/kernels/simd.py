@@ -11,20 +11,22 @@ does. The attention's small products (d_head = 16 on one side) want what a BLAS
 micro-kernel does instead: hold a tile of 4 rows x 16 columns of the result in eight
 vector registers while the summed dimension streams past, so that every number loaded
 is used four or eight times. Written as scalar loops, LLVM did not find that blocking
-(docs/04_numba.md, "What did not help"); written with these functions it is in the
-source, one line per vector instruction, as C code writes it with intrinsics such as
-_mm256_fmadd_ps. Eight lanes is one AVX2 register of float32 (a float64 vector takes
+(docs/04_numba.md, "Tried on the forward and not kept": two rows per sweep, sixteen
+scalar accumulators); written with these functions it is in the source, one line
+per vector instruction, as C code writes it with intrinsics such as _mm256_fmadd_ps. Eight lanes is one AVX2 register of float32 (a float64 vector takes
 two; LLVM splits it).
 
 In jitted code x is a value of type Vec8(dtype), an LLVM vector <8 x float> (or
 <8 x double>) that lives in a register. In plain Python (NUMBA_DISABLE_JIT=1, or a
 kernel's .py_func) these functions run as written below, on NumPy arrays of 8, so a
 kernel built from them can be stepped through and tested without the JIT: the same
-numbers up to fma8's rounding (fused when compiled, two roundings in Python).
+numbers up to fma8's rounding (fused when compiled on a CPU with FMA, two roundings in
+Python).
 
 No bounds checks when compiled, as for Numba's own indexing: load8 and store8 touch
 row[j:j+8], and the caller keeps 0 <= j <= len(row) - 8. The Python versions check it
-(IndexError), so the tests catch a kernel that reads past a row.
+(IndexError): tests/test_kernels.py runs the tile kernels with NUMBA_DISABLE_JIT=1, so
+a kernel that reads or writes past a row fails there.
 """
 import numpy as np
 from llvmlite import ir
