@@ -126,12 +126,11 @@ def test_both_attention_forwards(shape, dtype, kind, monkeypatch):
     q, k, v = (rand(rng, (B, T, H, E), dtype, contiguous=False) for _ in range(3))
     monkeypatch.setattr(attention, "FORWARD", kind)
     want = ops.attention_forward(q, k, v)
-    for with_scores in (True, False):
-        got = kernels.attention_forward(q, k, v, with_scores=with_scores)
-        close(f"{kind} z", got[0], want[0], dtype)
-        close(f"{kind} pattern", got[1], want[1], dtype)
-    finite = np.isfinite(want[2])
-    scores = kernels.attention_forward(q, k, v)[2]
+    for with_scores in (False, True):
+        z, pattern, scores = kernels.attention_forward(q, k, v, with_scores=with_scores)
+        close(f"{kind} z", z, want[0], dtype)
+        close(f"{kind} pattern", pattern, want[1], dtype)
+    finite = np.isfinite(want[2])                               # scores: from with_scores=True
     assert np.array_equal(np.isfinite(scores), finite) and np.all(scores[~finite] == -np.inf)
     close(f"{kind} scores", scores[finite], want[2][finite], dtype)
 

@@ -1,8 +1,9 @@
 """minih/kernels/simd.py: the compiled vector functions against their plain Python versions.
 
 Oracle: the Python versions (NumPy arrays of 8), which say what each function means;
-compiled, each is one LLVM vector instruction. Tolerance: exact, except fma8 (fused,
-one rounding, when compiled; a multiply and an add in Python): float32 rtol 1e-6.
+compiled, each is one LLVM vector instruction. Tolerance: fma8 rounds once when compiled
+(fused) and twice in Python, so rtol 1e-6 (float32) or 1e-14 (float64) per lane, and an
+atol of the same relative size for cancellation in x * s + y; the rest is exact.
 """
 import numba
 import numpy as np

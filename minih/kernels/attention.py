@@ -223,6 +223,16 @@ def _row_softmax(row, n, fast_exp, zero):
 
 
 @kernel()
+def _keep_scores(out, row, n):
+    """out[:n] = row[:n], -inf beyond: one query row's scores (keys j < n = i + 1), copied
+    before the softmax overwrites the row (both forwards, when scores are asked for)."""
+    for j in range(n):
+        out[j] = row[j]
+    for j in range(n, out.shape[0]):
+        out[j] = -np.inf
+
+
+@kernel()
 def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp, row_block,
                        bh0, bh1):
     B, T, H, E = q.shape
@@ -242,10 +252,7 @@ def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp
                 row = pattern[b, h, i]                           # [T]
                 _row_scores(row, q, b, i, h, kT, scale, n_pad)   # row[:n_pad] = scores[i, :n_pad]
                 if with_scores:
-                    for j in range(n):
-                        scores[b, h, i, j] = row[j]
-                    for j in range(n, T):
-                        scores[b, h, i, j] = -np.inf
+                    _keep_scores(scores[b, h, i], row, n)
                 _row_softmax(row, n, fast_exp, zero)             # row = pattern[i], 0 for j > i
             # pass 3 for the block, in BLAS:
             # z[b, i0:i1, h] = pattern[b, h, i0:i1, :i1] @ v[b, :i1, h]
@@ -283,10 +290,7 @@ def _attention_forward_tiles(q, k, v, scale, z, pattern, scores, with_scores, fa
             for i in range(i0, i0 + rows):
                 row = pattern[b, h, i]                           # [T]: scores[i, :n_pad] so far
                 if with_scores:
-                    for j in range(i + 1):
-                        scores[b, h, i, j] = row[j]
-                    for j in range(i + 1, T):
-                        scores[b, h, i, j] = -np.inf
+                    _keep_scores(scores[b, h, i], row, i + 1)
                 _row_softmax(row, i + 1, fast_exp, zero)         # row = pattern[i], 0 for j > i
             if rows == TILE:
                 _tile_sum_keys(z, b, i0, h, p0, p1, p2, p3, v, i0 + TILE, zero)  # keys j <= its last row
