@@ -13,10 +13,10 @@ forward works on blocks of ROW_BLOCK query rows (the reference's blocks): it com
 scores and softmax in its own loops, row by row, then the block's `pattern @ v` in
 BLAS, on the blocks where they lie in the big arrays (kernels/gemm.py: no copies); on
 CPUs without AVX-512 (FORWARD below), when d_head is a multiple of 16, it works on tiles
-of 4 query rows instead, both products as register tiles (kernels/attention_tiles.py). The backward has two kernels
-and the CPU chooses (BACKWARD below): on AVX-512, the same blocks with its four
-products as BLAS calls and the softmax backward fused between them; elsewhere, loops
-over keys (kernels/attention_loops.py).
+of 4 query rows instead, both products as register tiles (kernels/attention_tiles.py).
+The backward has two kernels and the CPU chooses (BACKWARD below): on AVX-512, the
+same blocks with its four products as BLAS calls and the softmax backward fused between
+them; elsewhere, loops over keys (kernels/attention_loops.py).
 
 Shape legend: B = batch, T = positions (query i, key j), D = d_model, H = n_heads, E = d_head
 """

@@ -13,8 +13,9 @@ vector registers while the summed dimension streams past, so that every number l
 is used four or eight times. Written as scalar loops, LLVM did not find that blocking
 (docs/04_numba.md, "Tried on the forward and not kept": two rows per sweep, sixteen
 scalar accumulators); written with these functions it is in the source, one line
-per vector instruction, as C code writes it with intrinsics such as _mm256_fmadd_ps. Eight lanes is one AVX2 register of float32 (a float64 vector takes
-two; LLVM splits it).
+per vector instruction, as C code writes it with intrinsics such as _mm256_fmadd_ps.
+Eight lanes is one AVX2 register of float32 (a float64 vector takes two; LLVM splits
+it).
 
 In jitted code x is a value of type Vec8(dtype), an LLVM vector <8 x float> (or
 <8 x double>) that lives in a register. In plain Python (NUMBA_DISABLE_JIT=1, or a
