@@ -126,7 +126,7 @@ def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | Non
                          f"{clean_cache['hook_resid_final'].shape}, tokens need {(B, T, cfg.d_model)}")
     if ab.kind == "pattern" and ab.heads and clean_cache is None:
         from .model import forward
-        _, clean_cache = forward(params, tokens, cfg, ops, full_cache=False)
+        _, clean_cache = forward(params, tokens, cfg, ops, keep="patterns")
     means = None
     if ab.kind == "mean" and ab.heads:
         means = ab.means if ab.means is not None else head_means(params, tokens, cfg, backend,
@@ -184,7 +184,8 @@ def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | Non
                 if cfg.smeared_keys:
                     k = ops.smear_forward(k, params[p + "attn.smear"])
                 # 2e. causal softmax attention; z = pattern @ v
-                z, pattern, scores = ops.attention_forward(q, k, v)
+                z, lse = ops.attention_forward(q, k, v)
+                scores, pattern = ops.attention_pattern(q, k, lse)          # [B,H,T,T] each
                 if full_cache:
                     cache[p + "attn.hook_attn_scores"] = scores
             cache[p + "attn.hook_pattern"] = pattern

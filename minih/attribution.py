@@ -133,7 +133,7 @@ def sweep_heads(run, kind: str = "pattern", units=None, snapshots=None, directio
     start = time.perf_counter()
     for si, s in enumerate(snapshots):
         params = run.params(int(s))
-        logits, cache = forward(params, tokens, cfg, ops, full_cache=False)
+        logits, cache = forward(params, tokens, cfg, ops, keep="patterns")
         clean = ops.per_token_loss(logits, tokens)                            # [N,T-1]
         max_diff = max(max_diff, float(np.abs(clean - run.losses[s]).max()))
         clean_by_pos[si] = clean.mean(axis=0)

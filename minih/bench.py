@@ -302,11 +302,9 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
 
     import numba
 
-    from .kernels import attention
     threads = numba.get_num_threads()
     result = {"machine": {"platform": platform.platform(), "processor": _cpu_model(),
-                          "avx512": attention.HAS_AVX512,
-                          "attention_backward": attention.BACKWARD,     # which kernel the numba runs use
+                          "avx512": _cpu_has_avx512(),   # a Vec16 in one register, or two
                           "cpu_count": os.cpu_count(), "numba_threads": threads,
                           "numpy": np.__version__, "numba": numba.__version__,
                           "python": platform.python_version(),
@@ -363,11 +361,17 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
     return result
 
 
+def _cpu_has_avx512() -> bool:
+    """Whether this CPU has AVX-512 (its avx512f flag, read through llvmlite): the attention
+    kernels' 16-lane vectors then fit one register, else LLVM uses two AVX2 registers."""
+    from llvmlite import binding
+    return bool(binding.get_host_cpu_features().get("avx512f", False))
+
+
 def format_table(result: dict) -> str:
     m = result["machine"]
     simd = "AVX-512" if m.get("avx512") else "no AVX-512"
-    lines = [f"machine: {m['processor'] or m['platform']} ({simd}: attention backward "
-             f"{m.get('attention_backward', '?')}), {m['cpu_count']} cores, "
+    lines = [f"machine: {m['processor'] or m['platform']} ({simd}), {m['cpu_count']} cores, "
              f"{m['numba_threads']} threads; float32 matmul {result['matmul_gflops']:.1f} GFLOP/s; "
              f"load average {m['load_average_before'][0]:.1f} before, "
              f"{m.get('load_average_after', [float('nan')])[0]:.1f} after", ""]

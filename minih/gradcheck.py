@@ -87,7 +87,7 @@ def gradcheck(cfg: ModelConfig | None = None, params=None, tokens=None, *, seed:
     ops = get_backend(backend)
 
     def loss_at(p):
-        logits, _ = forward(p, tokens, cfg, ops, full_cache=False)
+        logits, _ = forward(p, tokens, cfg, ops, keep="backward")
         return ops.cross_entropy_forward(logits, tokens)[0]
 
     loss, grads = loss_and_grads(params, tokens, cfg, backend=backend)

@@ -33,13 +33,22 @@ def get_backend(name: str):
     return importlib.import_module(BACKENDS[name])
 
 
-def forward(params, tokens, cfg: ModelConfig, ops, full_cache: bool = True):
+KEEP = ("all", "patterns", "backward")     # forward's choices of what to cache, most first
+
+
+def forward(params, tokens, cfg: ModelConfig, ops, keep: str = "all"):
     """Run the model; return logits [B,T,V] and the cache dict (TransformerLens names).
 
-    `full_cache=False` skips the two caches only interpretability needs and
-    backprop does not (hook_attn_scores and the per-head hook_result), which keeps
-    a training step lean. Inputs are assumed checked (see run_with_cache).
+    `keep` says which activations the cache keeps:
+      "all"       every one (run_with_cache);
+      "patterns"  all but hook_attn_scores and the per-head hook_result, which only
+                  interpretability reads (the clean runs that ablations start from);
+      "backward"  only what the backward reads: no [B,H,T,T] array at all, since the
+                  backward recomputes the pattern from q, k and attn.lse (training).
+    Inputs are assumed checked (see run_with_cache).
     """
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {KEEP}, got {keep!r}")
     B, T = tokens.shape
     cache = {}
     W_pos = params["pos_embed.W_pos"][:T]                                   # [T,D]
@@ -71,13 +80,16 @@ def forward(params, tokens, cfg: ModelConfig, ops, full_cache: bool = True):
             k = ops.smear_forward(k, params[p + "attn.smear"])              # [B,T,H,E]
             cache[p + "attn.hook_k_smeared"] = k
         # 2e. scores = q @ k'^T / sqrt(E), causal mask, softmax; z = pattern @ v
-        z, pattern, scores = ops.attention_forward(q, k, v, with_scores=full_cache)
-        cache[p + "attn.hook_pattern"] = pattern                            # [B,H,T,T]
-        if full_cache:
-            cache[p + "attn.hook_attn_scores"] = scores                     # [B,H,T,T]
+        z, lse = ops.attention_forward(q, k, v)       # lse [B,H,T]: pattern = exp(scores - lse)
+        cache[p + "attn.lse"] = lse                   # what the backward needs of the pattern
+        if keep != "backward":
+            scores, pattern = ops.attention_pattern(q, k, lse)
+            cache[p + "attn.hook_pattern"] = pattern                        # [B,H,T,T]
+            if keep == "all":
+                cache[p + "attn.hook_attn_scores"] = scores                 # [B,H,T,T]
         cache[p + "attn.hook_z"] = z                                        # [B,T,H,E]
         # 2f. x = x + sum_h z_h @ W_O[h]
-        if full_cache:
+        if keep == "all":
             cache[p + "attn.hook_result"] = ops.head_results(z, params[p + "attn.W_O"])
         attn_out = ops.output_forward(z, params[p + "attn.W_O"])            # [B,T,D]
         cache[p + "hook_attn_out"] = attn_out
@@ -117,7 +129,8 @@ def backward(d_logits, params, tokens, cache, cfg: ModelConfig, ops):
         # forward 2e: z = softmax(q k'^T / sqrt(E) + mask) @ v
         k_used = cache[p + "attn.hook_k_smeared"] if cfg.smeared_keys else cache[p + "attn.hook_k"]
         d_q, d_k, d_v = ops.attention_backward(d_z, cache[p + "attn.hook_q"], k_used,
-                                               cache[p + "attn.hook_v"], cache[p + "attn.hook_pattern"])
+                                               cache[p + "attn.hook_v"], cache[p + "attn.hook_z"],
+                                               cache[p + "attn.lse"])
         # forward 2d: k' = smear(k)
         if cfg.smeared_keys:
             d_k, grads[p + "attn.smear"] = ops.smear_backward(d_k, cache[p + "attn.hook_k"],
@@ -158,14 +171,15 @@ def run_with_cache(params, tokens, cfg: ModelConfig, backend: str = "numpy"):
     .hook_normalized (LayerNorm only), blocks.{l}.attn.hook_q / hook_k / hook_v
     [B,T,H,E] (hook_k before smearing; blocks.{l}.attn.hook_k_smeared after it),
     hook_attn_scores and hook_pattern [B,H,T,T] (scores scaled by 1/sqrt(E) and -inf
-    above the diagonal), hook_z [B,T,H,E], hook_result [B,T,H,D], blocks.{l}.hook_attn_out,
+    above the diagonal), hook_z [B,T,H,E], hook_result [B,T,H,D], attn.lse [B,H,T] (each
+    row's log-sum-exp of the scores, not a TransformerLens name), blocks.{l}.hook_attn_out,
     blocks.{l}.hook_resid_post; and hook_embed, hook_pos_embed, hook_resid_final,
     ln_final.hook_scale, ln_final.hook_normalized.
     """
     ops = get_backend(backend)
     check_params(params, cfg)
     tokens = check_tokens(tokens, cfg)
-    return forward(params, tokens, cfg, ops, full_cache=True)
+    return forward(params, tokens, cfg, ops, keep="all")
 
 
 def loss_and_grads(params, tokens, cfg: ModelConfig, backend: str = "numpy"):
@@ -183,7 +197,7 @@ def loss_and_grads(params, tokens, cfg: ModelConfig, backend: str = "numpy"):
 
 def _loss_and_grads(params, tokens, cfg: ModelConfig, ops):
     """loss_and_grads on checked inputs: forward, loss, backward."""
-    logits, cache = forward(params, tokens, cfg, ops, full_cache=False)
+    logits, cache = forward(params, tokens, cfg, ops, keep="backward")
     loss, probs = ops.cross_entropy_forward(logits, tokens)
     d_logits = ops.cross_entropy_backward(probs, tokens)
     return loss, backward(d_logits, params, tokens, cache, cfg, ops)
@@ -194,7 +208,7 @@ def loss_fn(params, tokens, cfg: ModelConfig, backend: str = "numpy") -> float:
     ops = get_backend(backend)
     check_params(params, cfg)
     tokens = check_tokens(tokens, cfg, min_len=2)
-    logits, _ = forward(params, tokens, cfg, ops, full_cache=False)
+    logits, _ = forward(params, tokens, cfg, ops, keep="backward")
     return ops.cross_entropy_forward(logits, tokens)[0]
 
 
@@ -206,5 +220,5 @@ def per_token_losses(params, tokens, cfg: ModelConfig, backend: str = "numpy"):
     ops = get_backend(backend)
     check_params(params, cfg)
     tokens = check_tokens(tokens, cfg, min_len=2)
-    logits, _ = forward(params, tokens, cfg, ops, full_cache=False)
+    logits, _ = forward(params, tokens, cfg, ops, keep="backward")
     return ops.per_token_loss(logits, tokens)

@@ -26,17 +26,16 @@ import pytest
 
 import minih
 from minih import kernels, ops, threads
-from minih.kernels import (_jit, attention, attention_loops, attention_tiles, blas, embedding, gemm,
-                           layernorm, loss)
+from minih.kernels import _jit, attention, blas, embedding, layernorm, loss, simd
 from minih.kernels import adamw as k_adamw
 from helpers import assert_close
 
 TOL = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
 
-# (B, T, H, E, D, V): odd sizes, 1-sized ones, and T > 16 (the SIMD padding of the
-# attention rows: T = 37 ends in a partial block, T = 32 in a full one); T = 70 > ROW_BLOCK
-# = 64 gives the blocked kernels a full block of query rows and a partial one, T = 128 two
-# full ones; E = 29 = 16 + 8 + 4 + 1 runs every block of dimensions in the forward's score loops
+# (B, T, H, E, D, V): odd sizes and 1-sized ones. For the attention's tiles of ROWS = 8
+# query rows x 16 keys x 16 dimensions: T = 5, 19, 21, 37, 70 end in a partial tile of rows
+# (the padded rows), T = 32 and 128 in whole ones, T = 1 and 5 have fewer keys than one
+# block of 16; E = 1, 4, 5 pad most of a 16-wide vector, E = 16 none, E = 29 one and a half
 SHAPES = [(2, 5, 3, 4, 6, 7), (1, 1, 1, 1, 1, 2), (1, 37, 1, 1, 3, 5), (3, 32, 2, 5, 4, 3),
           (2, 19, 4, 16, 8, 11), (1, 70, 2, 3, 4, 5), (1, 21, 2, 29, 5, 6), (1, 128, 1, 2, 3, 4)]
 DTYPES = [np.float64, np.float32]
@@ -67,106 +66,91 @@ def test_same_names_as_reference():
     assert kernels.NAME == "numba" and kernels.LN_EPS == ops.LN_EPS
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+def assert_scores(name, got, want, dtype):
+    """Scores: -inf exactly where the reference has -inf (above the diagonal), close elsewhere."""
+    finite = np.isfinite(want)
+    assert np.array_equal(np.isfinite(got), finite), f"{name}: -inf exactly above the diagonal"
+    assert np.all(got[~finite] == -np.inf), f"{name}: -inf above the diagonal"
+    close(name, got[finite], want[finite], dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(2, 17, 3, 16, 1, 1), (1, 24, 2, 32, 1, 1)])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("contiguous", [True, False])
 def test_attention_ops(shape, dtype, contiguous):
-    B, T, H, E, D, V = shape
+    # oracle: the reference's three attention functions. T = 17: a tile of 8 rows whose 16-key
+    # block holds only one real key after the 16 (the rest padding); T = 24: three whole tiles,
+    # 32 keys (8 of them padding); E = 32: two 16-wide passes of dimensions
+    B, T, H, E = shape[:4]
     rng = np.random.default_rng(hash((shape, contiguous)) % 2**32)
     q, k, v, d_z = (rand(rng, (B, T, H, E), dtype, contiguous) for _ in range(4))
-    got, want = kernels.attention_forward(q, k, v), ops.attention_forward(q, k, v)
-    for name, g, w in zip(("z", "pattern"), got[:2], want[:2]):
-        close(name, g, w, dtype)
-    finite = np.isfinite(want[2])
-    assert np.array_equal(np.isfinite(got[2]), finite), "scores: -inf exactly above the diagonal"
-    assert np.all(got[2][~finite] == -np.inf)
-    close("scores", got[2][finite], want[2][finite], dtype)
-    assert kernels.attention_forward(q, k, v, with_scores=False)[2] is None
-    pattern = want[1]
-    for name, g, w in zip(("d_q", "d_k", "d_v"), kernels.attention_backward(d_z, q, k, v, pattern),
-                          ops.attention_backward(d_z, q, k, v, pattern)):
-        close(name, g, w, dtype)
-
-
-@pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kind", ["blas", "loops"])
-def test_both_attention_backwards(shape, dtype, kind, monkeypatch):
-    # oracle: the reference backward. attention.BACKWARD follows the CPU (AVX-512 or not), so
-    # each kernel is also run here on purpose: both must be right on any machine. T = 37, 70
-    # end in a partial block of attention_loops.ROWS = 8 query rows; E = 5, 29 leave E % 8 dims
-    B, T, H, E, D, V = shape
-    rng = np.random.default_rng((SHAPES.index(shape), DTYPES.index(dtype), kind == "loops"))
-    q, k, v, d_z = (rand(rng, (B, T, H, E), dtype, contiguous=False) for _ in range(4))
-    pattern = ops.attention_forward(q, k, v)[1]
-    monkeypatch.setattr(attention, "BACKWARD", kind)
-    for name, g, w in zip(("d_q", "d_k", "d_v"), kernels.attention_backward(d_z, q, k, v, pattern),
-                          ops.attention_backward(d_z, q, k, v, pattern)):
-        close(f"{kind} {name}", g, w, dtype)
-
-
-# The tile kernels (attention_tiles.py) run when E % 16 == 0: T = 1 and 3 (fewer rows than
-# one tile of 4), 4 (one tile), 8 (keys only in the scalar tail: n < 16), 37 (a row left
-# after the tiles, keys past a multiple of 16), 70 (full and partial 16-key blocks and
-# 8-row blocks of the backward), 16 and 32 (the last 16-key step ends at the row's end);
-# E = 32: two 16-wide passes of _tile_sum_keys
-TILE_SHAPES = [(1, 1, 1, 16), (2, 3, 2, 16), (1, 4, 1, 16), (1, 8, 3, 16), (2, 16, 1, 16),
-               (1, 32, 1, 16), (2, 37, 3, 32), (1, 70, 2, 16)]
-
-
-@pytest.mark.parametrize("shape", SHAPES[:4] + TILE_SHAPES)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("kind", ["blas", "tiles"])
-def test_both_attention_forwards(shape, dtype, kind, monkeypatch):
-    # oracle: the reference forward. attention.FORWARD follows the CPU, as BACKWARD does, so
-    # each kernel runs here on purpose; "tiles" with E % 16 != 0 (SHAPES[:4]) takes the
-    # row-by-row kernel, which must be right too
-    B, T, H, E = shape[:4]
-    rng = np.random.default_rng((len(shape), T, E, kind == "tiles"))
-    q, k, v = (rand(rng, (B, T, H, E), dtype, contiguous=False) for _ in range(3))
-    monkeypatch.setattr(attention, "FORWARD", kind)
-    want = ops.attention_forward(q, k, v)
-    for with_scores in (False, True):
-        z, pattern, scores = kernels.attention_forward(q, k, v, with_scores=with_scores)
-        close(f"{kind} z", z, want[0], dtype)
-        close(f"{kind} pattern", pattern, want[1], dtype)
-    finite = np.isfinite(want[2])                               # scores: from with_scores=True
-    assert np.array_equal(np.isfinite(scores), finite) and np.all(scores[~finite] == -np.inf)
-    close(f"{kind} scores", scores[finite], want[2][finite], dtype)
-
-
-@pytest.mark.parametrize("shape", TILE_SHAPES)
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_loop_backward_with_tiles(shape, dtype, monkeypatch):
-    # oracle: the reference backward; the loop backward computes d_p and d_q in tiles here
-    B, T, H, E = shape
-    rng = np.random.default_rng((T, E, 7))
-    q, k, v, d_z = (rand(rng, (B, T, H, E), dtype) for _ in range(4))
-    pattern = ops.attention_forward(q, k, v)[1]
-    monkeypatch.setattr(attention, "BACKWARD", "loops")
-    for name, g, w in zip(("d_q", "d_k", "d_v"), kernels.attention_backward(d_z, q, k, v, pattern),
-                          ops.attention_backward(d_z, q, k, v, pattern)):
+    z, lse = kernels.attention_forward(q, k, v)
+    z_ref, lse_ref = ops.attention_forward(q, k, v)
+    close("z", z, z_ref, dtype)
+    close("lse", lse, lse_ref, dtype)
+    scores, pattern = kernels.attention_pattern(q, k, lse)
+    scores_ref, pattern_ref = ops.attention_pattern(q, k, lse_ref)
+    assert_scores("scores", scores, scores_ref, dtype)
+    close("pattern", pattern, pattern_ref, dtype)
+    for name, g, w in zip(("d_q", "d_k", "d_v"), kernels.attention_backward(d_z, q, k, v, z, lse),
+                          ops.attention_backward(d_z, q, k, v, z_ref, lse_ref)):
         close(name, g, w, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(1, 8, 1, 8), (1, 9, 1, 9), (3, 19, 4, 9), (2, 70, 5, 16),
+@pytest.mark.parametrize("shape", [(1, 8, 1, 16), (1, 9, 1, 9), (3, 19, 4, 5), (2, 70, 5, 16),
                                    (1, 1, 1, 1), (5, 9, 3, 1)])
-def test_loop_backward_writes_every_output(shape, dtype):
-    # oracle: the reference backward, on outputs filled with NaN first (an element the kernel
-    # forgot stays NaN and fails). T = 8: one full block of ROWS = 8 rows; T = 9: one more row;
-    # B*H = 12 and 10 pairs: chunks of several pairs, which reuse the scratch. The pattern is
-    # the Numba forward's, as in training.
+def test_attention_kernels_write_every_output(shape, dtype):
+    # oracle: the reference, on outputs filled with NaN first (an element a kernel forgot
+    # stays NaN and fails). The kernels run on two ranges of (b, h) pairs, [0, 1) and
+    # [1, B*H), as run_chunks calls them; B*H = 12 and 15 pairs reuse the scratch of the
+    # pair before, so a pair that read what the one before left there would fail too
     B, T, H, E = shape
     rng = np.random.default_rng(T * 100 + E)
     q, k, v, d_z = (rng.standard_normal(shape).astype(dtype) for _ in range(4))
-    pattern = kernels.attention_forward(q, k, v)[1]
+    scale, ninf = dtype(1 / np.sqrt(E)), dtype(-np.inf)
+    z, lse = np.full(shape, np.nan, dtype), np.full((B, H, T), np.nan, dtype)
+    scores, pattern = (np.full((B, H, T, T), np.nan, dtype) for _ in range(2))
     d_q, d_k, d_v = (np.full(shape, np.nan, dtype) for _ in range(3))
-    attention_loops.attention_backward_loops(d_z, q, k, v, pattern, dtype(1 / np.sqrt(E)),
-                                             d_q, d_k, d_v)
+    for bh0, bh1 in two_ranges(B * H):
+        attention._attention_forward(q, k, v, scale, ninf, z, lse, bh0, bh1)
+    for bh0, bh1 in two_ranges(B * H):
+        attention._attention_pattern(q, k, lse, scale, ninf, scores, pattern, bh0, bh1)
+        attention._attention_backward(d_z, q, k, v, z, lse, scale, ninf, d_q, d_k, d_v, bh0, bh1)
+    z_ref, lse_ref = ops.attention_forward(q, k, v)
+    close("z", z, z_ref, dtype)
+    close("lse", lse, lse_ref, dtype)
+    scores_ref, pattern_ref = ops.attention_pattern(q, k, lse_ref)
+    assert_scores("scores", scores, scores_ref, dtype)
+    close("pattern", pattern, pattern_ref, dtype)
     for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
-                          ops.attention_backward(d_z, q, k, v, pattern)):
+                          ops.attention_backward(d_z, q, k, v, z_ref, lse_ref)):
         close(name, g, w, dtype)
+
+
+def test_attention_keeps_nan_and_extreme_scores():
+    # oracle: the reference. A NaN in one query row reaches that row's z and lse only (no
+    # other row, no other head); scores of +-200 (q scaled up) make pattern rows one-hot, so
+    # exp underflows to exactly 0 beside the row's max: no NaN from -inf - -inf anywhere
+    rng = np.random.default_rng(11)
+    for dtype in DTYPES:
+        q, k, v, d_z = (rng.standard_normal((1, 20, 2, 16)).astype(dtype) for _ in range(4))
+        q *= dtype(50)
+        z, lse = kernels.attention_forward(q, k, v)
+        z_ref, lse_ref = ops.attention_forward(q, k, v)
+        grads = kernels.attention_backward(d_z, q, k, v, z, lse)
+        assert all(np.isfinite(a).all() for a in (z, lse) + grads)
+        if dtype == np.float64:      # float32 scores of ~200 carry rounding errors of ~1e-5,
+            close("z, saturated", z, z_ref, dtype)     # which d_k multiplies by q (~50)
+            for name, g, w in zip(("d_q", "d_k", "d_v"), grads,
+                                  ops.attention_backward(d_z, q, k, v, z_ref, lse_ref)):
+                close(name + ", saturated", g, w, dtype)
+        q[0, 9, 1, 3] = np.nan
+        z, lse = kernels.attention_forward(q, k, v)
+        bad = np.zeros(z.shape, bool)
+        bad[0, 9, 1] = True
+        assert np.isnan(z[bad]).all() and np.isfinite(z[~bad]).all()
+        assert np.isnan(lse[0, 1, 9]) and np.isfinite(np.delete(lse.ravel(), 1 * 20 + 9)).all()
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -222,84 +206,6 @@ def test_blas_row_chunks(dtype, M):
     close("matmul", one[0], b @ w.T, dtype)
     close("matmul_tn", one[1], a.T @ b, dtype)
     assert all(np.array_equal(x, y) for x, y in zip(one, every))
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("trans_a", [False, True])
-@pytest.mark.parametrize("trans_b", [False, True])
-def test_gemm_on_strided_blocks(dtype, trans_a, trans_b):
-    # oracle: NumPy's product. a, b, c are column blocks of wider arrays (rows further apart
-    # than their length), as the attention kernels pass them; size-1 and empty inner sizes
-    rng = np.random.default_rng(7)
-
-    for M, N, K in [(3, 4, 5), (1, 1, 1), (7, 1, 3), (1, 6, 2), (4, 3, 0)]:
-        a_rows, a_cols = (K, M) if trans_a else (M, K)
-        b_rows, b_cols = (N, K) if trans_b else (K, N)
-        a = rng.standard_normal((a_rows, a_cols + 3)).astype(dtype)[:, 1:1 + a_cols]
-        b = rng.standard_normal((b_rows, b_cols + 5)).astype(dtype)[:, 2:2 + b_cols]
-        c_big = rng.standard_normal((M, N + 4)).astype(dtype)
-        product = (a.T if trans_a else a) @ (b.T if trans_b else b)
-        for f in (_gemm_jitted, gemm.gemm):
-            c = c_big.copy()
-            f(0.5, a, b, 2.0, c[:, :N], trans_a, trans_b)           # c = 0.5 op(a) op(b) + 2 c
-            close("gemm", c[:, :N], 0.5 * product + 2.0 * c_big[:, :N], dtype)
-            assert np.array_equal(c[:, N:], c_big[:, N:]), "gemm wrote outside c"
-            c[:, :N] = np.nan                                        # beta = 0 ignores c
-            f(1.0, a, b, 0.0, c[:, :N], trans_a, trans_b)
-            close("gemm beta=0", c[:, :N], product, dtype)
-
-
-@numba.njit
-def _gemm_jitted(alpha, a, b, beta, c, trans_a, trans_b):
-    gemm.gemm(alpha, a, b, beta, c, trans_a, trans_b)
-
-
-def test_gemm_single_row_and_column_views():
-    # oracle: NumPy. A single row's stride means nothing (NumPy stores 0, or anything)
-    rng = np.random.default_rng(8)
-    x = rng.standard_normal((5, 4)).astype(np.float32)
-    w = rng.standard_normal((4, 3)).astype(np.float32)
-    for a in (x[None, 0], x[:1][::-1], x[2:3]):                   # [1, 4] views
-        for f in (_gemm_jitted, gemm.gemm):
-            c = np.full((1, 3), np.nan, np.float32)
-            f(1.0, a, w, 0.0, c, False, False)
-            close("one row", c, a @ w, np.float32)
-    col = np.ones((4, 1), np.float32).T                           # [1, 4], strides (4, 4)
-    for f in (_gemm_jitted, gemm.gemm):
-        c = np.empty((1, 3), np.float32)
-        f(1.0, col, w, 0.0, c, False, False)
-        close("column.T", c, col @ w, np.float32)
-
-
-def test_gemm_rejects_bad_blocks():
-    a, b = np.ones((3, 4), np.float32), np.ones((4, 2), np.float32)
-    c = np.zeros((3, 2), np.float32)
-    overlapping = np.lib.stride_tricks.as_strided(np.ones(8, np.float32), (3, 4), (4, 4))
-    record = np.zeros(3, dtype=[("x", "<f4", (4,)), ("y", "u1")])  # rows 17 bytes apart
-    square = np.ones((4, 4), np.float32)
-    cases = [((a, b, np.zeros((3, 3), np.float32)), "c's shape"),
-             ((np.ones((3, 8), np.float32)[:, ::2], b, c), "contiguous"),
-             ((overlapping, b, c), "overlap"),
-             ((a[::-1], b, c), "overlap"),                         # rows in reverse order
-             ((record["x"], b, c), "whole number of elements"),
-             ((square, square, square), "share memory")]          # c is a
-    for f in (_gemm_jitted, gemm.gemm):
-        for (x, y, z), message in cases:
-            with pytest.raises(ValueError, match=message):
-                f(1.0, x, y, 0.0, z, False, False)
-
-    @numba.njit
-    def untyped(a, b, c, flag):
-        gemm.gemm(1.0, a, b, 0.0, c, flag, False)
-
-    with pytest.raises(numba.core.errors.TypingError, match="one dtype"):
-        _gemm_jitted(1.0, a, b.astype(np.float64), 0.0, c, False, False)
-    with pytest.raises(numba.core.errors.TypingError, match="must be bools"):
-        untyped(a, b, c, 1)
-    read_only = c.copy()
-    read_only.flags.writeable = False
-    with pytest.raises(numba.core.errors.TypingError, match="read-only"):
-        _gemm_jitted(1.0, a, b, 0.0, read_only, False, False)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -403,11 +309,11 @@ def test_drop_stale_cache_clears_only_when_a_helper_changes(tmp_path, monkeypatc
     write_cache()
     _jit.drop_stale_cache(tmp_path)                              # helpers unchanged: kept
     assert all(f.exists() for f in kernel_files)
-    (tmp_path / "gemm.py").write_text("version 2")
+    (tmp_path / "simd.py").write_text("version 2")
     _jit.drop_stale_cache(tmp_path)                              # a helper changed: cleared
     assert not any(f.exists() for f in kernel_files)
     write_cache()
-    (tmp_path / "gemm.py").write_text("version 3")
+    (tmp_path / "simd.py").write_text("version 3")
     monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "elsewhere"))
     _jit.drop_stale_cache(tmp_path)                              # the user's own cache: untouched
     assert all(f.exists() for f in kernel_files)
@@ -415,102 +321,94 @@ def test_drop_stale_cache_clears_only_when_a_helper_changes(tmp_path, monkeypatc
 
 # --- the kernel bodies without the JIT: their Python logic, line by line ----------------
 
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("E", [5, 16, 21, 29])
-def test_forward_row_helpers_without_jit(E, dtype):
-    # oracle: the reference's scores and pattern for one (b, h), row by row. The forward's
-    # .py_func (below) calls these helpers compiled; here their own Python runs: E = 5 < 16 (zero-fill), 16, 21 = 16 + 4 + 1, 29 = 16 + 8 + 4 + 1
-    rng = np.random.default_rng(E)
-    T, H = 19, 2
-    q, k, v = (rng.standard_normal((1, T, H, E)).astype(dtype) for _ in range(3))
-    _, pattern_ref, scores_ref = ops.attention_forward(q, k, v)
-    scale, zero = dtype(1 / np.sqrt(E)), dtype(0)
-    h = 1
-    kT = np.ascontiguousarray(k[0, :, h].T)                      # [E, T]
-    for i in range(T):
-        n = i + 1
-        n_pad = min(T, (n + attention.SIMD - 1) // attention.SIMD * attention.SIMD)
-        row = np.full(T, np.nan, dtype)
-        attention._row_scores.py_func(row, q, 0, i, h, kT, scale, n_pad)
-        close("scores row", row[:n], scores_ref[0, h, i, :n], dtype)
-        attention._row_softmax.py_func(row, n, dtype == np.float32, zero)
-        close("pattern row", row, pattern_ref[0, h, i], dtype)
+def _tile_inputs(rng, dtype, Ep=32, Tk=48):
+    """Scratch-shaped inputs of the tile helpers: rows a [Tq, Ep], columns xT [Ep, Tk], ..."""
+    a = rng.standard_normal((24, Ep)).astype(dtype)              # query rows (three tiles)
+    xT = rng.standard_normal((Ep, Tk)).astype(dtype)             # keys as columns
+    x = np.ascontiguousarray(xT.T)                               # keys as rows [Tk, Ep]
+    return a, xT, x
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("E", [5, 8, 16, 21])
-def test_backward_loop_helpers_without_jit(E, dtype):
-    # oracle: the same products in NumPy. The loop backward's .py_func (test_kernel_bodies_
-    # without_jit) calls these helpers compiled; here their own Python runs: E = 5 < 8 (the
-    # zero-fill), 8, 16 (one and two blocks of eight dimensions), 21 = 16 + 5 left one by one
-    rng = np.random.default_rng(E)
-    T, rows, n = 40, 6, 32                                       # 6 of the block's 8 rows; keys j < 32
-    a = rng.standard_normal((attention_loops.ROWS, E)).astype(dtype)   # all eight rows count
-    w = rng.standard_normal((attention_loops.ROWS, T)).astype(dtype)
-    xT = rng.standard_normal((E, T)).astype(dtype)
-    acc = rng.standard_normal((E, T)).astype(dtype)
+@pytest.mark.parametrize("i0", [0, 8, 16])
+def test_tile_helpers_without_jit(i0, dtype):
+    # oracle: the same formulas in NumPy, on one tile of rows i0..i0+7 (n = its keys: 16, 16,
+    # 32). The kernels' .py_func (test_kernel_bodies_without_jit) call these helpers
+    # compiled; here their own Python runs, simd.py's functions on NumPy arrays of 16 (which
+    # check every load and store against the row's length), outputs filled with NaN first
+    rng = np.random.default_rng(i0)
+    zero, ninf = dtype(0), dtype(-np.inf)
+    a, xT, x = _tile_inputs(rng, dtype)
+    n = attention._padded(i0 + attention.ROWS, simd.LANES)
+    rows = np.arange(i0, i0 + attention.ROWS)
+    dots = a[rows] @ xT[:, :n]                                   # [8, n]
+    future = np.arange(n)[None, :] > rows[:, None]               # key j > query i
+    s, m = np.full((8, 48), np.nan, dtype), np.full(8, np.nan, dtype)
+    attention._tile_scores.py_func(s, a, i0, xT, n, ninf, zero, m)
+    assert_scores("tile_scores", s[:, :n], np.where(future, -np.inf, dots), dtype)
+    assert np.isnan(s[:, n:]).all(), "wrote past key n"
+    close("row max", m, np.where(future, -np.inf, dots).max(axis=1), dtype)
+    total = np.full(8, np.nan, dtype)
+    attention._exp_rows.py_func(s, n, m, total, zero)
+    e = np.where(future, 0, np.exp(dots - m[:, None]))
+    close("exp_rows", s[:, :n], e, dtype)
+    close("exp_rows total", total, e.sum(axis=1), dtype)
+    lse = rng.standard_normal(24).astype(dtype) + 3
+    p = np.full((8, 48), np.nan, dtype)
+    attention._tile_pattern.py_func(p, a, i0, xT, n, lse, ninf, zero)
+    close("tile_pattern", p[:, :n], np.where(future, 0, np.exp(dots - lse[rows, None])), dtype)
+    dot = rng.standard_normal(24).astype(dtype)
+    d_s = np.full((8, 48), np.nan, dtype)
+    attention._tile_d_scores.py_func(d_s, a, i0, xT, n, p, dot, zero)
+    close("tile_d_scores", d_s[:, :n], p[:, :n] * (dots - dot[rows, None]), dtype)
+    assert np.isnan(d_s[:, n:]).all(), "wrote past key n"
+    w = rng.standard_normal((8, 48)).astype(dtype)
+    scales = rng.standard_normal(8).astype(dtype)
+    out = np.full((24, 32), np.nan, dtype)
+    attention._tile_sums.py_func(out, i0, w, x, n, scales, zero)
+    close("tile_sums", out[rows], scales[:, None] * (w[:, :n] @ x[:n]), dtype)
+    assert np.isnan(np.delete(out, rows, axis=0)).all(), "wrote outside the tile's rows"
+    acc = rng.standard_normal((48, 32)).astype(dtype)
     want = acc.copy()
-    want[:, :n] += a.T @ w[:, :n]
-    attention_loops._add_outer.py_func(acc, *w, a, n)
-    close("add_outer", acc, want, dtype)
-    out = np.full((attention_loops.ROWS, T), np.nan, dtype)
-    attention_loops._rows_times_T.py_func(out, a, xT, rows, n, dtype(0))
-    close("rows_times_T", out[:rows, :n], a[:rows] @ xT[:, :n], dtype)
-    assert np.isnan(out[rows:]).all() and np.isnan(out[:, n:]).all(), "wrote outside rows x n"
-    d_q = np.full((1, T, 2, E), np.nan, dtype)
-    attention_loops._rows_dot_T.py_func(d_q, 0, 3, 1, w, xT, rows, n, dtype(0))  # b 0, i0 3, h 1
-    close("rows_dot_T", d_q[0, 3:3 + rows, 1], w[:rows, :n] @ xT[:, :n].T, dtype)
-    written = np.zeros(d_q.shape, bool)
-    written[0, 3:3 + rows, 1] = True
-    assert np.isnan(d_q[~written]).all(), "wrote outside d_q[b, i0:i0 + rows, h]"
+    want[:n] += w[:, :n].T @ a[rows]
+    attention._tile_add_outer.py_func(acc, w, a, i0, n)
+    close("tile_add_outer", acc, want, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("E", [16, 32])
-@pytest.mark.parametrize("T, n", [(40, 37), (32, 32)])
-def test_tile_helpers_without_jit(T, n, E, dtype):
-    # oracle: the same products in NumPy. The kernels' .py_func (test_kernel_bodies_without_jit)
-    # call these helpers compiled; here their own Python runs, simd.py's functions on NumPy
-    # arrays of 8 (which check every load and store against the row's length). n = 37: two
-    # vector steps of 16 keys, then 5 keys in the scalar tail; n = T = 32: the last vector
-    # step ends at the row's end; E = 32: two passes of 16 dims
-    rng = np.random.default_rng(E)
-    scale, zero = dtype(0.25), dtype(0)
-    a = rng.standard_normal((4, E)).astype(dtype)
-    xT = rng.standard_normal((E, T)).astype(dtype)
-    o = np.full((4, T), np.nan, dtype)
-    attention_tiles._tile_dot_keys.py_func(*o, *a, xT, n, scale, zero)
-    close("tile_dot_keys", o[:, :n], scale * (a @ xT[:, :n]), dtype)
-    assert np.isnan(o[:, n:]).all(), "wrote past key n"
-    w = rng.standard_normal((4, T)).astype(dtype)
-    x = rng.standard_normal((1, T, 2, E)).astype(dtype)
-    out = np.full((1, T, 2, E), np.nan, dtype)
-    attention_tiles._tile_sum_keys.py_func(out, 0, 3, 1, *w, x, n, zero)     # b 0, i0 3, h 1
-    close("tile_sum_keys", out[0, 3:7, 1], w[:, :n] @ x[0, :n, 1], dtype)
-    written = np.zeros(out.shape, bool)
-    written[0, 3:7, 1] = True
-    assert np.isnan(out[~written]).all(), "wrote outside out[b, i0:i0 + 4, h]"
+def test_copy_head_without_jit(dtype):
+    # oracle: NumPy's slicing; the scratch's padding must stay as it was (zeros)
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((2, 5, 3, 4)).astype(dtype)          # [B, T, H, E]
+    rows, cols = np.zeros((8, 16), dtype), np.zeros((16, 16), dtype)
+    attention._copy_head.py_func(rows, a, 1, 2, dtype(0.5), False)
+    attention._copy_head.py_func(cols, a, 1, 2, dtype(1), True)
+    want_rows, want_cols = np.zeros((8, 16), dtype), np.zeros((16, 16), dtype)
+    want_rows[:5, :4] = 0.5 * a[1, :, 2]
+    want_cols[:4, :5] = a[1, :, 2].T
+    assert np.array_equal(rows, want_rows) and np.array_equal(cols, want_cols)
 
 
-def test_tile_kernels_without_jit_stay_inside_their_rows():
-    # oracle: the reference forward and backward, with the whole Numba backend running as
-    # Python (NUMBA_DISABLE_JIT=1, in a fresh process): simd.py's load8 and store8 then check
-    # every vector access of the tile kernels against its row's length (IndexError), at the
-    # lengths the kernels really use. T = 5, 32, 37: a row left after the tiles, a last
-    # 16-key step that ends at the row's end, keys in the scalar tail; E = 32: two passes
+def test_attention_without_jit_stays_inside_its_rows():
+    # oracle: the reference, with the whole Numba backend running as Python
+    # (NUMBA_DISABLE_JIT=1, in a fresh process): simd.py's load16 and store16 then check every
+    # vector access of the attention kernels against its row's length (IndexError), at the
+    # lengths the kernels really use. T = 5: fewer keys than one block; T = 17: a partial
+    # tile whose keys run one block past the last real key; E = 1, 16, 17, 32: the padded,
+    # exact, one-and-a-bit and two-pass widths
     code = """
 import numpy as np
 from minih import kernels, ops
-from minih.kernels import attention
-attention.FORWARD, attention.BACKWARD = "tiles", "loops"
-for shape in [(1, 5, 2, 16), (1, 32, 1, 16), (1, 37, 1, 32)]:
+for shape in [(1, 5, 2, 16), (1, 17, 1, 1), (2, 9, 1, 17), (1, 16, 1, 32)]:
     rng = np.random.default_rng(shape[1])
     q, k, v, d_z = (rng.standard_normal(shape) for _ in range(4))
-    z, pattern, _ = kernels.attention_forward(q, k, v)
-    want = ops.attention_forward(q, k, v)
-    assert np.allclose(z, want[0], atol=1e-12) and np.allclose(pattern, want[1], atol=1e-12)
-    for g, w in zip(kernels.attention_backward(d_z, q, k, v, pattern),
-                    ops.attention_backward(d_z, q, k, v, pattern)):
+    z, lse = kernels.attention_forward(q, k, v)
+    z_ref, lse_ref = ops.attention_forward(q, k, v)
+    assert np.allclose(z, z_ref, atol=1e-12) and np.allclose(lse, lse_ref, atol=1e-12)
+    for g, w in zip(kernels.attention_pattern(q, k, lse), ops.attention_pattern(q, k, lse_ref)):
+        assert np.allclose(g, w, atol=1e-12)
+    for g, w in zip(kernels.attention_backward(d_z, q, k, v, z, lse),
+                    ops.attention_backward(d_z, q, k, v, z_ref, lse_ref)):
         assert np.allclose(g, w, atol=1e-12)
 print("ok")
 """
@@ -644,55 +542,33 @@ def test_kernel_bodies_without_jit():
     """Run each jitted kernel's .py_func (plain Python) on a tiny case and compare with the
     reference: the same logic the compiled code runs. Kernels over a range of items (rows,
     (b, h) pairs) run on two ranges, [0, 1) and [1, n), as run_chunks would call them. (The
-    helpers a kernel calls run compiled here; the attention forward's row helpers also run
-    as Python in test_forward_row_helpers_without_jit.)"""
+    helpers a kernel calls run compiled here; the attention's tile helpers also run as
+    Python in test_tile_helpers_without_jit.)"""
     rng = np.random.default_rng(5)
-    B, T, H, E, D, V = 2, 6, 2, 29, 4, 7                         # E = 29 = 16 + 8 + 4 + 1: every
-    # e-block loop of the forward; T = 6 with row_block = 4: a full and a partial block of rows
+    B, T, H, E, D, V = 2, 11, 2, 29, 4, 7                        # E = 29: two 16-wide passes;
+    # T = 11: a whole tile of 8 rows and a partial one (3 rows)
     f32 = np.float32
     q, k, v, d_z = (rng.standard_normal((B, T, H, E)).astype(f32) for _ in range(4))
-    z, pattern = np.empty_like(q), np.empty((B, H, T, T), f32)
-    scores = np.empty_like(pattern)
-    scale = f32(1 / np.sqrt(E))
-    for i0, i1 in two_ranges(B * H):
-        attention._attention_forward.py_func(q, k, v, scale, z, pattern, scores, True, True, 4,
-                                             i0, i1)
-    want = ops.attention_forward(q, k, v)
-    close("z", z, want[0], np.float32)
-    close("pattern", pattern, want[1], np.float32)
-    E16 = 16                                                     # the tile forward needs E % 16 == 0
-    q16, k16, v16 = q[..., :E16].copy(), k[..., :E16].copy(), v[..., :E16].copy()
-    z16, pattern16 = np.full_like(q16, np.nan), np.full_like(pattern, np.nan)
-    for i0, i1 in two_ranges(B * H):                             # T = 6: one tile, then 2 rows
-        attention._attention_forward_tiles.py_func(q16, k16, v16, f32(0.25), z16, pattern16,
-                                                   scores, True, True, i0, i1)
-    want16 = ops.attention_forward(q16, k16, v16)
-    close("tiles z", z16, want16[0], np.float32)
-    close("tiles pattern", pattern16, want16[1], np.float32)
-    close("tiles scores", scores[np.isfinite(want16[2])], want16[2][np.isfinite(want16[2])],
-          np.float32)
-    d_q, d_k, d_v = (np.full_like(q, np.nan) for _ in range(3))
-    for i0, i1 in two_ranges(B * H):
-        attention._attention_backward.py_func(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, 4,
-                                              i0, i1)
-    for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
-                          ops.attention_backward(d_z, q, k, v, pattern)):
-        close(name, g, w, np.float32)
+    scale, ninf = f32(1 / np.sqrt(E)), f32(-np.inf)
+    z, lse = np.full_like(q, np.nan), np.full((B, H, T), np.nan, f32)
+    for bh0, bh1 in two_ranges(B * H):
+        attention._attention_forward.py_func(q, k, v, scale, ninf, z, lse, bh0, bh1)
+    z_ref, lse_ref = ops.attention_forward(q, k, v)
+    close("z", z, z_ref, np.float32)
+    close("lse", lse, lse_ref, np.float32)
+    scores, pattern = (np.full((B, H, T, T), np.nan, f32) for _ in range(2))
+    for bh0, bh1 in two_ranges(B * H):
+        attention._attention_pattern.py_func(q, k, lse, scale, ninf, scores, pattern, bh0, bh1)
+    scores_ref, pattern_ref = ops.attention_pattern(q, k, lse_ref)
+    assert_scores("scores", scores, scores_ref, np.float32)
+    close("pattern", pattern, pattern_ref, np.float32)
     d_q, d_k, d_v = (np.full_like(q, np.nan) for _ in range(3))
     for bh0, bh1 in two_ranges(B * H):
-        attention_loops._attention_backward_pairs.py_func(d_z, q, k, v, pattern, scale,
-                                                          d_q, d_k, d_v, bh0, bh1)
+        attention._attention_backward.py_func(d_z, q, k, v, z, lse, scale, ninf, d_q, d_k, d_v,
+                                              bh0, bh1)
     for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
-                          ops.attention_backward(d_z, q, k, v, pattern)):
-        close("loops " + name, g, w, np.float32)
-    d_q, d_k, d_v = (np.full_like(q16, np.nan) for _ in range(3))
-    d_z16 = d_z[..., :E16].copy()
-    for bh0, bh1 in two_ranges(B * H):                           # E = 16: d_p and d_q in tiles
-        attention_loops._attention_backward_pairs.py_func(d_z16, q16, k16, v16, want16[1],
-                                                          f32(0.25), d_q, d_k, d_v, bh0, bh1)
-    for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
-                          ops.attention_backward(d_z16, q16, k16, v16, want16[1])):
-        close("loops, tiles " + name, g, w, np.float32)
+                          ops.attention_backward(d_z, q, k, v, z_ref, lse_ref)):
+        close(name, g, w, np.float32)
 
     x = rng.standard_normal((B * T, D))
     w, b, d_y = rng.standard_normal(D), rng.standard_normal(D), rng.standard_normal((B * T, D))
@@ -957,13 +833,12 @@ def test_bench_merge_rounds_pools_the_step_times():
     assert m["first_step_s"] == 9.0 and r1["step_times_s"] == [1.0, 2.0, 3.0]  # inputs untouched
 
 
-def test_bench_table_names_the_backward_kernel():
-    # oracle: the machine dict given; the table's first line must say which attention
-    # backward the numba runs used (it depends on the CPU: docs/04_numba.md)
+def test_bench_table_names_the_cpus_vectors():
+    # oracle: the machine dict given; the table's first line must say whether the CPU has
+    # AVX-512 (the attention's 16-lane vectors in one register, or two: docs/04_numba.md)
     from minih.bench import format_table
-    for avx512, kind, words in ((False, "loops", "no AVX-512: attention backward loops"),
-                                (True, "blas", "(AVX-512: attention backward blas)")):
-        result = {"machine": {"processor": "CPU X", "avx512": avx512, "attention_backward": kind,
+    for avx512, words in ((False, "(no AVX-512)"), (True, "(AVX-512)")):
+        result = {"machine": {"processor": "CPU X", "avx512": avx512,
                               "cpu_count": 2, "numba_threads": 2, "load_average_before": [0.5],
                               "load_average_after": [0.7]}, "matmul_gflops": 100.0, "configs": {}}
         first = format_table(result).splitlines()[0]
@@ -996,6 +871,9 @@ def test_bench_op_profile_times_every_op_and_restores_the_backend():
     assert prof["step_wall_ms"] > 0 and prof["tokens_per_s"] > 0
 
 
-def test_shapes_cover_several_backward_row_blocks():
-    # keeps SHAPES honest if ROW_BLOCK changes: some T must span more than one block
-    assert any(shape[1] > attention.ROW_BLOCK for shape in SHAPES)
+def test_shapes_cover_whole_and_partial_tiles():
+    # keeps SHAPES honest if the tile sizes change: some T must end in a partial tile of rows
+    # after whole ones, some E must span more than one 16-wide vector without filling two
+    rows, lanes = attention.ROWS, simd.LANES
+    assert any(T > rows and T % rows for _, T, _, _, _, _ in SHAPES)
+    assert any(E > lanes and E % lanes for _, _, _, E, _, _ in SHAPES)

@@ -88,8 +88,8 @@ def test_attention_backward(B, T, H, E, attention_blocks):
     q, k, v = (rng.normal(size=(B, T, H, E)) for _ in range(3))
     R = rng.normal(size=(B, T, H, E))
     L = lambda: float((ops.attention_forward(q, k, v)[0] * R).sum())
-    z, pattern, _ = ops.attention_forward(q, k, v)
-    d_q, d_k, d_v = ops.attention_backward(R, q, k, v, pattern)
+    z, lse = ops.attention_forward(q, k, v)
+    d_q, d_k, d_v = ops.attention_backward(R, q, k, v, z, lse)
     check("d_q", L, d_q, q)
     check("d_k", L, d_k, k)
     check("d_v", L, d_v, v)
@@ -99,15 +99,35 @@ def test_attention_forward_by_loops(attention_blocks):
     # oracle: the causal softmax written with explicit loops over (batch, head, query)
     B, T, H, E = 5, 5, 2, 3
     q, k, v = (rng.normal(size=(B, T, H, E)) for _ in range(3))
-    z, pattern, scores = ops.attention_forward(q, k, v)
+    z, lse = ops.attention_forward(q, k, v)
+    scores, pattern = ops.attention_pattern(q, k, lse)
     for b in range(B):
         for h in range(H):
             for i in range(T):
                 s = np.array([q[b, i, h] @ k[b, j, h] / np.sqrt(E) for j in range(i + 1)])
                 p = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
+                assert_close("scores row", scores[b, h, i, :i + 1], s, 1e-12, 1e-14)
                 assert_close("pattern row", pattern[b, h, i, :i + 1], p, 1e-12, 1e-14)
+                assert_close("lse", lse[b, h, i], np.log(np.exp(s).sum()), 1e-12, 1e-14)
                 assert np.all(pattern[b, h, i, i + 1:] == 0) and np.all(np.isneginf(scores[b, h, i, i + 1:]))
                 assert_close("z row", z[b, i, h], p @ v[b, :i + 1, h], 1e-12, 1e-14)
+
+
+def test_attention_backward_with_a_saturated_softmax():
+    # oracle: finite differences. Scores of +-30 make the pattern rows nearly one-hot, so
+    # exp(scores - lse) underflows far from the row max: the recomputed pattern must
+    # still give the forward's gradient (no NaN from inf - inf, no lost row)
+    B, T, H, E = 2, 6, 1, 4
+    q, k, v = (rng.normal(size=(B, T, H, E)) for _ in range(3))
+    q *= 30
+    R = rng.normal(size=(B, T, H, E))
+    L = lambda: float((ops.attention_forward(q, k, v)[0] * R).sum())
+    z, lse = ops.attention_forward(q, k, v)
+    assert np.all(np.isfinite(lse))
+    d_q, d_k, d_v = ops.attention_backward(R, q, k, v, z, lse)
+    check("d_q", L, d_q, q)
+    check("d_k", L, d_k, k)
+    check("d_v", L, d_v, v)
 
 
 @pytest.mark.parametrize("B,T,H,E,D", [(2, 3, 2, 3, 4), (1, 1, 1, 1, 1)])

@@ -11,7 +11,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..model import run_with_cache
 from ..params import init_params
-from ..ops import attention_forward, cross_entropy_forward, layernorm_forward
+from ..ops import attention_forward, attention_pattern, cross_entropy_forward, layernorm_forward
 from ..testing import compare, numerical_grad
 
 # Finite differences in float64 (h = 1e-5) are accurate to ~1e-10 on these ops; a
@@ -84,7 +84,8 @@ def check_attention_backward(fn):
     for B, T, H, E in [(2, 4, 2, 3), (1, 1, 1, 1), (1, 5, 1, 2)]:
         q, k, v = (rng.normal(size=(B, T, H, E)) for _ in range(3))
         R = rng.normal(size=(B, T, H, E))
-        z, pattern, _ = attention_forward(q, k, v)
+        z, lse = attention_forward(q, k, v)
+        _, pattern = attention_pattern(q, k, lse)
         out = unchanged(fn, R, q, k, v, pattern)
         expect_tuple(out, 3, [(B, T, H, E)] * 3, "attention_backward")
         d_q, d_k, d_v = out

@@ -18,8 +18,8 @@ from .embedding import (embed_forward, embed_backward, pos_embed_backward, unemb
                         unembed_backward)
 from .layernorm import layernorm_forward, layernorm_backward, LN_EPS
 from .attention import (project_forward, project_backward, smear_forward, smear_backward,
-                        attention_forward, attention_backward, output_forward, output_backward,
-                        head_results)
+                        attention_forward, attention_pattern, attention_backward, output_forward,
+                        output_backward, head_results)
 from .loss import cross_entropy_forward, cross_entropy_backward, per_token_loss
 from .adamw import adamw_update
 from ..shards import over_batch_shards      # the same function as minih.ops's (no jitted code)

@@ -11,11 +11,10 @@ first run pays the compile time. To clear it, delete the *.nbi and *.nbc files
 there (or the NUMBA_CACHE_DIR directory); Numba also recompiles by itself when a
 kernel's source file changes. It does NOT notice a change in a helper defined in
 another file (Numba's "Notes on Caching": changes in symbols defined in another file
-are not recognised): the helpers below, gemm.py's, simd.py's and attention_tiles.py's
-are compiled into the kernels of attention.py, attention_loops.py and loss.py. We hit
-it: a fixed gemm.py kept failing inside the cached attention kernels. So
-drop_stale_cache (at the end of this file) clears the package's cache by itself when
-those files change; with NUMBA_CACHE_DIR set, clear it yourself after editing them.
+are not recognised): the helpers below and simd.py's are compiled into the kernels of
+attention.py and loss.py. We hit it: a fixed helper kept failing inside the cached
+attention kernels. So drop_stale_cache (at the end of this file) clears the package's
+cache by itself when those files change; with NUMBA_CACHE_DIR set, clear it yourself after editing them.
 
 Threads: no kernel is `parallel=True`. A kernel that is worth running on several
 threads takes a range of independent items (rows, (b, h) pairs) and minih/threads.py runs
@@ -137,8 +136,8 @@ def row_max_f32(row, n):
 
 # --- a cache that knows its helpers ---------------------------------------------------------
 
-HELPER_FILES = ("_jit.py", "gemm.py", "simd.py", "attention_tiles.py")   # compiled into
-# the kernels of other files (attention.py, attention_loops.py, loss.py)
+HELPER_FILES = ("_jit.py", "simd.py")   # compiled into the kernels of other files
+# (attention.py, loss.py)
 
 
 def drop_stale_cache(folder=Path(__file__).parent):

@@ -8,27 +8,22 @@ BLAS (through minih/kernels/blas.py, which splits a big product over the threads
 The causal attention itself is not a plain matmul (a triangle per (b, h),
 a softmax in the middle), so it gets its own kernels, each over a range of (batch,
 head) pairs [bh0, bh1) that threads.run_chunks hands out to the threads: each (b, h)
-pair owns its slice of every output, so no two threads write the same element. The
-forward works on blocks of ROW_BLOCK query rows (the reference's blocks): it computes
-scores and softmax in its own loops, row by row, then the block's `pattern @ v` in
-BLAS, on the blocks where they lie in the big arrays (kernels/gemm.py: no copies); on
-CPUs without AVX-512 (FORWARD below), when d_head is a multiple of 16, it works on tiles
-of 4 query rows instead, both products as register tiles (kernels/attention_tiles.py).
-The backward has two kernels and the CPU chooses (BACKWARD below): on AVX-512, the
-same blocks with its four products as BLAS calls and the softmax backward fused between
-them; elsewhere, loops over keys (kernels/attention_loops.py).
+pair owns its slice of every output, so no two threads write the same element. They
+work on tiles of 8 query rows x 16 keys held in vector registers (kernels/simd.py), and
+the training forward keeps no [T, T] pattern: the backward recomputes it from q, k and
+each row's log-sum-exp (section 3 below says how; the reference, why).
 
 Shape legend: B = batch, T = positions (query i, key j), D = d_model, H = n_heads, E = d_head
 """
 import numpy as np
 
-from ..ops.attention import ROW_BLOCK
-from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel, row_max_f32
-from .attention_loops import attention_backward_loops
-from .attention_tiles import TILE, _tile_dot_keys, _tile_sum_keys
+from numba.extending import register_jitable
+
+from ._jit import as_floats, expect_shape, kernel
 from .blas import matmul, matmul_tn
+from .simd import (LANES, add16, causal16, exp16, fma16, hmax16, hsum16, load16, max16, mul16,
+                   splat16, store16, sub16)
 from ..threads import run_chunks
-from .gemm import gemm
 
 
 def _check_heads(name, W, H=None):
@@ -127,180 +122,324 @@ def smear_backward(d_ks, k, smear):
 
 # --- 3. causal softmax attention -------------------------------------------------------
 #
-# Forward: per (b, h) the kernel copies k into transposed scratch kT [E, T], so that the
-# score loops run over key positions j with unit stride: LLVM turns them into SIMD
-# code (16 float32 per AVX-512 register; on Intel's AVX-512 cores LLVM's tuning uses
-# 256-bit registers, 8 float32, unless told otherwise: docs/04_numba.md, the Intel
-# figures). They stop at the end of the 16-wide block that holds j = i (n_pad below):
-# the masked half of each [T, T] square is never computed, and the few extra columns
-# j > i in the last block cost less than the scalar tail loop LLVM would otherwise run.
-# The softmax itself only visits j <= i; pattern is 0 and scores are -inf beyond, so the
-# block's `pattern @ v` (BLAS, over keys j < i1) adds exact zeros there.
+# One (b, h) pair at a time, in tiles of ROWS = 8 query rows x 16 keys held in vector
+# registers (simd.py), each pair owning its slice of every output. The three kernels below
+# mirror the reference's three functions:
+#     _attention_forward   z and lse (the training forward: no [T, T] array in memory)
+#     _attention_pattern   the scores and pattern rows, for the cache
+#     _attention_backward  d_q, d_k, d_v, recomputing the pattern from q, k and lse
+# Per pair, each copies its head's rows into scratch first, padded with zeros to whole
+# tiles: Tq = T rounded up to ROWS query rows, Tk = T rounded up to 16 keys, Ep = E
+# rounded up to 16 dimensions (zero dimensions add nothing to a dot product; padded keys
+# lie in every row's future, so the causal mask removes them; padded query rows are never
+# copied out, and the backward gives them lse = +inf, so their pattern is 0). Then every
+# tile is whole: no leftover rows, keys or dimensions anywhere below. The copies are
+# small (a [T, E] head is 16 KB in REF) and put each head's rows next to each other.
+#
+# A tile of query rows i0 <= i < i0 + 8 sees keys j < n = i0 + 8 rounded up to 16, the
+# end of the 16-key block holding its last row's diagonal; every row's diagonal lies in
+# that last block, so only it needs the causal mask (simd.causal16). The masked half of
+# each [T, T] square is never computed.
 
-SIMD = 16   # float32 lanes of one AVX-512 register: rows are padded to a multiple of this
+ROWS = 8           # query rows per tile: 8 accumulators of 16 lanes (docs/04_numba.md)
+
+
+@register_jitable       # compiled into its compiled callers, plain Python in their .py_func
+def _dots_8x16(a, i0, xT, j, zero):
+    """The 8 x 16 block a[i0:i0+8] @ xT[:, j:j+16], as eight vectors (row r's sixteen keys
+    in c_r): c_r = sum_e a[i0 + r, e] xT[e, j:j+16].
+
+    The eight vectors stay in registers while e runs: each load of xT serves eight rows,
+    each number of a sixteen keys. The callers below store the block, each its own way.
+    """
+    c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = splat16(zero)
+    for e in range(a.shape[1]):
+        x = load16(xT[e], j)                                     # keys j..j+15 of dimension e
+        c0 = fma16(splat16(a[i0, e]), x, c0)
+        c1 = fma16(splat16(a[i0 + 1, e]), x, c1)
+        c2 = fma16(splat16(a[i0 + 2, e]), x, c2)
+        c3 = fma16(splat16(a[i0 + 3, e]), x, c3)
+        c4 = fma16(splat16(a[i0 + 4, e]), x, c4)
+        c5 = fma16(splat16(a[i0 + 5, e]), x, c5)
+        c6 = fma16(splat16(a[i0 + 6, e]), x, c6)
+        c7 = fma16(splat16(a[i0 + 7, e]), x, c7)
+    return c0, c1, c2, c3, c4, c5, c6, c7
+
+
+@register_jitable
+def _causal_8x16(c, j, i0, ninf):
+    """The block c of _dots_8x16 with key j + l > query i0 + r set to ninf (-inf)."""
+    c0, c1, c2, c3, c4, c5, c6, c7 = c
+    return (causal16(c0, j, i0, ninf), causal16(c1, j, i0 + 1, ninf),
+            causal16(c2, j, i0 + 2, ninf), causal16(c3, j, i0 + 3, ninf),
+            causal16(c4, j, i0 + 4, ninf), causal16(c5, j, i0 + 5, ninf),
+            causal16(c6, j, i0 + 6, ninf), causal16(c7, j, i0 + 7, ninf))
 
 
 @kernel()
-def _row_scores(row, q, b, i, h, kT, scale, n_pad):
-    """Pass 1: row[j] = q[b,i,h] . k[b,j,h] * scale for j < n_pad (scale = 1/sqrt(E)),
-    with kT = k[b,:,h].T [E, T].
+def _tile_scores(s, a, i0, xT, n, ninf, zero, m):
+    """s[r, j] = a[i0 + r] . xT[:, j] for keys j <= i0 + r, -inf for i0 + r < j < n; and
+    m[r] = max_j s[r, j], for the tile's rows r < 8.
 
-    Each loop over j does several dimensions e at once: sixteen for the first block, which
-    writes the row (no zero-fill, no re-read), then eight, four, one, which add to it. The
-    sixteen products of a block cost as many loads of kT, so the one read and write of the
-    row per block is what the blocking saves. All loops run over j with unit stride: SIMD.
+    forward: scores[i, j] = q[i] / sqrt(E) . k[j]   (a = q / sqrt(E), xT = k^T)
     """
-    E = kT.shape[0]
-    e0 = 0
-    if E >= 16:
-        q0, q1 = q[b, i, h, 0] * scale, q[b, i, h, 1] * scale
-        q2, q3 = q[b, i, h, 2] * scale, q[b, i, h, 3] * scale
-        q4, q5 = q[b, i, h, 4] * scale, q[b, i, h, 5] * scale
-        q6, q7 = q[b, i, h, 6] * scale, q[b, i, h, 7] * scale
-        q8, q9 = q[b, i, h, 8] * scale, q[b, i, h, 9] * scale
-        q10, q11 = q[b, i, h, 10] * scale, q[b, i, h, 11] * scale
-        q12, q13 = q[b, i, h, 12] * scale, q[b, i, h, 13] * scale
-        q14, q15 = q[b, i, h, 14] * scale, q[b, i, h, 15] * scale
-        k0, k1, k2, k3, k4, k5, k6, k7 = kT[0], kT[1], kT[2], kT[3], kT[4], kT[5], kT[6], kT[7]
-        k8, k9, k10, k11 = kT[8], kT[9], kT[10], kT[11]
-        k12, k13, k14, k15 = kT[12], kT[13], kT[14], kT[15]
-        for j in range(n_pad):
-            row[j] = ((q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j]
-                       + q4 * k4[j] + q5 * k5[j] + q6 * k6[j] + q7 * k7[j])
-                      + (q8 * k8[j] + q9 * k9[j] + q10 * k10[j] + q11 * k11[j]
-                         + q12 * k12[j] + q13 * k13[j] + q14 * k14[j] + q15 * k15[j]))
-        e0 = 16
-    else:
-        for j in range(n_pad):
-            row[j] = scale - scale                               # 0 in the row's dtype
-    while e0 + 8 <= E:
-        q0, q1 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale
-        q2, q3 = q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
-        q4, q5 = q[b, i, h, e0 + 4] * scale, q[b, i, h, e0 + 5] * scale
-        q6, q7 = q[b, i, h, e0 + 6] * scale, q[b, i, h, e0 + 7] * scale
-        k0, k1, k2, k3 = kT[e0], kT[e0 + 1], kT[e0 + 2], kT[e0 + 3]
-        k4, k5, k6, k7 = kT[e0 + 4], kT[e0 + 5], kT[e0 + 6], kT[e0 + 7]
-        for j in range(n_pad):
-            row[j] += (q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j]
-                       + q4 * k4[j] + q5 * k5[j] + q6 * k6[j] + q7 * k7[j])
-        e0 += 8
-    while e0 + 4 <= E:
-        q0, q1 = q[b, i, h, e0] * scale, q[b, i, h, e0 + 1] * scale
-        q2, q3 = q[b, i, h, e0 + 2] * scale, q[b, i, h, e0 + 3] * scale
-        k0, k1, k2, k3 = kT[e0], kT[e0 + 1], kT[e0 + 2], kT[e0 + 3]
-        for j in range(n_pad):
-            row[j] += q0 * k0[j] + q1 * k1[j] + q2 * k2[j] + q3 * k3[j]
-        e0 += 4
-    for e in range(e0, E):                                       # the dimensions left
-        q_ie = q[b, i, h, e] * scale
-        k_e = kT[e]
-        for j in range(n_pad):
-            row[j] += q_ie * k_e[j]
+    last = n - LANES                                             # the block holding the diagonal
+    m0 = m1 = m2 = m3 = m4 = m5 = m6 = m7 = splat16(ninf)        # each row's max, lane by lane
+    for j in range(0, n, LANES):
+        c = _dots_8x16(a, i0, xT, j, zero)
+        if j == last:
+            c = _causal_8x16(c, j, i0, ninf)
+        c0, c1, c2, c3, c4, c5, c6, c7 = c
+        m0, m1, m2, m3 = max16(m0, c0), max16(m1, c1), max16(m2, c2), max16(m3, c3)
+        m4, m5, m6, m7 = max16(m4, c4), max16(m5, c5), max16(m6, c6), max16(m7, c7)
+        store16(s[0], j, c0)
+        store16(s[1], j, c1)
+        store16(s[2], j, c2)
+        store16(s[3], j, c3)
+        store16(s[4], j, c4)
+        store16(s[5], j, c5)
+        store16(s[6], j, c6)
+        store16(s[7], j, c7)
+    m[0], m[1], m[2], m[3] = hmax16(m0), hmax16(m1), hmax16(m2), hmax16(m3)
+    m[4], m[5], m[6], m[7] = hmax16(m4), hmax16(m5), hmax16(m6), hmax16(m7)
 
 
 @kernel()
-def _row_softmax(row, n, fast_exp, zero):
-    """Pass 2: row[:n] = softmax(row[:n]) (row max subtracted), row[n:] = 0 (`zero`, 0 in
-    the row's dtype).
+def _tile_pattern(p, a, i0, xT, n, lse, ninf, zero):
+    """p[r, j] = exp(a[i0 + r] . xT[:, j] - lse[i0 + r]) for keys j <= i0 + r, 0 for
+    i0 + r < j < n: the forward's pattern, recomputed from its scores and lse.
 
-    In float32 both the max and the exp are vectorised helpers of _jit.py: LLVM would
-    compile `max(m, row[j])` and np.exp(...) one element at a time (see their docstrings).
+    backward: pattern[i, j] = exp(q[i] / sqrt(E) . k[j] - lse[i])   (a = q / sqrt(E), xT = k^T)
     """
-    if fast_exp:                                                 # float32
-        m = row_max_f32(row, n)
-        total = exp_shifted_f32(row, n, m)
-    else:
-        m = row[0]
-        for j in range(1, n):
-            m = max(m, row[j])
-        total = zero
+    last = n - LANES
+    l0, l1, l2, l3 = splat16(lse[i0]), splat16(lse[i0 + 1]), splat16(lse[i0 + 2]), splat16(lse[i0 + 3])
+    l4, l5, l6, l7 = splat16(lse[i0 + 4]), splat16(lse[i0 + 5]), splat16(lse[i0 + 6]), splat16(lse[i0 + 7])
+    for j in range(0, n, LANES):
+        c = _dots_8x16(a, i0, xT, j, zero)
+        if j == last:
+            c = _causal_8x16(c, j, i0, ninf)                     # exp(-inf) = 0
+        c0, c1, c2, c3, c4, c5, c6, c7 = c
+        store16(p[0], j, exp16(sub16(c0, l0)))
+        store16(p[1], j, exp16(sub16(c1, l1)))
+        store16(p[2], j, exp16(sub16(c2, l2)))
+        store16(p[3], j, exp16(sub16(c3, l3)))
+        store16(p[4], j, exp16(sub16(c4, l4)))
+        store16(p[5], j, exp16(sub16(c5, l5)))
+        store16(p[6], j, exp16(sub16(c6, l6)))
+        store16(p[7], j, exp16(sub16(c7, l7)))
+
+
+@kernel()
+def _tile_d_scores(d_s, a, i0, xT, n, p, dot, zero):
+    """d_s[r, j] = p[r, j] * (a[i0 + r] . xT[:, j] - dot[i0 + r]) for keys j < n.
+
+    backward: d_s[i, j] = p[i, j] * (d_p[i, j] - d_z[i] . z[i]),  d_p[i, j] = d_z[i] . v[j]
+              (a = d_z, xT = v^T, dot = d_z . z row by row)
+    """
+    d0, d1, d2, d3 = splat16(dot[i0]), splat16(dot[i0 + 1]), splat16(dot[i0 + 2]), splat16(dot[i0 + 3])
+    d4, d5, d6, d7 = splat16(dot[i0 + 4]), splat16(dot[i0 + 5]), splat16(dot[i0 + 6]), splat16(dot[i0 + 7])
+    for j in range(0, n, LANES):
+        c0, c1, c2, c3, c4, c5, c6, c7 = _dots_8x16(a, i0, xT, j, zero)
+        store16(d_s[0], j, mul16(load16(p[0], j), sub16(c0, d0)))
+        store16(d_s[1], j, mul16(load16(p[1], j), sub16(c1, d1)))
+        store16(d_s[2], j, mul16(load16(p[2], j), sub16(c2, d2)))
+        store16(d_s[3], j, mul16(load16(p[3], j), sub16(c3, d3)))
+        store16(d_s[4], j, mul16(load16(p[4], j), sub16(c4, d4)))
+        store16(d_s[5], j, mul16(load16(p[5], j), sub16(c5, d5)))
+        store16(d_s[6], j, mul16(load16(p[6], j), sub16(c6, d6)))
+        store16(d_s[7], j, mul16(load16(p[7], j), sub16(c7, d7)))
+
+
+@kernel()
+def _tile_sums(out, i0, w, x, n, scales, zero):
+    """out[i0 + r, e] = scales[r] * sum_{j < n} w[r, j] x[j, e] for the tile's rows r < 8.
+
+    forward:  z[i]   = (1 / sum_j p[i, j]) sum_j exp_s[i, j] v[j]   (w = exp(s - m), x = v)
+    backward: d_q[i] = (1 / sqrt(E)) sum_j d_s[i, j] k[j]           (w = d_s, x = k)
+    Sixteen dimensions e at a time; eight vectors hold the 8 x 16 block of out while j runs.
+    """
+    for e in range(0, x.shape[1], LANES):
+        c0 = c1 = c2 = c3 = c4 = c5 = c6 = c7 = splat16(zero)
         for j in range(n):
-            row[j] = np.exp(row[j] - m)
-            total += row[j]
-    inv = 1 / total
-    for j in range(row.shape[0]):                                # normalise; 0 for j >= n
-        row[j] = row[j] * inv if j < n else zero
+            x_j = load16(x[j], e)                                # dimensions e..e+15 of key j
+            c0 = fma16(splat16(w[0, j]), x_j, c0)
+            c1 = fma16(splat16(w[1, j]), x_j, c1)
+            c2 = fma16(splat16(w[2, j]), x_j, c2)
+            c3 = fma16(splat16(w[3, j]), x_j, c3)
+            c4 = fma16(splat16(w[4, j]), x_j, c4)
+            c5 = fma16(splat16(w[5, j]), x_j, c5)
+            c6 = fma16(splat16(w[6, j]), x_j, c6)
+            c7 = fma16(splat16(w[7, j]), x_j, c7)
+        store16(out[i0], e, mul16(c0, splat16(scales[0])))
+        store16(out[i0 + 1], e, mul16(c1, splat16(scales[1])))
+        store16(out[i0 + 2], e, mul16(c2, splat16(scales[2])))
+        store16(out[i0 + 3], e, mul16(c3, splat16(scales[3])))
+        store16(out[i0 + 4], e, mul16(c4, splat16(scales[4])))
+        store16(out[i0 + 5], e, mul16(c5, splat16(scales[5])))
+        store16(out[i0 + 6], e, mul16(c6, splat16(scales[6])))
+        store16(out[i0 + 7], e, mul16(c7, splat16(scales[7])))
 
 
 @kernel()
-def _keep_scores(out, row, n):
-    """out[:n] = row[:n], -inf beyond: one query row's scores (keys j < n = i + 1), copied
-    before the softmax overwrites the row (both forwards, when scores are asked for)."""
-    for j in range(n):
-        out[j] = row[j]
-    for j in range(n, out.shape[0]):
-        out[j] = -np.inf
+def _tile_add_outer(acc, w, a, i0, n):
+    """acc[j, e] += sum_r w[r, j] a[i0 + r, e] for keys j < n: the tile's rows, summed into
+    every key's row (the transposed product of _tile_sums).
+
+    backward: d_v[j] += sum_i p[i, j] d_z[i]                   (w = p,   a = d_z)
+              d_k[j] += sum_i d_s[i, j] q[i] / sqrt(E)         (w = d_s, a = q / sqrt(E))
+    The tile's eight rows of a stay in vectors; each key j adds eight products to its row.
+    Two sums of four, so that two chains of multiply-adds run side by side.
+    """
+    for e in range(0, a.shape[1], LANES):
+        a0, a1, a2, a3 = load16(a[i0], e), load16(a[i0 + 1], e), load16(a[i0 + 2], e), load16(a[i0 + 3], e)
+        a4, a5, a6, a7 = load16(a[i0 + 4], e), load16(a[i0 + 5], e), load16(a[i0 + 6], e), load16(a[i0 + 7], e)
+        for j in range(n):
+            u = fma16(splat16(w[0, j]), a0, fma16(splat16(w[1, j]), a1,
+                      fma16(splat16(w[2, j]), a2, mul16(splat16(w[3, j]), a3))))
+            t = fma16(splat16(w[4, j]), a4, fma16(splat16(w[5, j]), a5,
+                      fma16(splat16(w[6, j]), a6, fma16(splat16(w[7, j]), a7, load16(acc[j], e)))))
+            store16(acc[j], e, add16(u, t))
 
 
 @kernel()
-def _attention_forward(q, k, v, scale, z, pattern, scores, with_scores, fast_exp, row_block,
-                       bh0, bh1):
-    B, T, H, E = q.shape
-    zero = scale - scale                                         # 0 in the arrays' dtype
-    for bh in range(bh0, bh1):                                   # (b, h) owns z[b,:,h], pattern[b,h]
-        b = bh // H
-        h = bh - b * H
-        kT = np.empty((E, T), dtype=q.dtype)                     # [E, T]
-        for j in range(T):
-            for e in range(E):
-                kT[e, j] = k[b, j, h, e]
-        for i0 in range(0, T, row_block):                        # query rows i0 <= i < i1 ..
-            i1 = min(T, i0 + row_block)                          # .. see keys j < i1 only
-            for i in range(i0, i1):
-                n = i + 1                                        # keys j = 0..i
-                n_pad = min(T, (n + SIMD - 1) // SIMD * SIMD)    # .. to the end of i's SIMD block
-                row = pattern[b, h, i]                           # [T]
-                _row_scores(row, q, b, i, h, kT, scale, n_pad)   # row[:n_pad] = scores[i, :n_pad]
-                if with_scores:
-                    _keep_scores(scores[b, h, i], row, n)
-                _row_softmax(row, n, fast_exp, zero)             # row = pattern[i], 0 for j > i
-            # pass 3 for the block, in BLAS:
-            # z[b, i0:i1, h] = pattern[b, h, i0:i1, :i1] @ v[b, :i1, h]
-            gemm(1, pattern[b, h, i0:i1, :i1], v[b, :i1, h], 0, z[b, i0:i1, h],
-                 trans_a=False, trans_b=False)
+def _exp_rows(s, n, m, total, zero):
+    """s[r, j] = exp(s[r, j] - m[r]) for keys j < n, and total[r] = their sum, for the tile's
+    rows r < 8 (the softmax's numerators and sum; masked keys, -inf, give exactly 0)."""
+    for r in range(ROWS):
+        row = s[r]
+        shift = splat16(m[r])
+        acc = splat16(zero)
+        for j in range(0, n, LANES):
+            p = exp16(sub16(load16(row, j), shift))
+            store16(row, j, p)
+            acc = add16(acc, p)
+        total[r] = hsum16(acc)
 
 
 @kernel()
-def _attention_forward_tiles(q, k, v, scale, z, pattern, scores, with_scores, fast_exp, bh0, bh1):
-    """The forward in tiles of TILE = 4 query rows (kernels/attention_tiles.py; E % 16 == 0)."""
-    B, T, H, E = q.shape
-    zero = scale - scale                                         # 0 in the arrays' dtype
-    kT = np.empty((E, T), dtype=q.dtype)                         # [E, T]
-    for bh in range(bh0, bh1):                                   # (b, h) owns z[b,:,h], pattern[b,h]
-        b = bh // H
-        h = bh - b * H
-        for j in range(T):
-            for e in range(E):
-                kT[e, j] = k[b, j, h, e]
-        for i0 in range(0, T, TILE):                             # query rows i0 <= i < i0 + rows ..
-            rows = min(TILE, T - i0)
-            n_pad = min(T, (i0 + rows + SIMD - 1) // SIMD * SIMD)  # .. see keys j < n_pad
-            p0 = pattern[b, h, i0]                               # [T] rows of the tile
-            if rows == TILE:
-                p1, p2, p3 = pattern[b, h, i0 + 1], pattern[b, h, i0 + 2], pattern[b, h, i0 + 3]
-                _tile_dot_keys(p0, p1, p2, p3, q[b, i0, h], q[b, i0 + 1, h], q[b, i0 + 2, h],
-                               q[b, i0 + 3, h], kT, n_pad, scale, zero)
-            else:                                                # the last rows, when T % 4 != 0:
-                for i in range(i0, T):                           # plain loops (fewer to compile)
-                    for j in range(n_pad):
-                        acc = zero
-                        for e in range(E):
-                            acc += q[b, i, h, e] * kT[e, j]
-                        pattern[b, h, i, j] = acc * scale
-            for i in range(i0, i0 + rows):
-                row = pattern[b, h, i]                           # [T]: scores[i, :n_pad] so far
-                if with_scores:
-                    _keep_scores(scores[b, h, i], row, i + 1)
-                _row_softmax(row, i + 1, fast_exp, zero)         # row = pattern[i], 0 for j > i
-            if rows == TILE:
-                _tile_sum_keys(z, b, i0, h, p0, p1, p2, p3, v, i0 + TILE, zero)  # keys j <= its last row
+def _copy_head(out, a, b, h, scale, transpose):
+    """out[i, e] = scale * a[b, i, h, e] (out[e, i] if transpose) for i < T, e < E: one head's
+    rows (or, transposed, columns: k^T, v^T) into scratch; the padding of out (zeros from
+    when it was allocated) stays untouched."""
+    for i in range(a.shape[1]):
+        for e in range(a.shape[3]):
+            if transpose:
+                out[e, i] = scale * a[b, i, h, e]
             else:
-                for i in range(i0, T):
-                    for e in range(E):
-                        acc = zero
-                        for j in range(i + 1):
-                            acc += pattern[b, h, i, j] * v[b, j, h, e]
-                        z[b, i, h, e] = acc
+                out[i, e] = scale * a[b, i, h, e]
+
+
+@register_jitable
+def _padded(n, multiple):
+    """n rounded up to a multiple of `multiple`."""
+    return (n + multiple - 1) // multiple * multiple
+
+
+@kernel()
+def _attention_forward(q, k, v, scale, ninf, z, lse, bh0, bh1):
+    B, T, H, E = q.shape
+    Tq, Tk, Ep = _padded(T, ROWS), _padded(T, LANES), _padded(E, LANES)
+    zero, one = scale - scale, scale / scale                     # 0 and 1 in the arrays' dtype
+    qs = np.zeros((Tq, Ep), dtype=q.dtype)                       # q / sqrt(E)
+    kT = np.zeros((Ep, Tk), dtype=q.dtype)                       # k^T
+    vs = np.zeros((Tk, Ep), dtype=q.dtype)                       # v
+    zs = np.empty((Tq, Ep), dtype=q.dtype)                       # z
+    s = np.empty((ROWS, Tk), dtype=q.dtype)                      # the tile's scores, then exp
+    m, total = np.empty(ROWS, dtype=q.dtype), np.empty(ROWS, dtype=q.dtype)
+    for bh in range(bh0, bh1):                                   # (b, h) owns z[b,:,h], lse[b,h]
+        b = bh // H
+        h = bh - b * H
+        _copy_head(qs, q, b, h, scale, False)
+        _copy_head(kT, k, b, h, one, True)
+        _copy_head(vs, v, b, h, one, False)
+        for i0 in range(0, Tq, ROWS):                            # query rows i0 <= i < i0 + 8 ..
+            n = _padded(i0 + ROWS, LANES)                        # .. see keys j < n
+            _tile_scores(s, qs, i0, kT, n, ninf, zero, m)        # s = scores, m = their row max
+            _exp_rows(s, n, m, total, zero)                      # s = exp(scores - m), 0 if j > i
+            for r in range(ROWS):
+                total[r] = one / total[r]                        # the softmax's 1 / sum
+            _tile_sums(zs, i0, s, vs, n, total, zero)            # z = pattern @ v
+            for r in range(min(ROWS, T - i0)):
+                lse[b, h, i0 + r] = m[r] - np.log(total[r])      # m + log(sum)
+        for i in range(T):
+            for e in range(E):
+                z[b, i, h, e] = zs[i, e]
+@kernel()
+def _attention_pattern(q, k, lse, scale, ninf, scores, pattern, bh0, bh1):
+    B, T, H, E = q.shape
+    Tq, Tk, Ep = _padded(T, ROWS), _padded(T, LANES), _padded(E, LANES)
+    zero, one = scale - scale, scale / scale
+    qs = np.zeros((Tq, Ep), dtype=q.dtype)                       # q / sqrt(E)
+    kT = np.zeros((Ep, Tk), dtype=q.dtype)                       # k^T
+    lse_b = np.zeros(Tq, dtype=q.dtype)                          # lse[b, h], padded
+    s, p = np.empty((ROWS, Tk), dtype=q.dtype), np.empty((ROWS, Tk), dtype=q.dtype)
+    m = np.empty(ROWS, dtype=q.dtype)                            # unused: the rows' max
+    for bh in range(bh0, bh1):                                   # (b, h) owns scores[b,h], pattern[b,h]
+        b = bh // H
+        h = bh - b * H
+        _copy_head(qs, q, b, h, scale, False)
+        _copy_head(kT, k, b, h, one, True)
+        lse_b[:T] = lse[b, h]
+        for i0 in range(0, Tq, ROWS):
+            n = _padded(i0 + ROWS, LANES)
+            _tile_scores(s, qs, i0, kT, n, ninf, zero, m)        # s = scores
+            _tile_pattern(p, qs, i0, kT, n, lse_b, ninf, zero)   # p = exp(scores - lse)
+            for r in range(min(ROWS, T - i0)):
+                for j in range(T):
+                    scores[b, h, i0 + r, j] = s[r, j] if j < n else ninf
+                    pattern[b, h, i0 + r, j] = p[r, j] if j < n else zero
+
+
+@kernel()
+def _attention_backward(d_z, q, k, v, z, lse, scale, ninf, d_q, d_k, d_v, bh0, bh1):
+    B, T, H, E = q.shape
+    Tq, Tk, Ep = _padded(T, ROWS), _padded(T, LANES), _padded(E, LANES)
+    zero, one = scale - scale, scale / scale
+    qs = np.zeros((Tq, Ep), dtype=q.dtype)                       # q / sqrt(E)
+    ks = np.zeros((Tk, Ep), dtype=q.dtype)                       # k
+    kT = np.zeros((Ep, Tk), dtype=q.dtype)                       # k^T
+    vT = np.zeros((Ep, Tk), dtype=q.dtype)                       # v^T
+    d_zs = np.zeros((Tq, Ep), dtype=q.dtype)                     # d_z
+    lse_b = np.full(Tq, -ninf, dtype=q.dtype)                    # lse[b, h]; +inf: padded rows
+    dot = np.zeros(Tq, dtype=q.dtype)                            # sum_j d_p p = d_z . z, per row
+    d_qs = np.empty((Tq, Ep), dtype=q.dtype)                     # d_q
+    d_ks = np.empty((Tk, Ep), dtype=q.dtype)                     # d_k, summed over the tiles
+    d_vs = np.empty((Tk, Ep), dtype=q.dtype)                     # d_v, likewise
+    p = np.empty((ROWS, Tk), dtype=q.dtype)                      # the tile's pattern
+    d_s = np.empty((ROWS, Tk), dtype=q.dtype)                    # the tile's d_s
+    scales = np.full(ROWS, scale, dtype=q.dtype)
+    for bh in range(bh0, bh1):                                   # (b, h) owns d_q/d_k/d_v[b,:,h]
+        b = bh // H
+        h = bh - b * H
+        _copy_head(qs, q, b, h, scale, False)
+        _copy_head(ks, k, b, h, one, False)
+        _copy_head(kT, k, b, h, one, True)
+        _copy_head(vT, v, b, h, one, True)
+        _copy_head(d_zs, d_z, b, h, one, False)
+        lse_b[:T] = lse[b, h]
+        for i in range(T):
+            acc = zero
+            for e in range(E):
+                acc += d_z[b, i, h, e] * z[b, i, h, e]
+            dot[i] = acc
+        d_ks[:] = zero
+        d_vs[:] = zero
+        for i0 in range(0, Tq, ROWS):                            # query rows i0 <= i < i0 + 8 ..
+            n = _padded(i0 + ROWS, LANES)                        # .. see keys j < n
+            # the forward's pattern, recomputed: p = exp(s - lse)
+            _tile_pattern(p, qs, i0, kT, n, lse_b, ninf, zero)
+            # forward: z = p @ v            ->  d_p = d_z @ v^T,  d_v += p^T @ d_z
+            # forward: p = softmax(s)       ->  d_s = p * (d_p - d_z . z)
+            _tile_d_scores(d_s, d_zs, i0, vT, n, p, dot, zero)
+            _tile_add_outer(d_vs, p, d_zs, i0, n)
+            # forward: s = q @ k^T / sqrt(E) ->  d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E)
+            _tile_sums(d_qs, i0, d_s, ks, n, scales, zero)
+            _tile_add_outer(d_ks, d_s, qs, i0, n)
+        for i in range(T):
+            for e in range(E):
+                d_q[b, i, h, e] = d_qs[i, e]
+                d_k[b, i, h, e] = d_ks[i, e]
+                d_v[b, i, h, e] = d_vs[i, e]
 
 
 def _check_qkv(q, k, v):
@@ -312,119 +451,81 @@ def _check_qkv(q, k, v):
     return q, k, v
 
 
-def attention_forward(q, k, v, with_scores=True):
+def _check_lse(lse, q):
+    (lse,) = as_floats("lse", lse)
+    B, T, H, E = q.shape
+    expect_shape("lse", lse, (B, H, T))
+    if lse.dtype != q.dtype:
+        raise ValueError(f"lse and q must share one dtype, got {lse.dtype}, {q.dtype}")
+    return lse
+
+
+def _constants(q):
+    """1/sqrt(E) and -inf in q's dtype (Numba would make -inf a float64)."""
+    return q.dtype.type(1 / np.sqrt(q.shape[3])), q.dtype.type(-np.inf)
+
+
+def attention_forward(q, k, v):
     """Numba twin of minih.ops.attention.attention_forward, fused over the causal softmax.
 
-    q, k, v [B,T,H,E] -> z [B,T,H,E], pattern [B,H,T,T], scores [B,H,T,T]
+    q, k, v [B,T,H,E] -> z [B,T,H,E], lse [B,H,T]
     scores[b,h,i,j] = q[b,i,h] . k[b,j,h] / sqrt(E) for j <= i, -inf for j > i;
-    pattern = softmax(scores) over j; z[b,i,h] = sum_j pattern[b,h,i,j] v[b,j,h].
-    with_scores=False returns scores=None and skips writing them (training does not
-    read them; the reference accepts the same flag). FORWARD (below) says which kernel
-    computes it: "tiles" (when E % 16 == 0) or "blas", the row-by-row kernel.
+    pattern = softmax(scores) over j; z[b,i,h] = sum_j pattern[b,h,i,j] v[b,j,h];
+    lse[b,h,i] = log sum_j exp(scores[b,h,i,j]). Per tile of 8 query rows: scores
+    and their row max (_tile_scores), exp(scores - max) and its sum (_exp_rows), then
+    z = (exp @ v) / sum (_tile_sums). The pattern never leaves the tile.
     """
     q, k, v = _check_qkv(q, k, v)
     B, T, H, E = q.shape
     z = np.empty_like(q)
-    # np.empty, not np.zeros: the kernel writes every entry (zeros above the diagonal), in
-    # parallel; np.zeros of a recycled heap block would be a serial memset first
-    pattern = np.empty((B, H, T, T), dtype=q.dtype)
-    scores = np.empty((B, H, T, T) if with_scores else (1, 1, 1, 1), dtype=q.dtype)
-    scale = q.dtype.type(1 / np.sqrt(E))
-    fast_exp = q.dtype == np.float32
-    if FORWARD == "tiles" and E % 16 == 0:
-        run_chunks(B * H, lambda bh0, bh1: _attention_forward_tiles(
-            q, k, v, scale, z, pattern, scores, with_scores, fast_exp, bh0, bh1))
-    else:
-        run_chunks(B * H, lambda bh0, bh1: _attention_forward(
-            q, k, v, scale, z, pattern, scores, with_scores, fast_exp, ROW_BLOCK, bh0, bh1))
-    return z, pattern, (scores if with_scores else None)
+    lse = np.empty((B, H, T), dtype=q.dtype)
+    scale, ninf = _constants(q)
+    run_chunks(B * H, lambda bh0, bh1: _attention_forward(q, k, v, scale, ninf, z, lse, bh0, bh1))
+    return z, lse
 
 
-@kernel()
-def _attention_backward(d_z, q, k, v, pattern, scale, d_q, d_k, d_v, row_block, bh0, bh1):
+def attention_pattern(q, k, lse):
+    """Numba twin of minih.ops.attention.attention_pattern: the scores and pattern for the cache.
+
+    q, k [B,T,H,E], lse [B,H,T] -> scores, pattern [B,H,T,T]
+    scores = q k^T / sqrt(E) (-inf for j > i), pattern = exp(scores - lse) (0 for j > i).
+    """
+    q, k, _ = _check_qkv(q, k, k)
+    lse = _check_lse(lse, q)
     B, T, H, E = q.shape
-    n_blocks = (T + row_block - 1) // row_block
-    for bh in range(bh0, bh1):                                   # (b, h) owns d_q/d_k/d_v[b,:,h]
-        b = bh // H
-        h = bh - b * H
-        d_buf = np.empty(row_block * T, dtype=q.dtype)
-        # the last block first: its rows see every key, so it writes all of d_k and d_v
-        # (BLAS's beta = 0), and the blocks above it add to them (beta = 1)
-        for blk in range(n_blocks - 1, -1, -1):
-            i0 = blk * row_block                                 # query rows i0 <= i < i1 ..
-            i1 = min(T, i0 + row_block)                          # .. see keys j < i1 only
-            R = i1 - i0
-            beta = 0 if blk == n_blocks - 1 else 1               # write, or add to, d_k and d_v
-            p = pattern[b, h, i0:i1, :i1]                        # [R, i1] block, in place
-            d_p = d_buf[:R * i1].reshape(R, i1)                  # [R, i1]
-            # forward: z = p @ v          ->  d_p = d_z @ v^T,  d_v += p^T @ d_z
-            gemm(1, d_z[b, i0:i1, h], v[b, :i1, h], 0, d_p, trans_a=False, trans_b=True)
-            gemm(1, p, d_z[b, i0:i1, h], beta, d_v[b, :i1, h], trans_a=True, trans_b=False)
-            # forward: p = softmax(s)     ->  d_s = p * (d_p - sum_j d_p p), in place on d_p
-            for r in range(R):
-                p_r, d_r = pattern[b, h, i0 + r], d_p[r]         # [T], [i1] rows (contiguous)
-                dot = p_r[0] * d_r[0]
-                for j in range(1, i1):
-                    dot += p_r[j] * d_r[j]
-                for j in range(i1):
-                    d_r[j] = p_r[j] * (d_r[j] - dot)
-            # forward: s = q @ k^T / sqrt(E)  ->  d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E)
-            gemm(scale, d_p, k[b, :i1, h], 0, d_q[b, i0:i1, h], trans_a=False, trans_b=False)
-            gemm(scale, d_p, q[b, i0:i1, h], beta, d_k[b, :i1, h], trans_a=True, trans_b=False)
+    # np.empty, not np.zeros: the kernel writes every entry, on the threads; np.zeros of a
+    # recycled heap block would be a serial memset first
+    scores = np.empty((B, H, T, T), dtype=q.dtype)
+    pattern = np.empty((B, H, T, T), dtype=q.dtype)
+    scale, ninf = _constants(q)
+    run_chunks(B * H, lambda bh0, bh1: _attention_pattern(q, k, lse, scale, ninf, scores,
+                                                          pattern, bh0, bh1))
+    return scores, pattern
 
 
-def _cpu_has_avx512() -> bool:
-    """Whether this CPU has AVX-512 (its avx512f flag, read through llvmlite)."""
-    from llvmlite import binding
-    return bool(binding.get_host_cpu_features().get("avx512f", False))
-
-
-# The backward's four products per (b, h) are thin (d_head = 16 on one side). OpenBLAS has
-# small-matrix kernels for such products on AVX-512 only: there the BLAS kernel above beats
-# the loops of attention_loops.py (the project's Zen 4 machine: 14.1 against 17.4 ms per
-# REF layer on 2 threads); on AVX2 the loops are faster (the project's Zen 3 machine).
-# docs/04_numba.md has both measurements. The flag stands in for what matters, which
-# kernel scipy's OpenBLAS picks for this CPU. Not a setting: both kernels give the
-# reference's numbers (tests/test_kernels.py runs both).
-HAS_AVX512 = _cpu_has_avx512()                   # read once, at import
-BACKWARD = "blas" if HAS_AVX512 else "loops"
-# The forward likewise: "tiles" (attention_tiles.py, E % 16 == 0; 5-10% faster than the
-# row-by-row kernel on the project's Zen 3 machine, docs/04_numba.md) where there is no
-# AVX-512; "blas", the row-by-row kernel with `pattern @ v` in BLAS, where there is (the
-# tiles use half of a 512-bit register there: on the project's Intel Xeon machine both
-# forwards took the same time, 2.07-2.28 ms a REF shard, docs/04_numba.md).
-FORWARD = "blas" if HAS_AVX512 else "tiles"
-
-
-def attention_backward(d_z, q, k, v, pattern):
+def attention_backward(d_z, q, k, v, z, lse):
     """Numba twin of minih.ops.attention.attention_backward.
 
-    d_z [B,T,H,E], q, k, v [B,T,H,E], pattern [B,H,T,T] -> d_q, d_k, d_v [B,T,H,E].
-    Per (b, h), with p = pattern (0 above the diagonal, as the forward writes it):
-        d_p = d_z @ v^T,  d_v = p^T @ d_z,  d_s = p * (d_p - sum_j d_p p),
-        d_q = d_s @ k / sqrt(E),  d_k = d_s^T @ q / sqrt(E).
-    BACKWARD says which kernel computes it (see above): "blas", per (b, h) and block of
-    ROW_BLOCK query rows, the four products as BLAS calls on the blocks where they lie
-    (kernels/gemm.py: scipy's OpenBLAS, which also reads OPENBLAS_NUM_THREADS; set it to
-    1 for long sequences, as the command line does, so that its threads do not nest
-    inside Numba's), the softmax backward a fused loop between them; or "loops", every
-    product a loop over keys (minih/kernels/attention_loops.py).
+    d_z, q, k, v, z [B,T,H,E], lse [B,H,T] -> d_q, d_k, d_v [B,T,H,E].
+    Per (b, h) and tile of 8 query rows, with p = exp(s - lse) recomputed from q and k:
+        d_p = d_z @ v^T,  d_v += p^T @ d_z,  d_s = p * (d_p - d_z . z),
+        d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E).
+    Five products of the tile's 8 rows with the keys before them, all in registers
+    (_tile_pattern, _tile_d_scores, _tile_add_outer, _tile_sums); d_k and d_v sum over
+    the tiles in scratch.
     """
     q, k, v = _check_qkv(q, k, v)
-    d_z, pattern = as_floats("d_z pattern", d_z, pattern)
-    B, T, H, E = q.shape
+    d_z, z = as_floats("d_z z", d_z, z)
     expect_shape("d_z", d_z, q.shape)
-    expect_shape("pattern", pattern, (B, H, T, T))
-    if d_z.dtype != q.dtype or pattern.dtype != q.dtype:
-        raise ValueError(f"d_z, pattern and q must share one dtype, got {d_z.dtype}, "
-                         f"{pattern.dtype}, {q.dtype}")
+    expect_shape("z", z, q.shape)
+    if d_z.dtype != q.dtype:
+        raise ValueError(f"d_z, z and q must share one dtype, got {d_z.dtype}, {z.dtype}, {q.dtype}")
+    lse = _check_lse(lse, q)
+    B, T, H, E = q.shape
     d_q, d_k, d_v = np.empty_like(q), np.empty_like(q), np.empty_like(q)
-    scale = q.dtype.type(1 / np.sqrt(E))
-    if BACKWARD == "loops":
-        attention_backward_loops(d_z, q, k, v, pattern, scale, d_q, d_k, d_v)
-    else:
-        run_chunks(B * H, lambda bh0, bh1: _attention_backward(
-            d_z, q, k, v, pattern, scale, d_q, d_k, d_v, ROW_BLOCK, bh0, bh1))
+    scale, ninf = _constants(q)
+    run_chunks(B * H, lambda bh0, bh1: _attention_backward(d_z, q, k, v, z, lse, scale, ninf,
+                                                           d_q, d_k, d_v, bh0, bh1))
     return d_q, d_k, d_v
 
 
