@@ -159,6 +159,7 @@ def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | Non
             # this layer reads an unchanged residual stream: its heads' z are the clean ones
             z = clean_cache[p + "attn.hook_z"]                                  # [B,T,H,E]
             cache[p + "attn.hook_pattern"] = clean_cache[p + "attn.hook_pattern"]
+            cache[p + "attn.lse"] = clean_cache[p + "attn.lse"]
         else:
             # 2a. h = LN1(x) with LayerNorm (its clean scale if frozen), else h = x
             if freeze_ln:
@@ -173,6 +174,7 @@ def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | Non
             if frozen:
                 # 2c-2e with the clean pattern: only the values move
                 pattern = clean_cache[p + "attn.hook_pattern"]                  # [B,H,T,T]
+                cache[p + "attn.lse"] = clean_cache[p + "attn.lse"]             # its lse
                 z = _frozen_attention(pattern, v)                               # [B,T,H,E]
             else:
                 # 2b. qk_in = h + W_pos[:T] for shortformer, else h
@@ -185,6 +187,7 @@ def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | Non
                     k = ops.smear_forward(k, params[p + "attn.smear"])
                 # 2e. causal softmax attention; z = pattern @ v
                 z, lse = ops.attention_forward(q, k, v)
+                cache[p + "attn.lse"] = lse                                     # [B,H,T]
                 scores, pattern = ops.attention_pattern(q, k, lse)          # [B,H,T,T] each
                 if full_cache:
                     cache[p + "attn.hook_attn_scores"] = scores

@@ -130,8 +130,8 @@ def test_attention_kernels_write_every_output(shape, dtype):
 
 def test_attention_keeps_nan_and_extreme_scores():
     # oracle: the reference. A NaN in one query row reaches that row's z and lse only (no
-    # other row, no other head); scores of +-200 (q scaled up) make pattern rows one-hot, so
-    # exp underflows to exactly 0 beside the row's max: no NaN from -inf - -inf anywhere
+    # other row, no other head); scores of +-200 (q scaled up) make pattern rows nearly
+    # one-hot (exp of -400 is tiny, or 0 in float32): no NaN from -inf - -inf anywhere
     rng = np.random.default_rng(11)
     for dtype in DTYPES:
         q, k, v, d_z = (rng.standard_normal((1, 20, 2, 16)).astype(dtype) for _ in range(4))
@@ -776,6 +776,32 @@ def test_model_float32_and_cache():
     assert set(cache_nb) == set(cache_ref)
     for key in cache_ref:
         assert cache_nb[key].shape == cache_ref[key].shape, key
+
+
+def test_forward_keeps_what_it_is_asked_to():
+    # oracle: model.forward's docstring. "backward" (training) keeps no [B,H,T,T] array,
+    # "patterns" the pattern but not the scores or the per-head results, "all" everything;
+    # anything else is a one-line error naming the choices
+    from minih.model import forward, get_backend
+    cfg = minih.ModelConfig.preset("small", n_ctx=12)
+    params = minih.init_params(cfg, seed=1)
+    tokens = np.random.default_rng(2).integers(0, cfg.d_vocab, (2, 12))
+    square = ("attn.hook_pattern", "attn.hook_attn_scores")
+    for backend in ("numpy", "numba"):
+        ops = get_backend(backend)
+        caches = {keep: forward(params, tokens, cfg, ops, keep=keep)[1]
+                  for keep in ("all", "patterns", "backward")}
+        for keep, cache in caches.items():
+            big = [key for key, a in cache.items() if a.ndim == 4 and a.shape[-2:] == (12, 12)]
+            want = {"all": 2, "patterns": 1, "backward": 0}[keep] * cfg.n_layers
+            assert len(big) == want, (backend, keep, big)
+            assert all(f"blocks.{l}.attn.lse" in cache for l in range(cfg.n_layers))
+        assert set(caches["all"]) - set(caches["patterns"]) == {
+            f"blocks.{l}.{name}" for l in range(cfg.n_layers)
+            for name in ("attn.hook_attn_scores", "attn.hook_result")}
+        assert not any(key.endswith(square) for key in caches["backward"])
+        with pytest.raises(ValueError, match="keep must be one of"):
+            forward(params, tokens, cfg, ops, keep="some")
 
 
 @pytest.mark.parametrize("B, backend", [(1, "numba"), (5, "numba"), (5, "numpy")])

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from numba.core.errors import TypingError
 
-from minih.kernels.simd import (EXP_MIN, LANES, add16, causal16, exp16, fma16, hmax16, hsum16,
-                                load16, max16, mul16, splat16, store16, sub16)
+from minih.kernels._jit import FASTMATH
+from minih.kernels.simd import (EXP_MAX, EXP_MIN, LANES, add16, causal16, exp16, fma16, hmax16,
+                                hsum16, load16, max16, mul16, splat16, store16, sub16)
 
 DTYPES = [np.float64, np.float32]
 
@@ -55,7 +56,7 @@ def test_compiled_matches_python(dtype, j):
     assert np.isnan(got[outside]).all() and np.isnan(want[outside]).all(), "wrote outside j:j+16"
 
 
-@numba.njit
+@numba.njit(fastmath=FASTMATH)          # the kernels' flags: they must not cost accuracy
 def _exp_row(x, out):
     for j in range(0, len(x), LANES):
         store16(out, j, exp16(load16(x, j)))
@@ -64,23 +65,47 @@ def _exp_row(x, out):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_exp16_is_exp(dtype):
     # oracle: np.exp. x <= 0 (the softmax subtracts the row max): down to EXP_MIN, then a
-    # few values below it (exactly 0), -inf (the causal mask: exactly 0) and NaN (stays NaN)
-    x = np.concatenate([-np.geomspace(1e-8, -EXP_MIN, 4000), [0.0, -0.5, -1e-30],
-                        np.linspace(EXP_MIN - 5, EXP_MIN - 1e-3, 13), [-np.inf, np.nan]])
+    # few values below it (exactly 0), -inf (the causal mask: exactly 0) and NaN (stays NaN);
+    # and, outside the softmax's range, x > 0 up to EXP_MAX (exp itself) and beyond it up
+    # to +inf (exp(EXP_MAX), a finite float32, never garbage)
+    inside = np.concatenate([-np.geomspace(1e-8, -EXP_MIN, 4000), [0.0, -0.5, -1e-30],
+                             np.linspace(0.01, EXP_MAX, 50)])
+    beyond = np.concatenate([np.linspace(EXP_MIN - 5, EXP_MIN - 1e-3, 13), [-np.inf]])
+    x = np.concatenate([inside, beyond, [np.nan, EXP_MAX + 1, 1e10, 3e9, np.inf]])
     x = np.concatenate([x, np.zeros(-len(x) % LANES)]).astype(dtype)   # whole vectors
     got_jit, got_py = np.empty_like(x), np.empty_like(x)
     _exp_row(x, got_jit)
     _exp_row.py_func(x, got_py)
-    with np.errstate(invalid="ignore"):
-        ok = x >= EXP_MIN                                        # False for NaN too
-    want = np.exp(x.astype(np.float64))
-    rtol = 2e-7 if dtype == np.float32 else 1e-15
+    n_in, n_beyond = len(inside), len(beyond)
+    want = np.exp(x[:n_in].astype(np.float64))
+    rtol = 1.5e-7 if dtype == np.float32 else 1e-15
     for got in (got_jit, got_py):
         assert got.dtype == dtype
-        np.testing.assert_allclose(got[ok], want[ok], rtol=rtol, atol=0)
+        np.testing.assert_allclose(got[:n_in], want, rtol=rtol, atol=0)
+        assert np.isnan(got[n_in + n_beyond]), "NaN stays NaN"
         if dtype == np.float32:
-            assert np.all(got[~ok & ~np.isnan(x)] == 0), "below EXP_MIN and -inf: exactly 0"
-        assert np.isnan(got[np.isnan(x)]).all(), "NaN stays NaN"
+            assert np.all(got[n_in:n_in + n_beyond] == 0), "below EXP_MIN and -inf: exactly 0"
+            top = got[n_in + n_beyond + 1:n_in + n_beyond + 5]
+            np.testing.assert_allclose(top, np.exp(EXP_MAX), rtol=rtol)   # above EXP_MAX
+
+
+@numba.njit
+def _hmax(x):
+    return hmax16(load16(x, 0))
+
+
+def test_hmax16_twins_agree_on_nan_lanes():
+    # oracle: the Python version, which halves as the compiled one does: with NaN lanes
+    # the two must give the same lane (a NaN, or the max of what max16 keeps), and without
+    # NaN the row's max
+    rng = np.random.default_rng(4)
+    for lanes in ([], [0], [3], [8], [15], [2, 9], list(range(16))):
+        x = rng.standard_normal(LANES).astype(np.float32)
+        x[lanes] = np.nan
+        got, want = _hmax(x), hmax16(x)
+        assert (np.isnan(got) and np.isnan(want)) or got == want, (lanes, got, want)
+        if not lanes:
+            assert got == x.max()
 
 
 @numba.njit

@@ -35,7 +35,7 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 def kernel(parallel: bool = False):
     """Decorator for a private jitted kernel: nopython, fastmath as above, cached.
 
-    A kernel may call small jitted helpers (attention.py's _row_scores, the float32
+    A kernel may call small jitted helpers (attention.py's _tile_scores, the float32
     helpers below): LLVM inlines them into the caller's machine code by itself.
     (Numba's own inline="always", which pastes them in before typing, ran no faster
     and added 1.5 s to the attention forward's compile time.)

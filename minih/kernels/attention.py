@@ -132,9 +132,10 @@ def smear_backward(d_ks, k, smear):
 # tiles: Tq = T rounded up to ROWS query rows, Tk = T rounded up to 16 keys, Ep = E
 # rounded up to 16 dimensions (zero dimensions add nothing to a dot product; padded keys
 # lie in every row's future, so the causal mask removes them; padded query rows are never
-# copied out, and the backward gives them lse = +inf, so their pattern is 0). Then every
-# tile is whole: no leftover rows, keys or dimensions anywhere below. The copies are
-# small (a [T, E] head is 16 KB in REF) and put each head's rows next to each other.
+# copied out, and in the backward their d_z rows are zero, so d_s = p (0 - 0) = 0 and they
+# add nothing to d_k or d_v). Then every tile is whole: no leftover rows, keys or
+# dimensions anywhere below. The copies are small (a [T, E] head is 16 KB in REF) and
+# put each head's rows next to each other.
 #
 # A tile of query rows i0 <= i < i0 + 8 sees keys j < n = i0 + 8 rounded up to 16, the
 # end of the 16-key block holding its last row's diagonal; every row's diagonal lies in
@@ -254,7 +255,7 @@ def _tile_d_scores(d_s, a, i0, xT, n, p, dot, zero):
 def _tile_sums(out, i0, w, x, n, scales, zero):
     """out[i0 + r, e] = scales[r] * sum_{j < n} w[r, j] x[j, e] for the tile's rows r < 8.
 
-    forward:  z[i]   = (1 / sum_j p[i, j]) sum_j exp_s[i, j] v[j]   (w = exp(s - m), x = v)
+    forward:  z[i]   = (1 / sum_j e[i, j]) sum_j e[i, j] v[j]      (w = e = exp(s - m), x = v)
     backward: d_q[i] = (1 / sqrt(E)) sum_j d_s[i, j] k[j]           (w = d_s, x = k)
     Sixteen dimensions e at a time; eight vectors hold the 8 x 16 block of out while j runs.
     """
@@ -335,17 +336,26 @@ def _padded(n, multiple):
     return (n + multiple - 1) // multiple * multiple
 
 
+@register_jitable
+def _tile_sizes(T, E):
+    """The scratch's padded sizes: Tq query rows (whole tiles of ROWS), Tk keys (whole
+    blocks of 16), Ep dimensions (whole vectors of 16)."""
+    return _padded(T, ROWS), _padded(T, LANES), _padded(E, LANES)
+
+
 @kernel()
 def _attention_forward(q, k, v, scale, ninf, z, lse, bh0, bh1):
     B, T, H, E = q.shape
-    Tq, Tk, Ep = _padded(T, ROWS), _padded(T, LANES), _padded(E, LANES)
-    zero, one = scale - scale, scale / scale                     # 0 and 1 in the arrays' dtype
+    Tq, Tk, Ep = _tile_sizes(T, E)
+    # 0 and 1 in the arrays' dtype (a literal 0.0 would be a float64 to Numba)
+    zero, one = scale - scale, scale / scale
     qs = np.zeros((Tq, Ep), dtype=q.dtype)                       # q / sqrt(E)
     kT = np.zeros((Ep, Tk), dtype=q.dtype)                       # k^T
     vs = np.zeros((Tk, Ep), dtype=q.dtype)                       # v
     zs = np.empty((Tq, Ep), dtype=q.dtype)                       # z
     s = np.empty((ROWS, Tk), dtype=q.dtype)                      # the tile's scores, then exp
     m, total = np.empty(ROWS, dtype=q.dtype), np.empty(ROWS, dtype=q.dtype)
+    inv_total = np.empty(ROWS, dtype=q.dtype)
     for bh in range(bh0, bh1):                                   # (b, h) owns z[b,:,h], lse[b,h]
         b = bh // H
         h = bh - b * H
@@ -357,34 +367,37 @@ def _attention_forward(q, k, v, scale, ninf, z, lse, bh0, bh1):
             _tile_scores(s, qs, i0, kT, n, ninf, zero, m)        # s = scores, m = their row max
             _exp_rows(s, n, m, total, zero)                      # s = exp(scores - m), 0 if j > i
             for r in range(ROWS):
-                total[r] = one / total[r]                        # the softmax's 1 / sum
-            _tile_sums(zs, i0, s, vs, n, total, zero)            # z = pattern @ v
+                inv_total[r] = one / total[r]                    # the softmax's 1 / sum
+            _tile_sums(zs, i0, s, vs, n, inv_total, zero)        # z = pattern @ v
             for r in range(min(ROWS, T - i0)):
-                lse[b, h, i0 + r] = m[r] - np.log(total[r])      # m + log(sum)
+                lse[b, h, i0 + r] = m[r] + np.log(total[r])
         for i in range(T):
             for e in range(E):
                 z[b, i, h, e] = zs[i, e]
+
+
 @kernel()
 def _attention_pattern(q, k, lse, scale, ninf, scores, pattern, bh0, bh1):
     B, T, H, E = q.shape
-    Tq, Tk, Ep = _padded(T, ROWS), _padded(T, LANES), _padded(E, LANES)
+    Tq, Tk, Ep = _tile_sizes(T, E)
     zero, one = scale - scale, scale / scale
     qs = np.zeros((Tq, Ep), dtype=q.dtype)                       # q / sqrt(E)
     kT = np.zeros((Ep, Tk), dtype=q.dtype)                       # k^T
-    lse_b = np.zeros(Tq, dtype=q.dtype)                          # lse[b, h], padded
-    s, p = np.empty((ROWS, Tk), dtype=q.dtype), np.empty((ROWS, Tk), dtype=q.dtype)
-    m = np.empty(ROWS, dtype=q.dtype)                            # unused: the rows' max
+    s = np.empty((ROWS, Tk), dtype=q.dtype)                      # the tile's scores
+    p = np.empty((ROWS, Tk), dtype=q.dtype)                      # the tile's pattern
+    m = np.empty(ROWS, dtype=q.dtype)                            # (each row's max: not needed)
     for bh in range(bh0, bh1):                                   # (b, h) owns scores[b,h], pattern[b,h]
         b = bh // H
         h = bh - b * H
         _copy_head(qs, q, b, h, scale, False)
         _copy_head(kT, k, b, h, one, True)
-        lse_b[:T] = lse[b, h]
         for i0 in range(0, Tq, ROWS):
             n = _padded(i0 + ROWS, LANES)
-            _tile_scores(s, qs, i0, kT, n, ninf, zero, m)        # s = scores
-            _tile_pattern(p, qs, i0, kT, n, lse_b, ninf, zero)   # p = exp(scores - lse)
+            _tile_scores(s, qs, i0, kT, n, ninf, zero, m)        # s = scores, -inf for j > i
             for r in range(min(ROWS, T - i0)):
+                shift = splat16(lse[b, h, i0 + r])
+                for j in range(0, n, LANES):                     # p = exp(scores - lse), 0 for j > i
+                    store16(p[r], j, exp16(sub16(load16(s[r], j), shift)))
                 for j in range(T):
                     scores[b, h, i0 + r, j] = s[r, j] if j < n else ninf
                     pattern[b, h, i0 + r, j] = p[r, j] if j < n else zero
@@ -393,14 +406,14 @@ def _attention_pattern(q, k, lse, scale, ninf, scores, pattern, bh0, bh1):
 @kernel()
 def _attention_backward(d_z, q, k, v, z, lse, scale, ninf, d_q, d_k, d_v, bh0, bh1):
     B, T, H, E = q.shape
-    Tq, Tk, Ep = _padded(T, ROWS), _padded(T, LANES), _padded(E, LANES)
+    Tq, Tk, Ep = _tile_sizes(T, E)
     zero, one = scale - scale, scale / scale
     qs = np.zeros((Tq, Ep), dtype=q.dtype)                       # q / sqrt(E)
     ks = np.zeros((Tk, Ep), dtype=q.dtype)                       # k
     kT = np.zeros((Ep, Tk), dtype=q.dtype)                       # k^T
     vT = np.zeros((Ep, Tk), dtype=q.dtype)                       # v^T
     d_zs = np.zeros((Tq, Ep), dtype=q.dtype)                     # d_z
-    lse_b = np.full(Tq, -ninf, dtype=q.dtype)                    # lse[b, h]; +inf: padded rows
+    lse_b = np.zeros(Tq, dtype=q.dtype)                          # lse[b, h], padded
     dot = np.zeros(Tq, dtype=q.dtype)                            # sum_j d_p p = d_z . z, per row
     d_qs = np.empty((Tq, Ep), dtype=q.dtype)                     # d_q
     d_ks = np.empty((Tk, Ep), dtype=q.dtype)                     # d_k, summed over the tiles

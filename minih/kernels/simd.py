@@ -24,8 +24,8 @@ In jitted code x is a value of type Vec16(dtype), an LLVM vector <16 x float> (o
 <16 x double>) that lives in a register. In plain Python (NUMBA_DISABLE_JIT=1, or a
 kernel's .py_func) these functions run as written below, on NumPy arrays of 16, so a
 kernel built from them can be stepped through and tested without the JIT: the same
-numbers up to rounding (fma16 is fused when compiled on a CPU with FMA, two roundings
-in Python; the sums in hsum16 and the polynomial of exp16 are ordered differently).
+numbers up to rounding (fma16, and the multiply-adds inside exp16, are fused when
+compiled on a CPU with FMA, two roundings in Python; hsum16 adds in another order).
 
 No bounds checks when compiled, as for Numba's own indexing: load16 and store16 touch
 row[j:j+16], and the caller keeps 0 <= j <= len(row) - 16. The Python versions check it
@@ -44,8 +44,9 @@ LANES = 16
 # exp16 in float32 (the Cephes expf; its constants are float32 numbers): with x <= 0,
 # split x = k ln2 + r, |r| <= ln2 / 2, so exp(x) = 2^k exp(r): exp(r) by a polynomial,
 # 2^k from its bits. Below EXP_MIN (near float32's smallest normal number, 1.2e-38) the
-# result is exactly 0, which the causal mask's -inf relies on.
-EXP_MIN = -87.0
+# result is exactly 0, which the causal mask's -inf relies on. Above EXP_MAX (not the
+# softmax's case) x is taken as EXP_MAX, so that 2^k stays a float32: exp(88) = 1.7e38.
+EXP_MIN, EXP_MAX = -87.0, 88.0
 LOG2_E = 1.4426950408889634
 LN2_HI, LN2_LO = 0.693359375, -2.12194440e-4            # ln 2 = LN2_HI + LN2_LO, in two parts
 EXP_POLY = (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
@@ -102,8 +103,12 @@ def max16(a, b):
 
 
 def hmax16(x):
-    """The largest lane of x (NaN lanes, if any, decide nothing useful: keep them out)."""
-    return x.max()
+    """The largest lane of x, by halving as compiled: max16 of the lower and upper halves,
+    16 -> 8 -> 4 -> 2 -> 1 lanes (so a NaN lane may or may not win, as in max16)."""
+    while len(x) > 1:
+        half = len(x) // 2
+        x = max16(x[:half], x[half:])
+    return x[0]
 
 
 def hsum16(x):
@@ -113,13 +118,14 @@ def hsum16(x):
 
 def exp16(x):
     """exp(x) lane by lane, for x <= 0. float64: np.exp. float32: the polynomial of EXP_POLY,
-    exactly 0 below EXP_MIN; a NaN stays NaN."""
+    exactly 0 below EXP_MIN, exp(EXP_MAX) above EXP_MAX; a NaN stays NaN."""
     if x.dtype == np.float64:
-        return np.exp(x)
+        with np.errstate(over="ignore"):                         # inf, as libm's exp gives
+            return np.exp(x)
     f = np.float32
     with np.errstate(invalid="ignore"):                          # NaN compares, NaN to int
         below = x < f(EXP_MIN)
-        xc = np.where(below, f(EXP_MIN), x)                      # keeps NaN
+        xc = np.where(below, f(EXP_MIN), np.where(x > f(EXP_MAX), f(EXP_MAX), x))  # keeps NaN
         k = np.floor(xc * f(LOG2_E) + f(0.5))                    # round(x / ln 2)
         r = xc - k * f(LN2_HI) - k * f(LN2_LO)                   # x - k ln 2
         p = f(EXP_POLY[0])
@@ -269,16 +275,23 @@ def _exp16(typingctx, x):
             return _call(builder, "llvm.exp.v16f64", vec, [x])   # libm's exp, lane by lane
         const = lambda c: ir.Constant(vec, [c] * LANES)         # noqa: E731
         ivec = ir.VectorType(_I32, LANES)
+        # x - k ln2 as two fused multiply-adds (llvm.fma), so that LLVM keeps ln2's two parts:
+        # written with fsub and fmul, Numba's pass gives them the kernels' FASTMATH, and its
+        # "reassoc" lets LLVM fold x - k LN2_HI - k LN2_LO into x - k ln2 with one float32
+        # ln2 (3e-7 instead of 1e-7 relative error near x = -87; tests/test_simd.py). Numba
+        # leaves flags off vector calls. The polynomial may be reordered: that costs nothing.
+        mul, add = builder.fmul, builder.fadd
+        fma = lambda a, b, c: _call(builder, "llvm.fma.v16f32", vec, [a, b, c])   # noqa: E731
         # the lines of the Python exp16 above, one for one
         below = builder.fcmp_ordered("<", x, const(EXP_MIN))
-        xc = builder.select(below, const(EXP_MIN), x)
-        k = _call(builder, "llvm.floor.v16f32", vec,
-                  [builder.fadd(builder.fmul(xc, const(LOG2_E)), const(0.5))])
-        r = builder.fsub(builder.fsub(xc, builder.fmul(k, const(LN2_HI))), builder.fmul(k, const(LN2_LO)))
+        above = builder.fcmp_ordered(">", x, const(EXP_MAX))
+        xc = builder.select(below, const(EXP_MIN), builder.select(above, const(EXP_MAX), x))
+        k = _call(builder, "llvm.floor.v16f32", vec, [add(mul(xc, const(LOG2_E)), const(0.5))])
+        r = fma(k, const(-LN2_LO), fma(k, const(-LN2_HI), xc))  # x - k LN2_HI - k LN2_LO
         p = const(EXP_POLY[0])
         for c in EXP_POLY[1:]:
-            p = builder.fadd(builder.fmul(p, r), const(c))
-        exp_r = builder.fadd(builder.fadd(builder.fmul(builder.fmul(p, r), r), r), const(1.0))
+            p = add(mul(p, r), const(c))
+        exp_r = add(add(mul(mul(p, r), r), r), const(1.0))
         k = builder.select(builder.fcmp_unordered("uno", k, k), const(0.0), k)  # no NaN to int
         bits = builder.shl(builder.add(builder.fptosi(k, ivec), ir.Constant(ivec, [127] * LANES)),
                            ir.Constant(ivec, [23] * LANES))
