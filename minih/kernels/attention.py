@@ -255,7 +255,7 @@ def _tile_d_scores(d_s, a, i0, xT, n, p, dot, zero):
 def _tile_sums(out, i0, w, x, n, scales, zero):
     """out[i0 + r, e] = scales[r] * sum_{j < n} w[r, j] x[j, e] for the tile's rows r < 8.
 
-    forward:  z[i]   = (1 / sum_j e[i, j]) sum_j e[i, j] v[j]      (w = e = exp(s - m), x = v)
+    forward:  z[i]   = (1 / sum_j u[i, j]) sum_j u[i, j] v[j]      (w = u = exp(s - m), x = v)
     backward: d_q[i] = (1 / sqrt(E)) sum_j d_s[i, j] k[j]           (w = d_s, x = k)
     Sixteen dimensions e at a time; eight vectors hold the 8 x 16 block of out while j runs.
     """
