@@ -12,7 +12,7 @@ Tolerances, with their reason:
            formula gives differences of order 1.
   float32  rtol 1e-4, atol 1e-5: float32 rounding (6e-8 per operation) over sums of
            up to ~50 terms in a different order, plus the float32 polynomial exp of
-           the attention forward (relative error ~1e-7), gives ~1e-6 relative.
+           the attention kernels (relative error ~1e-7), gives ~1e-6 relative.
 Shape legend: B batch, T positions, H heads, E d_head, D d_model, V d_vocab.
 """
 import os
