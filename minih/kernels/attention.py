@@ -455,13 +455,15 @@ def _attention_backward(d_z, q, k, v, z, lse, scale, ninf, d_q, d_k, d_v, bh0, b
                 d_v[b, i, h, e] = d_vs[i, e]
 
 
-def _check_qkv(q, k, v):
-    q, k, v = as_floats("q k v", q, k, v)
+def _check_qkv(names, q, *others):
+    """q [B, T, H, E] and the other arrays named in `names` (after "q"), all of q's shape
+    and dtype; returned C-contiguous, each converted once."""
+    q, *others = as_floats(names, q, *others)
     if q.ndim != 4:
         raise ValueError(f"q must be [B, T, H, E], got shape {q.shape}")
-    expect_shape("k", k, q.shape)
-    expect_shape("v", v, q.shape)
-    return q, k, v
+    for name, a in zip(names.split()[1:], others):
+        expect_shape(name, a, q.shape)
+    return [q] + others
 
 
 def _check_lse(lse, q):
@@ -488,7 +490,7 @@ def attention_forward(q, k, v):
     and their row max (_tile_scores), exp(scores - max) and its sum (_exp_rows), then
     z = (exp @ v) / sum (_tile_sums). The pattern never leaves the tile.
     """
-    q, k, v = _check_qkv(q, k, v)
+    q, k, v = _check_qkv("q k v", q, k, v)
     B, T, H, E = q.shape
     z = np.empty_like(q)
     lse = np.empty((B, H, T), dtype=q.dtype)
@@ -503,7 +505,7 @@ def attention_pattern(q, k, lse):
     q, k [B,T,H,E], lse [B,H,T] -> scores, pattern [B,H,T,T]
     scores = q k^T / sqrt(E) (-inf for j > i), pattern = exp(scores - lse) (0 for j > i).
     """
-    q, k, _ = _check_qkv(q, k, k)
+    q, k = _check_qkv("q k", q, k)
     lse = _check_lse(lse, q)
     B, T, H, E = q.shape
     # np.empty, not np.zeros: the kernel writes every entry, on the threads; np.zeros of a
@@ -527,12 +529,7 @@ def attention_backward(d_z, q, k, v, z, lse):
     (_tile_pattern, _tile_d_scores, _tile_add_outer, _tile_sums); d_k and d_v sum over
     the tiles in scratch.
     """
-    q, k, v = _check_qkv(q, k, v)
-    d_z, z = as_floats("d_z z", d_z, z)
-    expect_shape("d_z", d_z, q.shape)
-    expect_shape("z", z, q.shape)
-    if d_z.dtype != q.dtype:
-        raise ValueError(f"d_z, z and q must share one dtype, got {d_z.dtype}, {z.dtype}, {q.dtype}")
+    q, k, v, d_z, z = _check_qkv("q k v d_z z", q, k, v, d_z, z)
     lse = _check_lse(lse, q)
     B, T, H, E = q.shape
     d_q, d_k, d_v = np.empty_like(q), np.empty_like(q), np.empty_like(q)
