@@ -14,12 +14,16 @@ only where you have not set the variable yourself:
     parallel=True functions.
 Memory policy, also applied only where unset: MALLOC_MMAP_MAX_=0 and
 MALLOC_TRIM_THRESHOLD_=2**30 (1 GiB) tell glibc's malloc to keep freed memory for the next
-allocation instead of handing it back to the kernel. Why: a REF step allocates
-arrays of up to 67 MB (each layer's [B,H,T,T] pattern); glibc serves anything above
-32 MB with a fresh mmap, whose pages the kernel must fault in and zero on first
-touch, every step. That was a quarter of the Numba backend's step (REF, 2 threads:
-174 -> 129 ms; numpy 480 -> 429 ms; docs/04_numba.md, "Memory"). The heap then stays
-at its peak size (a few hundred MB for REF) instead of shrinking between steps.
+allocation instead of handing it back to the kernel. Why: a step frees its arrays and
+allocates them again the next step (in a REF shard they are up to 1 MB: its logits), and
+with glibc's defaults part of that memory goes back to the kernel in between, whose pages
+must then be faulted in and zeroed again on first touch. REF, 2 threads (2026-12-05,
+Intel machine, numba backend): about 8 500-9 400 page faults a step (35-37 MB) and 96-101 ms
+a step with neither variable set; none and 89-94 ms with both. Either alone is no better
+(the trim threshold alone: 113 ms, because setting it switches off glibc's dynamic mmap
+threshold). When a step still stored 67 MB attention patterns the same policy took it from
+174 to 129 ms (docs/04_numba.md, "Memory"). The heap then stays at its peak size instead of
+shrinking between steps.
 Other C libraries in the process (PyTorch in `minih bench`) get the same policy.
 
 OpenBLAS reads its variable once, when numpy loads it, and `python -m minih` has
