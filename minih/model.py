@@ -3,9 +3,12 @@
     logits, cache = run_with_cache(params, tokens, cfg)
     loss, grads   = loss_and_grads(params, tokens, cfg)
 
-The forward is CONVENTIONS.md "Forward pass, exactly", line by line. It writes
-every activation into one dict with TransformerLens names; the backward reads the
-same dict. So the cache that interpretability reads is the cache backprop needs.
+The forward is CONVENTIONS.md "Forward pass, exactly", line by line. It writes the
+activations into one dict with TransformerLens names (which ones: forward's `keep`);
+the backward reads the same dict, and recomputes the patterns that training does not
+keep from hook_q, the keys and attn.lse. So interpretability and backprop read one
+cache; training's leaves out only what interpretability alone reads (the patterns, the
+scores, the per-head results).
 
 A backend is a module with the op functions of minih.ops (NumPy, the reference)
 or minih.kernels (Numba, the fast twin), chosen by name with `backend=`.

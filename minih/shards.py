@@ -12,7 +12,8 @@ shards, and every kernel and product inside runs on that thread (threads.in_task
 releases Python's lock (the GIL) inside its array operations and BLAS, so the numpy
 backend's shards run side by side too (REF, 2 threads: 258-263 -> 140-143 ms a step).
 Why shards: the threads meet once a step instead of at each of ~39 ops, and a thread
-holds an eighth of the batch's activations at a time (REF's peak memory 287 -> 92 MiB).
+holds an eighth of the batch's activations at a time (REF's peak memory 287 -> 92 MiB;
+65 MiB since the backward recomputes the pattern).
 
 Two size rules, both measured (docs/04_numba.md, "The numpy backend"):
   - shards only when each holds MIN_SHARD_POSITIONS = 512 positions (B * T / n_shards,

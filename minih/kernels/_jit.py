@@ -83,7 +83,8 @@ def exp_shifted_f32(row, n, m):
     """row[j] = exp(row[j] - m) for j < n, in float32, vectorised; returns their sum.
 
     Why: without Intel's SVML (not a dependency of minih), LLVM cannot vectorise
-    np.exp, and the scalar expf call was a third of the attention forward. This is
+    np.exp, and the scalar expf call was a third of the attention forward of the time
+    (today only the cross-entropy kernel uses this; the attention has simd.exp16). This is
     the Cephes expf: with x = row[j] - m <= 0, split x = k ln2 + r (|r| <= ln2/2),
     exp(r) by a degree-6 polynomial, and 2^k made from its bits: the int32
     (k + 127) << 23 reinterpreted (not converted) as a float32. Relative error ~1e-7
@@ -115,7 +116,8 @@ def row_max_f32(row, n):
 
     Why: FASTMATH leaves out `nnan` (see above), and without it LLVM will not vectorise
     a float max reduction: `max(m, row[j])` ran one element at a time, ~15% of the
-    attention forward (REF, one core of the project's 2-core AMD EPYC VM; docs/04).
+    attention forward of the time (REF, one core of the project's 2-core AMD EPYC VM;
+    docs/04; today only the cross-entropy kernel uses this, the attention has simd.hmax16).
     Integers have no NaN, so their max vectorises. A float32's bits b, reinterpreted
     as an int32, give the key
         key = b ^ ((b >> 31) & 0x7FFFFFFF)

@@ -3,7 +3,7 @@
 The reference makes about ten passes over the parameter with temporaries; the
 kernel reads g, m, v, p once and writes m, v, p once. Elements are independent,
 so they could be split over the threads (minih/threads.py), but the largest REF parameter
-has 65k entries (a few microseconds of work): less than handing chunks to a thread
+has 33k entries (a few microseconds of work): less than handing chunks to a thread
 costs.
 """
 import numpy as np

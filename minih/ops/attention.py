@@ -65,9 +65,10 @@ def smear_backward(d_ks, k, smear):
 #     lse[b,h,i] = log sum_{j <= i} exp(scores[b,h,i,j])      (the log of the softmax's sum)
 # so that pattern[b,h,i,j] = exp(scores[b,h,i,j] - lse[b,h,i]). The backward recomputes
 # the pattern from q, k and lse rather than reading a stored [B,H,T,T] array: that array
-# is 67 MB per layer at REF size, and writing it to memory and reading it back cost more
-# than computing it again (FlashAttention's choice, Dao et al. 2022; docs/04_numba.md has
-# the measurements). The pattern that interpretability reads (hook_pattern) comes from
+# is 67 MB per layer for a REF batch, and in the Numba twin writing it to memory and
+# reading it back cost more than computing it again (FlashAttention's choice, Dao et al.
+# 2022; docs/04_numba.md has the measurements). This reference does the same so that it
+# shows what the twin computes; in NumPy the recompute is slightly slower than storing. The pattern that interpretability reads (hook_pattern) comes from
 # attention_pattern, the same formula.
 
 ROW_BLOCK = 64            # query rows per block
@@ -164,8 +165,8 @@ def attention_backward(d_z, q, k, v, z, lse):
         p = softmax(s) by rows    ->  d_s = p * (d_p - sum_j d_p * p)
         s = q @ k^T / sqrt(E)     ->  d_q = d_s @ k / sqrt(E),  d_k = d_s^T @ q / sqrt(E)
     The row sums need no [T, T] product: sum_j d_p[i,j] p[i,j] = sum_j (d_z[i] . v[j]) p[i,j]
-    = d_z[i] . z[i] (FlashAttention-2's D). Masked entries have p = 0, so they get no
-    gradient without any mask here. Blocked like the forward; d_k and d_v sum over the
+    = d_z[i] . z[i] (FlashAttention-2's D). Masked entries have p = 0 (the recomputed
+    scores are -inf there), so they get no gradient. Blocked like the forward; d_k and d_v sum over the
     row blocks.
     """
     B, T, H, E = q.shape

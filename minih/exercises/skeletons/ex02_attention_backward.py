@@ -12,7 +12,8 @@ one row is pattern * (d_pattern - sum_j(d_pattern * pattern)).
 Derivation: docs/02_backward.md, "Softmax attention". Check with:
     python -m minih.exercises check 2
 (minih's own ops.attention_backward takes the forward's z and lse instead of the
-pattern and recomputes the pattern from them; the same docs section says why. Here the
+pattern: it recomputes the pattern from q, k and lse, and uses z for the softmax's row
+sums, d_z . z; the same docs section says why. Here the
 pattern is given, as in the textbook derivation.)
 """
 import numpy as np
