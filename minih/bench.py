@@ -14,7 +14,8 @@ For each config (REF and SMALL of issue 3) it measures, in one run on one machin
   - the ratios numba / torch eager, numba / torch.compile, numpy / torch eager;
 and once: the numba cold start (a fresh NUMBA_CACHE_DIR, so every kernel compiles)
 and warm start (the same cache again), each in a new Python process; and whether a
-REF training step leaves memory behind (memory_growth).
+REF training step leaves memory behind (memory_growth). Last, issue 3's targets
+against this run's REF numbers (target_checks: met, NOT met, or not measured).
 Results go to a JSON file and a short table. Docs: docs/04_numba.md.
 
 Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
@@ -361,6 +362,51 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
     return result
 
 
+# issue 3's targets, all on REF in one run: (what, the measured value's key, kind, target,
+# unit). Kind "at least" passes at value >= target, "under" at value < target.
+MEMORY_GROWTH_LIMIT = 1024   # bytes held after 10 further steps: a leak of 100 B a step fails
+TARGETS = [
+    ("numba >= 1.75x torch eager", "minih numba / torch eager", "at least", 1.75, "x"),
+    ("numba >= 1.25x torch.compile", "minih numba / torch.compile", "at least", 1.25, "x"),
+    ("numba >= 40% of the float32 matmul", "numba of matmul", "at least", 0.40, "%"),
+    ("numpy >= 0.5x torch eager", "minih numpy / torch eager", "at least", 0.5, "x"),
+    ("cold start (compile) < 20 s", "cold first step", "under", 20.0, "s"),
+    ("warm start first step < 3 s", "warm first step", "under", 3.0, "s"),
+    (f"memory held after 10 more steps < {MEMORY_GROWTH_LIMIT} B", "memory growth", "under",
+     MEMORY_GROWTH_LIMIT, "B"),
+]
+
+
+def target_checks(result: dict) -> list:
+    """issue 3's targets against this run's REF numbers: [(target, measured, unit, met)],
+    with measured and met None where the run did not measure it (no torch, --no-start,
+    --no-memory, or no REF config). Reads `result` only."""
+    ref = result.get("configs", {}).get("ref", {})
+    measured = dict(ref.get("ratios", {}))
+    for row in ref.get("results", []):
+        if row["impl"] == "minih numba":
+            measured["numba of matmul"] = row["fraction_of_matmul"]
+    if "numba_start_ref" in result:
+        measured["cold first step"] = result["numba_start_ref"]["cold"]["first_step_s"]
+        measured["warm first step"] = result["numba_start_ref"]["warm"]["first_step_s"]
+    if "numba_memory_ref" in result:
+        measured["memory growth"] = result["numba_memory_ref"]["growth_bytes"]
+    checks = []
+    for what, key, kind, target, unit in TARGETS:
+        value = measured.get(key)
+        met = None if value is None else bool(value >= target if kind == "at least" else value < target)
+        checks.append((what, value, unit, met))
+    return checks
+
+
+def _format_check(what: str, value, unit: str, met) -> str:
+    if value is None:
+        return f"  {what:<44}{'not measured in this run':>25}"
+    shown = {"x": f"{value:.2f}x", "%": f"{100 * value:.0f}%", "s": f"{value:.2f} s",
+             "B": f"{value:.0f} B"}[unit]
+    return f"  {what:<44}{shown:>10}  {'met' if met else 'NOT met'}"
+
+
 def _cpu_has_avx512() -> bool:
     """Whether this CPU has AVX-512 (its avx512f flag, read through llvmlite): the attention
     kernels' 16-lane vectors then fit one register, else LLVM uses two AVX2 registers."""
@@ -395,6 +441,11 @@ def format_table(result: dict) -> str:
         mem = result["numba_memory_ref"]
         lines.append(f"numba memory (REF): {mem['growth_bytes']} bytes more held after "
                      f"{mem['steps']} further steps (peak during a step {mem['peak_bytes'] / 2**20:.0f} MiB)")
+    if "ref" in result["configs"]:
+        if lines[-1]:                                            # one blank line before
+            lines.append("")
+        lines.append("issue 3's targets (REF, this run):")
+        lines += [_format_check(*check) for check in target_checks(result)]
     return "\n".join(lines)
 
 
@@ -442,6 +493,8 @@ def run(args) -> int:
                        compiled=not args.no_compile, numpy_backend=not args.no_numpy,
                        start=not args.no_start, memory=not args.no_memory,
                        blas1=not args.no_blas1, rounds=args.rounds)
+    result["targets"] = [{"target": what, "measured": value, "unit": unit, "met": met}
+                         for what, value, unit, met in target_checks(result)]
     print(format_table(result))
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
