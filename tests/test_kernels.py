@@ -35,10 +35,16 @@ TOL = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
 # (B, T, H, E, D, V): odd sizes and 1-sized ones. For the attention's tiles of ROWS = 8
 # query rows x 16 keys x 16 dimensions: T = 5, 19, 21, 37, 70 end in a partial tile of rows
 # (the padded rows), T = 32 and 128 in whole ones, T = 1 and 5 have fewer keys than one
-# block of 16; E = 1, 4, 5 pad most of a 16-wide vector, E = 16 none, E = 29 one and a half
-SHAPES = [(2, 5, 3, 4, 6, 7), (1, 1, 1, 1, 1, 2), (1, 37, 1, 1, 3, 5), (3, 32, 2, 5, 4, 3),
+# block of 16; E = 1, 4, 5 pad most of a 16-wide vector, E = 16 none, E = 29 one and a half;
+# T = 2: one prediction per sequence for the loss
+SHAPES = [(2, 5, 3, 4, 6, 7), (1, 1, 1, 1, 1, 2), (3, 2, 2, 3, 5, 4), (1, 37, 1, 1, 3, 5), (3, 32, 2, 5, 4, 3),
           (2, 19, 4, 16, 8, 11), (1, 70, 2, 3, 4, 5), (1, 21, 2, 29, 5, 6), (1, 128, 1, 2, 3, 4)]
 DTYPES = [np.float64, np.float32]
+# Wider rows, for the loops LLVM vectorises by itself (LayerNorm over D, the loss over V,
+# the smear over E): its main vector loop starts at 16 (float64) or 32 (float32) numbers,
+# with a leftover loop after it, so D = 33, 65, 128, V = 17, 70, 1000 and E = 33, 48 run
+# both; SHAPES' rows are all shorter than that
+WIDE_SHAPES = [(2, 7, 2, 33, 33, 70), (1, 3, 1, 48, 128, 1000), (2, 5, 3, 20, 65, 17)]
 
 
 def rand(rng, shape, dtype, contiguous=True):
@@ -77,10 +83,15 @@ def assert_scores(name, got, want, dtype):
 @pytest.mark.parametrize("shape", SHAPES + [(2, 17, 3, 16, 1, 1), (1, 24, 2, 32, 1, 1)])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("contiguous", [True, False])
-def test_attention_ops(shape, dtype, contiguous):
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_attention_ops(shape, dtype, contiguous, n_threads, monkeypatch):
     # oracle: the reference's three attention functions. T = 17: a tile of 8 rows whose 16-key
     # block holds only one real key after the 16 (the rest padding); T = 24: three whole tiles,
-    # 32 keys (8 of them padding); E = 32: two 16-wide passes of dimensions
+    # 32 keys (8 of them padding); E = 32: two 16-wide passes of dimensions. The thread
+    # count is set, not the machine's: on 1 thread one kernel call computes every (b, h)
+    # pair, each reusing the scratch of the one before; on 3, run_chunks cuts the pairs
+    # into up to 12 chunks, one pair each for small B * H
+    monkeypatch.setattr(threads, "n_threads", lambda: n_threads)
     B, T, H, E = shape[:4]
     rng = np.random.default_rng(hash((shape, contiguous)) % 2**32)
     q, k, v, d_z = (rand(rng, (B, T, H, E), dtype, contiguous) for _ in range(4))
@@ -99,12 +110,15 @@ def test_attention_ops(shape, dtype, contiguous):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 8, 1, 16), (1, 9, 1, 9), (3, 19, 4, 5), (2, 70, 5, 16),
-                                   (1, 1, 1, 1), (5, 9, 3, 1)])
+                                   (1, 1, 1, 1), (5, 9, 3, 1), (2, 21, 3, 29), (2, 24, 2, 32),
+                                   (3, 37, 2, 33), (2, 9, 2, 48), (4, 1, 3, 32)])
 def test_attention_kernels_write_every_output(shape, dtype):
     # oracle: the reference, on outputs filled with NaN first (an element a kernel forgot
-    # stays NaN and fails). The kernels run on two ranges of (b, h) pairs, [0, 1) and
-    # [1, B*H), as run_chunks calls them; B*H = 12 and 15 pairs reuse the scratch of the
-    # pair before, so a pair that read what the one before left there would fail too
+    # stays NaN and fails). The kernels run on ranges of (b, h) pairs, [0, 1), [1, 5) and
+    # [5, B*H), as run_chunks calls them: a range of several pairs reuses the scratch of the
+    # pair before, so a pair that read what the one before left there would fail too. E = 29,
+    # 32, 33, 48: two or three 16-wide vectors of dimensions, the last one partly padding
+    # for 29 and 33 (padding a pair before must not have overwritten)
     B, T, H, E = shape
     rng = np.random.default_rng(T * 100 + E)
     q, k, v, d_z = (rng.standard_normal(shape).astype(dtype) for _ in range(4))
@@ -112,9 +126,9 @@ def test_attention_kernels_write_every_output(shape, dtype):
     z, lse = np.full(shape, np.nan, dtype), np.full((B, H, T), np.nan, dtype)
     scores, pattern = (np.full((B, H, T, T), np.nan, dtype) for _ in range(2))
     d_q, d_k, d_v = (np.full(shape, np.nan, dtype) for _ in range(3))
-    for bh0, bh1 in two_ranges(B * H):
+    for bh0, bh1 in three_ranges(B * H):
         attention._attention_forward(q, k, v, scale, ninf, z, lse, bh0, bh1)
-    for bh0, bh1 in two_ranges(B * H):
+    for bh0, bh1 in three_ranges(B * H):
         attention._attention_pattern(q, k, lse, scale, ninf, scores, pattern, bh0, bh1)
         attention._attention_backward(d_z, q, k, v, z, lse, scale, ninf, d_q, d_k, d_v, bh0, bh1)
     z_ref, lse_ref = ops.attention_forward(q, k, v)
@@ -153,7 +167,7 @@ def test_attention_keeps_nan_and_extreme_scores():
         assert np.isnan(lse[0, 1, 9]) and np.isfinite(np.delete(lse.ravel(), 1 * 20 + 9)).all()
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES + WIDE_SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("contiguous", [True, False])
 def test_projections_smear_output(shape, dtype, contiguous):
@@ -189,26 +203,23 @@ def test_projections_smear_output(shape, dtype, contiguous):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("M", [blas.MIN_ROWS, 1501])
-def test_blas_row_chunks(dtype, M):
+def test_blas_row_chunks(dtype, M, monkeypatch):
     # oracle: one plain NumPy product. M >= MIN_ROWS takes the chunked path (1501: chunks of
-    # unequal size); the chunks are fixed, so 1 thread and all threads give identical bits.
+    # unequal size); the chunks are fixed, so 1 thread and 3 give identical bits (the
+    # thread count is minih's own pool's, set here, so this runs on 3 threads on any machine)
     rng = np.random.default_rng(M)
     a, b = rand(rng, (M, 7), dtype), rand(rng, (M, 5), dtype)
     w = rand(rng, (5, 3), dtype).T                               # a transposed (F-order) operand
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        one = blas.matmul(b, w.T), blas.matmul_tn(a, b)
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        every = blas.matmul(b, w.T), blas.matmul_tn(a, b)
-    finally:
-        numba.set_num_threads(before)
+    monkeypatch.setattr(threads, "n_threads", lambda: 1)
+    one = blas.matmul(b, w.T), blas.matmul_tn(a, b)
+    monkeypatch.setattr(threads, "n_threads", lambda: 3)
+    every = blas.matmul(b, w.T), blas.matmul_tn(a, b)
     close("matmul", one[0], b @ w.T, dtype)
     close("matmul_tn", one[1], a.T @ b, dtype)
     assert all(np.array_equal(x, y) for x, y in zip(one, every))
 
 
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES + WIDE_SHAPES)
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("contiguous", [True, False])
 def test_layernorm_embedding_loss(shape, dtype, contiguous):
@@ -396,20 +407,29 @@ def test_attention_without_jit_stays_inside_its_rows():
     # lengths the kernels really use. T = 5: fewer keys than one block; T = 17: a partial
     # tile whose keys run one block past the last real key; E = 1, 16, 17, 32: the padded,
     # exact, one-and-a-bit and two-pass widths
+    # (float64 at the file's tight tolerance; one float32 shape at its loose one, where
+    # exp16 is simd.py's Python polynomial)
     code = """
+import numba
 import numpy as np
 from minih import kernels, ops
-for shape in [(1, 5, 2, 16), (1, 17, 1, 1), (2, 9, 1, 17), (1, 16, 1, 32)]:
+assert numba.config.DISABLE_JIT                   # the kernels below run as Python
+TOL = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
+for shape, dtype in [((1, 5, 2, 16), np.float64), ((1, 17, 1, 1), np.float64),
+                     ((2, 9, 1, 17), np.float64), ((1, 16, 1, 32), np.float64),
+                     ((2, 11, 2, 20), np.float32)]:
+    rtol, atol = TOL[dtype]
+    same = lambda g, w: g.dtype == w.dtype and np.allclose(g, w, rtol=rtol, atol=atol)
     rng = np.random.default_rng(shape[1])
-    q, k, v, d_z = (rng.standard_normal(shape) for _ in range(4))
+    q, k, v, d_z = (rng.standard_normal(shape).astype(dtype) for _ in range(4))
     z, lse = kernels.attention_forward(q, k, v)
     z_ref, lse_ref = ops.attention_forward(q, k, v)
-    assert np.allclose(z, z_ref, atol=1e-12) and np.allclose(lse, lse_ref, atol=1e-12)
+    assert same(z, z_ref) and same(lse, lse_ref), shape
     for g, w in zip(kernels.attention_pattern(q, k, lse), ops.attention_pattern(q, k, lse_ref)):
-        assert np.allclose(g, w, atol=1e-12)
+        assert same(g, w), shape
     for g, w in zip(kernels.attention_backward(d_z, q, k, v, z, lse),
                     ops.attention_backward(d_z, q, k, v, z_ref, lse_ref)):
-        assert np.allclose(g, w, atol=1e-12)
+        assert same(g, w), shape
 print("ok")
 """
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
@@ -538,6 +558,12 @@ def two_ranges(n):
     return ((0, 1), (1, n))
 
 
+def three_ranges(n):
+    """[0, 1), [1, 5) and [5, n), the empty ones left out: as three chunks would call a kernel."""
+    cuts = sorted({0, min(1, n), min(5, n), n})
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
 def test_kernel_bodies_without_jit():
     """Run each jitted kernel's .py_func (plain Python) on a tiny case and compare with the
     reference: the same logic the compiled code runs. Kernels over a range of items (rows,
@@ -663,6 +689,9 @@ MODEL_CONFIGS = [
     dict(n_layers=2, smeared_keys=True, smear_init=0.3),
     dict(n_layers=3, layernorm=False, smeared_keys=True, positional="standard"),
     dict(n_layers=1, n_heads=1, d_head=1),
+    dict(n_layers=2, positional="standard"),                     # LayerNorm, standard positions
+    dict(n_layers=1, layernorm=False),                           # no LayerNorm, shortformer
+    dict(n_layers=2, d_head=20),                                 # more than 16 dimensions a head
 ]
 
 
@@ -688,6 +717,16 @@ def test_model_backends_agree(overrides):
     params = minih.init_params(cfg, seed=1)
     tokens = np.random.default_rng(2).integers(0, cfg.d_vocab, (3, 21))
     assert_backends_agree_float64(params, tokens, cfg)
+    # and every cached activation, the patterns, scores and per-head results included
+    logits_ref, cache_ref = minih.run_with_cache(params, tokens, cfg, backend="numpy")
+    logits_nb, cache_nb = minih.run_with_cache(params, tokens, cfg, backend="numba")
+    close("logits", logits_nb, logits_ref, np.float64)
+    assert set(cache_nb) == set(cache_ref)
+    for key in cache_ref:
+        if key.endswith("hook_attn_scores"):
+            assert_scores(key, cache_nb[key], cache_ref[key], np.float64)
+        else:
+            close(key, np.asarray(cache_nb[key]), np.asarray(cache_ref[key]), np.float64)
 
 
 @pytest.mark.parametrize("B", [1, 2, 5, 9])
@@ -812,7 +851,8 @@ def test_threads_do_not_change_results(B, backend, monkeypatch):
     # products are one BLAS call each). MIN_ROWS = 8 makes these small products big
     # enough to split outside a shard, MIN_SHARD_POSITIONS = 1 this small batch into
     # shards. The numpy backend runs the same shards (B = 1 would be one call of its ops,
-    # which have no threads: nothing to test).
+    # which have no threads: nothing to test). The thread count is set (minih's pool), not
+    # the machine's: 1 thread, then 3, on any machine.
     from minih import shards
     monkeypatch.setattr(blas, "MIN_ROWS", 8)
     monkeypatch.setattr(shards, "MIN_SHARD_POSITIONS", 1)
@@ -820,14 +860,10 @@ def test_threads_do_not_change_results(B, backend, monkeypatch):
     cfg = minih.ModelConfig.preset("tiny", n_ctx=24, smeared_keys=True)
     params = minih.init_params(cfg, seed=0)
     tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (B, 24))
-    before = numba.get_num_threads()
-    try:
-        numba.set_num_threads(1)
-        loss1, g1 = minih.loss_and_grads(params, tokens, cfg, backend=backend)
-        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-        loss2, g2 = minih.loss_and_grads(params, tokens, cfg, backend=backend)
-    finally:
-        numba.set_num_threads(before)
+    monkeypatch.setattr(threads, "n_threads", lambda: 1)
+    loss1, g1 = minih.loss_and_grads(params, tokens, cfg, backend=backend)
+    monkeypatch.setattr(threads, "n_threads", lambda: 3)
+    loss2, g2 = minih.loss_and_grads(params, tokens, cfg, backend=backend)
     assert loss1 == loss2
     assert all(np.array_equal(g1[k], g2[k]) for k in g1)
 

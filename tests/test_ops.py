@@ -177,6 +177,25 @@ def test_embedding_backward_accumulates_repeats():
     check("d_W_E", L, d_W, W)
 
 
+@pytest.mark.parametrize("B,T,D,V", [(2, 3, 4, 5), (1, 1, 1, 1)])
+def test_unembed_backward(B, T, D, V):
+    x, W_U, R = rng.normal(size=(B, T, D)), rng.normal(size=(D, V)), rng.normal(size=(B, T, V))
+    L = lambda: float((ops.unembed_forward(x, W_U) * R).sum())
+    d_x, d_W_U = ops.unembed_backward(R, x, W_U)
+    check("d_x", L, d_x, x)
+    check("d_W_U", L, d_W_U, W_U)
+
+
+@pytest.mark.parametrize("B,T,D,n_ctx", [(2, 3, 4, 5), (1, 1, 1, 1), (3, 4, 2, 4)])
+def test_pos_embed_backward(B, T, D, n_ctx):
+    # forward: pos = W_pos[:T], the same rows for every sequence of the batch
+    W_pos, R = rng.normal(size=(n_ctx, D)), rng.normal(size=(B, T, D))
+    L = lambda: float((np.broadcast_to(W_pos[:T], (B, T, D)) * R).sum())
+    d_W_pos = ops.pos_embed_backward(R, n_ctx)
+    check("d_W_pos", L, d_W_pos, W_pos)
+    assert np.all(d_W_pos[T:] == 0)                              # rows no position reads
+
+
 def test_adamw_update_matches_formula():
     # oracle: two steps of AdamW written out by hand (PyTorch's algorithm)
     p0, g1, g2 = rng.normal(size=5), rng.normal(size=5), rng.normal(size=5)

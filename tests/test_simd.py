@@ -94,13 +94,14 @@ def _hmax(x):
     return hmax16(load16(x, 0))
 
 
-def test_hmax16_twins_agree_on_nan_lanes():
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_hmax16_twins_agree_on_nan_lanes(dtype):
     # oracle: the Python version, which halves as the compiled one does: with NaN lanes
     # the two must give the same lane (a NaN, or the max of what max16 keeps), and without
     # NaN the row's max
     rng = np.random.default_rng(4)
     for lanes in ([], [0], [3], [8], [15], [2, 9], list(range(16))):
-        x = rng.standard_normal(LANES).astype(np.float32)
+        x = rng.standard_normal(LANES).astype(dtype)
         x[lanes] = np.nan
         got, want = _hmax(x), hmax16(x)
         assert (np.isnan(got) and np.isnan(want)) or got == want, (lanes, got, want)
@@ -113,12 +114,13 @@ def _causal(x, j, i, out):
     store16(out, 0, causal16(load16(x, 0), j, i, -np.inf))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("j, i", [(0, 0), (16, 20), (16, 15), (32, 47), (32, 100), (48, 3)])
-def test_causal16_keeps_keys_up_to_the_query(j, i):
+def test_causal16_keeps_keys_up_to_the_query(j, i, dtype):
     # oracle: the mask's definition, lane l is key j + l: kept when j + l <= query i. (16, 15):
     # the whole block in the future; (32, 100): the whole block in the past
-    x = np.arange(1, LANES + 1, dtype=np.float32)
-    want = np.where(j + np.arange(LANES) <= i, x, -np.inf).astype(np.float32)
+    x = np.arange(1, LANES + 1, dtype=dtype)
+    want = np.where(j + np.arange(LANES) <= i, x, -np.inf).astype(dtype)
     got = np.empty_like(x)
     _causal(x, j, i, got)
     assert np.array_equal(got, want)
