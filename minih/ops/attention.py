@@ -68,8 +68,9 @@ def smear_backward(d_ks, k, smear):
 # is 67 MB per layer for a REF batch, and in the Numba twin writing it to memory and
 # reading it back cost more than computing it again (FlashAttention's choice, Dao et al.
 # 2022; docs/04_numba.md has the measurements). This reference does the same so that it
-# shows what the twin computes; in NumPy the recompute is slightly slower than storing. The pattern that interpretability reads (hook_pattern) comes from
-# attention_pattern, the same formula.
+# shows what the twin computes; in NumPy the recompute is slightly slower than storing.
+# The pattern that interpretability reads (hook_pattern) comes from attention_pattern,
+# the same formula.
 
 ROW_BLOCK = 64            # query rows per block
 BLOCK_ELEMENTS = 2 ** 17  # entries in one block's [b,H,rows,keys] arrays (512 KB in float32)
@@ -166,8 +167,8 @@ def attention_backward(d_z, q, k, v, z, lse):
         s = q @ k^T / sqrt(E)     ->  d_q = d_s @ k / sqrt(E),  d_k = d_s^T @ q / sqrt(E)
     The row sums need no [T, T] product: sum_j d_p[i,j] p[i,j] = sum_j (d_z[i] . v[j]) p[i,j]
     = d_z[i] . z[i] (FlashAttention-2's D). Masked entries have p = 0 (the recomputed
-    scores are -inf there), so they get no gradient. Blocked like the forward; d_k and d_v sum over the
-    row blocks.
+    scores are -inf there), so they get no gradient. Blocked like the forward; d_k and d_v
+    sum over the row blocks. q / sqrt(E) serves the recomputed scores and d_k alike.
     """
     B, T, H, E = q.shape
     d_q = np.empty_like(q)
@@ -175,13 +176,12 @@ def attention_backward(d_z, q, k, v, z, lse):
     root_E = np.sqrt(E).astype(q.dtype)
     future = _causal_mask(T, q.dtype)
     dot = np.einsum("bthe,bthe->bht", d_z, z)                    # [B,H,T] sum_j d_p p, per row
-    q_scaled = q / root_E                                        # as the forward's scores use it
+    q = q / root_E                                               # as the forward's scores use it
     for b0, b1 in _batch_chunks(B, T, H):
-        qh, qsh, kh, vh, d_zh = (a[b0:b1].transpose(0, 2, 1, 3)   # [b,H,T,E]
-                                 for a in (q, q_scaled, k, v, d_z))
+        qh, kh, vh, d_zh = (a[b0:b1].transpose(0, 2, 1, 3) for a in (q, k, v, d_z))  # [b,H,T,E]
         for i0, i1 in _row_blocks(T):
             # the forward's pattern, recomputed: p = exp(s - lse)
-            p = _block_scores(qsh, kh, i0, i1, future)           # [b,H,rows,keys]
+            p = _block_scores(qh, kh, i0, i1, future)            # [b,H,rows,keys]
             p -= lse[b0:b1, :, i0:i1, None]
             np.exp(p, out=p)
             d_zi = d_zh[:, :, i0:i1]                             # [b,H,rows,E]
@@ -192,9 +192,9 @@ def attention_backward(d_z, q, k, v, z, lse):
             d_s = d_p
             d_s -= dot[b0:b1, :, i0:i1, None]
             d_s *= p
-            # forward: s = q @ k^T / sqrt(E)
+            # forward: s = q @ k^T / sqrt(E)   (qh already holds q / sqrt(E))
             d_q[b0:b1, i0:i1] = (d_s @ kh[:, :, :i1]).transpose(0, 2, 1, 3) / root_E
-            d_k[b0:b1, :i1] += (d_s.transpose(0, 1, 3, 2) @ qh[:, :, i0:i1]).transpose(0, 2, 1, 3) / root_E
+            d_k[b0:b1, :i1] += (d_s.transpose(0, 1, 3, 2) @ qh[:, :, i0:i1]).transpose(0, 2, 1, 3)
     return d_q, d_k, d_v
 
 
