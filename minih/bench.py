@@ -394,7 +394,10 @@ def target_checks(result: dict) -> list:
     checks = []
     for what, key, kind, target, unit in TARGETS:
         value = measured.get(key)
-        met = None if value is None else bool(value >= target if kind == "at least" else value < target)
+        if value is None:
+            met = None
+        else:
+            met = bool(value >= target) if kind == "at least" else bool(value < target)
         checks.append((what, value, unit, met))
     return checks
 

@@ -37,8 +37,8 @@ TOL = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
 # (the padded rows), T = 32 and 128 in whole ones, T = 1 and 5 have fewer keys than one
 # block of 16; E = 1, 4, 5 pad most of a 16-wide vector, E = 16 none, E = 29 one and a half;
 # T = 2: one prediction per sequence for the loss
-SHAPES = [(2, 5, 3, 4, 6, 7), (1, 1, 1, 1, 1, 2), (3, 2, 2, 3, 5, 4), (1, 37, 1, 1, 3, 5), (3, 32, 2, 5, 4, 3),
-          (2, 19, 4, 16, 8, 11), (1, 70, 2, 3, 4, 5), (1, 21, 2, 29, 5, 6), (1, 128, 1, 2, 3, 4)]
+SHAPES = [(2, 5, 3, 4, 6, 7), (1, 1, 1, 1, 1, 2), (3, 2, 2, 3, 5, 4), (1, 37, 1, 1, 3, 5),
+          (3, 32, 2, 5, 4, 3), (2, 19, 4, 16, 8, 11), (1, 70, 2, 3, 4, 5), (1, 21, 2, 29, 5, 6), (1, 128, 1, 2, 3, 4)]
 DTYPES = [np.float64, np.float32]
 # Wider rows, for the loops LLVM vectorises by itself (LayerNorm over D, the loss over V,
 # the smear over E): its main vector loop starts at 16 (float64) or 32 (float32) numbers,

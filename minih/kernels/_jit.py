@@ -14,7 +14,8 @@ another file (Numba's "Notes on Caching": changes in symbols defined in another 
 are not recognised): the helpers below and simd.py's are compiled into the kernels of
 attention.py and loss.py. We hit it: a fixed helper kept failing inside the cached
 attention kernels. So drop_stale_cache (at the end of this file) clears the package's
-cache by itself when those files change; with NUMBA_CACHE_DIR set, clear it yourself after editing them.
+cache by itself when those files change; with NUMBA_CACHE_DIR set, clear it yourself
+after editing them.
 
 Threads: no kernel is `parallel=True`. A kernel that is worth running on several
 threads takes a range of independent items (rows, (b, h) pairs) and minih/threads.py runs
