@@ -275,6 +275,24 @@ def test_adamw_update(dtype, step, weight_decay, grad_scale):
         close(name, got, want, dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_kernels_divide_by_zero_as_numpy_does(dtype):
+    # oracle: the NumPy reference. With eps = 0 and a zero gradient and moments, the
+    # update is 0 / 0: NumPy gives NaN; Numba's default error model ("python") would
+    # raise ZeroDivisionError instead (and its check per division kept the loop scalar).
+    p, g, m, v = (np.zeros(20, dtype) for _ in range(4))
+    p[3], g[5] = 1, 2
+    ref = [a.copy() for a in (p, m, v)]
+    args = (1e-2, 0.9, 0.99, 0.0, 0.0, 1, 1.0)                   # eps = 0
+    with np.errstate(invalid="ignore"):
+        ops.adamw_update(ref[0], g, ref[1], ref[2], *args)
+    kernels.adamw_update(p, g, m, v, *args)
+    assert np.isnan(ref[0]).sum() == 19                          # all but g[5]'s entry
+    for name, got, want in zip("pmv", (p, m, v), ref):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
+        close(name, np.nan_to_num(got), np.nan_to_num(want), dtype)
+
+
 def test_fast_exp_f32():
     # oracle: np.exp in float64; the float32 polynomial is accurate to float32 rounding
     x = np.concatenate([-np.linspace(0, 87, 1001), [-87.5, -200.0, -np.inf]]).astype(np.float32)

@@ -40,8 +40,15 @@ def kernel(parallel: bool = False):
     helpers below): LLVM inlines them into the caller's machine code by itself.
     (Numba's own inline="always", which pastes them in before typing, ran no faster
     and added 1.5 s to the attention forward's compile time.)
+
+    error_model="numpy": a float division by zero gives inf or NaN, as in the NumPy
+    reference. Numba's default ("python") raises ZeroDivisionError instead, and the
+    check it puts before every division kept LLVM from vectorising any loop that
+    divides: the AdamW update ran one element at a time, 118 -> 21 us for REF's largest
+    parameter (32 768 entries) and 0.99 -> 0.30 ms for all 17 (Intel machine, 2026-12-05).
     """
-    return numba.njit(fastmath=FASTMATH, parallel=parallel, cache=True, nogil=True)
+    return numba.njit(fastmath=FASTMATH, parallel=parallel, cache=True, nogil=True,
+                      error_model="numpy")
 
 
 def as_floats(names: str, *arrays):
