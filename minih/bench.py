@@ -402,12 +402,24 @@ def target_checks(result: dict) -> list:
     return checks
 
 
+def _shown(what: str, value, unit: str, met: bool) -> str:
+    """value as the table prints it ("1.47x", "41%", "8.04 s", "80 B"), with more decimals
+    where the usual ones would round it onto the target (0.398 -> "39.8%", not "40%" beside
+    NOT met), so that the number shown agrees with the verdict."""
+    scale, suffix, decimals = {"x": (1, "x", 2), "%": (100, "%", 0), "s": (1, " s", 2),
+                               "B": (1, " B", 0)}[unit]
+    kind, target = next((kind, target) for name, _, kind, target, _ in TARGETS if name == what)
+    for extra in range(4):
+        rounded = round(scale * value, decimals + extra)
+        if ((rounded >= scale * target) if kind == "at least" else (rounded < scale * target)) == met:
+            break
+    return f"{scale * value:.{decimals + extra}f}{suffix}"
+
+
 def _format_check(what: str, value, unit: str, met) -> str:
     if value is None:
         return f"  {what:<44}{'not measured in this run':>25}"
-    shown = {"x": f"{value:.2f}x", "%": f"{100 * value:.0f}%", "s": f"{value:.2f} s",
-             "B": f"{value:.0f} B"}[unit]
-    return f"  {what:<44}{shown:>10}  {'met' if met else 'NOT met'}"
+    return f"  {what:<44}{_shown(what, value, unit, met):>10}  {'met' if met else 'NOT met'}"
 
 
 def _cpu_has_avx512() -> bool:

@@ -984,6 +984,11 @@ def test_bench_table_says_which_targets_are_met():
     assert "1.50x" in lines[0] and lines[0].endswith("NOT met")
     assert "1.46x" in lines[1] and lines[1].endswith(" met") and "NOT" not in lines[1]
     assert "44%" in lines[2] and "7.50 s" in lines[4] and "32 B" in lines[6]
+    # a number just under its target never prints as the target beside "NOT met"
+    result["configs"]["ref"]["results"][0]["fraction_of_matmul"] = 0.3979
+    result["configs"]["ref"]["ratios"]["minih numba / torch eager"] = 1.7496
+    lines = format_table(result).splitlines()[start + 1:]
+    assert " 39.8%  NOT met" in lines[2] and " 1.7496x  NOT met" in lines[0]
 
 
 def test_bench_bad_values_are_one_line_errors(capsys):
