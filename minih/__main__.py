@@ -10,8 +10,8 @@ only where you have not set the variable yourself:
     loop ends instead of spinning. minih's kernels no longer use Numba's OpenMP pool,
     but when they did this mattered (REF step on 2 threads, load ~2.3 from other jobs:
     394-433 ms spinning, 305 ms passive), and it still applies to other OpenMP code in
-    the process: PyTorch's in `minih bench` (measured: no slower), your own
-    parallel=True functions.
+    the process (your own parallel=True functions). Not to PyTorch in `minih bench`:
+    it made torch's REF step ~10% slower on the Intel machine (docs/04_numba.md).
 Memory policy, also applied only where unset: MALLOC_MMAP_MAX_=0 and
 MALLOC_TRIM_THRESHOLD_=2**30 (1 GiB) tell glibc's malloc to keep freed memory for the next
 allocation instead of handing it back to the kernel. Why: a step frees its arrays and
@@ -29,27 +29,46 @@ Other C libraries in the process (PyTorch in `minih bench`) get the same policy.
 OpenBLAS reads its variable once, when numpy loads it, and `python -m minih` has
 already imported numpy (through minih/__init__.py) before this file runs, so the
 process restarts itself once with the variables set. A value you set is never changed.
+The names of the variables the policy added are kept in MINIH_POLICY_ADDED, so that
+`minih bench` can run PyTorch as its users run it, without them (minih/bench.py).
 """
 import os
 import sys
 
-# read by C libraries at process start: if one is unset, set the defaults and restart
-# (after the restart all three are set, so this happens at most once)
+POLICY = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_WAIT_POLICY": "passive",            # read when the first parallel loop starts
+    "MALLOC_MMAP_MAX_": "0",                 # glibc reads these two at process start
+    # 1 GiB; 1e11 measured slower in a REF step here (glibc 2.36), cause unknown
+    "MALLOC_TRIM_THRESHOLD_": str(2 ** 30),
+}
+# read by C libraries at process start: if one was unset, restart once with it set
 POLICY_RESTART_VARIABLES = ("OPENBLAS_NUM_THREADS", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+ADDED = "MINIH_POLICY_ADDED"   # comma-separated names of the variables the policy set
+
+
+def policy_added(environ=os.environ) -> list:
+    """The names of the variables the command line's policy set (not you)."""
+    return [k for k in environ.get(ADDED, "").split(",") if k]
+
+
+def apply_policy(environ=os.environ) -> bool:
+    """Set every variable of POLICY that environ lacks, adding its name to ADDED; return
+    whether the process must restart (a variable read at process start was unset)."""
+    added = [k for k in POLICY if k not in environ]
+    for k in added:
+        environ[k] = POLICY[k]
+    if added:
+        environ[ADDED] = ",".join(policy_added(environ) + added)
+    return any(k in added for k in POLICY_RESTART_VARIABLES)
 
 
 def entry() -> None:
     """Apply the thread and memory policy (restarting once if needed), then run the command line.
     Both `python -m minih` and the `minih` console script come here."""
-    if any(k not in os.environ for k in POLICY_RESTART_VARIABLES):
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-        os.environ.setdefault("OMP_WAIT_POLICY", "passive")
-        os.environ.setdefault("MALLOC_MMAP_MAX_", "0")               # glibc reads these at start
-        # 1 GiB; 1e11 measured slower in a REF step here (glibc 2.36), cause unknown
-        os.environ.setdefault("MALLOC_TRIM_THRESHOLD_", str(2 ** 30))
+    if apply_policy():
         sys.stdout.flush()
         os.execv(sys.executable, [sys.executable, "-m", "minih", *sys.argv[1:]])
-    os.environ.setdefault("OMP_WAIT_POLICY", "passive")  # read when the first parallel loop starts
     from .cli import main
     sys.exit(main())
 

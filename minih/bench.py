@@ -211,9 +211,7 @@ def start_times(cfg_name: str = "ref") -> dict:
     script = _START_SCRIPT.format(cfg=overrides, batch=batch)
     out = {}
     with tempfile.TemporaryDirectory(prefix="minih-numba-cache-") as cache_dir:
-        env = {**os.environ, "NUMBA_CACHE_DIR": cache_dir}
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+        env = _child_env({"NUMBA_CACHE_DIR": cache_dir})
         for label in ("cold", "warm"):
             res = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                                  text=True, check=True)
@@ -240,11 +238,20 @@ def _worker(spec: dict) -> dict:
                               compiled=spec["what"] == "torch.compile")
 
 
-def _in_subprocess(spec: dict, env_changes: dict | None = None) -> dict:
+def _child_env(env_changes: dict | None = None) -> dict:
+    """This process's environment with env_changes (a value of None removes the
+    variable), and this checkout first on PYTHONPATH."""
     env = {**os.environ, **(env_changes or {})}
+    env = {k: v for k, v in env.items() if v is not None}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
-    res = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(spec)], env=env,
+    return env
+
+
+def _in_subprocess(spec: dict, env_changes: dict | None = None) -> dict:
+    """_worker(spec) in a fresh Python process: this one's environment with env_changes
+    (a value of None removes the variable)."""
+    res = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(spec)], env=_child_env(env_changes),
                          capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"bench worker {spec} failed:\n{res.stderr[-2000:]}")
@@ -272,6 +279,15 @@ def merge_rounds(rounds: list) -> dict:
                         "first_step_s": r["first_step_s"]} for r in rounds]}
 
 
+def torch_environment() -> dict:
+    """The changes that give a torch run the environment its users would have: every
+    variable the CLI's policy set (minih/__main__.py, MINIH_POLICY_ADDED) removed.
+    Why: OMP_WAIT_POLICY=passive, good for minih, made torch eager's REF step ~10%
+    slower on the Intel machine (117-121 against 133-135 ms; docs/04_numba.md)."""
+    from .__main__ import policy_added
+    return {k: None for k in policy_added()}
+
+
 def _cpu_model() -> str:
     """The CPU's name ("AMD EPYC ..."): /proc/cpuinfo on Linux, else what platform says."""
     try:
@@ -293,11 +309,13 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
     Each implementation is measured `rounds` times, in fresh processes, the rounds
     interleaved; see merge_rounds.
 
-    Every run inherits this process's environment; `python -m minih bench` runs with
-    OPENBLAS_NUM_THREADS=1 unless you set it (minih/__main__.py: the CLI's thread
-    policy). `blas1` adds the other policy for comparison when it differs: a numba
-    run with OpenBLAS's own threads, OPENBLAS_NUM_THREADS = the thread count (on a
-    busy machine their busy-waiting costs more than they bring; docs/04_numba.md).
+    The minih runs inherit this process's environment; `python -m minih bench` runs with
+    the CLI's thread and memory policy unless you set those variables yourself
+    (minih/__main__.py). The torch runs get the environment without the variables the
+    policy added (torch_environment): PyTorch as its users run it. `blas1` adds the
+    other BLAS policy for comparison when it differs: a numba run with OpenBLAS's own
+    threads, OPENBLAS_NUM_THREADS = the thread count (on a busy machine their
+    busy-waiting costs more than they bring; docs/04_numba.md).
     """
     import platform
 
@@ -314,6 +332,7 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
                                                              "OMP_WAIT_POLICY", "MALLOC_MMAP_MAX_",
                                                              "MALLOC_TRIM_THRESHOLD_")
                                   if k in os.environ},
+                          "torch_env_removed": sorted(torch_environment()),
                           "load_average_before": os.getloadavg()},
               "settings": {"steps": steps, "warmup": warmup, "rounds": rounds},
               # the machine's matmul speed: OpenBLAS on every thread of this run
@@ -334,7 +353,8 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
             for job, (what, env) in enumerate(jobs):
                 spec = {"what": what, "config": name, "steps": steps, "warmup": warmup,
                         "threads": threads}
-                runs[job].append(_in_subprocess(spec, env))
+                runs[job].append(_in_subprocess(spec, torch_environment() if what.startswith("torch")
+                                                else env))
         rows = []
         for (what, env), job_runs in zip(jobs, runs):
             row = merge_rounds(job_runs)

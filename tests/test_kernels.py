@@ -1002,6 +1002,32 @@ def test_bench_bad_values_are_one_line_errors(capsys):
         assert len(err.splitlines()) == 1 and words in err, err
 
 
+def test_cli_policy_records_what_it_set_and_bench_gives_torch_the_users_environment(monkeypatch):
+    # oracle: the policy's four variables (minih/__main__.py's docstring) and the rule that
+    # a variable the user set is never changed, nor removed for torch
+    from minih import bench
+    from minih.__main__ import ADDED, POLICY, apply_policy, policy_added
+    env = {}                                                     # a fresh shell: all four set,
+    assert apply_policy(env) is True                             # and a restart to read them
+    assert {k: env[k] for k in POLICY} == POLICY and sorted(policy_added(env)) == sorted(POLICY)
+    assert apply_policy(env) is False and sorted(policy_added(env)) == sorted(POLICY)  # restarted
+    mine = {"OPENBLAS_NUM_THREADS": "2", "MALLOC_MMAP_MAX_": "7", "MALLOC_TRIM_THRESHOLD_": "9"}
+    env = dict(mine)                                             # the user set all but one
+    assert apply_policy(env) is False                            # no restart: none read at start
+    assert policy_added(env) == ["OMP_WAIT_POLICY"] and env["OMP_WAIT_POLICY"] == "passive"
+    assert all(env[k] == v for k, v in mine.items())
+
+    for k in list(POLICY) + [ADDED]:
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")              # the user's own
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")             # the policy's
+    monkeypatch.setenv(ADDED, "OMP_WAIT_POLICY")
+    assert bench.torch_environment() == {"OMP_WAIT_POLICY": None}
+    child = bench._child_env(bench.torch_environment())
+    assert "OMP_WAIT_POLICY" not in child and child["OPENBLAS_NUM_THREADS"] == "1"
+    assert "OMP_WAIT_POLICY" in bench._child_env()               # the minih runs keep it
+
+
 def test_bench_op_profile_times_every_op_and_restores_the_backend():
     # oracle: the backend module's own public functions; after profiling they must be
     # the very same objects again (the profiler wraps them only while it measures)
