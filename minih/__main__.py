@@ -11,7 +11,7 @@ only where you have not set the variable yourself:
     but when they did this mattered (REF step on 2 threads, load ~2.3 from other jobs:
     394-433 ms spinning, 305 ms passive), and it still applies to other OpenMP code in
     the process (your own parallel=True functions). Not to PyTorch in `minih bench`:
-    it made torch's REF step ~10% slower on the Intel machine (docs/04_numba.md).
+    it made torch eager's REF step 10-15% slower on the Intel machine (docs/04_numba.md).
 Memory policy, also applied only where unset: MALLOC_MMAP_MAX_=0 and
 MALLOC_TRIM_THRESHOLD_=2**30 (1 GiB) tell glibc's malloc to keep freed memory for the next
 allocation instead of handing it back to the kernel. Why: a step frees its arrays and
@@ -24,13 +24,13 @@ a step with neither variable set; none and 89-94 ms with both. Either alone is n
 threshold). When a step still stored 67 MB attention patterns the same policy took it from
 174 to 129 ms (docs/04_numba.md, "Memory"). The heap then stays at its peak size instead of
 shrinking between steps.
-Other C libraries in the process (PyTorch in `minih bench`) get the same policy.
 
 OpenBLAS reads its variable once, when numpy loads it, and `python -m minih` has
 already imported numpy (through minih/__init__.py) before this file runs, so the
 process restarts itself once with the variables set. A value you set is never changed.
 The names of the variables the policy added are kept in MINIH_POLICY_ADDED, so that
-`minih bench` can run PyTorch as its users run it, without them (minih/bench.py).
+`minih bench` can run PyTorch as its users run it, without them (minih/bench.py);
+one you have since set to another value is yours again.
 """
 import os
 import sys
@@ -48,8 +48,11 @@ ADDED = "MINIH_POLICY_ADDED"   # comma-separated names of the variables the poli
 
 
 def policy_added(environ=os.environ) -> list:
-    """The names of the variables the command line's policy set (not you)."""
-    return [k for k in environ.get(ADDED, "").split(",") if k]
+    """The names of the variables the command line's policy set (not you), once each: those
+    listed in ADDED that still hold the policy's value (a child process inherits the list;
+    a variable set to another value since then is the user's)."""
+    names = dict.fromkeys(k for k in environ.get(ADDED, "").split(",") if k)
+    return [k for k in names if k in POLICY and environ.get(k) == POLICY[k]]
 
 
 def apply_policy(environ=os.environ) -> bool:
@@ -59,7 +62,7 @@ def apply_policy(environ=os.environ) -> bool:
     for k in added:
         environ[k] = POLICY[k]
     if added:
-        environ[ADDED] = ",".join(policy_added(environ) + added)
+        environ[ADDED] = ",".join(dict.fromkeys(policy_added(environ) + added))  # each once
     return any(k in added for k in POLICY_RESTART_VARIABLES)
 
 

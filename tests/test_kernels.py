@@ -989,6 +989,8 @@ def test_bench_table_says_which_targets_are_met():
     result["configs"]["ref"]["ratios"]["minih numba / torch eager"] = 1.7496
     lines = format_table(result).splitlines()[start + 1:]
     assert " 39.8%  NOT met" in lines[2] and " 1.7496x  NOT met" in lines[0]
+    result["configs"]["ref"]["ratios"]["minih numba / torch eager"] = 1.7499999999
+    assert " <1.75x  NOT met" in format_table(result).splitlines()[start + 1]
 
 
 def test_bench_bad_values_are_one_line_errors(capsys):
@@ -1016,15 +1018,23 @@ def test_cli_policy_records_what_it_set_and_bench_gives_torch_the_users_environm
     assert apply_policy(env) is False                            # no restart: none read at start
     assert policy_added(env) == ["OMP_WAIT_POLICY"] and env["OMP_WAIT_POLICY"] == "passive"
     assert all(env[k] == v for k, v in mine.items())
+    # a child minih inherits the list; a variable the user set to another value since is theirs
+    env = {**env, "OMP_WAIT_POLICY": "active", ADDED: "OMP_WAIT_POLICY,OMP_WAIT_POLICY"}
+    assert apply_policy(env) is False and policy_added(env) == []
+    env = {ADDED: "OMP_WAIT_POLICY"}                             # inherited, then all unset
+    apply_policy(env)
+    assert sorted(policy_added(env)) == sorted(POLICY)           # each name once
+    assert env[ADDED].count("OMP_WAIT_POLICY") == 1
 
     for k in list(POLICY) + [ADDED]:
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")              # the user's own
     monkeypatch.setenv("OMP_WAIT_POLICY", "passive")             # the policy's
     monkeypatch.setenv(ADDED, "OMP_WAIT_POLICY")
-    assert bench.torch_environment() == {"OMP_WAIT_POLICY": None}
+    assert bench.torch_environment() == {"OMP_WAIT_POLICY": None, ADDED: None}
     child = bench._child_env(bench.torch_environment())
-    assert "OMP_WAIT_POLICY" not in child and child["OPENBLAS_NUM_THREADS"] == "1"
+    assert "OMP_WAIT_POLICY" not in child and ADDED not in child
+    assert child["OPENBLAS_NUM_THREADS"] == "1"
     assert "OMP_WAIT_POLICY" in bench._child_env()               # the minih runs keep it
 
 
