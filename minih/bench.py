@@ -322,6 +322,7 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
     import numba
 
     threads = numba.get_num_threads()
+    torch_env = torch_environment()
     result = {"machine": {"platform": platform.platform(), "processor": _cpu_model(),
                           "avx512": _cpu_has_avx512(),   # a Vec16 in one register, or two
                           "cpu_count": os.cpu_count(), "numba_threads": threads,
@@ -332,7 +333,7 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
                                                              "OMP_WAIT_POLICY", "MALLOC_MMAP_MAX_",
                                                              "MALLOC_TRIM_THRESHOLD_")
                                   if k in os.environ},
-                          "torch_env_removed": sorted(torch_environment()),
+                          "torch_env_removed": sorted(torch_env),
                           "load_average_before": os.getloadavg()},
               "settings": {"steps": steps, "warmup": warmup, "rounds": rounds},
               # the machine's matmul speed: OpenBLAS on every thread of this run
@@ -353,8 +354,7 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
             for job, (what, env) in enumerate(jobs):
                 spec = {"what": what, "config": name, "steps": steps, "warmup": warmup,
                         "threads": threads}
-                runs[job].append(_in_subprocess(spec, torch_environment() if what.startswith("torch")
-                                                else env))
+                runs[job].append(_in_subprocess(spec, torch_env if what.startswith("torch") else env))
         rows = []
         for (what, env), job_runs in zip(jobs, runs):
             row = merge_rounds(job_runs)
@@ -398,6 +398,11 @@ TARGETS = [
 TARGET_BY_NAME = {row[0]: row for row in TARGETS}
 
 
+def _meets(kind: str, value, target) -> bool:
+    """Whether value meets a target of this kind ("at least" or "under")."""
+    return bool(value >= target) if kind == "at least" else bool(value < target)
+
+
 def target_checks(result: dict) -> list:
     """issue 3's targets against this run's REF numbers: [(target, measured, unit, met)],
     with measured and met None where the run did not measure it (no torch, --no-start,
@@ -415,11 +420,7 @@ def target_checks(result: dict) -> list:
     checks = []
     for what, key, kind, target, unit in TARGETS:
         value = measured.get(key)
-        if value is None:
-            met = None
-        else:
-            met = bool(value >= target) if kind == "at least" else bool(value < target)
-        checks.append((what, value, unit, met))
+        checks.append((what, value, unit, None if value is None else _meets(kind, value, target)))
     return checks
 
 
@@ -431,8 +432,7 @@ def _shown(what: str, value, unit: str, met: bool) -> str:
                                "B": (1, " B", 0)}[unit]
     _, _, kind, target, _ = TARGET_BY_NAME[what]
     for extra in range(4):
-        rounded = round(scale * value, decimals + extra)
-        if ((rounded >= scale * target) if kind == "at least" else (rounded < scale * target)) == met:
+        if _meets(kind, round(scale * value, decimals + extra), scale * target) == met:
             return f"{scale * value:.{decimals + extra}f}{suffix}"
     # closer to the target than that (0.3999999): "<40%" (a value under an "at least" target
     # or under an "under" target is the only one rounding can carry onto the target)
