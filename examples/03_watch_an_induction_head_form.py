@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 import minih
-from minih.metrics import prefix_matching_scores
+from minih.interp.metrics import prefix_matching_scores
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--tiny", action="store_true", help="a few steps of a small model (for tests)")

@@ -4,7 +4,7 @@ Shows: the head scores of minih.metrics computed for every head at once: prefix
 matching, previous-token, duplicate-token, both copying scores, the TransformerLens
 head-detector score for induction heads, and the K-composition of each layer-0 head
 into each layer-1 head against its random baseline. By default on minih's hand-built
-induction model (minih/handbuilt.py), where the right answers are known: head 0.0
+induction model (minih/interp/handbuilt.py), where the right answers are known: head 0.0
 is a previous-token head, head 1.0 the induction head. Pass a run directory to score
 the last snapshot of a trained model instead.
 
@@ -15,7 +15,7 @@ Prints: one table row per head, then the K-composition matrix.
 """
 import numpy as np
 
-from minih import metrics
+from minih.interp import metrics
 from _model import explain_nan_copying, model_from_command_line  # examples/_model.py
 
 cfg, params, run = model_from_command_line(d_vocab=32, n_ctx=48)

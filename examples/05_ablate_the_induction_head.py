@@ -1,6 +1,6 @@
 """05 — remove each head in turn: which one carries the in-context learning?
 
-Shows: the three ablations of minih.ablation (zero, mean, pattern-preserving) applied
+Shows: the three ablations of minih.interp.ablation (zero, mean, pattern-preserving) applied
 to every head of a 2-layer model, and their effect on the loss of the first and the
 second copy of a repeated random segment. The second copy is predictable only by
 looking back (in-context learning); the induction head's removal should undo that,
@@ -20,7 +20,7 @@ Prints: for each head and each ablation, the loss on the first and second copies
 import numpy as np
 
 import minih
-from minih.ablation import Ablation, ablated_per_token_losses
+from minih.interp.ablation import Ablation, ablated_per_token_losses
 from _model import model_from_command_line             # examples/_model.py
 
 cfg, params, run = model_from_command_line(d_vocab=64, n_ctx=48)

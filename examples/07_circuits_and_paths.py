@@ -21,8 +21,8 @@ path terms sorted by importance.
 """
 import numpy as np
 
-from minih import metrics
-from minih.paths import term_importance
+from minih.interp import metrics
+from minih.interp.paths import term_importance
 from _model import explain_nan_copying, model_from_command_line  # examples/_model.py
 
 cfg, params, run = model_from_command_line(d_vocab=32, n_ctx=40)

@@ -1,4 +1,4 @@
-"""08 — the whole paper in one call: minih.reproduce.
+"""08 — the whole paper in one call: minih.app.reproduce.
 
 Shows: the Python equivalent of `python -m minih reproduce --quick`: trains the
 1/2/3-layer and smeared-key models on repeated tokens and a 2-layer model on the
@@ -14,7 +14,7 @@ Prints: progress, then where the report is and one verdict per argument.
 """
 import argparse
 
-from minih.reproduce import reproduce
+from minih.app.reproduce import reproduce
 
 parser = argparse.ArgumentParser()
 size = parser.add_mutually_exclusive_group()

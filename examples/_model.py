@@ -4,7 +4,7 @@ one note they print.
     cfg, params, run = model_from_command_line(d_vocab=32, n_ctx=48)
 
 With a run directory argument: the last snapshot of that run (run is the minih Run).
-Without: minih's hand-built induction model (minih/handbuilt.py), whose answers are
+Without: minih's hand-built induction model (minih/interp/handbuilt.py), whose answers are
 known: head 0.0 attends to the previous token, head 1.0 is the induction head (run is
 None). --tiny shrinks the hand-built model for the test suite.
 
@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 
 import minih
-from minih.handbuilt import induction_model
+from minih.interp.handbuilt import induction_model
 
 
 def model_from_command_line(d_vocab: int, n_ctx: int):

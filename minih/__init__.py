@@ -6,16 +6,17 @@ Public entry points (CONVENTIONS.md):
     logits, cache = minih.run_with_cache(params, tokens, cfg, backend="numpy")
     loss, grads = minih.loss_and_grads(params, tokens, cfg, backend="numpy")
 """
-__version__ = "0.1.0"
+from .version import __version__
 
 from .config import ModelConfig, PRESETS
 from .params import init_params, param_shapes, check_params, check_tokens
 from .model import run_with_cache, loss_and_grads, loss_fn, per_token_losses, BACKENDS
 from .optim import AdamWConfig, adamw_init, adamw_step, train_step
 from .gradcheck import gradcheck
-from . import run
-from .run import load_run, Run, RunWriter
-from .train import TrainConfig, train, TrainingDiverged
+from .training import run
+from .training.run import load_run, Run, RunWriter
+from .training.config import TrainConfig
+from .training.loop import train, TrainingDiverged
 from . import data
-from . import metrics, handbuilt
-from .analysis import analyze, Analysis
+from .interp import metrics, handbuilt
+from .interp.analysis import analyze, Analysis

@@ -89,7 +89,7 @@ class ModelConfig:
 
 
 # Named model shapes. Training presets (data, steps, learning rate) live in
-# minih/train_presets.py; these are only the architectures.
+# minih/training/presets.py; these are only the architectures.
 PRESETS: dict[str, dict] = {
     # a model small enough for finite differences in a fraction of a second
     "tiny": dict(n_layers=2, n_heads=2, d_model=8, d_head=4, n_ctx=6, d_vocab=11),

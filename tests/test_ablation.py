@@ -1,9 +1,9 @@
-"""Head ablations (minih/ablation.py): zero, mean and pattern-preserving.
+"""Head ablations (minih/interp/ablation.py): zero, mean and pattern-preserving.
 
 Oracles: run_with_cache (no ablation must reproduce it bit for bit); a full recompute
 (the clean-cache shortcut must agree with it); a model built so that a head's mean
 output is exactly zero (zero == mean ablation); the hand-built induction model
-(minih/handbuilt.py), whose induction circuit is known by construction.
+(minih/interp/handbuilt.py), whose induction circuit is known by construction.
 """
 import copy
 import itertools
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import minih
-from minih.ablation import Ablation, KINDS, ablated_per_token_losses, head_means, run_with_ablation
-from minih.handbuilt import induction_model, repeated_random_tokens
+from minih.interp.ablation import Ablation, KINDS, ablated_per_token_losses, head_means, run_with_ablation
+from minih.interp.handbuilt import induction_model, repeated_random_tokens
 from helpers import tiny_model
 
 CONFIGS = [dict(layernorm=ln, positional=pos, smeared_keys=sm)
@@ -153,10 +153,10 @@ def _handbuilt(copy_strength=15.0):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_handbuilt_induction_head_ablation_removes_the_icl(kind):
-    # oracle: minih/handbuilt.py by construction. Head 1.0 is the induction head, heads
+    # oracle: minih/interp/handbuilt.py by construction. Head 1.0 is the induction head, heads
     # 0.1 and 1.1 are small random "unrelated" heads (std 0.02). ICL = loss at context
     # index 31 (second repeat: ~0) - at index 3 (first repeat: above chance), ~ -8 nats.
-    from minih.metrics import icl_score
+    from minih.interp.metrics import icl_score
     cfg, params, tokens = _handbuilt()
     icl_clean = icl_score(minih.per_token_losses(params, tokens, cfg))
     assert icl_clean < -5
@@ -183,7 +183,7 @@ def test_handbuilt_previous_token_head_pattern_vs_zero():
     # (K-composition). Zero ablation changes head 1.0's pattern and loses much of the ICL;
     # pattern-preserving ablation freezes that pattern, and no value reads what head 0.0
     # wrote, so it removes ~nothing: it sees only paths through values (docs/06).
-    from minih.metrics import icl_score
+    from minih.interp.metrics import icl_score
     cfg, params, tokens = _handbuilt()
     icl_clean = icl_score(minih.per_token_losses(params, tokens, cfg))
     zero = icl_score(ablated_per_token_losses(params, tokens, cfg, Ablation([(0, 0)], "zero")))
@@ -197,7 +197,7 @@ def test_handbuilt_previous_token_head_pattern_vs_zero():
 def _handbuilt_run(path, n_snapshots=6):
     """A run whose snapshots are the hand-built model with a growing copy strength:
     ICL appears over 'training', carried by head 1.0."""
-    from minih.run import RunWriter
+    from minih.training.run import RunWriter
     cfg, _, tokens = _handbuilt()
     writer = RunWriter(path, cfg, {"test": "handbuilt ramp"}, tokens)
     for s in range(n_snapshots):
@@ -210,8 +210,8 @@ def _handbuilt_run(path, n_snapshots=6):
 def test_sweep_matches_direct_computation(tmp_path):
     # oracles: icl_score of the ablated per-token losses, and v . (L_ablated - L) with
     # v built by hand, for every head at one snapshot; the run's arrays stay unchanged
-    from minih.attribution import phase_direction, sweep_heads
-    from minih.metrics import icl_score
+    from minih.interp.attribution import phase_direction, sweep_heads
+    from minih.interp.metrics import icl_score
     run = _handbuilt_run(tmp_path / "run")
     losses_before = run.losses.copy()
     v = phase_direction(run.losses[1], run.losses[4])

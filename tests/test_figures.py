@@ -2,7 +2,7 @@
 and leaves its inputs unchanged."""
 import numpy as np
 
-from minih import figures
+from minih.app import figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

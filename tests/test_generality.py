@@ -3,9 +3,9 @@ induction model copies literally but neither translates nor matches fuzzily."""
 import numpy as np
 import pytest
 
-from minih.data.generality import GeneralityTasks
-from minih.generality import generality_scores, in_context_gain, target_attention
-from minih.handbuilt import induction_model
+from minih.data.generality_tasks import GeneralityTasks
+from minih.interp.generality import generality_scores, in_context_gain, target_attention
+from minih.interp.handbuilt import induction_model
 
 
 def test_target_attention_on_hand_made_patterns():
@@ -57,8 +57,8 @@ def test_handbuilt_literal_head_copies_but_does_not_generalise():
 
 
 def test_bad_inputs_get_clear_errors():
-    from minih import metrics as M
-    from minih.paths import term_importance
+    from minih.interp import metrics as M
+    from minih.interp.paths import term_importance
     cfg, params = induction_model(d_vocab=16, n_ctx=16, n_heads=1)
     with pytest.raises(ValueError, match=r"losses must be \[B, T-1\]"):
         in_context_gain(np.zeros((2, 3)), np.ones((2, 9), int))

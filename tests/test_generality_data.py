@@ -4,7 +4,7 @@ the context makes possible. Oracle: the rules re-checked position by position.""
 import numpy as np
 import pytest
 
-from minih.data.generality import GeneralityTasks
+from minih.data.generality_tasks import GeneralityTasks
 
 SRC = GeneralityTasks(d_vocab=32, min_len=3, max_len=9, n_classes=4, seed=5)
 

@@ -1,4 +1,4 @@
-"""The hand-built induction model (minih/handbuilt.py) does what its docstring says.
+"""The hand-built induction model (minih/interp/handbuilt.py) does what its docstring says.
 
 Oracle: the construction itself. Attention scores are designed to be exactly
 `strength` on the intended keys and 0 (or -strength) elsewhere, so the attention
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import minih
-from minih.handbuilt import induction_model, repeated_random_tokens, slots
+from minih.interp.handbuilt import induction_model, repeated_random_tokens, slots
 
 
 @pytest.fixture(scope="module", params=[1, 3], ids=["1head", "3heads"])

@@ -897,7 +897,7 @@ def test_threads_do_not_change_results(B, backend, monkeypatch):
 def test_bench_step_flops_counts_useful_work():
     # oracle: the multiply-adds enumerated from the shapes, with the causal pairs
     # (i, j <= i) counted from an explicit lower-triangular mask
-    from minih.bench import step_flops
+    from minih.app.bench import step_flops
     cfg = minih.ModelConfig(n_layers=3, n_heads=2, d_model=5, d_head=3, n_ctx=7, d_vocab=11)
     B, T, D, H, E, V = 4, 7, 5, 2, 3, 11
     pairs = int(np.tril(np.ones((T, T))).sum())                  # 28 causal (i, j) pairs
@@ -908,7 +908,7 @@ def test_bench_step_flops_counts_useful_work():
 
 def test_bench_merge_rounds_pools_the_step_times():
     # oracle: the median and mean written out for two rounds of a 100-token step
-    from minih.bench import merge_rounds
+    from minih.app.bench import merge_rounds
     r1 = {"impl": "x", "first_step_s": 9.0, "median_step_s": 2.0, "step_times_s": [1.0, 2.0, 3.0],
           "tokens_per_s": 50.0, "cpu_s_per_step": 4.0, "tokens_per_cpu_s": 25.0}
     r2 = {**r1, "first_step_s": 8.0, "median_step_s": 10.0, "step_times_s": [9.0, 10.0, 11.0],
@@ -924,7 +924,7 @@ def test_bench_merge_rounds_pools_the_step_times():
 def test_bench_table_names_the_cpus_vectors():
     # oracle: the machine dict given; the table's first line must say whether the CPU has
     # AVX-512 (the attention's 16-lane vectors in one register, or two: docs/04_numba.md)
-    from minih.bench import format_table
+    from minih.app.bench import format_table
     for avx512, words in ((False, "(no AVX-512)"), (True, "(AVX-512)")):
         result = {"machine": {"processor": "CPU X", "avx512": avx512,
                               "cpu_count": 2, "numba_threads": 2, "load_average_before": [0.5],
@@ -945,10 +945,10 @@ def _bench_result(eager, compiled, matmul, numpy_eager, cold, warm, growth):
 
 def test_bench_target_checks():
     # oracle: issue 3's targets as the issue states them, typed here (not read from
-    # minih.bench): >= 1.75x eager, >= 1.25x compiled, >= 40% of matmul, numpy >= 0.5x eager,
+    # minih.app.bench): >= 1.75x eager, >= 1.25x compiled, >= 40% of matmul, numpy >= 0.5x eager,
     # cold start < 20 s, warm start < 3 s; and no growth beyond MEMORY_GROWTH_LIMIT bytes
     import copy
-    from minih.bench import MEMORY_GROWTH_LIMIT, target_checks
+    from minih.app.bench import MEMORY_GROWTH_LIMIT, target_checks
     just_met = _bench_result(1.75, 1.25, 0.40, 0.5, 19.9, 2.9, MEMORY_GROWTH_LIMIT - 1)
     just_missed = _bench_result(1.74, 1.24, 0.39, 0.49, 20.0, 3.0, MEMORY_GROWTH_LIMIT)
     before = copy.deepcopy(just_met)
@@ -966,7 +966,7 @@ def test_bench_target_checks():
 
 
 def test_bench_table_says_which_targets_are_met():
-    from minih.bench import format_table
+    from minih.app.bench import format_table
     result = _bench_result(1.5, 1.46, 0.44, 0.69, 7.5, 0.5, 32)
     result.update({"machine": {"processor": "CPU X", "avx512": True, "cpu_count": 2,
                                "numba_threads": 2, "load_average_before": [0.5]},
@@ -1007,8 +1007,8 @@ def test_bench_bad_values_are_one_line_errors(capsys):
 def test_cli_policy_records_what_it_set_and_bench_gives_torch_the_users_environment(monkeypatch):
     # oracle: the policy's four variables (minih/__main__.py's docstring) and the rule that
     # a variable the user set is never changed, nor removed for torch
-    from minih import bench
-    from minih.__main__ import ADDED, POLICY, apply_policy, policy_added
+    from minih.app import bench
+    from minih.app.policy import ADDED, POLICY, apply_policy, policy_added
     env = {}                                                     # a fresh shell: all four set,
     assert apply_policy(env) is True                             # and a restart to read them
     assert {k: env[k] for k in POLICY} == POLICY and sorted(policy_added(env)) == sorted(POLICY)
@@ -1041,7 +1041,7 @@ def test_cli_policy_records_what_it_set_and_bench_gives_torch_the_users_environm
 def test_bench_op_profile_times_every_op_and_restores_the_backend():
     # oracle: the backend module's own public functions; after profiling they must be
     # the very same objects again (the profiler wraps them only while it measures)
-    from minih.bench import op_profile
+    from minih.app.bench import op_profile
     cfg = minih.ModelConfig.preset("tiny")
     before = {n: getattr(kernels, n) for n in dir(kernels) if not n.startswith("_")}
     prof = op_profile(cfg, 2, "numba", steps=1, warmup=1)

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 import minih
-from minih import metrics as M
-from minih.handbuilt import induction_model, repeated_random_tokens
-from minih.run import RunWriter
+from minih.interp import metrics as M
+from minih.interp.handbuilt import induction_model, repeated_random_tokens
+from minih.training.run import RunWriter
 
 SCALES = [0.0, 0.05, 0.1, 0.2, 0.4, 0.7, 1.0]
 

@@ -1,4 +1,4 @@
-"""Circuits and the positional split (minih/metrics/circuits.py, positional.py).
+"""Circuits and the positional split (minih/interp/metrics/circuits.py, positional.py).
 
 Oracles: eigenvalues of matrices with known spectra (identity, minus identity,
 rotation); the reference composition_score on explicit [D, D] matrices for the
@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import minih
-from minih import metrics as M
-from minih.metrics import circuits as C
+from minih.interp import metrics as M
+from minih.interp.metrics import circuits as C
 
 
 def random_model(layernorm=True, positional="shortformer", smeared_keys=False, seed=0):

@@ -1,4 +1,4 @@
-"""Every head metric on the hand-built induction model (minih/handbuilt.py).
+"""Every head metric on the hand-built induction model (minih/interp/handbuilt.py).
 
 Oracle: the construction. Head 0.0 attends to the previous token and writes it into
 the PREV slot; head 1.0 matches its query token against PREV (K-composition) and
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import minih
-from minih import metrics as M
-from minih.handbuilt import induction_model, repeated_random_tokens
+from minih.interp import metrics as M
+from minih.interp.handbuilt import induction_model, repeated_random_tokens
 
 V, N = 16, 48
 

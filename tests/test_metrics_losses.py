@@ -1,5 +1,5 @@
 """Loss metrics, the phase-change window, the loss bump and the PCA of per-token losses
-(minih/metrics/losses.py, phase.py, pca.py), on synthetic curves with known answers.
+(minih/interp/metrics/losses.py, phase.py, pca.py), on synthetic curves with known answers.
 
 Oracles: hand-set loss arrays (the ICL score is a difference of two known entries);
 np.gradient is exact on a function linear in log position; a logistic step whose
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import minih
-from minih import metrics as M
+from minih.interp import metrics as M
 
 
 def test_icl_indices_and_score():

@@ -1,4 +1,4 @@
-"""Pattern-level head scores (minih/metrics/patterns.py) on hand-made attention patterns.
+"""Pattern-level head scores (minih/interp/metrics/patterns.py) on hand-made attention patterns.
 
 Oracles: (1) closed forms for perfect previous-token, perfect induction and uniform
 patterns, worked out in the comments; (2) slow loops written straight from the
@@ -7,7 +7,7 @@ SPEC.md / TransformerLens definitions (naive_* below), on random patterns.
 import numpy as np
 import pytest
 
-from minih.metrics import patterns as P
+from minih.interp.metrics import patterns as P
 
 R, REPS = 6, 4                                   # segment length, repeats
 

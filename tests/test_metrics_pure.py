@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import minih
-from minih import metrics as M
+from minih.interp import metrics as M
 
 
 def _model():

@@ -1,4 +1,4 @@
-"""Path expansion and term importance (minih/paths.py).
+"""Path expansion and term importance (minih/interp/paths.py).
 
 Oracles: run_with_cache (the paths must sum to its logits), pattern-preserving
 ablation (FW footnote: removing a head with patterns frozen = removing every path
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import minih
-from minih.ablation import Ablation, run_with_ablation
-from minih.handbuilt import induction_model, repeated_random_tokens
+from minih.interp.ablation import Ablation, run_with_ablation
+from minih.interp.handbuilt import induction_model, repeated_random_tokens
 from helpers import tiny_model
-from minih.paths import iter_paths, path_expansion, path_name, term_importance
+from minih.interp.paths import iter_paths, path_expansion, path_name, term_importance
 
 CONFIGS = [dict(n_layers=n, layernorm=ln, positional=pos)
            for n, ln, pos in itertools.product([1, 2, 3], [True, False], ["shortformer", "standard"])]
@@ -86,7 +86,7 @@ def test_term_importance_is_consistent_and_pure():
 
 
 def test_handbuilt_single_induction_head_carries_the_loss():
-    # oracle: minih/handbuilt.py by construction. Head 1.0 copies the token slot that
+    # oracle: minih/interp/handbuilt.py by construction. Head 1.0 copies the token slot that
     # only W_E writes, and head 0.0 writes only the PREV slot, which no value reads:
     # so the virtual head 1.0∘0.0 is exactly zero (K-composition lives in the frozen
     # patterns, not in any path), and the single head 1.0 carries the prediction.

@@ -9,7 +9,7 @@ import pytest
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from minih.report import Section, render_token_values_html, token_text, write_report  # noqa: E402
+from minih.app.report import Section, render_token_values_html, token_text, write_report  # noqa: E402
 
 
 def test_render_escapes_html_and_handles_every_byte():

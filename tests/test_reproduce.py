@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from minih import load_run, metrics
-from minih.reproduce import reproduce
+from minih.app.reproduce import reproduce
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +80,8 @@ def test_cli_bad_option(capsys):
 
 def test_an_interrupted_run_is_resumed_not_restarted(tiny, tmp_path, capsys):
     # train the first member part way (as Ctrl-C would leave it), then reproduce
-    from minih.reproduce.family import family
-    from minih.train import train
+    from minih.app.reproduce.family import family
+    from minih.training.loop import train
     first = family("tiny")[0]
     stopped = train(first.train, tmp_path / "runs" / first.slug, progress=False, stop_after=5)
     assert stopped.status == "stopped"

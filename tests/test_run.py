@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import minih
-from minih.run import RunWriter
+from minih.training.run import RunWriter
 
 CFG = minih.ModelConfig.preset("tiny")
 

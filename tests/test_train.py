@@ -13,7 +13,8 @@ import pytest
 import minih
 from minih.cli import main as cli_main
 from minih.data import RepeatedTokens
-from minih.train import TrainConfig, learning_rate, snapshot_steps, train
+from minih.training.config import TrainConfig
+from minih.training.loop import learning_rate, snapshot_steps, train
 
 TINY = TrainConfig(model=minih.ModelConfig(n_layers=2, n_heads=2, d_model=16, d_head=8, n_ctx=24, d_vocab=16),
                    data=RepeatedTokens(d_vocab=16, min_len=4, max_len=10), steps=30, batch=8, n_eval=4,

@@ -1,4 +1,4 @@
-"""Solution to exercise 4: the prefix-matching score (see minih/metrics/patterns.py)."""
+"""Solution to exercise 4: the prefix-matching score (see minih/interp/metrics/patterns.py)."""
 import numpy as np
 
 

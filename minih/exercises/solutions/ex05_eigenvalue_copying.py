@@ -1,4 +1,4 @@
-"""Solution to exercise 5: the eigenvalue copying score (see minih/metrics/circuits.py)."""
+"""Solution to exercise 5: the eigenvalue copying score (see minih/interp/metrics/circuits.py)."""
 import numpy as np
 
 

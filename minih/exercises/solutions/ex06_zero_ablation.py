@@ -2,7 +2,7 @@
 
 A head's write is z_h @ W_O[h]; zeroing W_O[h] removes exactly that write and
 nothing else, so the simplest correct answer runs the model with W_O[h] = 0 on a copy
-of the parameters. (minih/ablation.py does it inside the forward pass instead, which
+of the parameters. (minih/interp/ablation.py does it inside the forward pass instead, which
 also gives mean and pattern-preserving ablation.)
 """
 import numpy as np

@@ -1,0 +1,33 @@
+"""`python -m minih analyze RUN`: every head metric and circuit for every snapshot of a run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..interp.analysis import analyze
+
+def add_arguments(p) -> None:
+    p.add_argument("run", help="run directory (written by `minih train`)")
+    p.add_argument("--out", default=None, help="output folder (default: RUN/analysis)")
+    p.add_argument("--backend", default="numpy", choices=["numpy", "numba"])
+    p.add_argument("--n-text", type=int, default=4, help="evaluation examples for the text scores (default 4)")
+    p.add_argument("--text-len", type=int, default=256, help="tokens of each (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random test sequences")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    result = analyze(args.run, out_dir=args.out, backend=args.backend, n_text=args.n_text,
+                     text_len=args.text_len, seed=args.seed, progress=not args.quiet)
+    out = Path(args.out) if args.out else Path(args.run) / "analysis"
+    n_snap = len(result.snapshots["step"])
+    print(f"analysed {n_snap} snapshots in {result.settings['seconds']:.1f} s -> "
+          f"{out}/heads.csv, composition.csv, snapshots.csv, analysis.json")
+    last = [r for r in result.rows("heads") if r["snapshot"] == n_snap - 1]
+    best = max(last, key=lambda r: -1 if r["prefix_matching"] is None else r["prefix_matching"])
+    print(f"last snapshot: strongest prefix matching {best['prefix_matching']:.3f} in head {best['name']}"
+          f" (copying eigen {best['copying_eigen'] if best['copying_eigen'] is not None else float('nan'):.3f})")
+    w = result.phase_change
+    if w:
+        print(f"phase-change window (ICL score 10%->90%): {w['start_tokens']:.3g} -> "
+              f"{w['end_tokens']:.3g} tokens")
+    return 0

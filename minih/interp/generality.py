@@ -1,0 +1,77 @@
+"""Argument 4: do the same heads copy literally, "translate" and match fuzzily?
+
+For the tasks of minih.data.generality_tasks, target[b, i, j] marks the keys an induction
+head generalised to the task attends to from query i (the token after an earlier
+token that matches t[i] under the task's relation), and role[b, i] says whether the
+prediction at i is possible from context (1) or a comparable one that is not (2).
+Two measurements per task:
+
+- `target_attention(pattern, target)`: for each head, the attention summed over the
+  target keys, averaged over the queries that have any: 1 = the head does the task's
+  induction exactly. For literal copying this is the paper's prefix-matching score.
+- `in_context_gain(losses, role)`: mean loss of the predictions the context cannot
+  help (role 2) minus that of the ones it can (role 1), in nats.
+
+Shape legend: B batch, H heads, L layers, T positions
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import ModelConfig
+from ..data.generality_tasks import KINDS, PREDICTABLE, UNPREDICTABLE, GeneralityTasks
+from .metrics.heads import stacked_patterns
+from .metrics.patterns import summed_attention
+from ..model import per_token_losses
+
+
+def target_attention(pattern, target) -> np.ndarray:
+    """Attention on the target keys: pattern [B,H,T,T], target bool [B,T,T] -> [H].
+
+        score[h] = mean over (b, i) with any target of  sum_j pattern[b, h, i, j] * target[b, i, j]
+
+    (metrics.patterns.summed_attention, the sum behind prefix matching).
+    """
+    pattern, target = np.asarray(pattern), np.asarray(target, dtype=bool)
+    B, H, T, _ = pattern.shape
+    if target.shape != (B, T, T):
+        raise ValueError(f"target must be [B, T, T] = {[B, T, T]}, got {list(target.shape)}")
+    if np.any(np.triu(target, k=1)):
+        raise ValueError("a target key lies after its query: not a causal target")
+    if not target.any():
+        raise ValueError("no query has a target key (target is all False)")
+    return summed_attention(pattern, target)
+
+
+def in_context_gain(losses, role) -> float:
+    """Mean loss where context cannot help minus where it can (nats).
+
+    losses [B, T-1] (losses[:, i] predicts token i+1 from position i), role [B, T]
+    (role[:, i] describes that prediction; the last position predicts nothing).
+    """
+    losses, role = np.asarray(losses), np.asarray(role)[:, :-1]
+    if losses.shape != role.shape:
+        raise ValueError(f"losses must be [B, T-1] = {list(role.shape)} for role [B, T], "
+                         f"got {list(losses.shape)}")
+    if not (np.any(role == PREDICTABLE) and np.any(role == UNPREDICTABLE)):
+        raise ValueError("in_context_gain needs predictions of both roles (1 and 2)")
+    return float(losses[role == UNPREDICTABLE].mean() - losses[role == PREDICTABLE].mean())
+
+
+def generality_scores(params, cfg: ModelConfig, source: GeneralityTasks, n_seqs: int = 16,
+                      seq_len: int | None = None, seed: int = 0, backend: str = "numpy") -> dict:
+    """For each task kind: per-head target attention [L, H] and the in-context gain.
+
+    Returns {kind: {"attention": [L, H], "gain": float, "tokens": [B,T], "target": [B,T,T]}},
+    on fresh sequences from `source` (seeded), one kind at a time.
+    """
+    T = seq_len or cfg.n_ctx
+    out = {}
+    for k, kind in enumerate(KINDS):
+        tokens, target, role = source.sample_with_targets(np.random.default_rng(seed + k), n_seqs, T,
+                                                          kind=kind)
+        patterns, _ = stacked_patterns(params, cfg, tokens, backend=backend)   # [L, B, H, T, T]
+        attention = np.stack([target_attention(p, target) for p in patterns])  # [L, H]
+        gain = in_context_gain(per_token_losses(params, tokens, cfg, backend=backend), role)
+        out[kind] = {"attention": attention, "gain": gain, "tokens": tokens, "target": target}
+    return out

@@ -1,0 +1,300 @@
+"""A run directory: the record of one training run, written as it trains, read back whole.
+
+The paper's evidence is about *when* things happen, so a run keeps snapshots of the
+weights and of the per-token losses on one fixed evaluation set, at many steps.
+
+    run = minih.load_run("runs/induction-2l")
+    run.cfg, run.manifest              # ModelConfig, dict (run.json)
+    run.steps, run.tokens_seen         # [S] int64: optimizer step / tokens seen per snapshot
+    run.eval_tokens                    # [n_eval, T] int64: the same examples at every snapshot
+    run.losses                         # [S, n_eval, T-1] float32: per-token losses per snapshot
+    run.params(i)                      # dict of arrays: the weights of snapshot i
+    run.seconds                        # [S] training wall time at each snapshot (NaN if unknown)
+    run.train_loss                     # [steps] training loss of every update, or None
+
+Layout on disk (every file written to a temporary name, then renamed into place,
+so a killed process leaves either the old file or the new one, never half of one):
+
+    run.json                      manifest: {"format", "model": ModelConfig fields, ...
+                                  whatever the writer adds: train config, data, seed,
+                                  schedule, version, timings}
+    eval_tokens.npy               [n_eval, T] int64
+    snapshots.json                [{"step", "tokens_seen", "params", "losses", "seconds"}, ...]
+                                  in step order ("seconds" optional)
+    snapshots/step_{step:09d}.npz         the params of one snapshot (keys as in params.py)
+    snapshots/step_{step:09d}.losses.npy  [n_eval, T-1] float32
+    checkpoint.npz                (minih.train only: optimizer and RNG state for --resume)
+    train_loss.npy                (minih.train only: [steps] float32 training loss per update)
+
+Shape legend: S = snapshots, N = n_eval (evaluation sequences), T = positions
+"""
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ModelConfig
+from ..params import check_params
+
+FORMAT = "minih-run/1"
+MANIFEST = "run.json"
+EVAL_TOKENS = "eval_tokens.npy"
+INDEX = "snapshots.json"
+SNAPSHOT_DIR = "snapshots"
+
+
+# --- atomic writes ----------------------------------------------------------------------
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(file) on a temporary file next to `path`, then rename it to `path`.
+
+    os.replace is atomic on POSIX and Windows within one filesystem, so readers see
+    the old content or the new, never a partial file.
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_json(path: Path, obj) -> None:
+    atomic_write(path, lambda f: f.write((json.dumps(obj, indent=1, sort_keys=False) + "\n").encode()))
+
+
+def save_npz(path: Path, arrays: dict) -> None:
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    atomic_write(path, lambda f: np.save(f, array))
+
+
+def _read_json(path: Path, what: str):
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode())
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing: not a minih run directory (no {what})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is corrupt ({what} is not valid JSON: {e})") from None
+
+
+def load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
+    """Every array of an .npz file, read fully now; ValueError naming the file if it is bad."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise ValueError(f"{what} {path} is missing") from None
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, KeyError) as e:
+        raise ValueError(f"{what} {path} is truncated or corrupt ({type(e).__name__}: {e})") from None
+
+
+def _load_npy(path: Path, what: str) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise ValueError(f"{what} {path} is missing") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise ValueError(f"{what} {path} is truncated or corrupt ({type(e).__name__}: {e})") from None
+
+
+def _snapshot_names(step: int) -> tuple[str, str]:
+    stem = f"{SNAPSHOT_DIR}/step_{step:09d}"
+    return stem + ".npz", stem + ".losses.npy"
+
+
+def _to_jsonable(obj):
+    """Manifest values as plain JSON (numpy scalars and arrays, tuples, Paths)."""
+    if isinstance(obj, dict):
+        return {str(k): _to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+# --- writing ----------------------------------------------------------------------------
+
+class RunWriter:
+    """Create a run directory and add snapshots to it.
+
+        writer = RunWriter(path, cfg, manifest, eval_tokens)
+        writer.add_snapshot(step, tokens_seen, params, losses)   # losses [n_eval, T-1]
+        writer.update_manifest(timings={...})
+
+    `manifest` is any JSON-able dict (train config, data description, seed, ...); the
+    writer adds "format" and "model" (cfg's fields). The directory must not already
+    hold a run unless `exist_ok=True` (which starts it over) - use RunWriter.reopen to
+    continue one.
+    """
+
+    def __init__(self, path, cfg: ModelConfig, manifest: dict | None, eval_tokens,
+                 exist_ok: bool = False):
+        if not isinstance(cfg, ModelConfig):
+            raise ValueError(f"cfg must be a minih.ModelConfig, got {type(cfg).__name__}")
+        self.path = Path(path)
+        self.cfg = cfg
+        eval_tokens = np.asarray(eval_tokens)
+        if eval_tokens.ndim != 2 or eval_tokens.shape[1] < 2 or not np.issubdtype(eval_tokens.dtype, np.integer):
+            raise ValueError(f"eval_tokens must be integers of shape [n_eval, T] with T >= 2, "
+                             f"got {eval_tokens.dtype} {eval_tokens.shape}")
+        if eval_tokens.shape[1] > cfg.n_ctx or eval_tokens.min() < 0 or eval_tokens.max() >= cfg.d_vocab:
+            raise ValueError(f"eval_tokens must have T <= n_ctx={cfg.n_ctx} and values in "
+                             f"[0, d_vocab) = [0, {cfg.d_vocab}); got T={eval_tokens.shape[1]}, values "
+                             f"{eval_tokens.min()}..{eval_tokens.max()}")
+        if (self.path / MANIFEST).exists() and not exist_ok:
+            raise ValueError(f"{self.path} already holds a run; choose another directory, "
+                             f"resume it, or pass exist_ok=True to start it over")
+        self.eval_tokens = eval_tokens.astype(np.int64)
+        (self.path / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
+        self.manifest = {"format": FORMAT, "model": cfg.to_dict(), **_to_jsonable(dict(manifest or {}))}
+        self.index: list[dict] = []
+        save_npy(self.path / EVAL_TOKENS, self.eval_tokens)
+        save_json(self.path / INDEX, self.index)
+        save_json(self.path / MANIFEST, self.manifest)   # last: run.json marks a complete start
+
+    @classmethod
+    def reopen(cls, path) -> "RunWriter":
+        """A writer that continues the run already in `path` (used by --resume)."""
+        run = load_run(path)
+        self = cls.__new__(cls)
+        self.path, self.cfg, self.manifest = run.path, run.cfg, run.manifest
+        self.eval_tokens = run.eval_tokens
+        self.index = list(run.index)
+        return self
+
+    @property
+    def steps(self) -> list[int]:
+        return [entry["step"] for entry in self.index]
+
+    def add_snapshot(self, step: int, tokens_seen: int, params: dict, losses,
+                     seconds: float | None = None) -> None:
+        """Store the params and the per-token eval losses [n_eval, T-1] reached at `step`
+        (and, optionally, the training wall time in seconds spent to get there)."""
+        step, tokens_seen = int(step), int(tokens_seen)
+        if step < 0 or tokens_seen < 0:
+            raise ValueError(f"step and tokens_seen must be >= 0, got {step}, {tokens_seen}")
+        if self.index and step <= self.index[-1]["step"]:
+            raise ValueError(f"snapshots must come in increasing step order: step {step} after "
+                             f"step {self.index[-1]['step']}")
+        check_params(params, self.cfg)
+        losses = np.asarray(losses, dtype=np.float32)
+        expected = (self.eval_tokens.shape[0], self.eval_tokens.shape[1] - 1)
+        if losses.shape != expected:
+            raise ValueError(f"losses must have shape [n_eval, T-1] = {list(expected)}, got {list(losses.shape)}")
+        params_name, losses_name = _snapshot_names(step)
+        save_npz(self.path / params_name, params)
+        save_npy(self.path / losses_name, losses)
+        entry = {"step": step, "tokens_seen": tokens_seen, "params": params_name, "losses": losses_name}
+        if seconds is not None:
+            entry["seconds"] = round(float(seconds), 3)
+        self.index.append(entry)
+        save_json(self.path / INDEX, self.index)          # the snapshot exists once it is indexed
+
+    def truncate_after(self, step: int) -> None:
+        """Forget snapshots with a step above `step` (a resumed run re-creates them)."""
+        keep = [e for e in self.index if e["step"] <= step]
+        if len(keep) != len(self.index):
+            self.index = keep
+            save_json(self.path / INDEX, self.index)
+
+    def update_manifest(self, **fields) -> None:
+        """Set top-level manifest fields (e.g. timings) and rewrite run.json atomically."""
+        self.manifest.update(_to_jsonable(fields))
+        save_json(self.path / MANIFEST, self.manifest)
+
+
+# --- reading ----------------------------------------------------------------------------
+
+class Run:
+    """A finished (or running) run directory, read back. See the module docstring."""
+
+    def __init__(self, path, cfg: ModelConfig, manifest: dict, index: list[dict],
+                 eval_tokens: np.ndarray, losses: np.ndarray):
+        self.path = Path(path)
+        self.cfg = cfg
+        self.manifest = manifest
+        self.index = index
+        self.eval_tokens = eval_tokens                                      # [N,T] int64
+        self.steps = np.array([e["step"] for e in index], dtype=np.int64)   # [S]
+        self.tokens_seen = np.array([e["tokens_seen"] for e in index], dtype=np.int64)  # [S]
+        self.losses = losses                                                # [S,N,T-1] float32
+        # training wall time at each snapshot (NaN where the writer did not record it)
+        self.seconds = np.array([e.get("seconds", np.nan) for e in index], dtype=np.float64)  # [S]
+
+    @property
+    def train_loss(self) -> np.ndarray | None:
+        """Training loss of every update [steps] (minih.train writes it), or None."""
+        path = self.path / "train_loss.npy"
+        return _load_npy(path, "training losses") if path.exists() else None
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __repr__(self) -> str:
+        last = f", last step {int(self.steps[-1])}" if len(self) else ""
+        return f"<minih Run {str(self.path)!r}: {len(self)} snapshots{last}>"
+
+    def params(self, i: int) -> dict[str, np.ndarray]:
+        """The params of snapshot i (negative i counts from the end), checked against cfg."""
+        if not -len(self) <= i < len(self):
+            raise ValueError(f"snapshot index {i} out of range for a run with {len(self)} snapshots")
+        entry = self.index[i]
+        params = load_npz(self.path / entry["params"], f"snapshot at step {entry['step']}")
+        try:
+            check_params(params, self.cfg)
+        except ValueError as e:
+            raise ValueError(f"snapshot {self.path / entry['params']} does not match run.json: {e}") from None
+        return params
+
+    def index_of_step(self, step: int) -> int:
+        """The snapshot index whose step is exactly `step`."""
+        hits = np.flatnonzero(self.steps == step)
+        if not len(hits):
+            raise ValueError(f"no snapshot at step {step}; steps are {self.steps.tolist()}")
+        return int(hits[0])
+
+
+def load_run(path) -> Run:
+    """Read a run directory: config, manifest, eval set, every snapshot's losses.
+
+    Params stay on disk until run.params(i). Raises ValueError naming the file when the
+    path is not a run directory or a file is missing, truncated or inconsistent.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a directory (expected a minih run directory)")
+    manifest = _read_json(path / MANIFEST, "run.json manifest")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "model" not in manifest:
+        raise ValueError(f"{path / MANIFEST} is not a minih run manifest "
+                         f"(expected format {FORMAT!r} and a 'model' entry)")
+    cfg = ModelConfig.from_dict(manifest["model"])
+    eval_tokens = _load_npy(path / EVAL_TOKENS, "evaluation set")
+    if eval_tokens.ndim != 2 or not np.issubdtype(eval_tokens.dtype, np.integer):
+        raise ValueError(f"{path / EVAL_TOKENS} must hold integer tokens [n_eval, T], "
+                         f"got {eval_tokens.dtype} {eval_tokens.shape}")
+    index = _read_json(path / INDEX, "snapshot index")
+    keys = {"step", "tokens_seen", "params", "losses"}
+    if not isinstance(index, list) or not all(isinstance(e, dict) and keys <= set(e) for e in index):
+        raise ValueError(f"{path / INDEX} is corrupt: expected a list of {sorted(keys)} entries")
+    expected = (eval_tokens.shape[0], eval_tokens.shape[1] - 1)
+    losses = np.zeros((len(index),) + expected, dtype=np.float32)           # [S,N,T-1]
+    for s, entry in enumerate(index):
+        losses_s = _load_npy(path / entry["losses"], f"losses of the snapshot at step {entry['step']}")
+        if losses_s.shape != expected:
+            raise ValueError(f"{path / entry['losses']} has shape {losses_s.shape}, expected {expected}")
+        losses[s] = losses_s
+    return Run(path, cfg, manifest, index, eval_tokens.astype(np.int64, copy=False), losses)
