@@ -76,26 +76,51 @@ def test_phase_change_window_bad_input():
         M.phase_change_window([1, 10, 100], [1.0, 1.0, 1.0])
 
 
-def test_loss_bump_where_the_curvature_changes_sign():
-    from scipy.optimize import brentq
-    lx = np.linspace(3, 8, 301)
+def test_loss_bump_is_the_most_concave_point_inside_the_window():
+    lx = np.linspace(3, 8, 301)                                   # 1/60-decade snapshots
     c, w, depth = 6.0, 0.15, 0.8
-    # convex background (falls ever more slowly) plus a logistic drop centred at c:
-    # before the drop the curve turns concave. Oracle: the analytic second derivative,
-    # e^-(x-3) - depth/w^2 * s(1-s)(1-2s) with s = sigmoid((x-c)/w), and its root.
-    loss = 2.0 + np.exp(-(lx - 3)) + logistic_icl(lx, c=c, w=w, depth=depth)
+    # convex background (falls ever more slowly) plus a logistic drop centred at c,
+    # and an early wiggle at 10^3.5 where the curve is also briefly concave (noise)
+    background = 2.0 + np.exp(-(lx - 3))
+    wiggle = 0.02 * np.sin((lx - 3.3) * 2 * np.pi / 0.4) * (np.abs(lx - 3.5) < 0.2)
+    loss = background + logistic_icl(lx, c=c, w=w, depth=depth) + wiggle
 
-    def d2(x):
+    def d2(x):   # the analytic second derivative against log10 tokens, without the wiggle
         sig = 1 / (1 + np.exp(-(x - c) / w))
         return np.exp(-(x - 3)) - depth / w ** 2 * sig * (1 - sig) * (1 - 2 * sig)
 
-    root = brentq(d2, 4.0, c - w)                                 # d2 > 0 at 4, < 0 at c - w
-    bump = np.log10(M.loss_bump(10 ** lx, loss, width=0.0))
-    # np.gradient twice on a 1/60-decade grid: a few grid steps of error at most
-    assert bump == pytest.approx(root, abs=0.05)
-    assert bump < c
-    # a purely convex curve has no bump
-    assert np.isnan(M.loss_bump(10 ** lx, 2.0 + np.exp(-(lx - 3)), width=0.0))
+    window = (10 ** (c - 1), 10 ** (c + 1))
+    fine = np.linspace(c - 1, c + 1, 200_001)
+    oracle = fine[np.argmin(d2(fine))]                            # the most concave point
+    bump = np.log10(M.loss_bump(10 ** lx, loss, window, width=0.0))
+    # np.gradient twice on a 1/60-decade grid, and the snapshot grid itself: a few steps
+    assert bump == pytest.approx(oracle, abs=0.05)
+    assert bump < c                                               # before the drop's centre
+    # a PhaseWindow works the same as a (start, end) pair
+    win = M.phase_change_window(10 ** lx, logistic_icl(lx, c=c, w=w, depth=depth), width=0.0)
+    inside = M.loss_bump(10 ** lx, loss, win, width=0.0)
+    assert win.start_tokens <= inside <= win.end_tokens
+    # the control: the convex background alone has no bump in the same window
+    assert np.isnan(M.loss_bump(10 ** lx, background, window, width=0.0))
+    # and the early wiggle is concave too, but outside the window it is never chosen
+    assert M.loss_bump(10 ** lx, background + wiggle, (10 ** 3.3, 10 ** 3.7), width=0.0) > 0
+    assert np.isnan(M.loss_bump(10 ** lx, loss, None))
+
+
+def test_curve_departure_where_the_gap_to_the_control_opens():
+    lx = np.linspace(3, 8, 301)
+    c, w, depth = 6.0, 0.15, 0.8
+    control = 2.0 + np.exp(-(lx - 3))                             # the 1-layer model
+    model = control + logistic_icl(lx, c=c, w=w, depth=depth)      # leaves it near c
+    at = np.log10(M.curve_departure(10 ** lx, model, control, width=0.0))
+    # gap = depth * sigmoid((x - c) / w): 10% of its largest value at c + w ln(1/9),
+    # interpolated between 1/60-decade snapshots
+    assert at == pytest.approx(c + w * np.log(1 / 9), abs=2e-3)
+    # a model that never leaves the control has no departure
+    assert np.isnan(M.curve_departure(10 ** lx, control, control, width=0.0))
+    assert np.isnan(M.curve_departure(10 ** lx, control + 0.1, control))   # always worse
+    with pytest.raises(ValueError, match="level"):
+        M.curve_departure(10 ** lx, model, control, level=1.5)
 
 
 def turning_losses(S=21, turn=10, N=30, seed=0):
@@ -150,7 +175,7 @@ def test_inputs_unchanged():
         arr.setflags(write=False)
     M.loss_by_position(losses); M.icl_score(losses[..., :4].repeat(4, axis=-1))
     M.loss_log_position_derivative(M.loss_by_position(losses))
-    M.phase_change_window(tokens, icl); M.loss_bump(tokens, -icl); M.smooth_log(tokens, icl, 0.0)
+    M.phase_change_window(tokens, icl); M.loss_bump(tokens, -icl, (tokens[1], tokens[-2])); M.smooth_log(tokens, icl, 0.0)
     M.loss_pca([losses, losses]); M.turning_point(M.loss_pca(losses).trajectories[0])
     for before, after in zip(keep, (losses, tokens, icl)):
         np.testing.assert_array_equal(before, after)

@@ -229,7 +229,7 @@ def _phase_summaries(tokens_seen, icl, loss):
     """Phase-change window on the ICL score and the loss bump, or None where undefined."""
     keep = tokens_seen > 0                                              # log scale
     x = tokens_seen[keep].astype(np.float64)
-    window = bump = None
+    window = bump = w = None
     if keep.sum() >= 3 and np.all(np.isfinite(icl[keep])):
         try:
             w = M.phase_change_window(x, icl[keep])
@@ -239,7 +239,7 @@ def _phase_summaries(tokens_seen, icl, loss):
                       "total_change": w.total_change}
         except ValueError:
             window = None                                               # the score never changes
-        b = M.loss_bump(x, loss[keep])
+        b = M.loss_bump(x, loss[keep], w)
         bump = None if math.isnan(b) else b
     return window, bump
 

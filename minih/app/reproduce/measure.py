@@ -42,7 +42,8 @@ class RunMeasures:
     prefix: np.ndarray          # [S, L, H] prefix-matching score of every head
     prev_token: np.ndarray      # [L, H] previous-token score at the last snapshot
     window: object              # metrics.PhaseWindow on snapshots 1.. (None: no change)
-    bump: float                 # tokens where the loss curve stops being convex (NaN: none)
+    bump: float                 # tokens at the loss curve's most concave point inside the
+                                # window (metrics.loss_bump; NaN: none)
     formed_at: float            # tokens at the first snapshot whose best head reaches
                                 # INDUCTION_THRESHOLD prefix matching (NaN: never)
     steepest_at: float          # tokens where the smoothed ICL score falls fastest
@@ -80,7 +81,7 @@ def measure_run(name: str, run: Run, backend: str = "numpy", smoothing: float = 
         window = metrics.phase_change_window(tokens[later], icl[later], width=smoothing)
     except ValueError:                       # the ICL score never changed
         window = None
-    bump = metrics.loss_bump(tokens[later], loss[later], width=smoothing)
+    bump = metrics.loss_bump(tokens[later], loss[later], window, width=smoothing)
     first = 1 if run.cfg.n_layers > 1 else 0                          # induction needs layer >= 1
     best = prefix[:, first:].reshape(len(run), -1).max(axis=1)        # [S]
     hit = np.flatnonzero((best >= INDUCTION_THRESHOLD) & later)

@@ -2,7 +2,7 @@
 
 One module per purpose:
     losses      per-token loss, loss by position, ICL score, d loss / d log position
-    phase       phase-change window on the ICL curve, the loss bump
+    phase       phase-change window on the ICL curve, the loss bump, curve departure
     pca         PCA of per-token losses over training
     patterns    head scores from attention patterns (hand-testable): previous-token,
                 duplicate-token, prefix matching, TransformerLens head detector
@@ -16,7 +16,7 @@ None of them modifies its inputs.
 """
 from .losses import (per_token_losses, loss_by_position, icl_indices, icl_score,
                      loss_log_position_derivative)
-from .phase import smooth_log, phase_change_window, loss_bump, PhaseWindow
+from .phase import smooth_log, phase_change_window, loss_bump, curve_departure, PhaseWindow
 from .pca import loss_pca, turning_point, knee_point, LossPCA
 from .patterns import (previous_token_score, duplicate_token_score, prefix_matching_score,
                        detection_pattern, detector_score, summed_attention,

@@ -1,5 +1,6 @@
-"""When does the phase change happen? A window on the ICL-score curve, and the loss
-"bump" (IH, "Argument 1": both happen together). The paper marks the window by eye;
+"""When does the phase change happen? A window on the ICL-score curve, the loss "bump"
+inside it, and where a deeper model's loss curve leaves a 1-layer control's (IH, "Argument 1":
+all happen together). The paper marks the window by eye;
 the rules here are minih's, stated so anyone can check them.
 
 Shape legend: S snapshots
@@ -81,23 +82,57 @@ def phase_change_window(tokens_seen, icl, width: float = 0.1, lo: float = 0.1,
                        float(total), smoothed)
 
 
-def loss_bump(tokens_seen, loss, width: float = 0.1) -> float:
-    """Tokens seen where the loss curve against log tokens stops being convex (IH's "bump").
+def loss_bump(tokens_seen, loss, window: PhaseWindow | tuple | None, width: float = 0.1) -> float:
+    """Tokens seen at the most concave point of the loss curve inside the phase-change window.
 
-    The training loss against log tokens normally bends upwards (convex: it falls
-    ever more slowly). Before the phase change it flattens, then falls faster: the
-    curve turns concave. We smooth (smooth_log), take the second derivative with
-    respect to log10(tokens) (np.gradient twice), and return the first point where it
-    goes from positive to <= 0 after having been positive, interpolated in log
-    tokens. NaN if it never does. The paper shows the bump in plots only; this rule
-    is minih's.
+    The bump as the paper sees it: the training loss against log tokens normally bends
+    upwards (convex: it falls ever more slowly); at the phase change it flattens and
+    then falls faster, so it bends downwards (concave) for a while. We smooth the loss
+    (smooth_log, `width` decades), take its second derivative with respect to
+    log10(tokens) (np.gradient twice), and return the snapshot where it is most
+    negative among the snapshots inside `window` (a PhaseWindow, or (start, end) in
+    tokens). NaN if there is no window, no snapshot inside it, or the curve is convex
+    everywhere inside it.
+
+    Why inside the window: the first convex-to-concave crossing of the whole curve is
+    usually noise early in training, far from any phase change. The paper shows the
+    bump in plots only; this rule is minih's. Apply it to a control model too (with
+    the same window): a rule that finds a bump there as well shows nothing.
     """
     x, _ = _check.curve(tokens_seen, loss, "tokens_seen", "loss")
+    if window is None:
+        return float("nan")
+    start, end = ((window.start_tokens, window.end_tokens) if isinstance(window, PhaseWindow)
+                  else (float(window[0]), float(window[1])))
     lx = np.log10(x)
     smoothed = smooth_log(tokens_seen, loss, width)
     d2 = np.gradient(np.gradient(smoothed, lx), lx)                    # [S]
-    for s in range(1, len(d2)):
-        if d2[s - 1] > 0 and d2[s] <= 0:
-            t = d2[s - 1] / (d2[s - 1] - d2[s])                         # linear zero crossing
-            return float(10 ** (lx[s - 1] + t * (lx[s] - lx[s - 1])))
-    return float("nan")
+    inside = np.flatnonzero((x >= start) & (x <= end))
+    if len(inside) == 0 or d2[inside].min() >= 0:
+        return float("nan")
+    return float(x[inside[np.argmin(d2[inside])]])
+
+
+def curve_departure(tokens_seen, loss, control_loss, width: float = 0.1,
+                    level: float = 0.1) -> float:
+    """Tokens seen where a model's loss curve leaves a control model's curve.
+
+    For a 2+ layer model against the 1-layer model trained on the same data with the
+    same schedule (so both have snapshots at the same tokens): the gap
+    control_loss - loss, smoothed against log tokens (smooth_log), grows at the phase
+    change, when the deeper model learns what the control cannot. The departure is
+    where the smoothed gap first reaches `level` (10%) of its largest value,
+    interpolated in log tokens: the paper's "where the curves split", made a rule
+    (minih's; the paper marks it by eye). NaN if the gap never becomes positive.
+    """
+    x, y = _check.curve(tokens_seen, loss, "tokens_seen", "loss")
+    _, c = _check.curve(tokens_seen, control_loss, "tokens_seen", "control_loss")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    gap = smooth_log(x, c - y, width)                                  # [S] control minus model
+    if gap.max() <= 0:
+        return float("nan")
+    frac = gap / gap.max()
+    lx = np.log10(x)
+    _, at = _crossing(lx, frac, level)
+    return float(10 ** at)
