@@ -47,6 +47,21 @@ def test_numbers_in_report_match_the_runs(tiny):
     assert (f"head 0.{a5['prev_head'][1]} attends to the previous token (score "
             f"{a5['prev_score']:.2f})") in md
     assert f"eigenvalue copying score is {a5['ov_eigen_copying']:.2f}" in md
+    # Argument 3: every head's row states the numbers of numbers.json
+    for label, r in numbers["argument_3"]["per_head"].items():
+        cells = re.escape(f" | {r['prefix']:.2f} | {r['prev_token']:.2f} | {r['dicl_pattern']:+.2f} | "
+                          f"{r['dicl_zero']:+.2f} |")
+        assert re.search(rf"\| {re.escape(label)}( \(induction\))?{cells}", md), label
+    # the ICL score at the other index pairs is the run's own
+    for name, row in numbers["argument_1"]["models"].items():
+        run = load_run(out / "runs" / name.lower().replace(" ", "-"))
+        for pair in row["icl_pairs"].values():
+            e, l = pair["indices"]
+            assert pair["last"] == pytest.approx(float(metrics.icl_score(run.losses[-1], e, l)), abs=1e-6)
+    # every criterion printed under a verdict is the one in numbers.json, marked as it held
+    for k in range(1, 7):
+        for what, held in numbers[f"argument_{k}"]["criteria"]:
+            assert f"- {'held' if held else '**did not hold**'}: {what}" in md
     # every verdict in the summary table is the one in numbers.json
     for k in range(1, 7):
         flag = "yes" if numbers[f"argument_{k}"]["reproduced"] else "**NO**"
