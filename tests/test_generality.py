@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from minih.data.generality_tasks import GeneralityTasks
-from minih.interp.generality import generality_scores, in_context_gain, target_attention
+from minih.interp.generality import (baseline_patterns, baseline_scores, generality_scores,
+                                     in_context_gain, target_attention)
 from minih.interp.handbuilt import induction_model
 
 
@@ -30,6 +31,29 @@ def test_target_attention_on_hand_made_patterns():
         target_attention(both, bad)
     with pytest.raises(ValueError, match="no query has a target"):
         target_attention(both, np.zeros((1, T, T), dtype=bool))
+
+
+def test_baselines_by_hand():
+    T = 6
+    target = np.zeros((1, T, T), dtype=bool)
+    target[0, 3, 1] = target[0, 4, [1, 2]] = target[0, 5, 4] = True
+    # oracle: uniform = mean of (1/4, 2/5, 1/6); previous token hits only query 5's key 4
+    b = baseline_scores(target)
+    assert b["uniform"] == pytest.approx((1 / 4 + 2 / 5 + 1 / 6) / 3)
+    assert b["previous_token"] == pytest.approx(1 / 3)
+    p = baseline_patterns(2, T)
+    assert p["uniform"].shape == (2, 1, T, T)
+    np.testing.assert_allclose(p["uniform"].sum(-1), 1.0)
+    np.testing.assert_allclose(p["previous_token"].sum(-1), 1.0)
+    assert not np.triu(p["uniform"][0, 0], 1).any() and not np.triu(p["previous_token"][0, 0], 1).any()
+
+
+def test_fuzzy_matching_baseline_of_a_previous_token_head_is_near_a_third():
+    # items and labels alternate, so the key before a query is often a right answer
+    src = GeneralityTasks(d_vocab=64, n_classes=4, min_len=4, max_len=10)
+    _, target, _ = src.sample_with_targets(np.random.default_rng(0), 64, 64, kind="fuzzy")
+    b = baseline_scores(target)
+    assert 0.2 < b["previous_token"] < 0.5 and b["uniform"] < b["previous_token"]
 
 
 def test_in_context_gain_by_hand():

@@ -100,3 +100,17 @@ def test_argument_6_needs_models_with_mlps():
 def test_near():
     assert V.near(1e5, 1.9e5) and not V.near(1e5, 2.1e5)
     assert not V.near(NAN, 1e5) and not V.near(1e5, None) and not V.near(0, 1)
+
+
+def test_argument_4():
+    base = {"literal": {"uniform": 0.1, "previous_token": 0.05},
+            "translation": {"uniform": 0.1, "previous_token": 0.05},
+            "fuzzy": {"uniform": 0.15, "previous_token": 0.33}}
+    gains = {"literal": 2.0, "translation": 1.0, "fuzzy": 0.5}
+    good = {"literal": 0.9, "translation": 0.7, "fuzzy": 0.6}
+    assert V.argument_4([(1, 0)], good, base, gains).ok
+    # fuzzy at the level of a pure previous-token head: above the 0.3 threshold, but no evidence
+    assert not V.argument_4([(1, 0)], {**good, "fuzzy": 0.35}, base, gains).ok
+    assert not V.argument_4([(1, 0)], {**good, "translation": 0.12}, base, gains).ok
+    assert not V.argument_4([], good, base, gains).ok                   # no head copies literally
+    assert not V.argument_4([(1, 0)], good, base, {**gains, "translation": -0.1}).ok

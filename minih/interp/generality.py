@@ -58,12 +58,33 @@ def in_context_gain(losses, role) -> float:
     return float(losses[role == UNPREDICTABLE].mean() - losses[role == PREDICTABLE].mean())
 
 
+def baseline_patterns(B: int, T: int) -> dict:
+    """Two heads that know nothing of the task, as patterns [B, 1, T, T]: "uniform" attends
+    equally to every key j <= i (chance), "previous_token" attends only to key i - 1 (key 0
+    from query 0). A head does a task only where it beats both: on fuzzy matching a pure
+    previous-token head already scores about 1/3, since items and labels alternate."""
+    i = np.arange(T)
+    uniform = np.tril(np.ones((T, T))) / (i + 1)[:, None]              # [T,T] rows sum to 1
+    prev = np.zeros((T, T))
+    prev[i, np.maximum(i - 1, 0)] = 1.0
+    return {name: np.broadcast_to(p, (B, 1, T, T)) for name, p in
+            (("uniform", uniform), ("previous_token", prev))}
+
+
+def baseline_scores(target) -> dict:
+    """target_attention of the two baseline heads on these targets: {name: float}."""
+    target = np.asarray(target, dtype=bool)
+    B, T, _ = target.shape
+    return {name: float(target_attention(p, target)[0]) for name, p in baseline_patterns(B, T).items()}
+
+
 def generality_scores(params, cfg: ModelConfig, source: GeneralityTasks, n_seqs: int = 16,
                       seq_len: int | None = None, seed: int = 0, backend: str = "numpy") -> dict:
     """For each task kind: per-head target attention [L, H] and the in-context gain.
 
-    Returns {kind: {"attention": [L, H], "gain": float, "tokens": [B,T], "target": [B,T,T]}},
-    on fresh sequences from `source` (seeded), one kind at a time.
+    Returns {kind: {"attention": [L, H], "gain": float, "baselines": {name: float},
+    "tokens": [B,T], "target": [B,T,T]}}, on fresh sequences from `source` (seeded), one
+    kind at a time; "baselines" are the chance and previous-token heads' scores.
     """
     T = seq_len or cfg.n_ctx
     out = {}
@@ -73,5 +94,6 @@ def generality_scores(params, cfg: ModelConfig, source: GeneralityTasks, n_seqs:
         patterns, _ = stacked_patterns(params, cfg, tokens, backend=backend)   # [L, B, H, T, T]
         attention = np.stack([target_attention(p, target) for p in patterns])  # [L, H]
         gain = in_context_gain(per_token_losses(params, tokens, cfg, backend=backend), role)
-        out[kind] = {"attention": attention, "gain": gain, "tokens": tokens, "target": target}
+        out[kind] = {"attention": attention, "gain": gain, "baselines": baseline_scores(target),
+                     "tokens": tokens, "target": target}
     return out

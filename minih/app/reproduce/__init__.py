@@ -150,7 +150,8 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     timings["ablation sweep (in arguments)"] = numbers["argument_3"].pop("sweep_seconds")
     sections.append(sec)
     gen = next(m for m in members if m.group == "generality")
-    sec, numbers["argument_4"] = A.argument_4(gen.name, runs[gen.name], gen.train.data, figs, backend)
+    sec, numbers["argument_4"] = A.argument_4(gen.name, runs[gen.name], gen.train.data, figs, backend,
+                                              literal_only=("2L", runs["2L"]))
     sections.append(sec)
     sec, numbers["argument_5"] = A.argument_5("2L", runs["2L"], measures["2L"], figs, backend)
     sections.append(sec)

@@ -13,6 +13,8 @@ Thresholds (minih's choices, stated in the report):
     CO_OCCUR_DECADES      how close (log10 tokens) two events must be to count as together
     PREV_THRESHOLD        previous-token score of a previous-token head
     SHARE_REMOVED         share of the ICL score an ablation must remove ("most")
+    MARGIN                how far above the better of the two task-blind baseline heads
+                          (uniform attention; previous token) a head must score on a task
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ INDUCTION_THRESHOLD = 0.3
 CO_OCCUR_DECADES = 0.3
 PREV_THRESHOLD = 0.3
 SHARE_REMOVED = 0.5
+MARGIN = 0.1                  # how far a head must beat the chance and previous-token heads
 
 
 @dataclass
@@ -124,6 +127,26 @@ def argument_3(icl_clean: float, share_induction: float, share_others: float | N
                      + ("(no such heads in the model)" if share_others is None
                         else f"({share_others:.0%})"),
                      share_others is not None and share_others < share_induction))
+    return Verdict(all(held for _, held in crit), crit)
+
+
+def argument_4(picked: list, scores: dict, baselines: dict, gains: dict) -> Verdict:
+    """Generality: heads picked by literal copying alone also do the abstract tasks.
+
+    picked: the heads literal copying picks; scores: kind -> their mean target attention;
+    baselines: kind -> {baseline head: its score}; gains: kind -> in-context gain (nats).
+    """
+    crit = [("literal copying picks at least one head (target attention >= "
+             f"{INDUCTION_THRESHOLD} and above both baselines)", bool(picked))]
+    if picked:
+        for kind in scores:
+            if kind == "literal":
+                continue
+            best = max(baselines[kind].values())
+            crit.append((f"{kind}: those heads score {scores[kind]:.2f}, at least {MARGIN} above the "
+                         f"better baseline head ({best:.2f})", scores[kind] >= best + MARGIN))
+    for kind, g in gains.items():
+        crit.append((f"{kind}: the model gains from context ({g:+.2f} nats)", g > 0))
     return Verdict(all(held for _, held in crit), crit)
 
 
