@@ -103,6 +103,37 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
     f_prefix = figures.head_scores_over_training(figs / f"a1{tag}_prefix.png", m.tokens, m.prefix,
                                                  f"{main}: prefix-matching score of every head",
                                                  "prefix-matching score")
+    # the paper's "curiosity": how fast each model's loss falls per decade of training tokens
+    deriv = {}
+    for n in names:
+        x = ms[n].tokens[ms[n].tokens > 0]
+        y = metrics.smooth_log(x, ms[n].loss[ms[n].tokens > 0])
+        deriv[n] = (x, np.gradient(y, np.log10(x)))
+    f_deriv = figures.curves(figs / f"a1{tag}_dloss.png", deriv, "d loss / d log10 tokens (nats/decade)",
+                             "How fast the loss falls (dotted: induction head forms)", windows,
+                             {n: ms[n].formed_at for n in names}, hline=0.0)
+    # per-token losses through the phase change: the prediction of the main model that
+    # improves most, and the one that gets most worse, across its ICL window
+    tokens_main = {}
+    if m.window is not None:
+        later = np.flatnonzero(m.tokens > 0)
+        s0, s1 = int(later[m.window.start_index]), int(later[m.window.end_index])
+        change = runs[main].losses[s1] - runs[main].losses[s0]                   # [N, T-1]
+        for kind, flat in (("improves", np.argmin(change)), ("worsens", np.argmax(change))):
+            b, i = np.unravel_index(int(flat), change.shape)
+            tokens_main[kind] = {"example": int(b), "position": int(i),
+                                 "token": int(runs[main].eval_tokens[b, i + 1]),
+                                 "loss_before": float(runs[main].losses[s0, b, i]),
+                                 "loss_after": float(runs[main].losses[s1, b, i])}
+        f_tok = figures.curves(figs / f"a1{tag}_tokens.png",
+                               {f"{kind}: example {t['example']}, position {t['position'] + 1}":
+                                (m.tokens, runs[main].losses[:, t["example"], t["position"]])
+                                for kind, t in tokens_main.items()},
+                               "loss of one prediction (nats)",
+                               f"{main}: two predictions through the phase change (shaded: window)",
+                               {k: (m.window.start_tokens, m.window.end_tokens) for k in
+                                [f"{kind}: example {t['example']}, position {t['position'] + 1}"
+                                 for kind, t in tokens_main.items()]})
     pca = metrics.loss_pca([runs[n].losses for n in names], seed=0)
     trajectories = dict(zip(names, pca.trajectories))
     turns = {n: metrics.knee_point(Y) for n, Y in trajectories.items() if len(Y) >= 3}
@@ -160,6 +191,12 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
             desc += (f"no induction head (best prefix matching {score:.2f}); PCA turn at "
                      f"{fmt_tokens(row['pca_turn_tokens'])}.")
         lines.append(desc)
+    if tokens_main:
+        lines.append(f"In `{main}`, across its ICL window, the prediction that improves most is token "
+                     + " and the one that gets most worse is token ".join(
+                         f"{t['token']} at position {t['position'] + 1} of evaluation example "
+                         f"{t['example']} ({t['loss_before']:.2f} -> {t['loss_after']:.2f} nats)"
+                         for t in tokens_main.values()) + ": not every token gains from the phase change.")
     pairs = ", ".join(f"{p} -> {v['indices'][0]}/{v['indices'][1]}"
                       for p, v in numbers[names[0]]["icl_pairs"].items())
     v = V.argument_1(numbers, control)
@@ -179,8 +216,12 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
                    (str(f_icl), "ICL score over training."),
                    (str(f_heat), f"{main}: loss by context position and its derivative."),
                    (str(f_prefix), f"{main}: prefix-matching score of every head (colour = layer)."),
-                   (str(f_pca), "PCA of per-token losses; star = the turn (metrics.knee_point).")])
+                   (str(f_pca), "PCA of per-token losses; star = the turn (metrics.knee_point)."),
+                   (str(f_deriv), "The derivative of the loss against log tokens, per model.")]
+                  + ([(str(f_tok), f"{main}: the loss of two single predictions over training.")]
+                     if tokens_main else []))
     return sec, {"models": numbers, "reproduced": v.ok, "icl_indices": [early, late],
+                 "tokens_through_the_change": tokens_main,
                  "criteria": v.criteria,
                  "pca_explained": [float(x) for x in pca.explained_variance_ratio]}
 
