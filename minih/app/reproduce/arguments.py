@@ -289,22 +289,19 @@ def argument_2(ms: dict[str, RunMeasures], figs) -> tuple[Section, dict]:
 
 # --- Argument 3: ablations ------------------------------------------------------------------
 
-def contrast_heads(induction: list, dicl_alone: dict, n_layers: int, n_heads: int) -> list:
-    """As many non-induction heads as there are induction heads, to ablate for contrast.
+def contrast_heads(induction: list, dicl_alone: dict, prev_token: dict) -> list:
+    """As many other heads as there are induction heads, to ablate for contrast.
 
-    Taken from the induction heads' own layers first, then from the other layers >= 1, then
-    from layer 0, each time the heads whose own ablation removes the most ICL (largest dICL)
-    first: the strongest contrast there is, so that "the induction heads remove more" is not
-    won against weak heads. Fewer (or none) when the model has fewer non-induction heads.
+    "Other" = neither an induction head nor a previous-token head (score >= PREV_THRESHOLD):
+    the previous-token heads are the first half of the induction circuit (Argument 5), so
+    ablating them removes induction too and says nothing against it. Among the others, the
+    heads whose own ablation removes the most ICL (largest dICL) first: the strongest contrast
+    there is, so that "the induction heads remove more" is not won against weak heads. Fewer
+    (or none) when the model has fewer such heads.
     """
     ind = set(map(tuple, induction))
-    layers = sorted({l for l, _ in ind})
-    order = layers + [l for l in range(1, n_layers) if l not in layers] + ([0] if 0 not in layers else [])
-    picked = []
-    for l in order:
-        others = [(l, h) for h in range(n_heads) if (l, h) not in ind]
-        picked += sorted(others, key=lambda u: -dicl_alone[u])
-    return picked[:len(ind)]
+    others = [u for u in dicl_alone if u not in ind and prev_token[u] < V.PREV_THRESHOLD]
+    return sorted(others, key=lambda u: -dicl_alone[u])[:len(ind)]
 
 
 def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
@@ -361,7 +358,7 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
         rows.append(f"| {l}.{h}{mark} | {r['prefix']:.2f} | {r['prev_token']:.2f} | {r['dicl_pattern']:+.2f} | "
                     f"{r['dicl_zero']:+.2f} | {r['phase_attr']:+.2f} |")
     others = contrast_heads(heads, {u: r["dicl_pattern"] for u, r in per_head.items()},
-                            cfg.n_layers, cfg.n_heads)
+                            {u: r["prev_token"] for u, r in per_head.items()})
     numbers = {"heads": heads, "icl_clean": clean, "dicl_last": dict(zip(labels, map(float, dicl[:, -1]))),
                "per_head": {f"{l}.{h}": r for (l, h), r in per_head.items()},
                "contrast_heads": others, "sweep_seconds": sweep.seconds}
@@ -378,14 +375,15 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
             ablated_o = icl_without(others, "pattern")
             share_oth = share(ablated_o) if len(others) == len(heads) else None
             numbers.update(icl_ablated_contrast=ablated_o, share_removed_contrast=share(ablated_o))
-            text_num.append(f"Ablating {len(others)} non-induction head(s) "
+            text_num.append(f"Ablating {len(others)} other head(s) (neither induction nor previous-token heads) "
                             f"{', '.join(f'{l}.{h}' for l, h in others)} together instead (the ones whose "
                             f"own ablation removes the most ICL) gives {ablated_o:.2f}: "
                             f"{share(ablated_o):.0%} removed"
                             + ("." if len(others) == len(heads) else
                                f", but they are fewer than the induction heads, so they are no fair contrast."))
         else:
-            text_num.append("The model has no non-induction head to ablate for contrast.")
+            text_num.append("The model has no head that is neither an induction head nor a "
+                            "previous-token head, so there is nothing to ablate for contrast.")
         if share_ind > 1:
             text_num.append(f"A share above 100% means that without the induction heads the model "
                             f"predicts late tokens worse than early ones (ICL score {ablated:+.2f} > 0): "

@@ -123,8 +123,8 @@ def argument_3(icl_clean: float, share_induction: float, share_others: float | N
     if icl_clean < 0 and n_heads > 0:
         crit.append((f"ablating them removes at least {SHARE_REMOVED:.0%} of the ICL score "
                      f"({share_induction:.0%})", share_induction >= SHARE_REMOVED))
-        crit.append(("ablating as many non-induction heads removes less "
-                     + ("(no such heads in the model)" if share_others is None
+        crit.append(("ablating as many other heads (neither induction nor previous-token heads) "
+                     "removes less " + ("(the model has too few such heads)" if share_others is None
                         else f"({share_others:.0%})"),
                      share_others is not None and share_others < share_induction))
     return Verdict(all(held for _, held in crit), crit)
