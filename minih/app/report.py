@@ -37,10 +37,10 @@ def _table_html(lines: list[str]) -> str:
     rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in lines]
     head, body = rows[0], rows[2:]
     cells = "".join(f"<th>{_inline_html(c)}</th>" for c in head)
-    out = [f"<table><tr>{cells}</tr>"]
+    out = [f"<div class='wide'><table><tr>{cells}</tr>"]
     for r in body:
         out.append("<tr>" + "".join(f"<td>{_inline_html(c)}</td>" for c in r) + "</tr>")
-    return "".join(out) + "</table>"
+    return "".join(out) + "</table></div>"         # a wide table scrolls inside its box
 
 
 def _paragraph_html(text: str) -> str:
@@ -53,7 +53,9 @@ def _paragraph_html(text: str) -> str:
 
 
 CSS = """body{font-family:system-ui,sans-serif;max-width:980px;margin:2em auto;padding:0 1em;
-line-height:1.45;color:#222}img{max-width:100%;border:1px solid #ddd}figcaption{color:#555;
+line-height:1.45;color:#222;overflow-wrap:anywhere}img{max-width:100%;height:auto;
+border:1px solid #ddd}.wide{overflow-x:auto;max-width:100%}.wide td,.wide th{overflow-wrap:normal;
+min-width:3em}.wide th{white-space:nowrap}figcaption{color:#555;
 font-size:.9em;margin-bottom:1.5em}code{background:#f3f3f3;padding:0 .2em}table{border-collapse:
 collapse}td,th{border:1px solid #ccc;padding:.2em .5em;text-align:right}.toks{font-family:
 monospace;white-space:pre-wrap;line-height:1.8;border:1px solid #ddd;padding:.5em}
@@ -85,7 +87,9 @@ def write_report(out_dir, title: str, intro: list[str], sections: list[Section])
         body += s.html_blocks
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     md_path.write_text("\n".join(md), encoding="utf-8")
-    html_path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+    html_path.write_text(f"<!DOCTYPE html><html><head><meta charset='utf-8'>"
+                         f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+                         f"<title>{html.escape(title)}"
                          f"</title><style>{CSS}</style></head><body>{''.join(body)}</body></html>",
                          encoding="utf-8")
     return md_path, html_path

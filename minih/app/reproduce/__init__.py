@@ -65,22 +65,25 @@ DATA_WHAT = {"generality": "literal repeats, \"translation\" and fuzzy-matching 
              "text": "text files, as bytes"}
 
 
-def what_was_trained(members: list[Member], seed: int) -> str:
-    """The report's table of the trained models: layers, heads, width, data, tokens, context."""
+def what_was_trained(members: list[Member], seed: int) -> tuple[str, str]:
+    """The report's table of the trained models (layers, heads, width, data, tokens, context),
+    then one line per data source saying what it is."""
     rows = ["| model | layers x heads | d_model | data | context | steps x batch | tokens | seed |",
             "|---|---|---|---|---|---|---|---|"]
+    sources = {}
     for m in members:
         tc, cfg = m.train, m.train.model
         what = tc.data.describe().get("what") or DATA_WHAT.get(tc.data.name, tc.data.name)
         if getattr(tc.data, "repeat_fraction", 0):
             what += (f", {tc.data.repeat_fraction:.0%} of the training sequences a window of it "
                      f"repeated back to back")
+        sources[tc.data.name] = what
         extra = ", smeared keys" if cfg.smeared_keys else ""
         extra += f", MLP width {cfg.d_mlp}" if getattr(cfg, "d_mlp", 0) else ""
         rows.append(f"| {m.name} | {cfg.n_layers} x {cfg.n_heads}{extra} | {cfg.d_model} | "
-                    f"`{tc.data.name}`: {what} | {tc.T} | {tc.steps} x {tc.batch} | "
+                    f"`{tc.data.name}` | {tc.T} | {tc.steps} x {tc.batch} | "
                     f"{A.fmt_tokens(tc.steps * tc.tokens_per_step)} | {seed} |")
-    return "\n".join(rows)
+    return "\n".join(rows), "\n".join(f"- `{name}`: {what}." for name, what in sources.items())
 
 
 def caveats(members: list[Member], size: str) -> list[str]:
@@ -178,8 +181,8 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
              f"measured in this run; numbers.json holds them all.",
              "| argument | reproduced |\n|---|---|\n" + "\n".join(
                  f"| {k} | {'yes' if v else '**NO**'} |" for k, v in verdicts.items()),
-             "What was trained:", what_was_trained(members, seed),
-             "Caveats:\n\n" + "\n".join(f"- {c}" for c in caveats(members, size)),
+             "What was trained:", *what_was_trained(members, seed),
+             "Caveats:", "\n".join(f"- {c}" for c in caveats(members, size)),
              f"Time: {timings['total']:.0f} s for this invocation; training as recorded in each run: "
              + ", ".join(f"{k[6:]} {v:.0f} s" for k, v in timings.items() if k.startswith("train "))
              + "; analysis: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()
