@@ -11,10 +11,11 @@ What counts (minih's rules, stated in the report; the paper judges by eye):
   where one reaches it;
 - the phase change is abrupt: the smoothed ICL score's steepest fall (nats per decade
   of tokens) happens where the induction head forms. The window shaded in the
-  figures is SPEC.md's 10%-90% window of the ICL score's total change; with data on
-  which a 1-layer model also learns gradually in context (tokens seen earlier in the
-  context are likelier), that window also spans the gradual part, so the verdicts use
-  the formation point and the steepest fall instead;
+  figures is the span in which the ICL score makes 10% to 90% of its total change
+  (metrics.phase_change_window); with data on which a 1-layer model also learns
+  gradually in context (tokens seen earlier in the context are likelier), that window
+  also spans the gradual part, so the verdicts use the formation point and the
+  steepest fall instead;
 - "the same time" means within CO_OCCUR_DECADES decades of tokens.
 """
 from __future__ import annotations
@@ -110,10 +111,10 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
         numbers[n] = row
         desc = (f"- `{n}`: ICL score {row['icl_first']:.2f} -> {row['icl_last']:.2f}; steepest ICL fall "
                 f"{row['steepest_icl_rate']:.2f} nats/decade at {fmt_tokens(mm.steepest_at)} tokens; ")
-        if mm.window is not None:                 # SPEC.md's window: 10% to 90% of the ICL change
+        if mm.window is not None:                 # the window: 10% to 90% of the ICL change
             row["window_icl"] = [float(mm.window.smoothed[mm.window.start_index]),
                                  float(mm.window.smoothed[mm.window.end_index])]
-            desc += (f"SPEC window {fmt_tokens(mm.window.start_tokens)} to {fmt_tokens(mm.window.end_tokens)} "
+            desc += (f"10-90% window {fmt_tokens(mm.window.start_tokens)} to {fmt_tokens(mm.window.end_tokens)} "
                      f"(smoothed ICL {row['window_icl'][0]:.2f} -> {row['window_icl'][1]:.2f}); ")
         if formed(mm):
             row["icl_at_formation"] = near(mm.steepest_at, mm.formed_at)
