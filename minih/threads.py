@@ -22,7 +22,7 @@ Why consecutive chunks: thread w gets the w-th share of them, so with two thread
 calling thread always works on the first half of the batch, in the attention, the
 LayerNorm and the BLAS products alike: the rows one kernel wrote are still in that
 core's cache when the next reads them (dealing the chunks out in turn, w, w + n, ...,
-made the REF step 2-3% slower; docs/04_numba.md).
+made the REF step a few per cent slower; docs/04_numba.md).
 
 Idle pool threads sleep; they do not spin (OpenBLAS's and OpenMP's threads can: see
 kernels/blas.py). Chunks only decide which thread works, never a bit of a result: a kernel

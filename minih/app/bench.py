@@ -311,7 +311,7 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
 
     The minih runs inherit this process's environment; `python -m minih bench` runs with
     the CLI's thread and memory policy unless you set those variables yourself
-    (minih/__main__.py). The torch runs get the environment without the variables the
+    (minih/app/policy.py). The torch runs get the environment without the variables the
     policy added (torch_environment): PyTorch as its users run it. `blas1` adds the
     other BLAS policy for comparison when it differs: a numba run with OpenBLAS's own
     threads, OPENBLAS_NUM_THREADS = the thread count (on a busy machine their
