@@ -1,8 +1,8 @@
 """01 — the forward pass by hand, checked against minih.
 
-Shows: every line of CONVENTIONS.md's forward pass written out with plain NumPy for a
-1-layer model (LayerNorm, shortformer positions), and that it gives exactly the logits
-and attention pattern of `minih.run_with_cache`. Read it next to docs/01_notation.md.
+Shows: every line of the forward pass of docs/01_notation.md written out with plain
+NumPy for a 1-layer model (LayerNorm, shortformer positions), and that it gives exactly
+the logits and attention pattern of `minih.run_with_cache`. Read it next to that chapter.
 
 Takes: well under a second on a 2-core CPU.
 Prints: the shapes of the main activations and the largest difference from minih

@@ -1,6 +1,6 @@
 """minih: watch induction heads form, on a CPU, in code you can read.
 
-Public entry points (CONVENTIONS.md):
+Public entry points (docs/01_notation.md):
     cfg = minih.ModelConfig(...)            or minih.ModelConfig.preset("small")
     params = minih.init_params(cfg, seed)
     logits, cache = minih.run_with_cache(params, tokens, cfg, backend="numpy")

@@ -1,7 +1,7 @@
 """ModelConfig: the one frozen dataclass that describes a model, plus named presets.
 
-The fields and their meaning are the public contract of CONVENTIONS.md; the
-initialisation fields (``init_*``, ``smear_init``) are minih's additions, because
+The fields and their meaning are minih's public contract (docs/01_notation.md), with
+TransformerLens' names where it has one; the initialisation fields (``init_*``, ``smear_init``) are minih's additions, because
 the initial scales decide whether induction heads form at all (docs/03_training.md).
 """
 from __future__ import annotations
@@ -30,8 +30,8 @@ class ModelConfig:
     init_embed_std: float = 1.0  # std of W_E. 1.0 keeps token identity visible in the
                                  # residual stream next to the heads' writes; GPT-2's 0.02
                                  # delayed the induction head 2-2.3x in the induction-2l
-                                 # preset (docs/03_training.md) and, in the issue's slower
-                                 # PyTorch setting, prevented it for 16M tokens.
+                                 # preset (docs/03_training.md) and, in a slower PyTorch
+                                 # setting tried before minih, prevented it for 16M tokens.
     init_pos_std: float = 1.0    # std of W_pos (same scale as the tokens it is added to)
     init_attn_std: float = 0.0   # std of W_Q, W_K, W_V; 0 means 1/sqrt(d_model) (fan-in)
     init_out_std: float = 0.0    # std of W_O; 0 means 1/sqrt(n_heads * d_head) (fan-in)
@@ -93,8 +93,8 @@ class ModelConfig:
 PRESETS: dict[str, dict] = {
     # a model small enough for finite differences in a fraction of a second
     "tiny": dict(n_layers=2, n_heads=2, d_model=8, d_head=4, n_ctx=6, d_vocab=11),
-    # the small benchmark config of issue 3 / the dense-repeat phase-change model
+    # SMALL: the benchmark's small shape (docs/04_numba.md) / the dense-repeat phase-change model
     "small": dict(n_layers=2, n_heads=4, d_model=64, d_head=16, n_ctx=128, d_vocab=64),
-    # REF: the benchmark config of issue 3 (PyTorch comparison)
+    # REF: the benchmark's reference shape (speed against PyTorch, docs/04_numba.md)
     "ref": dict(n_layers=2, n_heads=8, d_model=128, d_head=16, n_ctx=256, d_vocab=256),
 }

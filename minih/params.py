@@ -1,7 +1,7 @@
 """Parameters: a flat dict of NumPy arrays with TransformerLens names.
 
 The same keys and shapes serve for gradients, optimizer state and snapshot files
-(CONVENTIONS.md, "Parameters"). Shapes, with the legend used across minih:
+(docs/01_notation.md, "Config and parameters"). Shapes, with the legend used across minih:
 
     V = d_vocab, N = n_ctx, D = d_model, H = n_heads, E = d_head
 

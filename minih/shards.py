@@ -24,8 +24,9 @@ Two size rules, both measured (docs/04_numba.md, "The numpy backend"):
     costs more wake-ups than it saves (numba, 1024 positions: 8.8 ms on 2 threads, 5.0
     on 1). Above it the numba backend's kernels and products split their own work.
 Both rules, the shards and the order of the sum depend on B and T alone, never on the
-thread count, so neither do the bits (tests/test_kernels.py). N_SHARDS = 8 was the
-fastest of 4, 8 and 16 for REF (docs/04_numba.md, "Threads"). To step through a
+thread count, so neither do the bits (tests/test_kernels.py). N_SHARDS = 8: fewer
+shards leave a thread idle at the end of a step, smaller ones cost more Python glue than
+their cache saves (docs/04_numba.md, "Threads"). To step through a
 training step in a debugger, set NUMBA_NUM_THREADS=1: every shard then runs in the
 calling thread, one after another.
 """

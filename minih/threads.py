@@ -14,16 +14,15 @@ product of the model there, and so does run_alone, for work too small to be wort
 waking the other threads.
 
 Why not Numba's own parallel=True and prange: the parallel lowering multiplies the
-compile time (measured 2026-12-02 on the attention kernels of the time, since replaced:
-the forward 6.5 -> 4.4 s as a serial kernel, the BLAS backward 5.2 -> 1.9 s, the loop
-backward 17.4 -> 4.6 s), and the serial kernels on this pool ran as fast
-(docs/04_numba.md, "Threads", has the measurements).
+compile time (the attention kernels of an earlier version compiled 1.5-4x faster as
+serial kernels), and the serial kernels on this pool ran as fast (docs/04_numba.md,
+"Threads").
 
 Why consecutive chunks: thread w gets the w-th share of them, so with two threads the
 calling thread always works on the first half of the batch, in the attention, the
 LayerNorm and the BLAS products alike: the rows one kernel wrote are still in that
 core's cache when the next reads them (dealing the chunks out in turn, w, w + n, ...,
-made the REF step 2-3% slower; docs/04_numba.md).
+made the REF step a few per cent slower; docs/04_numba.md).
 
 Idle pool threads sleep; they do not spin (OpenBLAS's and OpenMP's threads can: see
 kernels/blas.py). Chunks only decide which thread works, never a bit of a result: a kernel

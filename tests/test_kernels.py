@@ -944,7 +944,7 @@ def _bench_result(eager, compiled, matmul, numpy_eager, cold, warm, growth):
 
 
 def test_bench_target_checks():
-    # oracle: issue 3's targets as the issue states them, typed here (not read from
+    # oracle: minih's speed targets as docs/04_numba.md states them, typed here (not read from
     # minih.app.bench): >= 1.75x eager, >= 1.25x compiled, >= 40% of matmul, numpy >= 0.5x eager,
     # cold start < 20 s, warm start < 3 s; and no growth beyond MEMORY_GROWTH_LIMIT bytes
     import copy
@@ -978,7 +978,7 @@ def test_bench_table_says_which_targets_are_met():
     result["configs"]["ref"]["results"][0].update(tokens_per_s=1.0, median_step_s=1.0, gflops=1.0,
                                                   tokens_per_cpu_s=1.0)
     table = format_table(result).splitlines()
-    start = table.index("issue 3's targets (REF, this run):")
+    start = table.index("speed targets (REF, this run):")
     lines = table[start + 1:]
     assert len(lines) == 7
     assert "1.50x" in lines[0] and lines[0].endswith("NOT met")

@@ -1,7 +1,7 @@
 """`python -m minih bench`: training speed of the numpy and numba backends, side by side
 with the same model in PyTorch (eager and torch.compile) when torch is importable.
 
-For each config (REF and SMALL of issue 3) it measures, in one run on one machine:
+For each config (the benchmark shapes REF and SMALL) it measures, in one run on one machine:
   - tokens/s of a full training step (forward, backward, AdamW) per implementation,
     each in its own fresh Python process with the same thread count, `--steps` timed
     steps after `--warmup` untimed ones, repeated in `--rounds` interleaved rounds
@@ -14,7 +14,7 @@ For each config (REF and SMALL of issue 3) it measures, in one run on one machin
   - the ratios numba / torch eager, numba / torch.compile, numpy / torch eager;
 and once: the numba cold start (a fresh NUMBA_CACHE_DIR, so every kernel compiles)
 and warm start (the same cache again), each in a new Python process; and whether a
-REF training step leaves memory behind (memory_growth). Last, issue 3's targets
+REF training step leaves memory behind (memory_growth). Last, minih's speed targets
 against this run's REF numbers (target_checks: met, NOT met, or not measured).
 Results go to a JSON file and a short table. Docs: docs/04_numba.md.
 
@@ -34,7 +34,7 @@ import numpy as np
 
 from ..config import ModelConfig
 
-# issue 3's two benchmark shapes: (preset, overrides, batch)
+# the two benchmark shapes, REF and SMALL: (overrides, batch)
 CONFIGS = {
     "ref": (dict(n_layers=2, n_heads=8, d_model=128, d_head=16, n_ctx=256, d_vocab=256), 32),
     "small": (dict(n_layers=2, n_heads=4, d_model=64, d_head=16, n_ctx=128, d_vocab=64), 64),
@@ -281,9 +281,9 @@ def merge_rounds(rounds: list) -> dict:
 
 def torch_environment() -> dict:
     """The changes that give a torch run the environment its users would have: every
-    variable the CLI's policy set (minih/__main__.py, MINIH_POLICY_ADDED) removed, and
+    variable the CLI's policy set (minih/app/policy.py, MINIH_POLICY_ADDED) removed, and
     that list too. Why: OMP_WAIT_POLICY=passive, good for minih, made torch eager's REF
-    step 10-15% slower on the Intel machine (133-135 against 117-121 ms; docs/04_numba.md)."""
+    step 10-15% slower on an Intel Xeon VM (docs/04_numba.md, "The benchmark")."""
     from .policy import ADDED, policy_added
     return {**{k: None for k in policy_added()}, ADDED: None}
 
@@ -311,7 +311,7 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
 
     The minih runs inherit this process's environment; `python -m minih bench` runs with
     the CLI's thread and memory policy unless you set those variables yourself
-    (minih/__main__.py). The torch runs get the environment without the variables the
+    (minih/app/policy.py). The torch runs get the environment without the variables the
     policy added (torch_environment): PyTorch as its users run it. `blas1` adds the
     other BLAS policy for comparison when it differs: a numba run with OpenBLAS's own
     threads, OPENBLAS_NUM_THREADS = the thread count (on a busy machine their
@@ -382,7 +382,7 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
     return result
 
 
-# issue 3's targets, all on REF in one run: (what, the measured value's key, kind, target,
+# minih's speed targets, all on REF in one run: (what, the measured value's key, kind, target,
 # unit). Kind "at least" passes at value >= target, "under" at value < target.
 MEMORY_GROWTH_LIMIT = 1000   # bytes held after 10 further steps: a leak of 100 B a step fails
 TARGETS = [
@@ -404,7 +404,7 @@ def _meets(kind: str, value, target) -> bool:
 
 
 def target_checks(result: dict) -> list:
-    """issue 3's targets against this run's REF numbers: [(target, measured, unit, met)],
+    """The speed targets against this run's REF numbers: [(target, measured, unit, met)],
     with measured and met None where the run did not measure it (no torch, --no-start,
     --no-memory, or no REF config). Reads `result` only."""
     ref = result.get("configs", {}).get("ref", {})
@@ -482,6 +482,6 @@ def format_table(result: dict) -> str:
     if "ref" in result["configs"]:
         if lines[-1]:                                            # one blank line before
             lines.append("")
-        lines.append("issue 3's targets (REF, this run):")
+        lines.append("speed targets (REF, this run):")
         lines += [_format_check(*check) for check in target_checks(result)]
     return "\n".join(lines)

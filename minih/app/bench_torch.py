@@ -1,7 +1,7 @@
 """The same model in PyTorch, for `python -m minih bench` only (never a dependency).
 
-It mirrors /work/shared/anchors/torch_ref.py (the model a user would pick instead
-of minih): attention-only, heads kept separate, LayerNorm on every read of the
+It is the model a user would write in PyTorch instead of using minih, with minih's
+architecture: attention-only, heads kept separate, LayerNorm on every read of the
 residual stream (when the config says so), shortformer or standard positions,
 F.scaled_dot_product_attention (PyTorch's fused causal attention), unembedding,
 cross-entropy, AdamW. torch is imported inside the functions, so importing this

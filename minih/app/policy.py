@@ -1,28 +1,26 @@
 """The command line's environment policy (applied by minih/__main__.py before a command runs).
 
-Thread policy of the command line (measured in docs/04_numba.md, "Threads"), applied
-only where you have not set the variable yourself:
+Thread policy of the command line (docs/04_numba.md, "Threads"), applied only where you
+have not set the variable yourself:
   - OPENBLAS_NUM_THREADS=1: OpenBLAS's worker threads busy-wait between calls, and on
-    a machine where anything else runs that cost 6-13x. minih's own parallelism
+    a machine where anything else runs they take the cores from the threads that have
+    work (a REF step took several times as long). minih's own parallelism
     (minih.threads, for the batch's shards, the kernels and the big products) uses
     NUMBA_NUM_THREADS threads instead.
   - OMP_WAIT_POLICY=passive: OpenMP worker threads then sleep at once when a parallel
     loop ends instead of spinning. minih's kernels no longer use Numba's OpenMP pool,
-    but when they did this mattered (REF step on 2 threads, load ~2.3 from other jobs:
-    394-433 ms spinning, 305 ms passive), and it still applies to other OpenMP code in
-    the process (your own parallel=True functions). Not to PyTorch in `minih bench`:
-    it made torch eager's REF step 10-15% slower on the Intel machine (docs/04_numba.md).
+    but it still applies to other OpenMP code in the process (your own parallel=True
+    functions). Not to PyTorch in `minih bench`: it made torch eager's REF step slower
+    (docs/04_numba.md, "The benchmark").
 Memory policy, also applied only where unset: MALLOC_MMAP_MAX_=0 and
 MALLOC_TRIM_THRESHOLD_=2**30 (1 GiB) tell glibc's malloc to keep freed memory for the next
 allocation instead of handing it back to the kernel. Why: a step frees its arrays and
 allocates them again the next step (in a REF shard they are up to 1 MB: its logits), and
 with glibc's defaults part of that memory goes back to the kernel in between, whose pages
-must then be faulted in and zeroed again on first touch. REF, 2 threads (2026-12-05,
-Intel machine, numba backend): about 8 500-9 400 page faults a step (35-37 MB) and 96-101 ms
-a step with neither variable set; none and 89-94 ms with both. Either alone is no better
-(the trim threshold alone: 113 ms, because setting it switches off glibc's dynamic mmap
-threshold). When a step still stored 67 MB attention patterns the same policy took it from
-174 to 129 ms (docs/04_numba.md, "Memory"). The heap then stays at its peak size instead of
+must then be faulted in and zeroed again on first touch: thousands of page faults a REF
+step. Both variables are needed: setting either one switches off glibc's dynamic mmap
+threshold, so the trim threshold alone is slower than the defaults (docs/04_numba.md,
+"Memory", has the measurements). The heap then stays at its peak size instead of
 shrinking between steps.
 
 OpenBLAS reads its variable once, when numpy loads it, and `python -m minih` has
@@ -38,7 +36,7 @@ POLICY = {
     "OPENBLAS_NUM_THREADS": "1",
     "OMP_WAIT_POLICY": "passive",            # read when the first parallel loop starts
     "MALLOC_MMAP_MAX_": "0",                 # glibc reads these two at process start
-    # 1 GiB; 1e11 measured slower in a REF step here (glibc 2.36), cause unknown
+    # 1 GiB; a far larger value (1e11) measured slower on glibc 2.36, cause unknown
     "MALLOC_TRIM_THRESHOLD_": str(2 ** 30),
 }
 # read by C libraries at process start: if one was unset, restart once with it set

@@ -15,8 +15,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="reproduction", help="output folder (default: ./reproduction)")
     p.add_argument("--seed", type=int, default=0, help="seed of every model and data set (default 0)")
     p.add_argument("--backend", choices=["numpy", "numba"], default="numpy",
-                   help="numpy (default: the readable reference, and the faster of the two on "
-                        "the reproduction's small models, see docs/04_numba.md) or numba")
+                   help="numpy (default: the readable reference, with which docs/07_reproduction.md "
+                        "was measured) or numba (the fast twin, docs/04_numba.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

@@ -2,12 +2,12 @@
 
 Two modes, both with random segment lengths, so the distance between a token and
 its earlier copy varies from sequence to sequence. A fixed offset would let a head
-that attends "k positions back" fake an induction score (SPEC.md, Data).
+that attends "k positions back" fake an induction score.
 
 - `dense`: one random segment of L tokens, L ~ U{min_len..max_len}, repeated back to
   back to fill the sequence: t[i] = seg[i mod L]. Every token after the first copy
-  is predictable in context; this is the data of the issue's PyTorch experiments
-  (phase change near step 850 with d_vocab 64, L in 8..64).
+  is predictable in context; this is the data of the PyTorch experiments that came
+  before minih (phase change near step 850 with d_vocab 64, L in 8..64).
 - `sparse`: uniform random tokens, cut into `copies` equal chunks; in each chunk one
   segment of L ~ U{min_len..max_len} tokens (starting at s) is copied once to a later,
   non-overlapping place d >= s + L. Most tokens stay unpredictable.

@@ -78,7 +78,7 @@ def _head_name(layer: int, head: int) -> str:
 
 def token_counts(run):
     """Token frequencies [V] for the random test sequences of a text run (bytes), so they
-    skip the most and least frequent tokens (SPEC.md, "Prefix matching"); None for
+    skip the most and least frequent tokens (IH, "prefix matching"); None for
     synthetic vocabularies, where every token is equally common. Counted on the run's
     evaluation text, which is held-out text from the same corpus."""
     if (run.manifest.get("data") or {}).get("tokens") == "bytes":

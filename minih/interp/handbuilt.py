@@ -101,7 +101,7 @@ def induction_model(d_vocab: int = 16, n_ctx: int = 64, n_heads: int = 1,
         seed: seed for the unrelated heads' weights.
 
     Returns:
-        (cfg, params): a ModelConfig and a params dict with the CONVENTIONS.md keys.
+        (cfg, params): a ModelConfig and a params dict with minih's usual keys (minih.init_params).
     """
     for name, value in (("d_vocab", d_vocab), ("n_ctx", n_ctx), ("n_heads", n_heads)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:

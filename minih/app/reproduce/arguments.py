@@ -5,17 +5,18 @@ report Section plus a dict of the numbers it states (saved to numbers.json, so t
 and readers can check every sentence against the tables). A verdict that the run did
 NOT reproduce an argument is printed as such, never hidden.
 
-What counts (minih's rules, stated in the report; the paper judges by eye):
+What counts is decided by the rules of verdicts.py (pure functions of the numbers, each
+printed with its criteria under the verdict). The shared definitions:
 - an induction head is a head of layer >= 1 (any layer in a 1-layer model) with
   prefix-matching score >= INDUCTION_THRESHOLD; it "forms" at the first snapshot
   where one reaches it;
 - the phase change is abrupt: the smoothed ICL score's steepest fall (nats per decade
-  of tokens) happens where the induction head forms. The window shaded in the
-  figures is SPEC.md's 10%-90% window of the ICL score's total change; with data on
-  which a 1-layer model also learns gradually in context (tokens seen earlier in the
-  context are likelier), that window also spans the gradual part, so the verdicts use
+  of tokens) happens where the induction head forms. The window shaded in the figures
+  is the span in which the ICL score makes 10% to 90% of its total change
+  (metrics.phase_change_window); with data on which a 1-layer model also learns
+  gradually in context, that window also spans the gradual part, so the verdicts use
   the formation point and the steepest fall instead;
-- "the same time" means within CO_OCCUR_DECADES decades of tokens.
+- "together" means within CO_OCCUR_DECADES decades of tokens.
 """
 from __future__ import annotations
 
@@ -167,7 +168,7 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
         if mm.window is not None:                 # the window: 10% to 90% of the ICL change
             row["window_icl"] = [float(mm.window.smoothed[mm.window.start_index]),
                                  float(mm.window.smoothed[mm.window.end_index])]
-            desc += (f"ICL window {fmt_tokens(mm.window.start_tokens)} to {fmt_tokens(mm.window.end_tokens)} "
+            desc += (f"10-90% window {fmt_tokens(mm.window.start_tokens)} to {fmt_tokens(mm.window.end_tokens)} "
                      f"(smoothed ICL {row['window_icl'][0]:.2f} -> {row['window_icl'][1]:.2f}); ")
         if formed(mm):
             # the share of the whole ICL change already made when the head forms

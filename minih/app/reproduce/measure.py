@@ -68,7 +68,7 @@ def measure_run(name: str, run: Run, backend: str = "numpy", smoothing: float = 
     icl = metrics.icl_score(run.losses, early, late)
     by_pos = metrics.loss_by_position(run.losses)
     deriv = metrics.loss_log_position_derivative(by_pos)
-    # SPEC's prefix-matching sequences, the same at every snapshot; for text runs the
+    # the prefix-matching sequences ([BOS] + R x 4), the same at every snapshot; for text runs the
     # random tokens skip the most and least frequent ones (analysis.token_counts)
     ptoks, queries = metrics.prefix_matching_tokens(run.cfg.d_vocab, run.cfg.n_ctx,
                                                     token_counts=token_counts(run))

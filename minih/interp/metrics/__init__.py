@@ -1,4 +1,4 @@
-"""Every measurement of the papers, as pure functions (SPEC.md; docs/05_metrics.md).
+"""Every measurement of the papers, as pure functions (docs/05_metrics.md).
 
 One module per purpose:
     losses      per-token loss, loss by position, ICL score, d loss / d log position

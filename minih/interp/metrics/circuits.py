@@ -155,7 +155,7 @@ def small_ov_circuits(params, cfg: ModelConfig, layer: int) -> np.ndarray:
 
 
 def eigenvalue_copying_scores(params, cfg: ModelConfig) -> np.ndarray:
-    """Eigenvalue copying score of every head, [L, H] (FW, SPEC.md "Copying, eigenvalues").
+    """Eigenvalue copying score of every head, [L, H] (FW, "copying" eigenvalues).
 
     eigenvalue_positivity of the full OV circuit LN1(W_E) W_V W_O (L_final W_U) [V, V],
     computed from small_ov_circuits, the [E, E] matrices with the same nonzero eigenvalues.
@@ -279,9 +279,9 @@ def k_composition_qk_terms(params, cfg: ModelConfig) -> tuple[np.ndarray, np.nda
     into it equals the query token, in the units of hook_attn_scores (exactly without
     LayerNorm and smeared keys; with LayerNorm, only up to the dropped 1/sigma and
     biases; with smeared keys h2's key at j is s k[j] + (1-s) k[j-1], so the term
-    arrives with weight s = sigmoid(smear), and (1-s) of it one key later). SPEC.md
-    says tr(M); we divide by V so that the number does not grow with the vocabulary and
-    reads as a score; multiply by V for the plain trace. positivity =
+    arrives with weight s = sigmoid(smear), and (1-s) of it one key later). IH speaks
+    of the trace tr(M); we divide by V so that the number does not grow with the
+    vocabulary and reads as a score; multiply by V for the plain trace. positivity =
     eigenvalue_positivity(M), computed from the [E, E] matrix with M's nonzero
     eigenvalues. LayerNorm: linear parts L (module docstring) on both sides.
     """
@@ -314,9 +314,10 @@ def k_composition_qk_trace(params, cfg: ModelConfig, previous_token_scores,
     h1 (metrics.patterns.previous_token_score, in [0, 1]): a head that moves the
     previous token with weight p contributes p times its full-attention term. Large and
     positive for an induction head fed by a previous-token head; NaN for layer 0.
-    SPEC.md says "tr(...), weighted by how much each earlier head attends to the
-    previous token"; the weighted *sum* (not mean) is minih's reading, because the
-    contributions of several previous-token heads add up in the key.
+    The trace is weighted by how much each earlier head attends to the previous token;
+    the paper gives no formula for combining heads, and the weighted *sum* (not mean) is
+    minih's reading, because the contributions of several previous-token heads add up
+    in the key.
     """
     prev = np.asarray(previous_token_scores, dtype=np.float64)
     if prev.shape != (cfg.n_layers, cfg.n_heads):

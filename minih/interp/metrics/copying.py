@@ -42,7 +42,7 @@ def direct_logits_per_source(params, cfg: ModelConfig, cache) -> np.ndarray:
 
 
 def copying_score_from_logits(logits, tokens) -> np.ndarray:
-    """Empirical copying score from per-source direct logits: [..., H] (SPEC.md).
+    """Empirical copying score from per-source direct logits: [..., H] (IH "copying").
 
     logits [..., B, T, H, V] (direct_logits_per_source), tokens [B, T]. For each
     source position j of sequence b, with S the set of distinct tokens of b:

@@ -19,8 +19,9 @@ from . import _check
 def per_token_losses(params, tokens, cfg: ModelConfig, backend: str = "numpy") -> np.ndarray:
     """-log p(tokens[n, i+1] | tokens[n, :i+1]) for every example and position: [N, T-1].
 
-    SPEC.md "Per-token loss"; this is minih.per_token_losses (minih/model.py), named
-    here so that every loss metric is in one place.
+    The per-token loss of IH, on a fixed evaluation set at every snapshot; this is
+    minih.per_token_losses (minih/model.py), named here so that every loss metric is in
+    one place.
     """
     return _model_per_token_losses(params, tokens, cfg, backend=backend)
 
@@ -37,7 +38,7 @@ def icl_indices(n_tokens: int) -> tuple[int, int]:
     """The two 1-based context indices of the ICL score for examples of n_tokens tokens.
 
     IH uses 50 and 500 with 512-token contexts. For other lengths we scale both,
-    round(50/512 * n) and round(500/512 * n) (round half up), minih's choice (SPEC.md),
+    round(50/512 * n) and round(500/512 * n) (round half up), minih's choice,
     kept within [1, n - 1], the indices a loss exists for (n tokens make n - 1
     predictions): for n <= 21, round(500/512 * n) is n, and the late index is n - 1.
     """
@@ -60,7 +61,7 @@ def icl_score(losses, early: int | None = None, late: int | None = None) -> np.n
     examples; by default icl_indices(T) for examples of T tokens, T-1 = losses.shape[-1]).
     "Loss at context index k" is the loss of the prediction made at the k-th token
     (0-based position k-1, predicting token k): the paper does not pin down this
-    off-by-one; we follow SPEC.md ("0-based positions 499 and 49"). Negative = later
+    off-by-one; we chose this reading (0-based positions 499 and 49). Negative = later
     tokens are predicted better. losses [..., N, T-1] -> [...].
     """
     losses = _check.per_token_losses(losses)

@@ -72,7 +72,7 @@ def summed_attention(pattern, key_mask, query_mask=None) -> np.ndarray:
 
 
 def previous_token_score(pattern) -> np.ndarray:
-    """Previous-token score [H]: mean over queries i >= 1 of pattern[i, i-1] (SPEC.md).
+    """Previous-token score [H]: mean over queries i >= 1 of pattern[i, i-1].
 
     1 = every query puts all its attention on the token just before it. The papers
     use previous-token heads (FW "Induction heads", IH Argument 5) without fixing a
@@ -88,7 +88,7 @@ def previous_token_score(pattern) -> np.ndarray:
 
 
 def duplicate_token_score(pattern, tokens) -> np.ndarray:
-    """Duplicate-token score [H] (SPEC.md): for each query i that has an earlier copy of
+    """Duplicate-token score [H]: for each query i that has an earlier copy of
     t[i], the attention summed over those earlier copies; averaged over such queries.
 
     1 = a perfect duplicate-token head. NaN if the text has no repeated token.
@@ -109,7 +109,7 @@ def prefix_matching_score(pattern, tokens, query_mask=None) -> np.ndarray:
 
     We sum over the matching keys rather than average the matching entries: with 4
     repeats a query in repeat 4 has 3 matching keys, so an average would cap a
-    perfect head at 1/3..1/2 (SPEC.md).
+    perfect head at 1/3..1/2.
     """
     pattern, tokens = _check.pattern_and_tokens(pattern, tokens)
     return summed_attention(pattern, induction_mask(tokens), query_mask)

@@ -22,7 +22,7 @@ class LossPCA:
 
 
 def loss_pca(losses_per_model, n_components: int = 2, seed=0, positions=None) -> LossPCA:
-    """PCA of per-token-loss vectors, one row per snapshot, several models stacked (SPEC.md).
+    """PCA of per-token-loss vectors, one row per snapshot, several models stacked (IH Argument 1).
 
     losses_per_model: a list of arrays [S_m, N, T-1] (run.losses of each model; all on
     the same evaluation set) or a single such array. For each example n one position

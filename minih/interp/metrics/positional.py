@@ -1,5 +1,5 @@
-"""Positional vs token attention: split every attention score into four terms (SPEC.md,
-"Positional vs token attention"; FW discusses positional attention but gives no number).
+"""Positional vs token attention: split every attention score into four terms (FW
+discusses positional attention but gives no number; this split and its share are minih's).
 
 The input of queries and keys is split into a content part a and a positional part p:
 qk_in[i] = a[i] + p[i]. Then, exactly,
