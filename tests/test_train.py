@@ -18,7 +18,8 @@ from minih.training.loop import learning_rate, snapshot_steps, train
 
 TINY = TrainConfig(model=minih.ModelConfig(n_layers=2, n_heads=2, d_model=16, d_head=8, n_ctx=24, d_vocab=16),
                    data=RepeatedTokens(d_vocab=16, min_len=4, max_len=10), steps=30, batch=8, n_eval=4,
-                   log_snapshots=6, linear_snapshots=3, warmup=5, schedule="cosine", lr=3e-3)
+                   log_snapshots=6, linear_snapshots=3, warmup=5, schedule="cosine",
+                   optim=minih.AdamWConfig(lr=3e-3))
 
 
 def _same_runs(a, b):
@@ -33,10 +34,10 @@ def _same_runs(a, b):
 
 
 def test_schedule_and_snapshot_steps():
-    assert learning_rate(TINY, 0) == pytest.approx(TINY.lr / 5)         # warmup starts at lr/warmup
-    assert learning_rate(TINY, 4) == pytest.approx(TINY.lr)              # ... and ends at lr
-    assert learning_rate(TINY, 30) == pytest.approx(TINY.lr * TINY.min_lr_frac)   # cosine floor
-    assert learning_rate(TINY.replace(schedule="constant"), 29) == TINY.lr
+    assert learning_rate(TINY, 0) == pytest.approx(TINY.optim.lr / 5)         # warmup starts at lr/warmup
+    assert learning_rate(TINY, 4) == pytest.approx(TINY.optim.lr)              # ... and ends at lr
+    assert learning_rate(TINY, 30) == pytest.approx(TINY.optim.lr * TINY.min_lr_frac)   # cosine floor
+    assert learning_rate(TINY.replace(schedule="constant"), 29) == TINY.optim.lr
     s = snapshot_steps(1000, 10, 4)
     assert s[0] == 0 and s[-1] == 1000 and s == sorted(set(s))
     assert {1, 250, 500, 750} <= set(s)                                   # log start + linear grid
