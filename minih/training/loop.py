@@ -251,7 +251,8 @@ class _Interrupts:
 
     def __exit__(self, *exc):
         for sig, previous in self._previous.items():
-            signal.signal(sig, previous)
+            if previous is not None:          # None: a handler not set from Python, left alone
+                signal.signal(sig, previous)
 
 
 class _Progress:

@@ -174,8 +174,7 @@ def writer_lock(path):
         try:
             _lock(f)
         except OSError:
-            f.seek(0)
-            holder = f.read().strip()
+            holder = _read_holder(f)
             raise RunInUse(f"{path} is being written by another process ({holder or 'unknown pid'}); "
                            f"wait for it to end, or choose another output directory") from None
         f.seek(0)
@@ -195,10 +194,22 @@ def _lock(f) -> None:
         msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
 
 
+def _read_holder(f) -> str:
+    """What the lock holder wrote into the lock file ("pid N"), or "" if unreadable."""
+    try:
+        f.seek(0)
+        return f.read().strip()
+    except OSError:                        # Windows: the holder's locked byte cannot be read
+        return ""
+
+
 def _remove_stale_temporaries(path: Path) -> None:
-    """Temporary files of writers that were killed mid-write (only the lock holder may do this)."""
-    for tmp in (*path.glob("*.tmp"), *(path / SNAPSHOT_DIR).glob("*.tmp")):
-        tmp.unlink(missing_ok=True)
+    """Temporary files (NAME.PID.tmp, see atomic_write) of writers that were killed
+    mid-write; only the lock holder may do this."""
+    for folder in (path, path / SNAPSHOT_DIR):
+        for tmp in folder.glob("*.*.tmp"):
+            if tmp.name.rsplit(".", 2)[1].isdigit():
+                tmp.unlink(missing_ok=True)
 
 
 def remove_run(path) -> None:
