@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (bit-identical to an "
                         "uninterrupted run); --steps/--tokens may extend it")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run already in --out (also its analysis/ and ablation/ folders)")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0, metavar="S",
                    help="write a checkpoint at least every S seconds of training (default 60); "
                         "always at the end and on Ctrl-C")
