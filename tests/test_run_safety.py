@@ -237,6 +237,14 @@ def test_a_text_run_resumes_from_another_folder_on_the_same_bytes(tmp_path):
     line = _one_clean_line(err)
     assert rc == 2 and "same sizes, other bytes" in line and str(home) in line, line
 
+    # a run recorded before fingerprints: the sizes it noted are compared instead
+    manifest = json.loads((home / "run" / "run.json").read_text())
+    del manifest["data_fingerprint"]
+    (home / "run" / "run.json").write_text(json.dumps(manifest))
+    (home / "corpus.txt").write_bytes(_text(0) + b" more")
+    with pytest.raises(ValueError, match="training bytes, validation bytes were"):
+        train(tc.replace(steps=30), home / "run", resume=True, progress=False)
+
 
 # --- damaged run files --------------------------------------------------------------------
 
@@ -306,6 +314,17 @@ def test_damaged_run_files_are_named_in_one_line(tmp_path, capsys, what, name, d
         assert cli_main(argv) == 2, argv
         err = capsys.readouterr().err
         assert name in _one_clean_line(err)
+
+
+def test_a_checkpoint_with_nan_is_refused_not_blamed_on_the_lr(tmp_path):
+    out = tmp_path / "r"
+    train(TINY, out, progress=False, stop_after=5)
+    with np.load(out / "checkpoint.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["adam_v/embed.W_E"][3, 1] = np.nan
+    np.savez(out / "checkpoint.npz", **arrays)
+    with pytest.raises(ValueError, match=r"checkpoint .*checkpoint.npz is damaged: NaN or inf in \['adam_v/embed.W_E'\]"):
+        train(None, out, resume=True, progress=False)
 
 
 def test_a_damaged_train_entry_is_named(tmp_path, capsys):

@@ -375,9 +375,12 @@ def absolute_data(data):
 
 def _check_same_data(out: Path, manifest: dict, tc: TrainConfig) -> None:
     """Refuse to resume a text run whose files changed since it started (size or hash)."""
+    if not hasattr(tc.data, "fingerprint"):
+        return                         # data drawn from a seed: rebuilt exactly from the config
     recorded = manifest.get("data_fingerprint")
-    if recorded is None or not hasattr(tc.data, "fingerprint"):
-        return                         # data drawn from a seed, or a run from before fingerprints
+    if recorded is None:               # a run from before fingerprints: compare the sizes it noted
+        _check_same_sizes(out, manifest.get("data"), tc.data.describe())
+        return
     now = tc.data.fingerprint()
     if now == recorded:
         return
@@ -389,6 +392,18 @@ def _check_same_data(out: Path, manifest: dict, tc: TrainConfig) -> None:
         change = f"was {was}, now {now['files']} files, {now['bytes']} bytes"
     raise ValueError(f"cannot resume {out}: its training text under {now['root']} changed since the "
                      f"run started ({change}); resuming would train on other data")
+
+
+def _check_same_sizes(out: Path, recorded, now: dict) -> None:
+    """The weaker check for runs recorded without a fingerprint: file count and split sizes."""
+    keys = ("files", "train_bytes", "validation_bytes")
+    if not isinstance(recorded, dict) or not all(k in recorded for k in keys):
+        return
+    was, found = ([d[k] for k in keys] for d in (recorded, now))
+    if was != found:
+        raise ValueError(f"cannot resume {out}: its training text under {now['root']} changed since the "
+                         f"run started (files, training bytes, validation bytes were {was}, now {found}); "
+                         f"resuming would train on other data")
 
 
 def _now() -> str:
