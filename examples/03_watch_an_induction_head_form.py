@@ -39,7 +39,7 @@ print(f"{cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}, cont
 formed, start = None, time.perf_counter()
 for step in range(1, tc.steps + 1):
     tokens = source.sample(rng, tc.batch, cfg.n_ctx)    # [B, T] int64
-    loss, _ = minih.train_step(params, state, tokens, cfg, tc.adamw(), backend=args.backend)
+    loss, _ = minih.train_step(params, state, tokens, cfg, tc.optim, backend=args.backend)
     if step % every == 0 or step == tc.steps:
         scores = prefix_matching_scores(params, cfg, backend=args.backend)   # [L, H]
         layer1 = scores[1]

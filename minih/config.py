@@ -7,6 +7,7 @@ the initial scales decide whether induction heads form at all (docs/03_training.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 POSITIONAL_MODES = ("shortformer", "standard")
@@ -60,10 +61,10 @@ class ModelConfig:
         for name in ("init_embed_std", "init_pos_std", "init_attn_std", "init_out_std",
                      "init_unembed_std"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-                raise ValueError(f"ModelConfig.{name} must be a number >= 0, got {value!r}")
-        if isinstance(self.smear_init, bool) or not isinstance(self.smear_init, (int, float)):
-            raise ValueError(f"ModelConfig.smear_init must be a number, got {self.smear_init!r}")
+            if not _is_finite_number(value) or not value >= 0:
+                raise ValueError(f"ModelConfig.{name} must be a number >= 0 (finite), got {value!r}")
+        if not _is_finite_number(self.smear_init):
+            raise ValueError(f"ModelConfig.smear_init must be a finite number, got {self.smear_init!r}")
 
     def replace(self, **changes) -> "ModelConfig":
         """A copy with some fields changed (validated again)."""
@@ -86,6 +87,12 @@ class ModelConfig:
         if name not in PRESETS:
             raise ValueError(f"unknown model preset {name!r}; presets are {sorted(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
+
+
+def _is_finite_number(value) -> bool:
+    """An int or float that is neither NaN nor infinite (an init std of inf or NaN would
+    only show up later, as a diverged run blamed on the learning rate)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
 # Named model shapes. Training presets (data, steps, learning rate) live in

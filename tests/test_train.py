@@ -18,7 +18,8 @@ from minih.training.loop import learning_rate, snapshot_steps, train
 
 TINY = TrainConfig(model=minih.ModelConfig(n_layers=2, n_heads=2, d_model=16, d_head=8, n_ctx=24, d_vocab=16),
                    data=RepeatedTokens(d_vocab=16, min_len=4, max_len=10), steps=30, batch=8, n_eval=4,
-                   log_snapshots=6, linear_snapshots=3, warmup=5, schedule="cosine", lr=3e-3)
+                   log_snapshots=6, linear_snapshots=3, warmup=5, schedule="cosine",
+                   optim=minih.AdamWConfig(lr=3e-3))
 
 
 def _same_runs(a, b):
@@ -33,10 +34,10 @@ def _same_runs(a, b):
 
 
 def test_schedule_and_snapshot_steps():
-    assert learning_rate(TINY, 0) == pytest.approx(TINY.lr / 5)         # warmup starts at lr/warmup
-    assert learning_rate(TINY, 4) == pytest.approx(TINY.lr)              # ... and ends at lr
-    assert learning_rate(TINY, 30) == pytest.approx(TINY.lr * TINY.min_lr_frac)   # cosine floor
-    assert learning_rate(TINY.replace(schedule="constant"), 29) == TINY.lr
+    assert learning_rate(TINY, 0) == pytest.approx(TINY.optim.lr / 5)         # warmup starts at lr/warmup
+    assert learning_rate(TINY, 4) == pytest.approx(TINY.optim.lr)              # ... and ends at lr
+    assert learning_rate(TINY, 30) == pytest.approx(TINY.optim.lr * TINY.min_lr_frac)   # cosine floor
+    assert learning_rate(TINY.replace(schedule="constant"), 29) == TINY.optim.lr
     s = snapshot_steps(1000, 10, 4)
     assert s[0] == 0 and s[-1] == 1000 and s == sorted(set(s))
     assert {1, 250, 500, 750} <= set(s)                                   # log start + linear grid
@@ -44,6 +45,11 @@ def test_schedule_and_snapshot_steps():
 
 def test_config_round_trip_and_bad_values():
     assert TrainConfig.from_dict(TINY.to_dict()) == TINY
+    # the optimizer's fields live in one place (tc.optim) and may be named directly
+    assert TINY.replace(lr=1e-2, beta2=0.99).optim == minih.AdamWConfig(lr=1e-2, beta2=0.99)
+    assert TrainConfig.preset("induction-2l", steps=7, lr=1e-3).optim.lr == 1e-3
+    flat = {k: v for k, v in TINY.to_dict().items() if k != "optim"}
+    assert TrainConfig.from_dict({**flat, **TINY.optim.to_dict()}) == TINY   # older run.json layout
     assert TrainConfig.preset("induction-2l").model.n_layers == 2
     for bad in (dict(lr=0.0), dict(schedule="linear"), dict(steps=0), dict(seq_len=99), dict(beta1=1.0)):
         with pytest.raises(ValueError):
@@ -147,12 +153,14 @@ def test_cli_help_bad_values_and_a_tiny_run(tmp_path, capsys):
     assert e.value.code == 2
     argv = ["train", "induction-2l", "--out", str(tmp_path / "run"), "--steps", "6", "--no-progress",
             "--set", "n_ctx=16", "--set", "d_model=16", "--set", "batch=4", "--set", "n_eval=3",
-            "--set", "data.max_len=6", "--set", "data.min_len=3", "--set", "d_vocab=12", "--seed", "3"]
+            "--set", "data.max_len=6", "--set", "data.min_len=3", "--set", "d_vocab=12", "--seed", "3",
+            "--set", "lr=2e-3", "--set", "weight_decay=0"]                   # optimizer fields by name
     assert cli_main(argv) == 0
     assert "finished: 6 steps" in capsys.readouterr().out
     run = minih.load_run(tmp_path / "run")
     assert run.cfg.n_ctx == 16 and run.cfg.d_vocab == 12 and run.manifest["seed"] == 3
     assert run.manifest["data"]["d_vocab"] == 12                         # vocabulary followed the model
+    assert run.manifest["train"]["optim"]["lr"] == 2e-3 and run.manifest["train"]["optim"]["weight_decay"] == 0
     assert run.steps[-1] == 6 and run.losses.shape[1:] == (3, 15)
     assert cli_main(argv) == 2                                            # exists: needs --resume/--overwrite
     assert "--resume" in capsys.readouterr().err

@@ -1,7 +1,9 @@
 """The command line: `python -m minih COMMAND ...` (also the `minih` console script).
 
 Each command is a pair (add_arguments, run) registered in COMMANDS. Bad options or
-values print one clear line and exit with code 2 (argparse's convention).
+values print one clear line and exit with code 2 (argparse's convention); a run
+directory that another process is writing, exit code 1; Ctrl-C before a command
+has its own handling, code 130. No traceback reaches the terminal for any of them.
 """
 from __future__ import annotations
 
@@ -11,6 +13,10 @@ import dataclasses
 import sys
 
 from ..config import ModelConfig, PRESETS
+from ..training.run import RunInUse
+
+EXIT_BUSY = 1              # the run directory is being written by another process
+EXIT_INTERRUPTED = 130     # the shell's convention for "stopped by Ctrl-C"
 
 
 class CLIError(Exception):
@@ -81,6 +87,12 @@ def main(argv: list[str] | None = None) -> int:
         # bad option values and config errors: one line, exit code 2
         print(f"minih {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except RunInUse as e:
+        print(f"minih {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BUSY
+    except KeyboardInterrupt:
+        print(f"minih {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -6,9 +6,14 @@
     minih train --list                             # presets
 
 --set KEY=VALUE goes to the first of these that has the field KEY:
-    TrainConfig (steps, batch, lr, ...), ModelConfig (n_layers, d_model, init_embed_std, ...);
+    TrainConfig (steps, batch, warmup, ...), its optimizer AdamWConfig (lr, beta1, beta2,
+    eps, weight_decay, grad_clip), ModelConfig (n_layers, d_model, init_embed_std, ...);
     `data=NAME` switches the data source, `data.KEY=VALUE` sets one of its options.
 The model's d_vocab follows the data's (and the other way round) unless both are set.
+
+One process writes a run directory at a time: a second `train` on the same --out
+stops with one line. Ctrl-C or SIGTERM: the current step ends, a checkpoint is
+written, and the command exits with code 130.
 """
 from __future__ import annotations
 
@@ -18,12 +23,11 @@ import math
 import sys
 from pathlib import Path
 
-from . import CLIError, parse_overrides
+from . import EXIT_INTERRUPTED, CLIError, parse_overrides   # 130 after Ctrl-C or SIGTERM
 from ..config import ModelConfig
 from ..data import SOURCES, get_source_class, make_source, source_to_dict
 
 EXIT_DIVERGED = 1
-EXIT_INTERRUPTED = 130     # the shell's convention for "stopped by Ctrl-C"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -50,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (bit-identical to an "
                         "uninterrupted run); --steps/--tokens may extend it")
-    p.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a run already in --out (also its analysis/ and ablation/ folders)")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0, metavar="S",
                    help="write a checkpoint at least every S seconds of training (default 60); "
                         "always at the end and on Ctrl-C")
@@ -60,11 +65,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_config(preset: str, sets: list[str], steps=None, tokens=None, seed=None):
     """The TrainConfig of a preset with the command line's changes applied."""
-    from ..training.config import TrainConfig
+    from ..optim import AdamWConfig
+    from ..training.config import OPTIM_FIELDS, TrainConfig
     tc = TrainConfig.preset(preset)
-    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "data"}
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model", "data", "optim"}
     model_fields = {f.name for f in dataclasses.fields(ModelConfig)}
-    train_pairs, model_pairs, data_pairs, data_name = [], [], [], None
+    train_pairs, optim_pairs, model_pairs, data_pairs, data_name = [], [], [], [], None
     for pair in sets:
         if "=" not in pair:
             raise CLIError(f"--set expects KEY=VALUE, got {pair!r}")
@@ -77,12 +83,15 @@ def build_config(preset: str, sets: list[str], steps=None, tokens=None, seed=Non
             data_pairs.append(pair[len("data."):])
         elif key in train_fields:
             train_pairs.append(pair)
+        elif key in OPTIM_FIELDS:
+            optim_pairs.append(pair)
         elif key in model_fields:
             model_pairs.append(pair)
         else:
             raise CLIError(f"--set: unknown field {key!r}; TrainConfig fields are {sorted(train_fields)}, "
-                           f"ModelConfig fields are {sorted(model_fields)}, and data / data.OPTION")
-    changes = parse_overrides(train_pairs, TrainConfig)
+                           f"optimizer fields are {list(OPTIM_FIELDS)}, ModelConfig fields are "
+                           f"{sorted(model_fields)}, and data / data.OPTION")
+    changes = {**parse_overrides(train_pairs, TrainConfig), **parse_overrides(optim_pairs, AdamWConfig)}
     model_changes = parse_overrides(model_pairs, ModelConfig)
     name = data_name or tc.data.name
     given = parse_overrides(data_pairs, get_source_class(name))
@@ -113,16 +122,17 @@ def budget_steps(tc, steps, tokens) -> int:
 
 
 def run(args) -> int:
-    from ..training.config import TrainConfig
-    from ..training.loop import TrainingDiverged, train
     from ..training.config import TRAIN_PRESETS
+    from ..training.loop import TrainingDiverged, saved_config, train
     if args.list:
         for name, tc in TRAIN_PRESETS.items():
             m = tc.model
             print(f"{name:14s} {m.n_layers} layer(s), {m.n_heads} heads, d_model {m.d_model}, n_ctx {m.n_ctx}"
                   f"{', smeared keys' if m.smeared_keys else ''}; data {tc.data.name}; {tc.steps} steps "
-                  f"x {tc.tokens_per_step} tokens; lr {tc.lr:g}")
+                  f"x {tc.tokens_per_step} tokens; lr {tc.optim.lr:g}")
         return 0
+    if args.out is not None and not args.out.strip():
+        raise CLIError(f"--out must name a directory, got {args.out!r}")
     if args.resume:
         if args.out is None:
             raise CLIError("--resume needs --out DIR (the run to continue)")
@@ -130,7 +140,7 @@ def run(args) -> int:
             raise CLIError("--resume continues a run with its own config: --set, --seed and "
                            "--overwrite cannot be combined with it")
         from ..training.run import load_run
-        saved = TrainConfig.from_dict(load_run(args.out).manifest["train"])
+        saved = saved_config(load_run(args.out).manifest, args.out)
         tc = None if args.steps is None and args.tokens is None else \
             saved.replace(steps=budget_steps(saved, args.steps, args.tokens))
         out = Path(args.out)
@@ -140,11 +150,13 @@ def run(args) -> int:
             raise CLIError(f"unknown preset {preset!r}; presets are {sorted(TRAIN_PRESETS)}")
         tc = build_config(preset, args.set, args.steps, args.tokens, args.seed)
         out = Path(args.out or Path("runs") / preset)
+        if out.exists() and not out.is_dir():
+            raise CLIError(f"--out {out} is a file, not a directory: choose a directory for the run")
         if (out / "run.json").exists() and not args.overwrite:
             raise CLIError(f"{out} already holds a run: continue it with --resume, replace it with "
                            f"--overwrite, or choose another --out")
-    if args.checkpoint_seconds <= 0:
-        raise CLIError(f"--checkpoint-seconds must be > 0, got {args.checkpoint_seconds}")
+    if not math.isfinite(args.checkpoint_seconds) or args.checkpoint_seconds <= 0:
+        raise CLIError(f"--checkpoint-seconds must be a finite number > 0, got {args.checkpoint_seconds}")
     try:
         result = train(tc, out, resume=args.resume, backend=args.backend, overwrite=args.overwrite,
                        progress=not args.no_progress, checkpoint_seconds=args.checkpoint_seconds)

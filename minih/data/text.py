@@ -21,6 +21,7 @@ Shape legend: B = batch, T = positions
 from __future__ import annotations
 
 import functools
+import hashlib
 import sys
 import sysconfig
 import zlib
@@ -125,6 +126,19 @@ class _ByteCorpus:
             raise ValueError(f"{self.name} data: val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int):
             raise ValueError(f"{self.name} data: split_seed must be an int, got {self.split_seed!r}")
+
+    def fingerprint(self) -> dict:
+        """The files this source reads, as {"root", "files", "bytes", "sha256"}: a hash of
+        every file's relative path, size and bytes, read from disk now (not from the
+        per-process cache). A run records it; resuming against changed text is refused."""
+        root, files = self._root_and_files()
+        digest, total = hashlib.sha256(), 0
+        for rel in files:
+            data = (root / rel).read_bytes()
+            digest.update(f"{rel}\0{len(data)}\0".encode())
+            digest.update(data)
+            total += len(data)
+        return {"root": str(root), "files": len(files), "bytes": total, "sha256": digest.hexdigest()}
 
     def describe(self) -> dict:
         root, _ = self._root_and_files()

@@ -8,7 +8,7 @@
                            the data Generator's bit_generator.state, the TrainConfig
         train_loss         float64 [step]: training loss of every update so far
 
-Written to checkpoint.npz.tmp, then renamed (minih/training/run.py atomic_write), so a kill
+Written to a temporary file of the writing process, then renamed (minih/training/run.py atomic_write), so a kill
 during the write leaves the previous checkpoint intact. Reading checks every piece
 and raises ValueError naming what is wrong: a damaged checkpoint never turns into a
 silent fresh start.
@@ -21,9 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..params import check_params, param_shapes
-from .run import load_npz, save_npz
-
-CHECKPOINT = "checkpoint.npz"
+from .run import CHECKPOINT, load_npz, save_npz
 
 
 def save_checkpoint(out: Path, params: dict, opt_state: dict, rng: np.random.Generator, step: int,
@@ -52,11 +50,13 @@ def load_checkpoint(out: Path, tc) -> dict:
         step = meta["step"]
         rng = np.random.Generator(getattr(np.random, meta["rng_bit_generator"])())
         rng.bit_generator.state = meta["rng_state"]
+        saved = type(tc).from_dict(meta["train"])
+        opt_step, tokens_seen, seconds = meta["opt_step"], meta["tokens_seen"], float(meta["seconds"])
     except (KeyError, ValueError, TypeError, AttributeError) as e:
         raise ValueError(f"checkpoint {path} is corrupt: its metadata cannot be read ({e})") from None
-    saved_train = {k: v for k, v in meta["train"].items() if k != "steps"}
-    wanted = {k: v for k, v in tc.to_dict().items() if k != "steps"}
-    if json.loads(json.dumps(saved_train)) != json.loads(json.dumps(wanted)):
+    # compared as configs, not as dicts: a checkpoint of an older layout (lr beside
+    # steps) matches the same config written in today's layout
+    if saved.replace(steps=tc.steps) != tc:
         raise ValueError(f"checkpoint {path} belongs to a different config than run.json")
     groups = {}
     for prefix in ("param/", "adam_m/", "adam_v/"):
@@ -65,13 +65,18 @@ def load_checkpoint(out: Path, tc) -> dict:
             check_params(groups[prefix], tc.model)
         except ValueError as e:
             raise ValueError(f"checkpoint {path} is corrupt ({prefix.rstrip('/')}: {e})") from None
+        # never written by minih (a diverging run checkpoints its last good state): resuming
+        # from NaN would fail at once and blame the learning rate
+        bad = [prefix + k for k, v in groups[prefix].items() if not np.isfinite(v).all()]
+        if bad:
+            raise ValueError(f"checkpoint {path} is damaged: NaN or inf in {bad}")
     if len(train_loss) != step:
         raise ValueError(f"checkpoint {path} is corrupt: {len(train_loss)} losses for step {step}")
     # the params' canonical order (param_shapes): sums over keys (the gradient norm)
     # then run in the same order as in an uninterrupted run, so they round the same way
     order = list(param_shapes(tc.model))
     params, m, v = ({k: groups[p][k] for k in order} for p in ("param/", "adam_m/", "adam_v/"))
-    opt_state = {"step": meta["opt_step"], "m": m, "v": v}
+    opt_state = {"step": opt_step, "m": m, "v": v}
     return {"params": params, "opt_state": opt_state, "rng": rng, "step": step,
-            "tokens_seen": meta["tokens_seen"], "train_loss": [float(x) for x in train_loss],
-            "seconds": meta["seconds"]}
+            "tokens_seen": tokens_seen, "train_loss": [float(x) for x in train_loss],
+            "seconds": seconds}

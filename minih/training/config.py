@@ -1,6 +1,14 @@
 """TrainConfig: everything that decides a run's weights (with the seed), and its named presets.
 
     minih.TrainConfig.preset("induction-2l", steps=100)     # or: python -m minih train induction-2l
+    tc.optim.lr                                              # the optimizer's settings: an AdamWConfig
+    tc.replace(lr=1e-3)                                      # optimizer fields may be named directly
+
+The optimizer's settings (lr, beta1, beta2, eps, weight_decay, grad_clip) are declared
+once, in minih.optim.AdamWConfig, and a TrainConfig holds one as `optim`: the step
+function takes exactly that object, so the loop cannot train with settings other than
+the ones the run records. The schedule (warmup, cosine decay) stays here: it is about
+the run's length, not about one update.
 """
 from __future__ import annotations
 
@@ -13,24 +21,22 @@ from ..optim import AdamWConfig
 from .presets import PRESET_SETTINGS
 
 SCHEDULES = ("constant", "cosine")
+OPTIM_FIELDS = tuple(f.name for f in dataclasses.fields(AdamWConfig))
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that decides the weights of a run (with the seed): model, data, schedule."""
+    """Everything that decides the weights of a run (with the seed): model, data, optimizer, schedule."""
     model: ModelConfig = field(default_factory=ModelConfig)
     data: object = field(default_factory=RepeatedTokens)   # a minih.data source
+    optim: AdamWConfig = field(default_factory=AdamWConfig)  # lr (the peak rate), betas, eps,
+                                                             # weight_decay, grad_clip
     steps: int = 1000            # optimizer steps
     batch: int = 64              # sequences per step
     seq_len: int = 0             # positions per sequence; 0 = model.n_ctx
-    lr: float = 1e-3             # peak learning rate
     warmup: int = 0              # steps of linear warmup from lr/warmup to lr
     schedule: str = "constant"   # after warmup: "constant" or "cosine" (decay to min_lr_frac * lr)
     min_lr_frac: float = 0.1     # cosine only: final lr as a fraction of lr
-    weight_decay: float = 0.01   # AdamW decoupled weight decay (matrices only, see optim.decays)
-    beta1: float = 0.9
-    beta2: float = 0.999
-    grad_clip: float = 1.0       # max global gradient norm; 0 = no clipping
     seed: int = 0                # initial weights and the training batches
     n_eval: int = 64             # evaluation sequences (the same at every snapshot)
     eval_seed: int = 1_000_003   # seed of the evaluation set (fixed across training seeds,
@@ -43,15 +49,19 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.model must be a ModelConfig, got {type(self.model).__name__}")
         if not hasattr(self.data, "sample") or not hasattr(self.data, "d_vocab"):
             raise ValueError(f"TrainConfig.data must be a minih.data source, got {self.data!r}")
+        if not isinstance(self.optim, AdamWConfig):
+            raise ValueError(f"TrainConfig.optim must be a minih.AdamWConfig, got {type(self.optim).__name__}")
         for name in ("steps", "batch", "seq_len", "warmup", "seed", "n_eval", "eval_seed",
                      "log_snapshots", "linear_snapshots"):
             v = getattr(self, name)
             low = 1 if name in ("steps", "batch", "n_eval") else 0
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise ValueError(f"TrainConfig.{name} must be an int >= {low}, got {v!r}")
-        for name, ok, allowed in (("lr", self.lr > 0, "> 0"), ("min_lr_frac", 0 <= self.min_lr_frac <= 1, "in [0, 1]")):
-            if not ok:
-                raise ValueError(f"TrainConfig.{name} must be {allowed}, got {getattr(self, name)}")
+        if not self.optim.lr > 0:
+            raise ValueError(f"TrainConfig lr must be > 0, got {self.optim.lr}")
+        frac = self.min_lr_frac
+        if isinstance(frac, bool) or not isinstance(frac, (int, float)) or not 0 <= frac <= 1:
+            raise ValueError(f"TrainConfig.min_lr_frac must be a number in [0, 1], got {frac!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"TrainConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.seq_len > self.model.n_ctx:
@@ -61,7 +71,6 @@ class TrainConfig:
         if self.data.d_vocab > self.model.d_vocab:
             raise ValueError(f"the data has d_vocab={self.data.d_vocab} tokens but the model only "
                              f"d_vocab={self.model.d_vocab}; set the model's d_vocab to at least that")
-        self.adamw()                                         # validates beta1, beta2, ... early
 
     @property
     def T(self) -> int:
@@ -72,29 +81,53 @@ class TrainConfig:
     def tokens_per_step(self) -> int:
         return self.batch * self.T
 
-    def adamw(self) -> AdamWConfig:
-        return AdamWConfig(lr=self.lr, beta1=self.beta1, beta2=self.beta2,
-                           weight_decay=self.weight_decay, grad_clip=self.grad_clip)
-
     def replace(self, **changes) -> "TrainConfig":
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        """A copy with fields changed (validated again). The optimizer's fields (lr, beta1,
+        ...) may be given by name: replace(lr=1e-3) is replace(optim=AdamWConfig(lr=1e-3, ...))."""
+        own = {f.name for f in dataclasses.fields(self)}
+        unknown = set(changes) - own - set(OPTIM_FIELDS)
         if unknown:
             raise ValueError(f"TrainConfig has no field(s) {sorted(unknown)}; fields are "
-                             f"{[f.name for f in dataclasses.fields(self)]}")
+                             f"{sorted(own)}, and the optimizer's {list(OPTIM_FIELDS)}")
+        optim_changes = {k: changes.pop(k) for k in OPTIM_FIELDS if k in changes}
+        if optim_changes:
+            changes["optim"] = dataclasses.replace(changes.get("optim", self.optim), **optim_changes)
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         d["model"] = self.model.to_dict()
         d["data"] = source_to_dict(self.data)
+        d["optim"] = self.optim.to_dict()
         return d
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
+        """The TrainConfig of to_dict(d). Also reads the layout of older run directories,
+        where lr, beta1, beta2, weight_decay and grad_clip sat beside steps. ValueError
+        naming the field when something is missing or of the wrong kind."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a TrainConfig must be a dict of its fields, got {type(d).__name__}")
         d = dict(d)
-        d["model"] = ModelConfig.from_dict(d["model"])
-        d["data"] = source_from_dict(d["data"])
-        return cls(**d)
+        optim = d.pop("optim", {})
+        if not isinstance(optim, dict):
+            raise ValueError(f"TrainConfig 'optim' must be a dict of AdamWConfig fields, got {optim!r}")
+        optim = {**optim, **{k: d.pop(k) for k in OPTIM_FIELDS if k in d}}   # the older flat layout
+        own = {f.name for f in dataclasses.fields(cls)} - {"optim"}
+        missing, unknown = {"model", "data"} - set(d), set(d) - own
+        unknown_optim = set(optim) - set(OPTIM_FIELDS)
+        if missing or unknown or unknown_optim:
+            raise ValueError(f"TrainConfig fields: missing {sorted(missing)}, unknown "
+                             f"{sorted(unknown | unknown_optim)}")
+        for name in ("model", "data"):
+            if not isinstance(d[name], dict) or (name == "data" and "name" not in d[name]):
+                raise ValueError(f"TrainConfig {name!r} must be a dict of its fields"
+                                 f"{' with a name' if name == 'data' else ''}, got {d[name]!r}")
+        try:
+            return cls(model=ModelConfig.from_dict(d.pop("model")), data=source_from_dict(d.pop("data")),
+                       optim=AdamWConfig(**optim), **d)
+        except TypeError as e:                  # e.g. a number where a data option wants a string
+            raise ValueError(f"TrainConfig: {e}") from None
 
     @classmethod
     def preset(cls, name: str, **changes) -> "TrainConfig":
@@ -105,5 +138,5 @@ class TrainConfig:
 
 
 # name -> TrainConfig: the settings of minih/training/presets.py, validated once
-TRAIN_PRESETS: dict[str, TrainConfig] = {name: TrainConfig(**settings)
+TRAIN_PRESETS: dict[str, TrainConfig] = {name: TrainConfig().replace(**settings)
                                          for name, settings in PRESET_SETTINGS.items()}

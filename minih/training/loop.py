@@ -1,16 +1,22 @@
 """The training loop: AdamW on the params dict, with snapshots a student can watch.
 
-    tc = minih.TrainConfig.preset("induction-2l")          # model + data + schedule
+    tc = minih.TrainConfig.preset("induction-2l")          # model + data + optimizer + schedule
     result = minih.train(tc, out="runs/induction-2l")      # writes a run directory
     run = minih.load_run("runs/induction-2l")
 
-Each step: draw a batch from the data source with the run's Generator, compute the
-loss and gradients (backend "numpy" or "numba"), stop if the loss or the gradient is
-not finite, else take an AdamW step at the scheduled learning rate. At the snapshot
-steps (log-spaced and linearly spaced, SnapshotPlan) the params and the per-token
-losses of the fixed evaluation set go into the run directory (minih/training/run.py). A
-checkpoint (minih/training/checkpoint.py: params, optimizer moments, the Generator's state)
-lets `resume=True` continue bit for bit.
+Each step is three lines of `train`: draw a batch from the data source with the
+run's Generator; `minih.optim.train_step` (loss and gradients, backend "numpy" or
+"numba", then an AdamW update at the scheduled learning rate); stop if the loss or
+the gradient is not finite. Around them, small helpers keep the record: at the
+snapshot steps (log-spaced and linearly spaced, `snapshot_steps`) the params and the
+per-token losses of the fixed evaluation set go into the run directory
+(minih/training/run.py); a checkpoint (minih/training/checkpoint.py: params, optimizer
+moments, the Generator's state) lets `resume=True` continue bit for bit.
+
+One process writes a run directory at a time (a lock file; a second writer gets
+RunInUse). Ctrl-C or SIGTERM end a session cleanly: the current step finishes, a
+checkpoint is written, train returns with status "interrupted"; more interrupts
+meanwhile are noted, not obeyed, so they cannot break the checkpoint.
 
 Learning rate at step t (0-based, t = number of updates already taken):
     warmup:   lr * (t + 1) / warmup                        for t < warmup
@@ -32,25 +38,23 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CHECKPOINT, load_checkpoint, save_checkpoint
-from ..config import ModelConfig
-from ..data import RepeatedTokens, source_from_dict, source_to_dict
-from ..model import get_backend, loss_and_grads, per_token_losses
-from ..optim import AdamWConfig, adamw_init, adamw_step
+from ..model import get_backend, per_token_losses
+from ..optim import adamw_init, train_step
 from ..params import init_params
-from .run import RunWriter, load_run, save_npy
-
-from .config import SCHEDULES, TrainConfig
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .run import MANIFEST, TRAIN_LOSS, RunWriter, load_run, save_npy, writer_lock
 
 
 def learning_rate(tc: TrainConfig, t: int) -> float:
     """The learning rate of update t (0-based), see the module docstring."""
+    lr = tc.optim.lr
     if t < tc.warmup:
-        return tc.lr * (t + 1) / tc.warmup
+        return lr * (t + 1) / tc.warmup
     if tc.schedule == "constant":
-        return tc.lr
+        return lr
     p = min(1.0, (t - tc.warmup) / max(1, tc.steps - tc.warmup))
-    return tc.lr * (tc.min_lr_frac + (1 - tc.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * p)))
+    return lr * (tc.min_lr_frac + (1 - tc.min_lr_frac) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
 def snapshot_steps(steps: int, n_log: int, n_linear: int) -> list[int]:
@@ -92,32 +96,30 @@ class TrainResult:
                 f"{self.final_loss:.4f}, eval loss {self.eval_loss:.4f}; run in {self.path}")
 
 
-class _SigintFlag:
-    """First Ctrl-C sets .set (the loop then checkpoints and exits); a second one aborts."""
+@dataclass
+class TrainState:
+    """Everything a checkpoint holds: with the TrainConfig, enough to continue bit for bit."""
+    params: dict
+    opt_state: dict                       # AdamW moments and step count (minih.optim)
+    rng: np.random.Generator              # draws the training batches
+    step: int = 0                         # updates done
+    tokens_seen: int = 0
+    train_loss: list = field(default_factory=list)   # the loss of every update
+    seconds: float = 0.0                  # wall time of the training steps, all sessions
 
-    def __init__(self):
-        self.set = False
-        self._previous = None
+    @classmethod
+    def fresh(cls, tc: TrainConfig) -> "TrainState":
+        params = init_params(tc.model, tc.seed)
+        # the batches' Generator: its own stream, spawned from the seed, so the weights'
+        # init (seed) and the data order are independent but both fixed by `seed`
+        return cls(params, adamw_init(params), np.random.default_rng([tc.seed, 1]))
 
-    def __enter__(self):
-        try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        except ValueError:                                   # not the main thread: no handler
-            self._previous = None
-        return self
-
-    def _handle(self, signum, frame):
-        if self.set:
-            raise KeyboardInterrupt
-        self.set = True
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    def advance(self, loss: float, tokens: int, seconds: float) -> None:
+        """Count one update that reached `loss` on `tokens` tokens in `seconds`."""
+        self.step += 1
+        self.tokens_seen += tokens
+        self.train_loss.append(loss)
+        self.seconds += seconds
 
 
 def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, backend: str = "numpy",
@@ -128,139 +130,214 @@ def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, back
     resume: continue the run in `out` from its checkpoint (tc may be None: the run's own
         config is used; a given tc may only differ in `steps`). The weights at every step
         equal those of an uninterrupted run with the same config and seed, bit for bit.
+    overwrite: start over in `out` even if it holds a run (its files, and the analyze and
+        ablate results written into it, are deleted first).
     checkpoint_every / checkpoint_seconds: write a checkpoint every that many steps (if
-        given) and whenever that many seconds have passed; always at the end and on Ctrl-C.
+        given) and whenever that many seconds have passed; always at the end and on
+        Ctrl-C or SIGTERM.
     stop_after: end this session after that many steps (as if interrupted) - for tests.
     on_step(step, loss): called after every update.
     Raises TrainingDiverged (after saving the last good weights as a snapshot) if the
-    loss or gradient stops being finite.
+    loss or gradient stops being finite, RunInUse if another process writes `out`.
     """
-    get_backend(backend)                                     # fail early on a bad name
-    if out is None:
-        raise ValueError("train needs an output directory: out=PATH")
-    out = Path(out)
-    if resume:
-        writer, tc, params, opt_state, rng, step, tokens_seen, train_loss, seconds = \
-            _resume(out, tc)
-    else:
-        if tc is None:
-            raise ValueError("train needs a TrainConfig (or resume=True)")
-        eval_tokens = tc.data.eval_set(tc.n_eval, tc.T, tc.eval_seed)     # [N,T]
-        manifest = {"train": tc.to_dict(), "data": tc.data.describe(), "seed": tc.seed,
-                    "schedule": {"schedule": tc.schedule, "lr": tc.lr, "warmup": tc.warmup,
-                                 "min_lr_frac": tc.min_lr_frac, "steps": tc.steps,
-                                 "snapshot_steps": snapshot_steps(tc.steps, tc.log_snapshots,
-                                                                  tc.linear_snapshots)},
-                    "version": _version(), "backend": backend, "status": "running",
-                    "timings": {"started": _now()}}
-        writer = RunWriter(out, tc.model, manifest, eval_tokens, exist_ok=overwrite)
-        for stale in (out / CHECKPOINT, out / "train_loss.npy"):
-            stale.unlink(missing_ok=True)                    # from an overwritten run
-        params = init_params(tc.model, tc.seed)
-        opt_state = adamw_init(params)
-        # the batches' Generator: its own stream, spawned from the seed, so the weights'
-        # init (seed) and the data order are independent but both fixed by `seed`
-        rng = np.random.default_rng([tc.seed, 1])
-        step, tokens_seen, seconds = 0, 0, 0.0
-        train_loss = []
-    opt = tc.adamw()
-    plan = [s for s in snapshot_steps(tc.steps, tc.log_snapshots, tc.linear_snapshots)]
-    done_snapshots = set(writer.steps)
-    eval_tokens = writer.eval_tokens
-    eval_seconds = float(writer.manifest.get("timings", {}).get("eval_seconds", 0.0))
+    out = _check_session(out, backend, checkpoint_every, checkpoint_seconds, stop_after)
+    with writer_lock(out), _Interrupts() as interrupts:
+        tc, state, writer = _resume(out, tc) if resume else _start(out, tc, backend, overwrite)
+        record = _Recorder(writer, tc, backend, checkpoint_every, checkpoint_seconds, state.step)
+        record.snapshot(state)
+        end = tc.steps if stop_after is None else min(tc.steps, state.step + stop_after)
+        with _Progress(progress, tc.steps, state.step, out.name) as bar:
+            while state.step < end and not interrupts.received:
+                t0 = time.perf_counter()
+                tokens = tc.data.sample(state.rng, tc.batch, tc.T)                      # [B,T]
+                lr = learning_rate(tc, state.step)
+                loss, norm = train_step(state.params, state.opt_state, tokens, tc.model, tc.optim,
+                                        lr=lr, backend=backend)
+                if not (math.isfinite(loss) and math.isfinite(norm)):
+                    record.diverged(state, loss, lr)                                    # raises
+                state.advance(loss, tc.tokens_per_step, time.perf_counter() - t0)
+                bar.update(loss, tc.tokens_per_step)
+                if on_step is not None:
+                    on_step(state.step, loss)
+                record.snapshot(state)
+                record.checkpoint_if_due(state)
+        status = ("finished" if state.step == tc.steps else
+                  "interrupted" if interrupts.received else "stopped")
+        record.checkpoint(state, status)
+        return record.result(state, status)
 
-    def snapshot():
-        nonlocal eval_seconds
-        if step in done_snapshots:
+
+# --- around the step: the run directory, interrupts, progress ------------------------------
+
+class _Recorder:
+    """The run directory's side of training: snapshots at the planned steps, checkpoints
+    when due (every `every` steps if given, and every `seconds` of wall time) and at the end."""
+
+    def __init__(self, writer: RunWriter, tc: TrainConfig, backend: str, every: int | None,
+                 seconds: float, step: int):
+        self.writer, self.tc, self.backend = writer, tc, backend
+        self.plan = set(snapshot_steps(tc.steps, tc.log_snapshots, tc.linear_snapshots))
+        self.every, self.seconds = every, seconds
+        self.last_step, self.last_time = step, time.perf_counter()
+        self.eval_seconds = float(writer.manifest.get("timings", {}).get("eval_seconds", 0.0))
+
+    @property
+    def out(self) -> Path:
+        return self.writer.path
+
+    def snapshot(self, s: TrainState, planned_only: bool = True) -> None:
+        """Store the params and the eval set's per-token losses at this step (once)."""
+        if (planned_only and s.step not in self.plan) or s.step in self.writer.steps:
             return
         t0 = time.perf_counter()
-        with np.errstate(over="ignore", invalid="ignore"):                  # see the step below
-            losses = per_token_losses(params, eval_tokens, tc.model, backend=backend)   # [N,T-1]
-        writer.add_snapshot(step, tokens_seen, params, losses, seconds=seconds)
-        done_snapshots.add(step)
-        eval_seconds += time.perf_counter() - t0
-        return float(losses.mean())
+        with np.errstate(over="ignore", invalid="ignore"):       # huge weights: losses, not warnings
+            losses = per_token_losses(s.params, self.writer.eval_tokens, self.tc.model,
+                                      backend=self.backend)      # [N,T-1]
+        self.writer.add_snapshot(s.step, s.tokens_seen, s.params, losses, seconds=s.seconds)
+        self.eval_seconds += time.perf_counter() - t0
 
-    def checkpoint(status):
-        save_checkpoint(out, params, opt_state, rng, step, tokens_seen, train_loss, seconds, tc)
-        save_npy(out / "train_loss.npy", np.asarray(train_loss, dtype=np.float32))
-        writer.update_manifest(status=status, timings={**writer.manifest.get("timings", {}),
-                               "train_seconds": round(seconds, 3), "eval_seconds": round(eval_seconds, 3),
-                               "updated": _now()})
+    def checkpoint(self, s: TrainState, status: str) -> None:
+        save_checkpoint(self.out, s.params, s.opt_state, s.rng, s.step, s.tokens_seen, s.train_loss,
+                        s.seconds, self.tc)
+        save_npy(self.out / TRAIN_LOSS, np.asarray(s.train_loss, dtype=np.float32))
+        timings = {**self.writer.manifest.get("timings", {}), "train_seconds": round(s.seconds, 3),
+                   "eval_seconds": round(self.eval_seconds, 3), "updated": _now()}
+        if status == "finished":
+            timings["finished"] = _now()
+        self.writer.update_manifest(status=status, timings=timings)
+        self.last_step, self.last_time = s.step, time.perf_counter()
 
-    if step in plan:
-        snapshot()
-    status = "finished"
-    last_ckpt_step, last_ckpt_time = step, time.perf_counter()
-    session_start = step
-    bar = None
-    if progress:
-        from tqdm import tqdm
-        bar = tqdm(total=tc.steps, initial=step, unit="step", dynamic_ncols=True,
-                   desc=out.name, smoothing=0.1)
-    try:
-        with _SigintFlag() as sigint:
-            while step < tc.steps:
-                t0 = time.perf_counter()
-                tokens = tc.data.sample(rng, tc.batch, tc.T)                    # [B,T]
-                # overflow warnings are silenced: a non-finite loss or gradient is caught
-                # just below and stops the run with one clear message instead
-                with np.errstate(over="ignore", invalid="ignore"):
-                    loss, grads = loss_and_grads(params, tokens, tc.model, backend=backend)
-                if not np.isfinite(loss) or not all(np.isfinite(g).all() for g in grads.values()):
-                    snapshot()                               # the last good weights, at `step`
-                    checkpoint("diverged")
-                    what = f"loss is {loss}" if not np.isfinite(loss) else "a gradient is not finite"
-                    raise TrainingDiverged(
-                        f"training diverged at step {step + 1}: {what} (lr={learning_rate(tc, step):.3g}); "
-                        f"the last good weights (step {step}) are kept as a snapshot in {out}; "
-                        f"try a smaller lr", step + 1)
-                adamw_step(params, grads, opt_state, opt, lr=learning_rate(tc, step), backend=backend)
-                step += 1
-                tokens_seen += tc.tokens_per_step
-                train_loss.append(loss)
-                dt = time.perf_counter() - t0
-                seconds += dt
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tc.tokens_per_step / dt:,.0f}", refresh=False)
-                if on_step is not None:
-                    on_step(step, loss)
-                if step in plan:
-                    snapshot()
-                stopping = sigint.set or (stop_after is not None and step - session_start >= stop_after)
-                due = (checkpoint_every and step - last_ckpt_step >= checkpoint_every) or \
-                      time.perf_counter() - last_ckpt_time >= checkpoint_seconds
-                if stopping or due:
-                    checkpoint("running")
-                    last_ckpt_step, last_ckpt_time = step, time.perf_counter()
-                if stopping:
-                    status = "interrupted" if sigint.set else "stopped"
-                    break
-    finally:
-        if bar is not None:
-            bar.close()
-    checkpoint(status)
-    if status == "finished":
-        writer.update_manifest(timings={**writer.manifest["timings"], "finished": _now()})
-    eval_loss = float(load_run(out).losses[-1].mean()) if writer.index else float("nan")
-    return TrainResult(out, step, tokens_seen, float(train_loss[-1]) if train_loss else float("nan"),
-                       eval_loss, seconds, status)
+    def checkpoint_if_due(self, s: TrainState) -> None:
+        by_steps = self.every is not None and s.step - self.last_step >= self.every
+        if by_steps or time.perf_counter() - self.last_time >= self.seconds:
+            self.checkpoint(s, "running")
+
+    def diverged(self, s: TrainState, loss: float, lr: float):
+        """Keep the last good weights (the params were not updated), mark the run, raise."""
+        self.snapshot(s, planned_only=False)
+        self.checkpoint(s, "diverged")
+        what = f"loss is {loss}" if not math.isfinite(loss) else "a gradient is not finite"
+        raise TrainingDiverged(
+            f"training diverged at step {s.step + 1}: {what} (lr={lr:.3g}); the last good weights "
+            f"(step {s.step}) are kept as a snapshot in {self.out}; try a smaller lr", s.step + 1)
+
+    def result(self, s: TrainState, status: str) -> TrainResult:
+        eval_loss = float(load_run(self.out).losses[-1].mean()) if self.writer.index else float("nan")
+        final_loss = float(s.train_loss[-1]) if s.train_loss else float("nan")
+        return TrainResult(self.out, s.step, s.tokens_seen, final_loss, eval_loss, s.seconds, status)
+
+
+class _Interrupts:
+    """Ctrl-C (SIGINT) and SIGTERM only set `.received`: the loop ends after the current
+    step and writes a checkpoint. Further interrupts change nothing, so none can cut the
+    checkpoint short (kill -9 still stops the process; the last checkpoint stays whole)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.received = None                  # the first signal's number
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in self.SIGNALS:
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:                # not the main thread: Python allows no handler
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = self.received or signum
+
+    def __exit__(self, *exc):
+        for sig, previous in self._previous.items():
+            if previous is not None:          # None: a handler not set from Python, left alone
+                signal.signal(sig, previous)
+
+
+class _Progress:
+    """A tqdm bar of steps showing the loss and tokens/s, or nothing (progress=False)."""
+
+    def __init__(self, enabled: bool, total: int, initial: int, name: str):
+        self.bar, self.last = None, time.perf_counter()
+        if enabled:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc=name,
+                            smoothing=0.1)
+
+    def update(self, loss: float, tokens: int) -> None:
+        now = time.perf_counter()
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{loss:.3f}", tok_s=f"{tokens / (now - self.last):,.0f}",
+                                 refresh=False)
+        self.last = now
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.close()
+
+
+# --- starting and resuming ------------------------------------------------------------
+
+def _check_session(out, backend, checkpoint_every, checkpoint_seconds, stop_after) -> Path:
+    """The run directory as a Path, after checking train()'s session options."""
+    get_backend(backend)                                     # fail early on a bad name
+    if out is None or not str(out).strip():
+        raise ValueError(f"train needs an output directory: out=PATH, got {out!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out={str(out)!r} is a file, not a directory; choose a directory for the run")
+    for name, value in (("checkpoint_every", checkpoint_every), ("stop_after", stop_after)):
+        low = 1 if name == "checkpoint_every" else 0
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ValueError(f"{name} must be None or an int >= {low}, got {value!r}")
+    if isinstance(checkpoint_seconds, bool) or not isinstance(checkpoint_seconds, (int, float)) \
+            or not math.isfinite(checkpoint_seconds) or checkpoint_seconds <= 0:
+        raise ValueError(f"checkpoint_seconds must be a finite number > 0, got {checkpoint_seconds!r}")
+    return out
+
+
+def _start(out: Path, tc: TrainConfig | None, backend: str, overwrite: bool):
+    """A new run in `out`: (tc with absolute data paths, fresh TrainState, RunWriter)."""
+    if tc is None:
+        raise ValueError("train needs a TrainConfig (or resume=True)")
+    if (out / MANIFEST).exists() and not overwrite:
+        raise ValueError(f"{out} already holds a run; resume it, overwrite it, or choose another directory")
+    tc = tc.replace(data=absolute_data(tc.data))
+    eval_tokens = tc.data.eval_set(tc.n_eval, tc.T, tc.eval_seed)                       # [N,T]
+    manifest = {"train": tc.to_dict(), "data": tc.data.describe(), "seed": tc.seed,
+                "schedule": {"schedule": tc.schedule, "lr": tc.optim.lr, "warmup": tc.warmup,
+                             "min_lr_frac": tc.min_lr_frac, "steps": tc.steps,
+                             "snapshot_steps": snapshot_steps(tc.steps, tc.log_snapshots,
+                                                              tc.linear_snapshots)},
+                "version": _version(), "backend": backend, "status": "running",
+                "timings": {"started": _now()}}
+    if hasattr(tc.data, "fingerprint"):          # text read from files: note which bytes
+        manifest["data_fingerprint"] = tc.data.fingerprint()
+    writer = RunWriter(out, tc.model, manifest, eval_tokens, exist_ok=overwrite)
+    return tc, TrainState.fresh(tc), writer
 
 
 def _resume(out: Path, tc: TrainConfig | None):
-    """Reopen a run and its checkpoint; check that `tc` (if given) only changes `steps`."""
-    if not (out / "run.json").exists():
-        raise ValueError(f"cannot resume: {out} holds no run (no run.json)")
+    """Reopen a run and its checkpoint: (its TrainConfig, TrainState, RunWriter).
+    A given `tc` may only change `steps`; the data must be the bytes the run started on."""
+    if not (out / MANIFEST).exists():
+        raise ValueError(f"cannot resume: {out} holds no run (no {MANIFEST})")
     writer = RunWriter.reopen(out)
-    saved = TrainConfig.from_dict(writer.manifest["train"])
+    saved = saved_config(writer.manifest, out)
     if tc is not None:
+        tc = tc.replace(data=absolute_data(tc.data))
         differ = [f.name for f in dataclasses.fields(tc)
                   if f.name != "steps" and getattr(tc, f.name) != getattr(saved, f.name)]
         if differ:
             raise ValueError(f"cannot resume {out} with a different config (fields {differ} differ); "
                              f"only steps may change")
         saved = saved.replace(steps=tc.steps)
+    _check_same_data(out, writer.manifest, saved)
     ck = load_checkpoint(out, saved)
     if ck["step"] > saved.steps:
         raise ValueError(f"cannot resume {out} to {saved.steps} steps: its checkpoint is already at "
@@ -270,8 +347,67 @@ def _resume(out: Path, tc: TrainConfig | None):
         writer.update_manifest(train=saved.to_dict(), schedule={
             **writer.manifest.get("schedule", {}), "steps": saved.steps,
             "snapshot_steps": snapshot_steps(saved.steps, saved.log_snapshots, saved.linear_snapshots)})
-    return (writer, saved, ck["params"], ck["opt_state"], ck["rng"], ck["step"], ck["tokens_seen"],
-            ck["train_loss"], ck["seconds"])
+    state = TrainState(ck["params"], ck["opt_state"], ck["rng"], ck["step"], ck["tokens_seen"],
+                       ck["train_loss"], ck["seconds"])
+    return saved, state, writer
+
+
+def saved_config(manifest: dict, out) -> TrainConfig:
+    """The TrainConfig a run directory recorded (run.json's "train"), or a ValueError
+    naming run.json and what is wrong with it."""
+    where = Path(out) / MANIFEST
+    if "train" not in manifest:
+        raise ValueError(f"{where} has no 'train' entry: the run was not written by minih.train, "
+                         f"so it cannot be resumed")
+    try:
+        return TrainConfig.from_dict(manifest["train"])
+    except ValueError as e:
+        raise ValueError(f"{where}: its 'train' entry is not a valid TrainConfig ({e})") from None
+
+
+def absolute_data(data):
+    """`data` with its file path made absolute, for sources that read a `path` (text):
+    the run records where its bytes are, so a resume from another folder finds them."""
+    if dataclasses.is_dataclass(data) and "path" in {f.name for f in dataclasses.fields(data)}:
+        return dataclasses.replace(data, path=str(Path(data.path).resolve()))
+    return data
+
+
+def _check_same_data(out: Path, manifest: dict, tc: TrainConfig) -> None:
+    """Refuse to resume a text run whose files changed since it started (size or hash)."""
+    if not hasattr(tc.data, "fingerprint"):
+        return                         # data drawn from a seed: rebuilt exactly from the config
+    recorded = manifest.get("data_fingerprint")
+    if recorded is None:               # a run from before fingerprints: compare the sizes it noted
+        _check_same_sizes(out, manifest.get("data"), tc.data.describe())
+        return
+    now = tc.data.fingerprint()
+    if now == recorded:
+        return
+    if isinstance(recorded, dict) and (recorded.get("files"), recorded.get("bytes")) == (now["files"], now["bytes"]):
+        change = "same sizes, other bytes"
+    else:
+        was = f"{recorded.get('files')} files, {recorded.get('bytes')} bytes" if isinstance(recorded, dict) \
+            else repr(recorded)
+        change = f"was {was}, now {now['files']} files, {now['bytes']} bytes"
+    raise ValueError(f"cannot resume {out}: its training text under {now['root']} changed since the "
+                     f"run started ({change}); resuming would train on other data")
+
+
+def _check_same_sizes(out: Path, recorded, now: dict) -> None:
+    """The weaker check for runs recorded without a fingerprint: file count and split sizes."""
+    keys = ("files", "train_bytes", "validation_bytes")
+    if not isinstance(recorded, dict) or not all(k in recorded for k in keys):
+        return
+    was, found = ([d[k] for k in keys] for d in (recorded, now))
+    if was != found:
+        raise ValueError(f"cannot resume {out}: its training text under {now['root']} changed since the "
+                         f"run started (files, training bytes, validation bytes were {was}, now {found}); "
+                         f"resuming would train on other data")
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _version() -> str:

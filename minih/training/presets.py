@@ -20,7 +20,8 @@ _SMALL = ModelConfig(n_layers=2, n_heads=4, d_model=64, d_head=16, n_ctx=32, d_v
 _DENSE = RepeatedTokens(d_vocab=32, mode="dense", min_len=4, max_len=14)
 _FAST = dict(steps=800, batch=32, lr=3e-3)
 
-# name -> TrainConfig fields (minih/training/config.py turns each into a TrainConfig)
+# name -> TrainConfig fields (minih/training/config.py turns each into a TrainConfig;
+# lr is the optimizer's field, given by name as TrainConfig.replace allows)
 PRESET_SETTINGS: dict[str, dict] = {
     # a 2-layer model forms an induction head (prefix matching of a layer-1 head > 0.5)
     "induction-2l": dict(model=_SMALL, data=_DENSE, **_FAST),

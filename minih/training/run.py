@@ -12,8 +12,9 @@ weights and of the per-token losses on one fixed evaluation set, at many steps.
     run.seconds                        # [S] training wall time at each snapshot (NaN if unknown)
     run.train_loss                     # [steps] training loss of every update, or None
 
-Layout on disk (every file written to a temporary name, then renamed into place,
-so a killed process leaves either the old file or the new one, never half of one):
+Layout on disk (every file written to a temporary name of its own process, then
+renamed into place, so a killed process leaves either the old file or the new one,
+never half of one):
 
     run.json                      manifest: {"format", "model": ModelConfig fields, ...
                                   whatever the writer adds: train config, data, seed,
@@ -25,13 +26,17 @@ so a killed process leaves either the old file or the new one, never half of one
     snapshots/step_{step:09d}.losses.npy  [n_eval, T-1] float32
     checkpoint.npz                (minih.train only: optimizer and RNG state for --resume)
     train_loss.npy                (minih.train only: [steps] float32 training loss per update)
+    .lock                         (minih.train only: held by the one process writing the run)
 
 Shape legend: S = snapshots, N = n_eval (evaluation sequences), T = positions
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -45,6 +50,19 @@ MANIFEST = "run.json"
 EVAL_TOKENS = "eval_tokens.npy"
 INDEX = "snapshots.json"
 SNAPSHOT_DIR = "snapshots"
+CHECKPOINT = "checkpoint.npz"
+TRAIN_LOSS = "train_loss.npy"
+LOCK = ".lock"
+# what belongs to a run: its own files, and the folders that `analyze` and `ablate`
+# write into it by default (an overwritten run must leave no stale results behind)
+RUN_FILES = (MANIFEST, EVAL_TOKENS, INDEX, SNAPSHOT_DIR, CHECKPOINT, TRAIN_LOSS)
+DERIVED = ("analysis", "ablation")
+
+try:                                        # POSIX: an advisory lock on an open file
+    import fcntl
+except ImportError:                         # Windows: a lock on the file's first byte
+    fcntl = None
+    import msvcrt
 
 
 # --- atomic writes ----------------------------------------------------------------------
@@ -56,12 +74,17 @@ def atomic_write(path: Path, write) -> None:
     the old content or the new, never a partial file.
     """
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        write(f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    # the process id in the name: two processes never write the same temporary file
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def save_json(path: Path, obj) -> None:
@@ -126,6 +149,81 @@ def _to_jsonable(obj):
     return obj
 
 
+# --- one writer at a time -----------------------------------------------------------------
+
+class RunInUse(RuntimeError):
+    """Another process is writing this run directory."""
+
+
+@contextlib.contextmanager
+def writer_lock(path):
+    """Hold the run directory's lock while the block runs; RunInUse if another process has it.
+
+    The lock is the operating system's lock on the open file `.lock`: it is released
+    when the file is closed, also when the process dies, so a crashed writer never
+    leaves the directory locked. The file itself stays (removing it would let two
+    processes lock two different files).
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        f = open(path / LOCK, "a+")
+    except OSError as e:
+        raise ValueError(f"cannot write the run directory {path}: {e.strerror or e}") from None
+    with f:
+        try:
+            _lock(f)
+        except OSError:
+            holder = _read_holder(f)
+            raise RunInUse(f"{path} is being written by another process ({holder or 'unknown pid'}); "
+                           f"wait for it to end, or choose another output directory") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")            # for the message of a refused second writer
+        f.flush()
+        _remove_stale_temporaries(path)
+        yield
+
+
+def _lock(f) -> None:
+    """Take the lock without waiting; OSError if another process holds it."""
+    if fcntl is not None:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    else:
+        f.seek(0)
+        msvcrt.locking(f.fileno(), msvcrt.LK_NBLCK, 1)
+
+
+def _read_holder(f) -> str:
+    """What the lock holder wrote into the lock file ("pid N"), or "" if unreadable."""
+    try:
+        f.seek(0)
+        return f.read().strip()
+    except OSError:                        # Windows: the holder's locked byte cannot be read
+        return ""
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Temporary files (NAME.PID.tmp, see atomic_write) of writers that were killed
+    mid-write; only the lock holder may do this."""
+    for folder in (path, path / SNAPSHOT_DIR):
+        for tmp in folder.glob("*.*.tmp"):
+            if tmp.name.rsplit(".", 2)[1].isdigit():
+                tmp.unlink(missing_ok=True)
+
+
+def remove_run(path) -> None:
+    """Delete a run's files from `path`, and the analyze/ablate results written into it;
+    anything else in the folder is left alone."""
+    path = Path(path)
+    for name in RUN_FILES + DERIVED:
+        target = path / name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
+
+
 # --- writing ----------------------------------------------------------------------------
 
 class RunWriter:
@@ -158,6 +256,10 @@ class RunWriter:
         if (self.path / MANIFEST).exists() and not exist_ok:
             raise ValueError(f"{self.path} already holds a run; choose another directory, "
                              f"resume it, or pass exist_ok=True to start it over")
+        if (self.path / MANIFEST).exists():
+            remove_run(self.path)                  # nothing of the earlier run survives
+        for name in (CHECKPOINT, TRAIN_LOSS):      # a start killed before run.json may leave these
+            (self.path / name).unlink(missing_ok=True)
         self.eval_tokens = eval_tokens.astype(np.int64)
         (self.path / SNAPSHOT_DIR).mkdir(parents=True, exist_ok=True)
         self.manifest = {"format": FORMAT, "model": cfg.to_dict(), **_to_jsonable(dict(manifest or {}))}
@@ -253,11 +355,16 @@ class Run:
         if not -len(self) <= i < len(self):
             raise ValueError(f"snapshot index {i} out of range for a run with {len(self)} snapshots")
         entry = self.index[i]
-        params = load_npz(self.path / entry["params"], f"snapshot at step {entry['step']}")
+        file = self.path / entry["params"]
+        params = load_npz(file, f"snapshot at step {entry['step']}")
         try:
             check_params(params, self.cfg)
         except ValueError as e:
-            raise ValueError(f"snapshot {self.path / entry['params']} does not match run.json: {e}") from None
+            raise ValueError(f"snapshot {file} does not match run.json: {e}") from None
+        # minih never stores non-finite weights (a diverging run keeps its last good ones)
+        bad = [k for k, v in params.items() if not np.isfinite(v).all()]
+        if bad:
+            raise ValueError(f"snapshot {file} is damaged: NaN or inf weights in {bad}")
         return params
 
     def index_of_step(self, step: int) -> int:
@@ -278,18 +385,13 @@ def load_run(path) -> Run:
     if not path.is_dir():
         raise ValueError(f"{path} is not a directory (expected a minih run directory)")
     manifest = _read_json(path / MANIFEST, "run.json manifest")
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "model" not in manifest:
-        raise ValueError(f"{path / MANIFEST} is not a minih run manifest "
-                         f"(expected format {FORMAT!r} and a 'model' entry)")
-    cfg = ModelConfig.from_dict(manifest["model"])
+    cfg = _check_manifest(path / MANIFEST, manifest)
     eval_tokens = _load_npy(path / EVAL_TOKENS, "evaluation set")
-    if eval_tokens.ndim != 2 or not np.issubdtype(eval_tokens.dtype, np.integer):
-        raise ValueError(f"{path / EVAL_TOKENS} must hold integer tokens [n_eval, T], "
+    if eval_tokens.ndim != 2 or eval_tokens.shape[1] < 2 or not np.issubdtype(eval_tokens.dtype, np.integer):
+        raise ValueError(f"{path / EVAL_TOKENS} must hold integer tokens [n_eval, T] with T >= 2, "
                          f"got {eval_tokens.dtype} {eval_tokens.shape}")
     index = _read_json(path / INDEX, "snapshot index")
-    keys = {"step", "tokens_seen", "params", "losses"}
-    if not isinstance(index, list) or not all(isinstance(e, dict) and keys <= set(e) for e in index):
-        raise ValueError(f"{path / INDEX} is corrupt: expected a list of {sorted(keys)} entries")
+    _check_index(path / INDEX, index)
     expected = (eval_tokens.shape[0], eval_tokens.shape[1] - 1)
     losses = np.zeros((len(index),) + expected, dtype=np.float32)           # [S,N,T-1]
     for s, entry in enumerate(index):
@@ -298,3 +400,52 @@ def load_run(path) -> Run:
             raise ValueError(f"{path / entry['losses']} has shape {losses_s.shape}, expected {expected}")
         losses[s] = losses_s
     return Run(path, cfg, manifest, index, eval_tokens.astype(np.int64, copy=False), losses)
+
+
+def _check_manifest(file: Path, manifest) -> ModelConfig:
+    """The ModelConfig of a run.json, or ValueError naming the file and what is wrong."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or "model" not in manifest:
+        raise ValueError(f"{file} is not a minih run manifest "
+                         f"(expected format {FORMAT!r} and a 'model' entry)")
+    if not isinstance(manifest["model"], dict):
+        raise ValueError(f"{file} is corrupt: 'model' must be a dict of ModelConfig fields, "
+                         f"got {manifest['model']!r}")
+    try:
+        return ModelConfig.from_dict(manifest["model"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{file} is corrupt: its model entry is not a valid ModelConfig ({e})") from None
+
+
+def _check_index(file: Path, index) -> None:
+    """ValueError naming snapshots.json and the first bad entry, if any."""
+    if not isinstance(index, list):
+        raise ValueError(f"{file} is corrupt: expected a list of snapshot entries, got {type(index).__name__}")
+    previous = -1
+    for i, entry in enumerate(index):
+        problem = _entry_problem(entry, previous)
+        if problem:
+            raise ValueError(f"{file} is corrupt: entry {i} {problem}")
+        previous = entry["step"]
+
+
+def _entry_problem(entry, previous_step: int) -> str | None:
+    """What is wrong with one snapshots.json entry (None if nothing)."""
+    keys = ("step", "tokens_seen", "params", "losses")
+    if not isinstance(entry, dict):
+        return f"is a {type(entry).__name__}, expected a dict with {list(keys)}"
+    missing = [k for k in keys if k not in entry]
+    if missing:
+        return f"lacks {missing}"
+    for k in ("step", "tokens_seen"):
+        if isinstance(entry[k], bool) or not isinstance(entry[k], int) or entry[k] < 0:
+            return f"has {k}={entry[k]!r}, expected an int >= 0"
+    for k in ("params", "losses"):
+        name = entry[k]
+        if not isinstance(name, str) or not name.startswith(SNAPSHOT_DIR + "/") or ".." in name:
+            return f"has {k}={name!r}, expected a file name under {SNAPSHOT_DIR}/"
+    seconds = entry.get("seconds", 0.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+        return f"has seconds={seconds!r}, expected a number"
+    if entry["step"] <= previous_step:
+        return f"has step {entry['step']} after step {previous_step} (steps must increase)"
+    return None
