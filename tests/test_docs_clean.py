@@ -45,7 +45,6 @@ ALLOW = {
     "minih/interp/ablation.py",       # SPEC.md / SPEC in docstrings
     "minih/interp/paths.py",          # SPEC.md in the module docstring
     "minih/interp/attribution.py",    # SPEC.md in the module docstring
-    "docs/03_training.md",            # SPEC.md, "the SPEC test", "the issue's" PyTorch runs
     "docs/06_ablations.md",           # SPEC.md in headings and text
     "tests/test_metrics_patterns.py",  # SPEC.md in the module docstring
     "tests/test_torch_compare.py",    # CONVENTIONS.md in the module docstring

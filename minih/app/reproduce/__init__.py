@@ -15,7 +15,6 @@ initial weights and every evaluation set come from the seed.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..report import write_report
+from ...training.config import TrainConfig
 from ...training.run import _to_jsonable, load_run, save_json
 from ...training.loop import train
 from . import arguments as A
@@ -37,10 +37,10 @@ def _state(run_dir: Path, member: Member) -> str:
     stopped early, e.g. on Ctrl-C), else "new"."""
     try:
         run = load_run(run_dir)
-    except ValueError:
+        same = TrainConfig.from_dict(run.manifest["train"]) == member.train   # old layouts too
+    except (ValueError, KeyError, TypeError):
         return "new"
-    as_json = lambda d: json.dumps(json.loads(json.dumps(d, default=str)), sort_keys=True)
-    if as_json(run.manifest.get("train")) != as_json(member.train.to_dict()):
+    if not same:
         return "new"
     return "finished" if run.manifest.get("status") == "finished" else "resumable"
 
