@@ -19,7 +19,7 @@ Shape legend: M rows, K the summed dimension, N columns.
 """
 import numpy as np
 
-from ..threads import in_task, run_tasks
+from .threads import in_task, run_tasks
 
 N_CHUNKS = 4            # fixed row chunks per product (does not depend on the thread count)
 MIN_ROWS = 1024         # below this a product is too small to be worth splitting
