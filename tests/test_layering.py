@@ -2,7 +2,8 @@
 
 Layers, lowest first (a module may import from its own layer and the ones below):
     core       version, config, params, ops/ (the NumPy reference), testing
-    kernels    kernels/ (the Numba twin and everything that exists only for speed)
+    kernels    kernels/ (the Numba twin and everything that exists only for speed: the
+               thread pool, the batch's shards)
     model      model, optim, gradcheck (they pick a backend by name at run time)
     data       data/
     training   training/
@@ -19,7 +20,7 @@ import minih
 
 PACKAGE = Path(minih.__file__).parent
 LAYERS = [
-    ("core", ["version", "config", "params", "ops", "testing", "threads", "shards"]),
+    ("core", ["version", "config", "params", "ops", "testing"]),
     ("kernels", ["kernels"]),
     ("model", ["model", "optim", "gradcheck"]),
     ("data", ["data"]),
@@ -79,6 +80,23 @@ def test_no_module_imports_from_a_higher_layer():
                     upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target} "
                                   f"({LAYERS[RANK[top]][0]} is above {LAYERS[here][0]})")
     assert not upward, "imports from a higher layer:\n" + "\n".join(upward)
+
+
+def test_the_reference_is_plain_numpy():
+    """minih/ops/ imports numpy, math and its own modules only: no threads, no Numba,
+    nothing a student stepping through it in a debugger would land in."""
+    found = []
+    for path in sorted((PACKAGE / "ops").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [] if node.level == 1 else [node.module or ""]
+            else:
+                continue
+            found += [f"{path.name}:{node.lineno} imports {n}" for n in names
+                      if n.split(".")[0] not in ("numpy", "math", "__future__")]
+    assert not found, "\n".join(found)
 
 
 def test_no_import_circle():

@@ -18,9 +18,9 @@ cache by itself when those files change; with NUMBA_CACHE_DIR set, clear it your
 after editing them.
 
 Threads: no kernel is `parallel=True`. A kernel that is worth running on several
-threads takes a range of independent items (rows, (b, h) pairs) and minih/threads.py runs
+threads takes a range of independent items (rows, (b, h) pairs) and minih/kernels/threads.py runs
 chunks of them side by side (nogil=True, below, lets it): NUMBA_NUM_THREADS (default:
-every core) or numba.set_num_threads() sets how many. minih/threads.py says why.
+every core) or numba.set_num_threads() sets how many. minih/kernels/threads.py says why.
 """
 import hashlib
 import os
