@@ -11,18 +11,20 @@ expansion) runs it. The steps, for tokens t [B, T]:
   2. for each layer l:                                                      layer
        h = LN1(x) (LayerNorm: (x - mean) / sqrt(var + 1e-5) * w + b, var biased), else x
        qk_in = h + W_pos[:T] for "shortformer", else h
-       per head: q = qk_in @ W_Q[h], k = qk_in @ W_K[h], v = h @ W_V[h]
+       per head: q = qk_in @ W_Q[h], k = qk_in @ W_K[h], v = h @ W_V[h]   attention_heads
        smeared keys: k'[0] = k[0], k'[j] = s k[j] + (1 - s) k[j-1], s = sigmoid(smear[h])
        scores = q @ k'^T / sqrt(E), causal mask; pattern = softmax(scores) over keys
-       z = pattern @ v;  x = x + sum_h z_h @ W_O[h]                          attention_block
+       z = pattern @ v
+       x = x + sum_h z_h @ W_O[h]                                           attention_block
   3. logits = LNfinal(x) @ W_U (without LayerNorm: x @ W_U).               unembed
 
 Every intermediate value passes a named hook point (the TransformerLens cache names,
 e.g. "blocks.1.attn.hook_pattern"; hook_names lists them). At each, `edits[name]`, if
-given, is called with the value computed there and returns the value that flows on,
-and the cache keeps the value (which ones: `keep`). An ablation is a few edits: zero a
-head's hook_z, or put back the clean run's hook_pattern and ln.hook_scale. With no
-edit, forward is the plain model.
+there is one, replaces the value: a function is called with the value computed there
+and returns the value that flows on; an array is used instead of computing it
+(HookPoints). The cache keeps the values (which ones: `keep`). An ablation is a few
+edits: zero a head's hook_z, or give the clean run's hook_pattern and ln.hook_scale.
+With no edit, forward is the plain model.
 
 The backward reads the same cache, so interpretability and backprop read one dict.
 
@@ -89,8 +91,15 @@ def hook_names(cfg: ModelConfig) -> list[str]:
 class HookPoints:
     """The hook points of one forward run: the caller's edits, and the cache they fill.
 
-    hooks(name, value) applies edits[name] to value if there is one, stores the result
-    in hooks.cache if `keep` keeps that name, and returns it. `keep`:
+    An edit at a hook point is either
+      a function  called with the value computed there; what it returns flows on;
+      an array    the value that flows on, given instead of computed: what would only feed
+                  it is then not computed at all (a given attn.hook_pattern skips the
+                  queries, keys and scores; a given attn.hook_z the whole read of the layer's
+                  heads; a given ln.hook_scale LayerNorm's statistics). Frozen patterns and
+                  scales, and the clean z of a layer whose input is unchanged, are given so.
+    hooks(name, value) applies the edit at `name` to value, stores the result in
+    hooks.cache if `keep` keeps that name, and returns it. `keep`:
       "all"       every value (run_with_cache);
       "patterns"  all but hook_attn_scores and hook_result (per-head writes), which
                   interpretability alone reads: the clean runs ablations start from;
@@ -103,17 +112,20 @@ class HookPoints:
             raise ValueError(f"keep must be one of {KEEP}, got {keep!r}")
         edits = {} if edits is None else edits
         if not isinstance(edits, dict):
-            raise ValueError(f"edits must be a dict {{hook name: function}}, got {type(edits).__name__}")
-        for name, fn in edits.items():
-            if not callable(fn):
-                raise ValueError(f"edits[{name!r}] must be a function of the value computed there, "
-                                 f"got {type(fn).__name__}")
+            raise ValueError(f"edits must be a dict {{hook name: function or array}}, "
+                             f"got {type(edits).__name__}")
+        for name, edit in edits.items():
+            if not (callable(edit) or isinstance(edit, np.ndarray)):
+                raise ValueError(f"edits[{name!r}] must be a function of the value computed there "
+                                 f"or an array to use instead, got {type(edit).__name__}")
         self.keep, self.edits, self.cache = keep, edits, {}
 
-    def __call__(self, name: str, value):
+    def __call__(self, name: str, value=None):
         edit = self.edits.get(name)
-        if edit is not None:
+        if callable(edit):
             value = edit(value)
+        elif edit is not None:
+            value = edit                                 # given: value was not computed
         if self.keeps(name):
             self.cache[name] = value
         return value
@@ -124,6 +136,10 @@ class HookPoints:
     def edited(self, name: str) -> bool:
         return name in self.edits
 
+    def given(self, name: str) -> bool:
+        """Whether the value at `name` is given (an array), so need not be computed."""
+        return isinstance(self.edits.get(name), np.ndarray)
+
 
 # --- the forward, step by step ---------------------------------------------------------
 
@@ -132,8 +148,9 @@ def forward(params, tokens, cfg: ModelConfig, ops, keep: str = "all", edits: dic
     """Run the model; return logits [B,T,V] and the cache dict (TransformerLens names).
 
     keep        which values the cache keeps: "all", "patterns" or "backward" (HookPoints)
-    edits       {hook name: function}: each function gets the value computed at that
-                hook point and returns the value that flows on (hook_names lists them)
+    edits       {hook name: function or array} (hook_names lists the names): a function
+                gets the value computed at that hook point and returns the value that
+                flows on; an array is the value, given instead of computed (HookPoints)
     start_layer, resid
                 start at layer `start_layer` from the residual stream `resid` [B,T,D]
                 (its hook_resid_pre) instead of from the tokens: the layers before it
@@ -189,38 +206,61 @@ def layernorm(x, w, b, name: str, ops, hooks: HookPoints):
     """y = (x - mean) / scale * w + b, hooking the scale ("{name}.hook_scale") and y
     ("{name}.hook_normalized").  x [B,T,D] -> y [B,T,D]
 
-    When the scale is edited (a frozen LayerNorm) it is computed, edited, then used;
-    otherwise one call computes both (fused in the Numba backend).
+    With the scale edited (e.g. frozen at the clean run's: then y is linear in x) it is
+    computed unless given, edited, then used; otherwise one call computes both (fused in
+    the Numba backend).
     """
-    if hooks.edited(name + ".hook_scale"):
-        scale = hooks(name + ".hook_scale", ops.layernorm_scale(x))         # [B,T,1]
+    scale_name = name + ".hook_scale"
+    if hooks.edited(scale_name):
+        scale = hooks(scale_name, None if hooks.given(scale_name) else ops.layernorm_scale(x))
         y = ops.layernorm_normalize(x, scale, w, b)                         # [B,T,D]
     else:
         y, scale = ops.layernorm_forward(x, w, b)                           # [B,T,D], [B,T,1]
-        hooks(name + ".hook_scale", scale)
+        hooks(scale_name, scale)                                            # [B,T,1]
     return hooks(name + ".hook_normalized", y)
 
 
 def attention_block(params, x, l: int, cfg: ModelConfig, ops, hooks: HookPoints):
-    """Layer l's attention: its read of the stream x, its heads, their summed write.
+    """Layer l's attention: its heads read the stream x, then their summed write.
 
     x [B,T,D] -> attn_out [B,T,D] (hook_attn_out). Each head's own write, hook_result
     [B,T,H,D], is computed when kept or edited; when edited, attn_out is the sum of the
     edited writes.
     """
     p = f"blocks.{l}."
-    T = x.shape[1]
-    W_pos = params["pos_embed.W_pos"][:T]                                   # [T,D]
     W_O = params[p + "attn.W_O"]                                            # [H,E,D]
+    if hooks.given(p + "attn.hook_z"):
+        z = hooks(p + "attn.hook_z")                  # given: the heads' read is not computed
+    else:
+        z = hooks(p + "attn.hook_z", attention_heads(params, x, l, cfg, ops, hooks))  # [B,T,H,E]
+    # attn_out = sum_h z_h @ W_O[h]
+    result_name = p + "attn.hook_result"
+    if hooks.edited(result_name):
+        attn_out = hooks(result_name, ops.head_results(z, W_O)).sum(axis=2)  # [B,T,D]
+    else:
+        if hooks.keeps(result_name):
+            hooks(result_name, ops.head_results(z, W_O))                    # [B,T,H,D]
+        attn_out = ops.output_forward(z, W_O)                               # [B,T,D]
+    return hooks(p + "hook_attn_out", attn_out)
+
+
+def attention_heads(params, x, l: int, cfg: ModelConfig, ops, hooks: HookPoints):
+    """Layer l's heads reading the stream: x [B,T,D] -> z [B,T,H,E] (before hook_z)."""
+    p = f"blocks.{l}."
+    T = x.shape[1]
     # h = LN1(x) with LayerNorm, else h = x
     h = layernorm(x, params[p + "ln1.w"], params[p + "ln1.b"], p + "ln1", ops, hooks) \
         if cfg.layernorm else x                                             # [B,T,D]
+    # per head: v = h @ W_V[h]
+    v = hooks(p + "attn.hook_v", ops.project_forward(h, params[p + "attn.W_V"]))      # [B,T,H,E]
+    if hooks.given(p + "attn.hook_pattern"):
+        # a given pattern (frozen): the queries, keys and scores that make it are not needed
+        return ops.attention_z(hooks(p + "attn.hook_pattern"), v)          # [B,T,H,E]
     # qk_in = h + W_pos[:T] for shortformer, else h
-    qk_in = h + W_pos if cfg.positional == "shortformer" else h             # [B,T,D]
-    # per head: q = qk_in @ W_Q[h], k = qk_in @ W_K[h], v = h @ W_V[h]
+    qk_in = h + params["pos_embed.W_pos"][:T] if cfg.positional == "shortformer" else h
+    # per head: q = qk_in @ W_Q[h], k = qk_in @ W_K[h]
     q = hooks(p + "attn.hook_q", ops.project_forward(qk_in, params[p + "attn.W_Q"]))  # [B,T,H,E]
     k = hooks(p + "attn.hook_k", ops.project_forward(qk_in, params[p + "attn.W_K"]))  # [B,T,H,E]
-    v = hooks(p + "attn.hook_v", ops.project_forward(h, params[p + "attn.W_V"]))      # [B,T,H,E]
     # smeared keys: k'[j] = s*k[j] + (1-s)*k[j-1]
     if cfg.smeared_keys:
         k = hooks(p + "attn.hook_k_smeared", ops.smear_forward(k, params[p + "attn.smear"]))
@@ -232,20 +272,10 @@ def attention_block(params, x, l: int, cfg: ModelConfig, ops, hooks: HookPoints)
         # the Numba backend's trick: no [B,H,T,T] array; lse [B,H,T] lets the backward
         # recompute the pattern as exp(scores - lse)
         z, hooks.cache[p + "attn.lse"] = ops.fused_attention_forward(q, k, v)
-    else:
-        scores = hooks(p + "attn.hook_attn_scores", ops.attention_scores(q, k))  # [B,H,T,T]
-        pattern = hooks(p + "attn.hook_pattern", ops.attention_pattern(scores))  # [B,H,T,T]
-        z = ops.attention_z(pattern, v)                                     # [B,T,H,E]
-    z = hooks(p + "attn.hook_z", z)                                         # [B,T,H,E]
-    # attn_out = sum_h z_h @ W_O[h]
-    result_name = p + "attn.hook_result"
-    if hooks.edited(result_name):
-        attn_out = hooks(result_name, ops.head_results(z, W_O)).sum(axis=2)  # [B,T,D]
-    else:
-        if hooks.keeps(result_name):
-            hooks(result_name, ops.head_results(z, W_O))                    # [B,T,H,D]
-        attn_out = ops.output_forward(z, W_O)                               # [B,T,D]
-    return hooks(p + "hook_attn_out", attn_out)
+        return z                                                            # [B,T,H,E]
+    scores = hooks(p + "attn.hook_attn_scores", ops.attention_scores(q, k))  # [B,H,T,T]
+    pattern = hooks(p + "attn.hook_pattern", ops.attention_pattern(scores))  # [B,H,T,T]
+    return ops.attention_z(pattern, v)                                      # [B,T,H,E]
 
 
 def unembed(params, x, cfg: ModelConfig, ops, hooks: HookPoints):

@@ -227,12 +227,41 @@ def test_starting_at_a_layer_from_its_residual_stream(start):
         np.testing.assert_array_equal(cache2[name], cache[name], err_msg=name)
 
 
+@pytest.mark.parametrize("fields", FIELDS)
+def test_a_given_value_is_used_without_computing_what_feeds_it(fields):
+    # oracle: the same edit as a function. An array at hook_pattern (or ln.hook_scale, or
+    # hook_z) flows on exactly as a function returning it would, bit for bit; what only
+    # fed it is neither computed nor cached (the queries, keys and scores; for a given z
+    # the whole read of the layer's heads)
+    cfg, params, tokens = tiny_model(**fields)
+    ops = get_backend("numpy")
+    _, clean = minih.run_with_cache(params, tokens, cfg)
+    other = minih.run_with_cache(minih.init_params(cfg, 9), tokens, cfg)[1]   # another model's
+    names = ["blocks.1.attn.hook_pattern", "blocks.0.attn.hook_z"]
+    names += ["blocks.0.ln1.hook_scale", "ln_final.hook_scale"] if cfg.layernorm else []
+    for name in names:
+        as_function, c_f = forward(params, tokens, cfg, ops, edits={name: lambda _, a=other[name]: a})
+        given, c_g = forward(params, tokens, cfg, ops, edits={name: other[name]})
+        np.testing.assert_array_equal(given, as_function, err_msg=name)
+        np.testing.assert_array_equal(c_g[name], other[name], err_msg=name)
+        assert np.abs(given - clean_logits(params, tokens, cfg)).max() > 1e-6, name
+    _, c_g = forward(params, tokens, cfg, ops, edits={"blocks.1.attn.hook_pattern": other["blocks.1.attn.hook_pattern"]})
+    assert not any(k in c_g for k in ("blocks.1.attn.hook_q", "blocks.1.attn.hook_k", "blocks.1.attn.hook_attn_scores"))
+    assert "blocks.1.attn.hook_v" in c_g
+    _, c_g = forward(params, tokens, cfg, ops, edits={"blocks.0.attn.hook_z": clean["blocks.0.attn.hook_z"]})
+    assert not any(k.startswith(("blocks.0.attn.hook_v", "blocks.0.attn.hook_pattern", "blocks.0.ln1")) for k in c_g)
+
+
+def clean_logits(params, tokens, cfg):
+    return minih.run_with_cache(params, tokens, cfg)[0]
+
+
 def test_bad_edits_raise():
     cfg, params, tokens = tiny_model()
     ops = get_backend("numpy")
     with pytest.raises(ValueError, match="no hook point.*blocks.0.attn.hook_patern"):
         forward(params, tokens, cfg, ops, edits={"blocks.0.attn.hook_patern": lambda p: p})
-    with pytest.raises(ValueError, match=r"edits\['blocks.0.attn.hook_z'\] must be a function"):
+    with pytest.raises(ValueError, match=r"edits\['blocks.0.attn.hook_z'\] must be a function .* or an array"):
         forward(params, tokens, cfg, ops, edits={"blocks.0.attn.hook_z": 0})
     with pytest.raises(ValueError, match="edits must be a dict"):
         forward(params, tokens, cfg, ops, edits=[("blocks.0.attn.hook_z", np.zeros_like)])

@@ -24,7 +24,8 @@ hook points named as in the cache (`ablation_edits` builds them):
     zero      blocks.{l}.attn.hook_z:       z[:, :, h] := 0 (no bias: the write is 0 too)
     mean      blocks.{l}.attn.hook_result:  result[:, :, h] := the mean write
     pattern   as zero, plus, at every layer, attn.hook_pattern := the clean pattern and
-              ln1.hook_scale, ln_final.hook_scale := the clean scales
+              ln1.hook_scale, ln_final.hook_scale := the clean scales, given as arrays
+              (so the queries, keys and scores are not computed)
 
 The ablation is an explicit argument: nothing global, params are never modified. With
 no ablation the forward has no edit, so it gives run_with_cache's numbers exactly.
@@ -104,17 +105,13 @@ def _set_heads(heads, values=0):
     return edit
 
 
-def _clean(value):
-    """An edit that replaces the value computed there by the clean run's `value`."""
-    return lambda _: value
-
-
 def ablation_edits(ab: Ablation, cfg: ModelConfig, T: int, clean_cache: dict | None = None,
                    means: dict | None = None) -> dict:
-    """The edits of the forward that make ablation `ab` (module docstring): {hook name: function}.
+    """The edits of the forward that make ablation `ab` (module docstring): {hook name: edit}.
 
-    "pattern" needs the clean run's cache (its hook_pattern and ln scales), "mean" the
-    per-position means {layer: [>= T, H, D]} (head_means).
+    "pattern" needs the clean run's cache (its hook_pattern and ln scales, given to the
+    forward as arrays: frozen), "mean" the per-position means {layer: [>= T, H, D]}
+    (head_means).
     """
     edits = {}
     for l in sorted({l for l, _ in ab.heads}):
@@ -126,11 +123,11 @@ def ablation_edits(ab: Ablation, cfg: ModelConfig, T: int, clean_cache: dict | N
     if ab.kind == "pattern" and ab.heads:
         for l in range(cfg.n_layers):
             p = f"blocks.{l}."
-            edits[p + "attn.hook_pattern"] = _clean(clean_cache[p + "attn.hook_pattern"])
+            edits[p + "attn.hook_pattern"] = clean_cache[p + "attn.hook_pattern"]     # given
             if ab.freeze_ln and cfg.layernorm:
-                edits[p + "ln1.hook_scale"] = _clean(clean_cache[p + "ln1.hook_scale"])
+                edits[p + "ln1.hook_scale"] = clean_cache[p + "ln1.hook_scale"]
         if ab.freeze_ln and cfg.layernorm:
-            edits["ln_final.hook_scale"] = _clean(clean_cache["ln_final.hook_scale"])
+            edits["ln_final.hook_scale"] = clean_cache["ln_final.hook_scale"]
     return edits
 
 
@@ -171,8 +168,13 @@ def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | Non
     edits = ablation_edits(ab, cfg, T, clean_cache, means)
     keep = "all" if full_cache else "patterns"
     if ab.heads and clean_cache is not None:
-        # layers before the first ablated one are unchanged: start there, from the clean stream
+        # layers before the first ablated one are unchanged: start there, from the clean
+        # stream; that layer reads the clean stream, so its heads' z are the clean ones:
+        # given (edited as the ablation says), they are not recomputed
         first = min(l for l, _ in ab.heads)
+        z_name = f"blocks.{first}.attn.hook_z"
+        edit = edits.get(z_name)
+        edits[z_name] = clean_cache[z_name] if edit is None else edit(clean_cache[z_name])
         return forward(params, tokens, cfg, ops, keep, edits, start_layer=first,
                        resid=clean_cache[f"blocks.{first}.hook_resid_pre"])
     return forward(params, tokens, cfg, ops, keep, edits)

@@ -23,7 +23,7 @@ of order >= 2 stays linear in the earlier head's output. The FW paper shows the 
 
 Each head is run by the model's own code for a layer's attention
 (minih.model.attention_block) with two edits at its hook points, ln1.hook_scale and
-attn.hook_pattern, set to the clean run's values; a path other than the direct one
+attn.hook_pattern, given the clean run's values; a path other than the direct one
 reads through a view of the parameters whose LayerNorm bias is zero.
 
 Term importance: the paper measures how much the loss rises when a term is removed
@@ -39,11 +39,6 @@ import numpy as np
 from ..config import ModelConfig
 from ..model import HookPoints, attention_block, embed, get_backend, run_with_cache, unembed
 from ..params import check_params, check_tokens
-
-
-def _clean(value):
-    """An edit that replaces the value computed there by the clean run's `value`."""
-    return lambda _: value
 
 
 def _without_bias(params, key):
@@ -73,7 +68,7 @@ def iter_paths(params, tokens, cfg: ModelConfig, clean_cache: dict | None = None
     if clean_cache is None:
         _, clean_cache = run_with_cache(params, tokens, cfg, backend=backend)
     x0 = embed(params, tokens, cfg, ops, HookPoints())                           # [B,T,D]
-    with_bias = params
+    # the params a head reads through: its LayerNorm bias only on the direct path
     without_bias = {l: _without_bias(params, f"blocks.{l}.ln1.b") if cfg.layernorm else params
                     for l in range(cfg.n_layers)}
 
@@ -81,11 +76,11 @@ def iter_paths(params, tokens, cfg: ModelConfig, clean_cache: dict | None = None
         """Every head of layer l applied to component c, pattern and LN scale frozen:
         its hook_result [B,T,H,D]."""
         p = f"blocks.{l}."
-        edits = {p + "attn.hook_pattern": _clean(clean_cache[p + "attn.hook_pattern"])}
+        edits = {p + "attn.hook_pattern": clean_cache[p + "attn.hook_pattern"]}     # given
         if cfg.layernorm:
-            edits[p + "ln1.hook_scale"] = _clean(clean_cache[p + "ln1.hook_scale"])
+            edits[p + "ln1.hook_scale"] = clean_cache[p + "ln1.hook_scale"]
         hooks = HookPoints("all", edits)
-        attention_block(with_bias if not path else without_bias[l], c, l, cfg, ops, hooks)
+        attention_block(params if not path else without_bias[l], c, l, cfg, ops, hooks)
         return hooks.cache[p + "attn.hook_result"]                                  # [B,T,H,D]
 
     def expand(path, c, start):
@@ -105,7 +100,7 @@ def path_logits(params, cfg: ModelConfig, clean_cache: dict, path: tuple, c, bac
     """
     edits = {}
     if cfg.layernorm:
-        edits["ln_final.hook_scale"] = _clean(clean_cache["ln_final.hook_scale"])
+        edits["ln_final.hook_scale"] = clean_cache["ln_final.hook_scale"]
         if path:
             params = _without_bias(params, "ln_final.b")
     return unembed(params, c, cfg, get_backend(backend), HookPoints("all", edits))  # [B,T,V]
