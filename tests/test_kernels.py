@@ -152,17 +152,39 @@ def test_attention_kernels_write_every_output(shape, dtype):
     q, k, v, d_z = (rng.standard_normal(shape).astype(dtype) for _ in range(4))
     scale, ninf = dtype(1 / np.sqrt(E)), dtype(-np.inf)
     z, lse = np.full(shape, np.nan, dtype), np.full((B, H, T), np.nan, dtype)
+    scores = np.full((B, H, T, T), np.nan, dtype)
     d_q, d_k, d_v = (np.full(shape, np.nan, dtype) for _ in range(3))
     for bh0, bh1 in three_ranges(B * H):
         attention._attention_forward(q, k, v, scale, ninf, z, lse, bh0, bh1)
+        attention._attention_scores(q, k, scale, ninf, scores, bh0, bh1)
     for bh0, bh1 in three_ranges(B * H):
         attention._attention_backward(d_z, q, k, v, z, lse, scale, ninf, d_q, d_k, d_v, bh0, bh1)
+    assert_scores("scores", scores, ops.attention_scores(q, k), dtype)
     z_ref, lse_ref, pattern_ref = reference_attention(q, k, v)
     close("z", z, z_ref, dtype)
     close("lse", lse, lse_ref, dtype)
     for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
                           ops.attention_backward(d_z, q, k, v, pattern_ref)):
         close(name, g, w, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(2, 17, 3, 16, 1, 1), (1, 24, 2, 32, 1, 1)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_attention_passes(shape, dtype, contiguous):
+    # oracle: the reference's passes 1-2 (attention_scores) and 3 (attention_pattern). The
+    # softmax twin must take any scores, not only causal ones: an edit at hook_attn_scores
+    # may put finite values above the diagonal, so it also gets a full random square
+    B, T, H, E = shape[:4]
+    rng = np.random.default_rng(hash((shape, contiguous, "passes")) % 2**32)
+    q, k = (rand(rng, (B, T, H, E), dtype, contiguous) for _ in range(2))
+    scores_ref = ops.attention_scores(q, k)
+    assert_scores("scores", kernels.attention_scores(q, k), scores_ref, dtype)
+    close("pattern", kernels.attention_pattern(scores_ref), ops.attention_pattern(scores_ref), dtype)
+    full = rand(rng, (B, H, T, T), dtype, contiguous)
+    close("pattern of unmasked scores", kernels.attention_pattern(full), ops.attention_pattern(full), dtype)
+    with pytest.raises(ValueError, match=r"scores must be \[B, H, T, T\]"):
+        kernels.attention_pattern(full[0])                      # [H, T, T]: no batch axis
 
 
 def test_attention_keeps_nan_and_extreme_scores():

@@ -30,8 +30,8 @@ from .embedding import (embed_forward, embed_backward, pos_embed_backward, unemb
                         unembed_backward)
 from .layernorm import layernorm_forward, layernorm_backward
 from .attention import (project_forward, project_backward, smear_forward, smear_backward,
-                        output_forward, output_backward, head_results,
-                        fused_attention_forward, fused_attention_backward)
+                        attention_scores, attention_pattern, output_forward, output_backward,
+                        head_results, fused_attention_forward, fused_attention_backward)
 from .loss import cross_entropy_forward, cross_entropy_backward, per_token_loss
 from .adamw import adamw_update
 from .shards import over_batch_shards
@@ -41,7 +41,8 @@ NAME = "numba"
 # the reference ops replaced by a twin (the others are minih.ops's own functions)
 TWINS = ("embed_forward", "embed_backward", "pos_embed_backward", "unembed_forward",
          "unembed_backward", "layernorm_forward", "layernorm_backward", "project_forward",
-         "project_backward", "smear_forward", "smear_backward", "output_forward",
+         "project_backward", "smear_forward", "smear_backward", "attention_scores",
+         "attention_pattern", "output_forward",
          "output_backward", "head_results", "cross_entropy_forward", "cross_entropy_backward",
          "per_token_loss", "adamw_update")
 # ops with no reference of their own: the fused attention (checked against the passes)

@@ -12,9 +12,10 @@ pair owns its slice of every output, so no two threads write the same element. T
 work on tiles of 8 query rows x 16 keys held in vector registers (kernels/simd.py), and
 fuse the reference's four attention passes: the training forward keeps no [T, T]
 pattern, and the backward recomputes it from q, k and each row's log-sum-exp (section 3
-below says how and why). The reference's plain passes (attention_scores,
-attention_pattern, attention_z, attention_backward) have no twin here: the model runs
-them, from minih.ops, whenever a caller reads or edits the scores or the pattern.
+below says how and why). Where a caller reads or edits the scores or the pattern, the
+model runs the passes instead: attention_scores and attention_pattern have twins here
+(the same tiles; a row softmax), attention_z and the plain attention_backward are the
+reference's own (a batched matmul is already BLAS).
 
 Shape legend: B = batch, T = positions (query i, key j), D = d_model, H = n_heads, E = d_head
 """
@@ -22,7 +23,7 @@ import numpy as np
 
 from numba.extending import register_jitable
 
-from ._jit import as_floats, expect_shape, kernel
+from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel, row_max_f32
 from .blas import matmul, matmul_tn
 from .simd import (LANES, add16, causal16, exp16, fma16, hmax16, hsum16, load16, max16, mul16,
                    splat16, store16, sub16)
@@ -384,6 +385,53 @@ def _attention_forward(q, k, v, scale, ninf, z, lse, bh0, bh1):
 
 
 @kernel()
+def _attention_scores(q, k, scale, ninf, scores, bh0, bh1):
+    B, T, H, E = q.shape
+    Tq, Tk, Ep = _tile_sizes(T, E)
+    zero, one = scale - scale, scale / scale
+    qs = np.zeros((Tq, Ep), dtype=q.dtype)                       # q / sqrt(E)
+    kT = np.zeros((Ep, Tk), dtype=q.dtype)                       # k^T
+    s = np.empty((ROWS, Tk), dtype=q.dtype)                      # the tile's scores
+    m = np.empty(ROWS, dtype=q.dtype)                            # (each row's max: not needed)
+    for bh in range(bh0, bh1):                                   # (b, h) owns scores[b,h]
+        b = bh // H
+        h = bh - b * H
+        _copy_head(qs, q, b, h, scale, False)
+        _copy_head(kT, k, b, h, one, True)
+        for i0 in range(0, Tq, ROWS):
+            n = _padded(i0 + ROWS, LANES)
+            _tile_scores(s, qs, i0, kT, n, ninf, zero, m)        # s = scores, -inf for j > i
+            for r in range(min(ROWS, T - i0)):
+                for j in range(T):
+                    scores[b, h, i0 + r, j] = s[r, j] if j < n else ninf
+
+
+@kernel()
+def _softmax_rows(scores, pattern, fast_exp, r0, r1):
+    R, T = scores.shape
+    zero = np.zeros(1, dtype=scores.dtype)[0]                    # 0 in the scores' dtype
+    for r in range(r0, r1):                                      # each row its own softmax
+        row = scores[r]
+        out = pattern[r]
+        if fast_exp:                                             # float32: vectorised max, exp
+            m = row_max_f32(row, T)
+            for j in range(T):
+                out[j] = row[j]
+            total = exp_shifted_f32(out, T, m)                   # out = exp(row - m), 0 at -inf
+        else:
+            m = row[0]
+            for j in range(1, T):
+                m = max(m, row[j])
+            total = zero
+            for j in range(T):
+                out[j] = np.exp(row[j] - m)
+                total += out[j]
+        inv = 1 / total
+        for j in range(T):
+            out[j] *= inv
+
+
+@kernel()
 def _attention_backward(d_z, q, k, v, z, lse, scale, ninf, d_q, d_k, d_v, bh0, bh1):
     B, T, H, E = q.shape
     Tq, Tk, Ep = _tile_sizes(T, E)
@@ -458,6 +506,40 @@ def _check_lse(lse, q):
 def _constants(q):
     """1/sqrt(E) and -inf in q's dtype (Numba would make -inf a float64)."""
     return q.dtype.type(1 / np.sqrt(q.shape[3])), q.dtype.type(-np.inf)
+
+
+def attention_scores(q, k):
+    """Numba twin of minih.ops.attention.attention_scores (passes 1-2).
+
+    q, k [B,T,H,E] -> scores [B,H,T,T]: q k^T / sqrt(E), -inf for key j > query i. Per
+    (b, h), in the fused forward's tiles (_tile_scores), which skip the masked half.
+    """
+    q, k = _check_qkv("q k", q, k)
+    B, T, H, E = q.shape
+    # np.empty, not np.zeros: the kernel writes every entry, on the threads; np.zeros of a
+    # recycled heap block would be a serial memset first
+    scores = np.empty((B, H, T, T), dtype=q.dtype)
+    scale, ninf = _constants(q)
+    run_chunks(B * H, lambda bh0, bh1: _attention_scores(q, k, scale, ninf, scores, bh0, bh1))
+    return scores
+
+
+def attention_pattern(scores):
+    """Numba twin of minih.ops.attention.attention_pattern (pass 3): softmax over the keys.
+
+    scores [B,H,T,T] -> pattern [B,H,T,T], one row at a time, over the whole row (the
+    scores may be edited, so no causal structure is assumed: -inf gives exactly 0).
+    float32 rows use the vectorised max and exp of kernels/_jit.py, as the loss does.
+    """
+    (scores,) = as_floats("scores", scores)
+    if scores.ndim != 4 or scores.shape[-1] != scores.shape[-2]:
+        raise ValueError(f"scores must be [B, H, T, T], got shape {scores.shape}")
+    T = scores.shape[-1]
+    rows = scores.reshape(-1, T)                                 # [B*H*T, T]
+    pattern = np.empty_like(rows)
+    fast_exp = scores.dtype == np.float32
+    run_chunks(rows.shape[0], lambda r0, r1: _softmax_rows(rows, pattern, fast_exp, r0, r1))
+    return pattern.reshape(scores.shape)
 
 
 def fused_attention_forward(q, k, v):
