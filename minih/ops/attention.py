@@ -73,9 +73,9 @@ def smear_backward(d_ks, k, smear):
 #     pass 4  z[i]         = sum_j pattern[i,j] v[j]                     attention_z
 # The model hooks the scores (hook_attn_scores) and the pattern (hook_pattern) between
 # the passes, so an ablation can replace either. The whole [B,H,T,T] arrays are made:
-# this is the reference, written to be read. The Numba backend also has a fused
-# forward that never stores the pattern and a backward that recomputes it
-# (minih/kernels/attention.py), checked against these passes.
+# this is the reference, written to be read. The Numba backend (minih/kernels/attention.py)
+# has twins of passes 1-3 and, for training, a fused forward that never stores the
+# pattern with a backward that recomputes it; all are checked against these passes.
 
 def _causal_mask(T):
     """[T,T] bool: True where key j > query i (the future, which a query may not see)."""
