@@ -99,6 +99,24 @@ def test_the_reference_is_plain_numpy():
     assert not found, "\n".join(found)
 
 
+def test_ablations_and_paths_run_the_models_own_forward():
+    """The model's steps are written once, in minih/model.py: ablations and the path
+    expansion edit that forward at its hook points and never call an op of a layer
+    themselves (only the loss of the logits it returns)."""
+    from minih import ops
+    allowed = {"per_token_loss"}
+    found = []
+    for rel in ("interp/ablation.py", "interp/paths.py", "interp/attribution.py"):
+        tree = ast.parse((PACKAGE / rel).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ops.__all__ and node.attr not in allowed:
+                found.append(f"{rel}:{node.lineno} calls the op {node.attr}")
+            if isinstance(node, ast.ImportFrom) and node.module and "ablation" in node.module:
+                found += [f"{rel}:{node.lineno} imports ablation's private {a.name}"
+                          for a in node.names if a.name.startswith("_")]
+    assert not found, "\n".join(found)
+
+
 def test_no_import_circle():
     """No two modules import each other, directly or round a loop, counting the imports
     inside functions too (they run later, but a reader still meets the circle)."""
