@@ -658,6 +658,17 @@ def test_kernel_bodies_without_jit():
     for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
                           ops.attention_backward(d_z, q, k, v, pattern_ref)):
         close(name, g, w, np.float32)
+    scores = np.full((B, H, T, T), np.nan, f32)
+    for bh0, bh1 in two_ranges(B * H):
+        attention._attention_scores.py_func(q, k, scale, ninf, scores, bh0, bh1)
+    scores_ref = ops.attention_scores(q, k)
+    assert_scores("scores", scores, scores_ref, np.float32)
+    rows = scores_ref.reshape(-1, T)
+    for fast_exp in (True, False):                               # float32 exp and max, or np's
+        pattern = np.full_like(rows, np.nan)
+        for r0, r1 in two_ranges(rows.shape[0]):
+            attention._softmax_rows.py_func(rows, pattern, fast_exp, r0, r1)
+        close("pattern", pattern.reshape(scores.shape), pattern_ref, np.float32)
 
     x = rng.standard_normal((B * T, D))
     w, b, d_y = rng.standard_normal(D), rng.standard_normal(D), rng.standard_normal((B * T, D))
