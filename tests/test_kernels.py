@@ -25,7 +25,8 @@ import numpy as np
 import pytest
 
 import minih
-from minih import kernels, ops, threads
+from minih import kernels, ops
+from minih.kernels import threads
 from minih.kernels import _jit, attention, blas, embedding, layernorm, loss, simd
 from minih.kernels import adamw as k_adamw
 from helpers import assert_close
@@ -67,9 +68,40 @@ def close(name, got, want, dtype):
 def test_same_names_as_reference():
     # oracle: minih/ops/__init__.py's public names; a backend is swapped by module
     public = {n for n in dir(ops) if not n.startswith("_") and callable(getattr(ops, n))}
+    assert public <= set(ops.__all__), "an op of minih.ops missing from its __all__"
     missing = {n for n in public if not hasattr(kernels, n)}
     assert not missing, f"minih.kernels lacks {sorted(missing)}"
     assert kernels.NAME == "numba" and kernels.LN_EPS == ops.LN_EPS
+
+
+def test_which_ops_have_twins():
+    # oracle: minih.kernels.TWINS. A twin is a function of its own, named for the reference
+    # it mirrors; every other op is the reference's very function object (so an op added to
+    # minih.ops works in the Numba backend at once), and the fused attention is extra
+    for name in ops.__all__:
+        if not callable(getattr(ops, name)):
+            continue
+        if name in kernels.TWINS:
+            twin = getattr(kernels, name)
+            assert twin is not getattr(ops, name), name
+            assert twin.__module__.startswith("minih.kernels"), name
+            assert f"minih.ops.{getattr(ops, name).__module__.split('.')[-1]}.{name}" in twin.__doc__, name
+        else:
+            assert getattr(kernels, name) is getattr(ops, name), name
+    assert set(kernels.TWINS) <= set(ops.__all__)
+    for name in kernels.FUSED:
+        assert not hasattr(ops, name) and callable(getattr(kernels, name))
+    assert not hasattr(ops, "over_batch_shards"), "the reference runs the batch plainly"
+
+
+def reference_attention(q, k, v):
+    """The reference's four passes, and what the fused twin keeps of them:
+    q, k, v -> z, lse [B,H,T] (each row's log-sum-exp of the scores), pattern [B,H,T,T]."""
+    scores = ops.attention_scores(q, k)                          # [B,H,T,T], -inf for j > i
+    pattern = ops.attention_pattern(scores)
+    m = scores.max(axis=-1, keepdims=True)                       # finite: j = i is allowed
+    lse = (m + np.log(np.exp(scores - m).sum(axis=-1, keepdims=True)))[..., 0]
+    return ops.attention_z(pattern, v), lse, pattern
 
 
 def assert_scores(name, got, want, dtype):
@@ -85,7 +117,7 @@ def assert_scores(name, got, want, dtype):
 @pytest.mark.parametrize("contiguous", [True, False])
 @pytest.mark.parametrize("n_threads", [1, 3])
 def test_attention_ops(shape, dtype, contiguous, n_threads, monkeypatch):
-    # oracle: the reference's three attention functions. T = 17: a tile of 8 rows whose 16-key
+    # oracle: the reference's four attention passes and its backward. T = 17: a tile of 8 rows whose 16-key
     # block holds only one real key after the 16 (the rest padding); T = 24: three whole tiles,
     # 32 keys (8 of them padding); E = 32: two 16-wide passes of dimensions. The thread
     # count is set, not the machine's: on 1 thread one kernel call computes every (b, h)
@@ -95,16 +127,12 @@ def test_attention_ops(shape, dtype, contiguous, n_threads, monkeypatch):
     B, T, H, E = shape[:4]
     rng = np.random.default_rng(hash((shape, contiguous)) % 2**32)
     q, k, v, d_z = (rand(rng, (B, T, H, E), dtype, contiguous) for _ in range(4))
-    z, lse = kernels.attention_forward(q, k, v)
-    z_ref, lse_ref = ops.attention_forward(q, k, v)
+    z, lse = kernels.fused_attention_forward(q, k, v)
+    z_ref, lse_ref, pattern_ref = reference_attention(q, k, v)
     close("z", z, z_ref, dtype)
     close("lse", lse, lse_ref, dtype)
-    scores, pattern = kernels.attention_pattern(q, k, lse)
-    scores_ref, pattern_ref = ops.attention_pattern(q, k, lse_ref)
-    assert_scores("scores", scores, scores_ref, dtype)
-    close("pattern", pattern, pattern_ref, dtype)
-    for name, g, w in zip(("d_q", "d_k", "d_v"), kernels.attention_backward(d_z, q, k, v, z, lse),
-                          ops.attention_backward(d_z, q, k, v, z_ref, lse_ref)):
+    for name, g, w in zip(("d_q", "d_k", "d_v"), kernels.fused_attention_backward(d_z, q, k, v, z, lse),
+                          ops.attention_backward(d_z, q, k, v, pattern_ref)):
         close(name, g, w, dtype)
 
 
@@ -124,22 +152,39 @@ def test_attention_kernels_write_every_output(shape, dtype):
     q, k, v, d_z = (rng.standard_normal(shape).astype(dtype) for _ in range(4))
     scale, ninf = dtype(1 / np.sqrt(E)), dtype(-np.inf)
     z, lse = np.full(shape, np.nan, dtype), np.full((B, H, T), np.nan, dtype)
-    scores, pattern = (np.full((B, H, T, T), np.nan, dtype) for _ in range(2))
+    scores = np.full((B, H, T, T), np.nan, dtype)
     d_q, d_k, d_v = (np.full(shape, np.nan, dtype) for _ in range(3))
     for bh0, bh1 in three_ranges(B * H):
         attention._attention_forward(q, k, v, scale, ninf, z, lse, bh0, bh1)
+        attention._attention_scores(q, k, scale, ninf, scores, bh0, bh1)
     for bh0, bh1 in three_ranges(B * H):
-        attention._attention_pattern(q, k, lse, scale, ninf, scores, pattern, bh0, bh1)
         attention._attention_backward(d_z, q, k, v, z, lse, scale, ninf, d_q, d_k, d_v, bh0, bh1)
-    z_ref, lse_ref = ops.attention_forward(q, k, v)
+    assert_scores("scores", scores, ops.attention_scores(q, k), dtype)
+    z_ref, lse_ref, pattern_ref = reference_attention(q, k, v)
     close("z", z, z_ref, dtype)
     close("lse", lse, lse_ref, dtype)
-    scores_ref, pattern_ref = ops.attention_pattern(q, k, lse_ref)
-    assert_scores("scores", scores, scores_ref, dtype)
-    close("pattern", pattern, pattern_ref, dtype)
     for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
-                          ops.attention_backward(d_z, q, k, v, z_ref, lse_ref)):
+                          ops.attention_backward(d_z, q, k, v, pattern_ref)):
         close(name, g, w, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(2, 17, 3, 16, 1, 1), (1, 24, 2, 32, 1, 1)])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_attention_passes(shape, dtype, contiguous):
+    # oracle: the reference's passes 1-2 (attention_scores) and 3 (attention_pattern). The
+    # softmax twin must take any scores, not only causal ones: an edit at hook_attn_scores
+    # may put finite values above the diagonal, so it also gets a full random square
+    B, T, H, E = shape[:4]
+    rng = np.random.default_rng(hash((shape, contiguous, "passes")) % 2**32)
+    q, k = (rand(rng, (B, T, H, E), dtype, contiguous) for _ in range(2))
+    scores_ref = ops.attention_scores(q, k)
+    assert_scores("scores", kernels.attention_scores(q, k), scores_ref, dtype)
+    close("pattern", kernels.attention_pattern(scores_ref), ops.attention_pattern(scores_ref), dtype)
+    full = rand(rng, (B, H, T, T), dtype, contiguous)
+    close("pattern of unmasked scores", kernels.attention_pattern(full), ops.attention_pattern(full), dtype)
+    with pytest.raises(ValueError, match=r"scores must be \[B, H, T, T\]"):
+        kernels.attention_pattern(full[0])                      # [H, T, T]: no batch axis
 
 
 def test_attention_keeps_nan_and_extreme_scores():
@@ -150,17 +195,17 @@ def test_attention_keeps_nan_and_extreme_scores():
     for dtype in DTYPES:
         q, k, v, d_z = (rng.standard_normal((1, 20, 2, 16)).astype(dtype) for _ in range(4))
         q *= dtype(50)
-        z, lse = kernels.attention_forward(q, k, v)
-        z_ref, lse_ref = ops.attention_forward(q, k, v)
-        grads = kernels.attention_backward(d_z, q, k, v, z, lse)
+        z, lse = kernels.fused_attention_forward(q, k, v)
+        z_ref, lse_ref, pattern_ref = reference_attention(q, k, v)
+        grads = kernels.fused_attention_backward(d_z, q, k, v, z, lse)
         assert all(np.isfinite(a).all() for a in (z, lse) + grads)
         if dtype == np.float64:      # float32 scores of ~200 carry rounding errors of ~1e-5,
             close("z, saturated", z, z_ref, dtype)     # which d_k multiplies by q (~50)
             for name, g, w in zip(("d_q", "d_k", "d_v"), grads,
-                                  ops.attention_backward(d_z, q, k, v, z_ref, lse_ref)):
+                                  ops.attention_backward(d_z, q, k, v, pattern_ref)):
                 close(name + ", saturated", g, w, dtype)
         q[0, 9, 1, 3] = np.nan
-        z, lse = kernels.attention_forward(q, k, v)
+        z, lse = kernels.fused_attention_forward(q, k, v)
         bad = np.zeros(z.shape, bool)
         bad[0, 9, 1] = True
         assert np.isnan(z[bad]).all() and np.isfinite(z[~bad]).all()
@@ -448,13 +493,11 @@ for shape, dtype in [((1, 5, 2, 16), np.float64), ((1, 17, 1, 1), np.float64),
     same = lambda g, w: g.dtype == w.dtype and np.allclose(g, w, rtol=rtol, atol=atol)
     rng = np.random.default_rng(shape[1])
     q, k, v, d_z = (rng.standard_normal(shape).astype(dtype) for _ in range(4))
-    z, lse = kernels.attention_forward(q, k, v)
-    z_ref, lse_ref = ops.attention_forward(q, k, v)
-    assert same(z, z_ref) and same(lse, lse_ref), shape
-    for g, w in zip(kernels.attention_pattern(q, k, lse), ops.attention_pattern(q, k, lse_ref)):
-        assert same(g, w), shape
-    for g, w in zip(kernels.attention_backward(d_z, q, k, v, z, lse),
-                    ops.attention_backward(d_z, q, k, v, z_ref, lse_ref)):
+    z, lse = kernels.fused_attention_forward(q, k, v)
+    pattern_ref = ops.attention_pattern(ops.attention_scores(q, k))
+    assert same(z, ops.attention_z(pattern_ref, v)), shape
+    for g, w in zip(kernels.fused_attention_backward(d_z, q, k, v, z, lse),
+                    ops.attention_backward(d_z, q, k, v, pattern_ref)):
         assert same(g, w), shape
 print("ok")
 """
@@ -605,22 +648,27 @@ def test_kernel_bodies_without_jit():
     z, lse = np.full_like(q, np.nan), np.full((B, H, T), np.nan, f32)
     for bh0, bh1 in two_ranges(B * H):
         attention._attention_forward.py_func(q, k, v, scale, ninf, z, lse, bh0, bh1)
-    z_ref, lse_ref = ops.attention_forward(q, k, v)
+    z_ref, lse_ref, pattern_ref = reference_attention(q, k, v)
     close("z", z, z_ref, np.float32)
     close("lse", lse, lse_ref, np.float32)
-    scores, pattern = (np.full((B, H, T, T), np.nan, f32) for _ in range(2))
-    for bh0, bh1 in two_ranges(B * H):
-        attention._attention_pattern.py_func(q, k, lse, scale, ninf, scores, pattern, bh0, bh1)
-    scores_ref, pattern_ref = ops.attention_pattern(q, k, lse_ref)
-    assert_scores("scores", scores, scores_ref, np.float32)
-    close("pattern", pattern, pattern_ref, np.float32)
     d_q, d_k, d_v = (np.full_like(q, np.nan) for _ in range(3))
     for bh0, bh1 in two_ranges(B * H):
         attention._attention_backward.py_func(d_z, q, k, v, z, lse, scale, ninf, d_q, d_k, d_v,
                                               bh0, bh1)
     for name, g, w in zip(("d_q", "d_k", "d_v"), (d_q, d_k, d_v),
-                          ops.attention_backward(d_z, q, k, v, z_ref, lse_ref)):
+                          ops.attention_backward(d_z, q, k, v, pattern_ref)):
         close(name, g, w, np.float32)
+    scores = np.full((B, H, T, T), np.nan, f32)
+    for bh0, bh1 in two_ranges(B * H):
+        attention._attention_scores.py_func(q, k, scale, ninf, scores, bh0, bh1)
+    scores_ref = ops.attention_scores(q, k)
+    assert_scores("scores", scores, scores_ref, np.float32)
+    rows = scores_ref.reshape(-1, T)
+    for fast_exp in (True, False):                               # float32 exp and max, or np's
+        pattern = np.full_like(rows, np.nan)
+        for r0, r1 in two_ranges(rows.shape[0]):
+            attention._softmax_rows.py_func(rows, pattern, fast_exp, r0, r1)
+        close("pattern", pattern.reshape(scores.shape), pattern_ref, np.float32)
 
     x = rng.standard_normal((B * T, D))
     w, b, d_y = rng.standard_normal(D), rng.standard_normal(D), rng.standard_normal((B * T, D))
@@ -694,9 +742,9 @@ def test_kernel_bodies_without_jit():
 def test_bad_input_raises_clear_errors():
     q = np.zeros((1, 3, 2, 4), np.float32)
     with pytest.raises(ValueError, match="share one dtype"):
-        kernels.attention_forward(q, q.astype(np.float64), q)
+        kernels.fused_attention_forward(q, q.astype(np.float64), q)
     with pytest.raises(ValueError, match=r"k has shape"):
-        kernels.attention_forward(q, q[:, :2], q)
+        kernels.fused_attention_forward(q, q[:, :2], q)
     with pytest.raises(ValueError, match="float32 or float64"):
         kernels.layernorm_forward(np.zeros((2, 3), int), np.ones(3), np.zeros(3))
     with pytest.raises(ValueError, match=r"d_vocab"):
@@ -758,12 +806,13 @@ def test_model_backends_agree(overrides):
 @pytest.mark.parametrize("B", [1, 2, 5, 9])
 def test_batch_shards_give_the_whole_batch(B, monkeypatch):
     # oracle: the NumPy ops on the whole batch at once (model._loss_and_grads, no shards),
-    # float64. Both backends compute shard_bounds(B) (N_SHARDS = 8: B = 5 gives five shards
-    # of 1, B = 9 seven of 1 and one of 2) and weight each shard by its share B_s / B; a
-    # wrong weight or a lost shard is an O(1) error. MIN_SHARD_POSITIONS = 1 makes these
+    # float64. The numba backend computes shard_bounds(B) (N_SHARDS = 8: B = 5 gives five
+    # shards of 1, B = 9 seven of 1 and one of 2) and weights each shard by its share
+    # B_s / B; a wrong weight or a lost shard is an O(1) error. The numpy backend runs the
+    # whole batch plainly and must give the same. MIN_SHARD_POSITIONS = 1 makes these
     # small batches split; MIN_SPLIT_POSITIONS = 1 and MIN_ROWS = 8 make B = 1 (one shard)
     # split its ops and products over the threads instead
-    from minih import shards
+    from minih.kernels import shards
     from minih.model import _loss_and_grads
     monkeypatch.setattr(shards, "MIN_SHARD_POSITIONS", 1)
     monkeypatch.setattr(shards, "MIN_SPLIT_POSITIONS", 1)
@@ -789,7 +838,7 @@ def test_batch_shards_only_when_each_holds_enough_positions(B, T, n_calls):
     # of 512, 9 x 512 in 8 (the last of two sequences), 7 x 600 in 7 of one sequence; one
     # sequence is always one call. A whole batch under MIN_SPLIT_POSITIONS = 2048
     # positions runs alone (marked as a task: nothing inside splits), a bigger one not
-    from minih import shards
+    from minih.kernels import shards
     assert shards.MIN_SHARD_POSITIONS == 512 and shards.MIN_SPLIT_POSITIONS == 2048
     calls = []
 
@@ -811,7 +860,7 @@ def test_batch_shards_only_when_each_holds_enough_positions(B, T, n_calls):
 
 def test_batch_shards_raise_a_shards_error():
     # oracle: the error of the shard that failed reaches the caller (no partial result)
-    from minih import shards
+    from minih.kernels import shards
 
     def f(tokens):
         if tokens[0, 0] == 3:
@@ -844,9 +893,11 @@ def test_model_float32_and_cache():
 
 
 def test_forward_keeps_what_it_is_asked_to():
-    # oracle: model.forward's docstring. "backward" (training) keeps no [B,H,T,T] array,
-    # "patterns" the pattern but not the scores or the per-head results, "all" everything;
-    # anything else is a one-line error naming the choices
+    # oracle: model.HookPoints' docstring. "all" keeps every value, "patterns" all but the
+    # scores and the per-head results; "backward" (training) the same, except that the
+    # Numba backend runs its fused attention there: no [B,H,T,T] array, attn.lse instead.
+    # The reference's backward reads the pattern, so its "backward" keeps it. Anything
+    # else is a one-line error naming the choices
     from minih.model import forward, get_backend
     cfg = minih.ModelConfig.preset("small", n_ctx=12)
     params = minih.init_params(cfg, seed=1)
@@ -856,30 +907,49 @@ def test_forward_keeps_what_it_is_asked_to():
         ops = get_backend(backend)
         caches = {keep: forward(params, tokens, cfg, ops, keep=keep)[1]
                   for keep in ("all", "patterns", "backward")}
+        fused = backend == "numba"
         for keep, cache in caches.items():
             big = [key for key, a in cache.items() if a.ndim == 4 and a.shape[-2:] == (12, 12)]
-            want = {"all": 2, "patterns": 1, "backward": 0}[keep] * cfg.n_layers
+            want = {"all": 2, "patterns": 1, "backward": 0 if fused else 1}[keep] * cfg.n_layers
             assert len(big) == want, (backend, keep, big)
-            assert all(f"blocks.{l}.attn.lse" in cache for l in range(cfg.n_layers))
+            has_lse = [f"blocks.{l}.attn.lse" in cache for l in range(cfg.n_layers)]
+            assert has_lse == [fused and keep == "backward"] * cfg.n_layers, (backend, keep)
         assert set(caches["all"]) - set(caches["patterns"]) == {
             f"blocks.{l}.{name}" for l in range(cfg.n_layers)
             for name in ("attn.hook_attn_scores", "attn.hook_result")}
-        assert not any(key.endswith(square) for key in caches["backward"])
+        assert not any(key.endswith(square) for key in caches["backward"]) or not fused
         with pytest.raises(ValueError, match="keep must be one of"):
             forward(params, tokens, cfg, ops, keep="some")
 
 
-@pytest.mark.parametrize("B, backend", [(1, "numba"), (5, "numba"), (5, "numpy")])
+def test_numba_forward_falls_back_to_the_passes_when_the_pattern_is_edited():
+    # oracle: the NumPy reference with the same edit. An edit at hook_pattern must reach
+    # z even in training's keep="backward", where the Numba backend would otherwise fuse
+    # the attention and never make the pattern; float64 rounding only
+    from minih.model import forward, get_backend
+    cfg = minih.ModelConfig.preset("tiny", n_ctx=9, dtype="float64")
+    params = minih.init_params(cfg, seed=3)
+    tokens = np.random.default_rng(3).integers(0, cfg.d_vocab, (2, 9))
+    uniform = lambda p: np.tril(np.ones_like(p)) / np.arange(1, p.shape[-1] + 1)[:, None]
+    edits = {"blocks.0.attn.hook_pattern": uniform}
+    got, cache = forward(params, tokens, cfg, get_backend("numba"), keep="backward", edits=edits)
+    want, _ = forward(params, tokens, cfg, get_backend("numpy"), keep="backward", edits=edits)
+    plain, _ = forward(params, tokens, cfg, get_backend("numba"), keep="backward")
+    assert "blocks.0.attn.lse" not in cache and "blocks.1.attn.lse" in cache
+    close("logits", got, want, np.float64)
+    assert np.abs(got - plain).max() > 1e-3                     # the edit did change them
+
+
+@pytest.mark.parametrize("B, backend", [(1, "numba"), (5, "numba")])
 def test_threads_do_not_change_results(B, backend, monkeypatch):
     # oracle: the same kernels on one thread. Every parallel loop owns its outputs, and
     # the row chunks and the batch's shards are fixed, so the thread count must not change
     # a single bit (B = 1: one shard, the ops split over the threads; B = 5: shards, whose
     # products are one BLAS call each). MIN_ROWS = 8 makes these small products big
     # enough to split outside a shard, MIN_SHARD_POSITIONS = 1 this small batch into
-    # shards. The numpy backend runs the same shards (B = 1 would be one call of its ops,
-    # which have no threads: nothing to test). The thread count is set (minih's pool), not
-    # the machine's: 1 thread, then 3, on any machine.
-    from minih import shards
+    # shards. (The numpy backend has no threads: nothing to test.) The thread count is set
+    # (minih's pool), not the machine's: 1 thread, then 3, on any machine.
+    from minih.kernels import shards
     monkeypatch.setattr(blas, "MIN_ROWS", 8)
     monkeypatch.setattr(shards, "MIN_SHARD_POSITIONS", 1)
     monkeypatch.setattr(shards, "MIN_SPLIT_POSITIONS", 1)               # and B = 1 split its ops
@@ -1046,7 +1116,7 @@ def test_bench_op_profile_times_every_op_and_restores_the_backend():
     before = {n: getattr(kernels, n) for n in dir(kernels) if not n.startswith("_")}
     prof = op_profile(cfg, 2, "numba", steps=1, warmup=1)
     assert all(getattr(kernels, n) is f for n, f in before.items())
-    for op in ("attention_forward", "attention_backward", "layernorm_forward",
+    for op in ("fused_attention_forward", "fused_attention_backward", "layernorm_forward",
                "cross_entropy_forward", "unembed_backward", "adamw_update"):
         wall, cpu = prof["ops_ms"][op]
         assert wall > 0 and cpu >= 0, op

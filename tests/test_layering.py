@@ -2,7 +2,8 @@
 
 Layers, lowest first (a module may import from its own layer and the ones below):
     core       version, config, params, ops/ (the NumPy reference), testing
-    kernels    kernels/ (the Numba twin and everything that exists only for speed)
+    kernels    kernels/ (the Numba twin and everything that exists only for speed: the
+               thread pool, the batch's shards)
     model      model, optim, gradcheck (they pick a backend by name at run time)
     data       data/
     training   training/
@@ -19,7 +20,7 @@ import minih
 
 PACKAGE = Path(minih.__file__).parent
 LAYERS = [
-    ("core", ["version", "config", "params", "ops", "testing", "threads", "shards"]),
+    ("core", ["version", "config", "params", "ops", "testing"]),
     ("kernels", ["kernels"]),
     ("model", ["model", "optim", "gradcheck"]),
     ("data", ["data"]),
@@ -79,6 +80,41 @@ def test_no_module_imports_from_a_higher_layer():
                     upward.append(f"{path.relative_to(PACKAGE.parent)}:{line} imports {target} "
                                   f"({LAYERS[RANK[top]][0]} is above {LAYERS[here][0]})")
     assert not upward, "imports from a higher layer:\n" + "\n".join(upward)
+
+
+def test_the_reference_is_plain_numpy():
+    """minih/ops/ imports numpy, math and its own modules only: no threads, no Numba,
+    nothing a student stepping through it in a debugger would land in."""
+    found = []
+    for path in sorted((PACKAGE / "ops").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [] if node.level == 1 else [node.module or ""]
+            else:
+                continue
+            found += [f"{path.name}:{node.lineno} imports {n}" for n in names
+                      if n.split(".")[0] not in ("numpy", "math", "__future__")]
+    assert not found, "\n".join(found)
+
+
+def test_ablations_and_paths_run_the_models_own_forward():
+    """The model's steps are written once, in minih/model.py: ablations and the path
+    expansion edit that forward at its hook points and never call an op of a layer
+    themselves (only the loss of the logits it returns)."""
+    from minih import ops
+    allowed = {"per_token_loss"}
+    found = []
+    for rel in ("interp/ablation.py", "interp/paths.py", "interp/attribution.py"):
+        tree = ast.parse((PACKAGE / rel).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and node.attr in ops.__all__ and node.attr not in allowed:
+                found.append(f"{rel}:{node.lineno} calls the op {node.attr}")
+            if isinstance(node, ast.ImportFrom) and node.module and "ablation" in node.module:
+                found += [f"{rel}:{node.lineno} imports ablation's private {a.name}"
+                          for a in node.names if a.name.startswith("_")]
+    assert not found, "\n".join(found)
 
 
 def test_no_import_circle():

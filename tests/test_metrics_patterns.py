@@ -2,7 +2,7 @@
 
 Oracles: (1) closed forms for perfect previous-token, perfect induction and uniform
 patterns, worked out in the comments; (2) slow loops written straight from the
-SPEC.md / TransformerLens definitions (naive_* below), on random patterns.
+definitions in docs/05_metrics.md and TransformerLens (naive_* below), on random patterns.
 """
 import numpy as np
 import pytest

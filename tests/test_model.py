@@ -1,4 +1,4 @@
-"""Known answers for the forward pass and the cache contract of CONVENTIONS.md."""
+"""Known answers for the forward pass and the cache contract (parameter names, hook names, shapes)."""
 import numpy as np
 import pytest
 
@@ -148,3 +148,149 @@ def test_init_params_shapes_seed_and_scales():
     assert np.all(a["blocks.0.attn.smear"] == -1.0)
     assert np.all(a["blocks.1.ln1.w"] == 1) and np.all(a["ln_final.b"] == 0)
     assert all(v.dtype == np.float32 for v in a.values())
+
+
+# --- the one forward and its hook points ------------------------------------------------
+
+from minih.model import forward, get_backend, hook_names  # noqa: E402
+from helpers import tiny_model  # noqa: E402
+
+FIELDS = [dict(layernorm=ln, positional=pos, smeared_keys=sm)
+          for ln in (True, False) for pos in ("shortformer", "standard") for sm in (False, True)]
+
+
+@pytest.mark.parametrize("fields", FIELDS)
+def test_hook_names_are_the_cache_keys(fields):
+    # oracle: run_with_cache's cache; every key is a hook point but hook_pos_embed, a record
+    cfg, params, tokens = tiny_model(**fields)
+    _, cache = minih.run_with_cache(params, tokens, cfg)
+    assert set(cache) == set(hook_names(cfg)) | {"hook_pos_embed"}
+
+
+@pytest.mark.parametrize("fields", FIELDS)
+def test_identity_edits_change_nothing(fields):
+    # oracle: run_with_cache. An edit that returns what it gets, at every hook point, gives
+    # the same numbers bit for bit (the same ops in the same order; a LayerNorm with an
+    # edited scale runs its two steps, which layernorm_forward is made of), except that an
+    # edited hook_result makes the layer's output the sum of the per-head writes, which
+    # rounds differently (float64: 1e-12). Each edit is called once, with the cached value
+    cfg, params, tokens = tiny_model(**fields)
+    logits, cache = minih.run_with_cache(params, tokens, cfg)
+    seen = {}
+
+    def record(name):
+        def edit(value):
+            assert name not in seen, f"{name} edited twice"
+            seen[name] = value
+            return value
+        return edit
+
+    names = [n for n in hook_names(cfg) if not n.endswith("hook_result")]
+    got, cache2 = forward(params, tokens, cfg, get_backend("numpy"),
+                          edits={n: record(n) for n in names})
+    np.testing.assert_array_equal(got, logits)
+    assert set(seen) == set(names)
+    for name in names:
+        np.testing.assert_array_equal(seen[name], cache[name], err_msg=name)
+        np.testing.assert_array_equal(cache2[name], cache[name], err_msg=name)
+    got, _ = forward(params, tokens, cfg, get_backend("numpy"),
+                     edits={n: (lambda v: v) for n in hook_names(cfg)})
+    assert_close("logits, every hook edited", got, logits, 1e-12, 1e-12)
+
+
+def test_an_edit_flows_on():
+    # oracle: the model's definition. Zeroing hook_z of every head of the last layer leaves
+    # the unembedded stream before it: logits = LNfinal(resid_pre of that layer) @ W_U
+    cfg, params, tokens = tiny_model(layernorm=False)
+    last = f"blocks.{cfg.n_layers - 1}."
+    logits, cache = forward(params, tokens, cfg, get_backend("numpy"),
+                            edits={last + "attn.hook_z": np.zeros_like})
+    np.testing.assert_array_equal(cache[last + "hook_attn_out"], 0)
+    assert_close("logits", logits, cache[last + "hook_resid_pre"] @ params["unembed.W_U"], 1e-12, 1e-12)
+    clean, _ = minih.run_with_cache(params, tokens, cfg)
+    assert np.abs(clean - logits).max() > 1e-3
+
+
+@pytest.mark.parametrize("start", [1, 2])
+def test_starting_at_a_layer_from_its_residual_stream(start):
+    # oracle: the forward from the tokens. The layers from `start` on run the same ops on
+    # the same stream, so the logits and their cache entries are equal bit for bit; the
+    # layers before are neither run nor cached
+    cfg, params, tokens = tiny_model(smeared_keys=True)
+    logits, cache = minih.run_with_cache(params, tokens, cfg)
+    got, cache2 = forward(params, tokens, cfg, get_backend("numpy"), start_layer=start,
+                          resid=cache[f"blocks.{start}.hook_resid_pre"] if start < cfg.n_layers
+                          else cache["hook_resid_final"])
+    np.testing.assert_array_equal(got, logits)
+    assert "hook_embed" not in cache2 and "blocks.0.hook_resid_pre" not in cache2
+    for name in cache2:
+        np.testing.assert_array_equal(cache2[name], cache[name], err_msg=name)
+
+
+@pytest.mark.parametrize("fields", FIELDS)
+def test_a_given_value_is_used_without_computing_what_feeds_it(fields):
+    # oracle: the same edit as a function. An array at hook_pattern (or ln.hook_scale, or
+    # hook_z) flows on exactly as a function returning it would, bit for bit; what only
+    # fed it is neither computed nor cached (the queries, keys and scores; for a given z
+    # the whole read of the layer's heads)
+    cfg, params, tokens = tiny_model(**fields)
+    ops = get_backend("numpy")
+    _, clean = minih.run_with_cache(params, tokens, cfg)
+    other = minih.run_with_cache(minih.init_params(cfg, 9), tokens, cfg)[1]   # another model's
+    names = ["blocks.1.attn.hook_pattern", "blocks.0.attn.hook_z"]
+    names += ["blocks.0.ln1.hook_scale", "ln_final.hook_scale"] if cfg.layernorm else []
+    for name in names:
+        as_function, c_f = forward(params, tokens, cfg, ops, edits={name: lambda _, a=other[name]: a})
+        given, c_g = forward(params, tokens, cfg, ops, edits={name: other[name]})
+        np.testing.assert_array_equal(given, as_function, err_msg=name)
+        np.testing.assert_array_equal(c_g[name], other[name], err_msg=name)
+        assert np.abs(given - clean_logits(params, tokens, cfg)).max() > 1e-6, name
+    _, c_g = forward(params, tokens, cfg, ops, edits={"blocks.1.attn.hook_pattern": other["blocks.1.attn.hook_pattern"]})
+    assert not any(k in c_g for k in ("blocks.1.attn.hook_q", "blocks.1.attn.hook_k", "blocks.1.attn.hook_attn_scores"))
+    assert "blocks.1.attn.hook_v" in c_g
+    _, c_g = forward(params, tokens, cfg, ops, edits={"blocks.0.attn.hook_z": clean["blocks.0.attn.hook_z"]})
+    assert not any(k.startswith(("blocks.0.attn.hook_v", "blocks.0.attn.hook_pattern", "blocks.0.ln1")) for k in c_g)
+
+
+def clean_logits(params, tokens, cfg):
+    return minih.run_with_cache(params, tokens, cfg)[0]
+
+
+def test_bad_edits_raise():
+    cfg, params, tokens = tiny_model()
+    ops = get_backend("numpy")
+    with pytest.raises(ValueError, match="no hook point.*blocks.0.attn.hook_patern"):
+        forward(params, tokens, cfg, ops, edits={"blocks.0.attn.hook_patern": lambda p: p})
+    with pytest.raises(ValueError, match=r"edits\['blocks.0.attn.hook_z'\] must be a function .* or an array"):
+        forward(params, tokens, cfg, ops, edits={"blocks.0.attn.hook_z": 0})
+    with pytest.raises(ValueError, match="edits must be a dict"):
+        forward(params, tokens, cfg, ops, edits=[("blocks.0.attn.hook_z", np.zeros_like)])
+    with pytest.raises(ValueError, match="start_layer must be in 0..2, got 3"):
+        forward(params, tokens, cfg, ops, start_layer=3)
+    with pytest.raises(ValueError, match="resid must be the"):
+        forward(params, tokens, cfg, ops, start_layer=1, resid=np.zeros((1, 2, 3)))
+
+
+def test_the_reference_backend_runs_on_one_thread(tmp_path):
+    # oracle: the interpreter's own record. loss_and_grads(backend="numpy") must compute
+    # the batch plainly: no thread started, the Numba backend (and its pool) never imported.
+    # A fresh process, so that no other test has imported them first
+    script = tmp_path / "plain.py"
+    script.write_text(
+        "import sys, threading\n"
+        "import numpy as np\n"
+        "import minih\n"
+        "cfg = minih.ModelConfig.preset('ref')\n"
+        "params = minih.init_params(cfg, 0)\n"
+        "tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (16, cfg.n_ctx))\n"
+        "threading.Thread.start = lambda self: sys.exit('a thread was started')\n"
+        "loss, grads = minih.loss_and_grads(params, tokens, cfg)\n"
+        "assert np.isfinite(loss)\n"
+        "assert not any(m.startswith('minih.kernels') for m in sys.modules), 'kernels imported'\n"
+        "print('plain')\n")
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, "PYTHONPATH": str(minih.__file__).rsplit("/minih/", 1)[0]}
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+    assert out.returncode == 0 and out.stdout.strip() == "plain", out.stderr[-2000:]

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 from minih import ops
-import minih.ops.attention  # noqa: F401  (ops.attention, patched below)
 from helpers import assert_close, numerical_grad
 
 RTOL, ATOL = 1e-7, 1e-9
@@ -33,10 +32,20 @@ def test_layernorm_backward(shape):
 
 
 def test_layernorm_forward_matches_definition():
-    # oracle: the formula of CONVENTIONS.md written out directly
+    # oracle: the formula (x - mean) / sqrt(var + 1e-5) * w + b, var biased, written out directly
     x, w, b = rng.normal(size=(3, 7)), rng.normal(size=7), rng.normal(size=7)
-    expect = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5) * w + b
-    assert_close("ln", ops.layernorm_forward(x, w, b)[0], expect, 1e-12, 1e-12)
+    scale = np.sqrt(x.var(-1, keepdims=True) + 1e-5)
+    expect = (x - x.mean(-1, keepdims=True)) / scale * w + b
+    y, got_scale = ops.layernorm_forward(x, w, b)
+    assert_close("ln", y, expect, 1e-12, 1e-12)
+    assert_close("scale", got_scale, scale, 1e-12, 1e-12)
+    # its two steps: the scale, then normalising with it (the model hooks the scale between)
+    np.testing.assert_array_equal(ops.layernorm_scale(x), got_scale)
+    np.testing.assert_array_equal(ops.layernorm_normalize(x, got_scale, w, b), y)
+    # with another scale given, normalise uses that one: linear in x
+    other = rng.uniform(0.5, 2, size=(3, 1))
+    assert_close("given scale", ops.layernorm_normalize(x, other, w, b),
+                 (x - x.mean(-1, keepdims=True)) / other * w + b, 1e-12, 1e-12)
 
 
 @pytest.mark.parametrize("B,T,D,H,E", [(2, 3, 4, 2, 3), (1, 1, 1, 1, 1)])
@@ -61,7 +70,7 @@ def test_smear_backward(B, T, H, E):
 
 
 def test_smear_forward_by_hand():
-    # oracle: the SPEC formula, one position at a time
+    # oracle: the smearing formula, one position at a time
     k, smear = rng.normal(size=(1, 3, 2, 2)), np.array([0.0, 2.0])
     s = 1 / (1 + np.exp(-smear))
     out = ops.smear_forward(k, smear)
@@ -70,37 +79,30 @@ def test_smear_forward_by_hand():
         assert_close(f"k'[{j}]", out[:, j], s[:, None] * k[:, j] + (1 - s[:, None]) * k[:, j - 1], 1e-15, 1e-15)
 
 
-# The reference attention works in blocks of query rows over chunks of the batch
-# (ops.attention.ROW_BLOCK, BLOCK_ELEMENTS). At the real sizes these small cases fit in
-# one block, so the "blocked" cases shrink both: 2-row blocks and 2 sequences per chunk
-# (BLOCK_ELEMENTS = 2 rows x T keys x H heads x 2 sequences), with odd T and B so the
-# last block and the last chunk are partial.
-@pytest.fixture(params=["real blocks", "small blocks"])
-def attention_blocks(request, monkeypatch):
-    if request.param == "small blocks":
-        monkeypatch.setattr(ops.attention, "ROW_BLOCK", 2)
-        monkeypatch.setattr(ops.attention, "BLOCK_ELEMENTS", 2 * 5 * 2 * 2)
-    return request.param
+def attention(q, k, v):
+    """The reference's four attention passes: q, k, v -> z, scores, pattern."""
+    scores = ops.attention_scores(q, k)
+    pattern = ops.attention_pattern(scores)
+    return ops.attention_z(pattern, v), scores, pattern
 
 
 @pytest.mark.parametrize("B,T,H,E", [(2, 4, 2, 3), (1, 1, 1, 1), (1, 3, 1, 1), (5, 5, 2, 2)])
-def test_attention_backward(B, T, H, E, attention_blocks):
+def test_attention_backward(B, T, H, E):
     q, k, v = (rng.normal(size=(B, T, H, E)) for _ in range(3))
     R = rng.normal(size=(B, T, H, E))
-    L = lambda: float((ops.attention_forward(q, k, v)[0] * R).sum())
-    z, lse = ops.attention_forward(q, k, v)
-    d_q, d_k, d_v = ops.attention_backward(R, q, k, v, z, lse)
+    L = lambda: float((attention(q, k, v)[0] * R).sum())
+    _, _, pattern = attention(q, k, v)
+    d_q, d_k, d_v = ops.attention_backward(R, q, k, v, pattern)
     check("d_q", L, d_q, q)
     check("d_k", L, d_k, k)
     check("d_v", L, d_v, v)
 
 
-def test_attention_forward_by_loops(attention_blocks):
+def test_attention_forward_by_loops():
     # oracle: the causal softmax written with explicit loops over (batch, head, query)
     B, T, H, E = 5, 5, 2, 3
     q, k, v = (rng.normal(size=(B, T, H, E)) for _ in range(3))
-    z, lse = ops.attention_forward(q, k, v)
-    scores, pattern = ops.attention_pattern(q, k, lse)
+    z, scores, pattern = attention(q, k, v)
     for b in range(B):
         for h in range(H):
             for i in range(T):
@@ -108,23 +110,29 @@ def test_attention_forward_by_loops(attention_blocks):
                 p = np.exp(s - s.max()) / np.exp(s - s.max()).sum()
                 assert_close("scores row", scores[b, h, i, :i + 1], s, 1e-12, 1e-14)
                 assert_close("pattern row", pattern[b, h, i, :i + 1], p, 1e-12, 1e-14)
-                assert_close("lse", lse[b, h, i], np.log(np.exp(s).sum()), 1e-12, 1e-14)
                 assert np.all(pattern[b, h, i, i + 1:] == 0) and np.all(np.isneginf(scores[b, h, i, i + 1:]))
                 assert_close("z row", z[b, i, h], p @ v[b, :i + 1, h], 1e-12, 1e-14)
 
 
+def test_attention_keeps_float32():
+    # the passes must not promote float32 activations to float64 (1/sqrt(E), -inf, the mask)
+    q, k, v = (rng.normal(size=(2, 4, 2, 3)).astype(np.float32) for _ in range(3))
+    z, scores, pattern = attention(q, k, v)
+    assert z.dtype == scores.dtype == pattern.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in ops.attention_backward(z, q, k, v, pattern))
+
+
 def test_attention_backward_with_a_saturated_softmax():
-    # oracle: finite differences. Scores of +-30 make the pattern rows nearly one-hot, so
-    # exp(scores - lse) is tiny far from the row max: the recomputed pattern must still
-    # give the forward's gradient (no NaN from inf - inf, no lost row)
+    # oracle: finite differences. Scores of +-30 make the pattern rows nearly one-hot:
+    # the backward must still give the forward's gradient (no NaN, no lost row)
     B, T, H, E = 2, 6, 1, 4
     q, k, v = (rng.normal(size=(B, T, H, E)) for _ in range(3))
     q *= 30
     R = rng.normal(size=(B, T, H, E))
-    L = lambda: float((ops.attention_forward(q, k, v)[0] * R).sum())
-    z, lse = ops.attention_forward(q, k, v)
-    assert np.all(np.isfinite(lse))
-    d_q, d_k, d_v = ops.attention_backward(R, q, k, v, z, lse)
+    L = lambda: float((attention(q, k, v)[0] * R).sum())
+    _, _, pattern = attention(q, k, v)
+    assert np.all(np.isfinite(pattern))
+    d_q, d_k, d_v = ops.attention_backward(R, q, k, v, pattern)
     check("d_q", L, d_q, q)
     check("d_k", L, d_k, k)
     check("d_v", L, d_v, v)

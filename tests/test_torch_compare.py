@@ -1,7 +1,7 @@
 """Optional outside check: minih's loss and gradients equal PyTorch autograd's on the
 same parameters (float64). Skips when torch is not installed; torch is never a
-dependency of minih. The torch model below is written independently from
-CONVENTIONS.md "Forward pass, exactly", not from minih's code."""
+dependency of minih. The torch model below is written independently from the forward
+pass as docs/01_notation.md states it, not from minih's code."""
 import itertools
 import math
 

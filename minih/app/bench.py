@@ -101,12 +101,12 @@ def op_profile(cfg: ModelConfig, batch: int, backend: str, steps: int = 8, warmu
     are summed. "rest" is the step's CPU time minus the ops': model.py's own array
     arithmetic, the gradient dict, AdamW's Python loop. An op called outside the
     batch's shards may use every thread: its CPU time is the process's (it can exceed
-    its wall time). Inside a shard (minih/shards.py) the op runs on its shard's thread
+    its wall time). Inside a shard (minih/kernels/shards.py) the op runs on its shard's thread
     alone while the other threads run other shards: its CPU time is that thread's, and
     its wall time is summed over the threads (so the rows add up to more than the step's
     wall time). over_batch_shards itself is not a row: it is the whole step.
     """
-    from ..threads import in_task
+    from ..kernels.threads import in_task
     from ..model import get_backend
     from ..optim import AdamWConfig, adamw_init, train_step
     from ..params import init_params

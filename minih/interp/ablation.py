@@ -1,4 +1,4 @@
-"""Head ablations (SPEC.md "Ablations", IH Argument 3): remove heads, rerun, compare.
+"""Head ablations (induction-heads paper, Argument 3): remove heads, rerun, compare.
 
     ablation = Ablation(heads=[(1, 3)], kind="zero")      # or "mean" / "pattern"
     logits, cache = run_with_ablation(params, tokens, cfg, ablation)
@@ -18,9 +18,17 @@ LayerNorm under "pattern": the paper does not say; we freeze the scales too
 (`freeze_ln=True`) because only then is the identity above exact in a model with
 LayerNorm. `freeze_ln=False` recomputes them, for comparison.
 
-The ablation is an explicit argument: nothing global, params are never modified.
-The forward below follows minih/model.py `forward` step by step, with the same
-backend ops, so that with no ablation it gives exactly run_with_cache's numbers.
+Each kind is a few edits of the model's one forward (minih.model.forward), at the
+hook points named as in the cache (`ablation_edits` builds them):
+
+    zero      blocks.{l}.attn.hook_z:       z[:, :, h] := 0 (no bias: the write is 0 too)
+    mean      blocks.{l}.attn.hook_result:  result[:, :, h] := the mean write
+    pattern   as zero, plus, at every layer, attn.hook_pattern := the clean pattern and
+              ln1.hook_scale, ln_final.hook_scale := the clean scales, given as arrays
+              (so the queries, keys and scores are not computed)
+
+The ablation is an explicit argument: nothing global, params are never modified. With
+no ablation the forward has no edit, so it gives run_with_cache's numbers exactly.
 
 Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
 """
@@ -31,7 +39,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..config import ModelConfig
-from ..model import get_backend
+from ..model import forward, get_backend, run_with_cache
 from ..params import check_params, check_tokens
 
 KINDS = ("zero", "mean", "pattern")
@@ -82,24 +90,45 @@ def head_means(params, tokens, cfg: ModelConfig, backend: str = "numpy", cache=N
     Pass the clean `cache` of these tokens (run_with_cache) to skip the forward pass.
     """
     if cache is None:
-        from ..model import run_with_cache
         _, cache = run_with_cache(params, tokens, cfg, backend=backend)
     return {l: np.einsum("the,hed->thd", cache[f"blocks.{l}.attn.hook_z"].mean(axis=0),
                          params[f"blocks.{l}.attn.W_O"])                            # [T,H,D]
             for l in range(cfg.n_layers)}
 
 
-def _frozen_layernorm(x, w, b, scale):
-    """LayerNorm with its scale given instead of computed: (x - mean(x)) / scale * w + b.
+def _set_heads(heads, values=0):
+    """An edit that sets the heads `heads` of a [B,T,H,.] value to `values` (on a copy)."""
+    def edit(a):
+        a = a.copy()
+        a[:, :, heads] = values
+        return a
+    return edit
 
-    Linear in x (plus the constant b): what makes the path expansion exact.
+
+def ablation_edits(ab: Ablation, cfg: ModelConfig, T: int, clean_cache: dict | None = None,
+                   means: dict | None = None) -> dict:
+    """The edits of the forward that make ablation `ab` (module docstring): {hook name: edit}.
+
+    "pattern" needs the clean run's cache (its hook_pattern and ln scales, given to the
+    forward as arrays: frozen), "mean" the per-position means {layer: [>= T, H, D]}
+    (head_means).
     """
-    return (x - x.mean(axis=-1, keepdims=True)) / scale * w + b                    # [B,T,D]
-
-
-def _frozen_attention(pattern, v):
-    """z = pattern @ v with a given pattern.  pattern [B,H,T,T], v [B,T,H,E] -> z [B,T,H,E]"""
-    return (pattern @ v.transpose(0, 2, 1, 3)).transpose(0, 2, 1, 3)
+    edits = {}
+    for l in sorted({l for l, _ in ab.heads}):
+        gone = ab.heads_in(l)
+        if ab.kind == "mean":
+            edits[f"blocks.{l}.attn.hook_result"] = _set_heads(gone, means[l][:T, gone])  # [T,h,D]
+        else:
+            edits[f"blocks.{l}.attn.hook_z"] = _set_heads(gone)
+    if ab.kind == "pattern" and ab.heads:
+        for l in range(cfg.n_layers):
+            p = f"blocks.{l}."
+            edits[p + "attn.hook_pattern"] = clean_cache[p + "attn.hook_pattern"]     # given
+            if ab.freeze_ln and cfg.layernorm:
+                edits[p + "ln1.hook_scale"] = clean_cache[p + "ln1.hook_scale"]
+        if ab.freeze_ln and cfg.layernorm:
+            edits["ln_final.hook_scale"] = clean_cache["ln_final.hook_scale"]
+    return edits
 
 
 def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | None = None,
@@ -108,10 +137,11 @@ def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | Non
     """Logits [B,T,V] and a cache of the model run with `ablation` (None: no ablation).
 
     `clean_cache` (run_with_cache of the same params and tokens) is needed by "pattern"
-    and is computed here when not given. When given, the layers before the first
-    ablated one are not recomputed (their activations cannot change), which is what
-    makes a head-by-head sweep fast; the numbers are the same up to float rounding.
-    `full_cache=True` also stores hook_attn_scores and hook_result, as run_with_cache.
+    and is computed here when not given. When given, the forward starts at the first
+    ablated layer from the clean residual stream there (the layers before it cannot
+    change), which is what makes a head-by-head sweep fast; the numbers are the same up
+    to float rounding. `full_cache=True` also keeps hook_attn_scores and hook_result, as
+    run_with_cache.
     """
     ops = get_backend(backend)
     check_params(params, cfg)
@@ -125,7 +155,6 @@ def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | Non
         raise ValueError(f"clean_cache is not of these tokens: its residual stream has shape "
                          f"{clean_cache['hook_resid_final'].shape}, tokens need {(B, T, cfg.d_model)}")
     if ab.kind == "pattern" and ab.heads and clean_cache is None:
-        from ..model import forward
         _, clean_cache = forward(params, tokens, cfg, ops, keep="patterns")
     means = None
     if ab.kind == "mean" and ab.heads:
@@ -136,95 +165,25 @@ def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | Non
                 got = None if l not in means else means[l].shape
                 raise ValueError(f"Ablation.means[{l}] must have shape [>= T={T}, {cfg.n_heads}, "
                                  f"{cfg.d_model}] (see head_means), got {got}")
-    frozen = ab.kind == "pattern" and bool(ab.heads)          # patterns come from the clean run
-    freeze_ln = frozen and ab.freeze_ln and cfg.layernorm     # and LayerNorm scales too
-    # layers before the first ablated one are unchanged: reuse them if we may
-    first = min(l for l, _ in ab.heads) if (ab.heads and clean_cache is not None) else 0
-
-    cache = {}
-    W_pos = params["pos_embed.W_pos"][:T]                                       # [T,D]
-    if first == 0:
-        # 1. x = W_E[t], plus W_pos[:T] when positional is "standard"
-        x = ops.embed_forward(params["embed.W_E"], tokens)                      # [B,T,D]
-        cache["hook_embed"] = x
-        if cfg.positional == "standard":
-            x = x + W_pos
-    else:
-        x = clean_cache[f"blocks.{first}.hook_resid_pre"]                       # [B,T,D]
-    for l in range(first, cfg.n_layers):
-        p = f"blocks.{l}."
-        cache[p + "hook_resid_pre"] = x
-        reuse_z = clean_cache is not None and l == first and ab.heads
-        if reuse_z:
-            # this layer reads an unchanged residual stream: its heads' z are the clean ones
-            z = clean_cache[p + "attn.hook_z"]                                  # [B,T,H,E]
-            cache[p + "attn.hook_pattern"] = clean_cache[p + "attn.hook_pattern"]
-            cache[p + "attn.lse"] = clean_cache[p + "attn.lse"]
-        else:
-            # 2a. h = LN1(x) with LayerNorm (its clean scale if frozen), else h = x
-            if freeze_ln:
-                h = _frozen_layernorm(x, params[p + "ln1.w"], params[p + "ln1.b"],
-                                      clean_cache[p + "ln1.hook_scale"])
-            elif cfg.layernorm:
-                h, scale = ops.layernorm_forward(x, params[p + "ln1.w"], params[p + "ln1.b"])
-                cache[p + "ln1.hook_scale"] = scale                             # [B,T,1]
-            else:
-                h = x
-            v = ops.project_forward(h, params[p + "attn.W_V"])                  # [B,T,H,E]
-            if frozen:
-                # 2c-2e with the clean pattern: only the values move
-                pattern = clean_cache[p + "attn.hook_pattern"]                  # [B,H,T,T]
-                cache[p + "attn.lse"] = clean_cache[p + "attn.lse"]             # its lse
-                z = _frozen_attention(pattern, v)                               # [B,T,H,E]
-            else:
-                # 2b. qk_in = h + W_pos[:T] for shortformer, else h
-                qk_in = h + W_pos if cfg.positional == "shortformer" else h      # [B,T,D]
-                # 2c. q = qk_in @ W_Q[h], k = qk_in @ W_K[h]
-                q = ops.project_forward(qk_in, params[p + "attn.W_Q"])          # [B,T,H,E]
-                k = ops.project_forward(qk_in, params[p + "attn.W_K"])          # [B,T,H,E]
-                # 2d. smeared keys
-                if cfg.smeared_keys:
-                    k = ops.smear_forward(k, params[p + "attn.smear"])
-                # 2e. causal softmax attention; z = pattern @ v
-                z, lse = ops.attention_forward(q, k, v)
-                cache[p + "attn.lse"] = lse                                     # [B,H,T]
-                scores, pattern = ops.attention_pattern(q, k, lse)          # [B,H,T,T] each
-                if full_cache:
-                    cache[p + "attn.hook_attn_scores"] = scores
-            cache[p + "attn.hook_pattern"] = pattern
-        # the ablation: remove the ablated heads' z (their write is z_h @ W_O[h], no bias)
-        gone = ab.heads_in(l)
-        if gone:
-            z = z.copy()
-            z[:, :, gone] = 0                                                   # [B,T,H,E]
-        cache[p + "attn.hook_z"] = z
-        if full_cache:
-            cache[p + "attn.hook_result"] = ops.head_results(z, params[p + "attn.W_O"])
-        # 2f. x = x + sum_h z_h @ W_O[h]  (+ the ablated heads' means for "mean")
-        attn_out = ops.output_forward(z, params[p + "attn.W_O"])                # [B,T,D]
-        if gone and means is not None:
-            attn_out = attn_out + means[l][:T, gone].sum(axis=1)                # [T,D] broadcast
-            if full_cache:
-                cache[p + "attn.hook_result"][:, :, gone] = means[l][:T, gone]
-        cache[p + "hook_attn_out"] = attn_out
-        x = x + attn_out
-        cache[p + "hook_resid_post"] = x
-    # 3. logits = LNfinal(x) @ W_U
-    cache["hook_resid_final"] = x
-    if freeze_ln:
-        x = _frozen_layernorm(x, params["ln_final.w"], params["ln_final.b"],
-                              clean_cache["ln_final.hook_scale"])
-    elif cfg.layernorm:
-        x, scale = ops.layernorm_forward(x, params["ln_final.w"], params["ln_final.b"])
-        cache["ln_final.hook_scale"] = scale
-    cache["ln_final.hook_normalized"] = x                                       # [B,T,D]
-    logits = ops.unembed_forward(x, params["unembed.W_U"])                      # [B,T,V] = x @ W_U
-    return logits, cache
+    edits = ablation_edits(ab, cfg, T, clean_cache, means)
+    keep = "all" if full_cache else "patterns"
+    if ab.heads and clean_cache is not None:
+        # layers before the first ablated one are unchanged: start there, from the clean
+        # stream; that layer reads the clean stream, so its heads' z are the clean ones:
+        # given (edited as the ablation says), they are not recomputed
+        first = min(l for l, _ in ab.heads)
+        z_name = f"blocks.{first}.attn.hook_z"
+        edit = edits.get(z_name)
+        edits[z_name] = clean_cache[z_name] if edit is None else edit(clean_cache[z_name])
+        return forward(params, tokens, cfg, ops, keep, edits, start_layer=first,
+                       resid=clean_cache[f"blocks.{first}.hook_resid_pre"])
+    return forward(params, tokens, cfg, ops, keep, edits)
 
 
 def ablated_per_token_losses(params, tokens, cfg: ModelConfig, ablation: Ablation | None = None,
                              backend: str = "numpy", clean_cache: dict | None = None):
-    """-log p(t[b, i+1] | t[b, :i+1]) of the ablated model: [B, T-1] (SPEC "Per-token loss")."""
+    """-log p(t[b, i+1] | t[b, :i+1]) of the ablated model: [B, T-1], the loss at each
+    prediction before any mean."""
     tokens = check_tokens(tokens, cfg, min_len=2)
     logits, _ = run_with_ablation(params, tokens, cfg, ablation, backend, clean_cache)
     return get_backend(backend).per_token_loss(logits, tokens)

@@ -1,10 +1,10 @@
-"""Attribution over a training run: ablate every head at every snapshot (IH Argument 3).
+"""Attribution over a training run: ablate every head at every snapshot (induction-heads paper, Argument 3).
 
     sweep = sweep_heads(run, kind="pattern")          # every head (and layer) x every snapshot
     dicl  = sweep.dicl()                              # [K, S]  dICL_h = ICL(ablated h) - ICL(clean)
     attr  = sweep.phase_attr                          # [K, S]  v . (L_ablated_h - L)
 
-SPEC.md "Ablations":
+The two measures:
     dICL_h(s) = ICL(losses with head h ablated at snapshot s) - ICL(clean losses at s)
         ICL = mean loss at a late index - mean loss at an early index, so an induction
         head, whose removal takes the late-position advantage away, has dICL >> 0.
@@ -19,8 +19,10 @@ SPEC.md "Ablations":
 Both L(s) and L_ablated_h(s) are recomputed here with the same forward pass, so their
 difference holds no backend or storage rounding; v comes from run.losses (the clean
 losses the training stored). The paper does not say which ablation its Argument-3
-figures use for every plot; minih's default is "pattern" (the one SPEC.md ties to the
-path expansion), and all three kinds are available.
+figures use for every plot; minih's default is "pattern" (the one that equals removing
+every path through the head in the path expansion), and all three kinds are available.
+Each ablated run starts at the unit's first layer from the clean run's residual stream
+(run_with_ablation with clean_cache), the model's one forward with the ablation's edits.
 
 Shape legend: K = ablated units (one head, or a set such as a whole layer), S = snapshots, N = eval examples, T = positions
 """

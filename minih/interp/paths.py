@@ -1,4 +1,4 @@
-"""Path expansion and term importance (FW "Path expansion"; SPEC.md "Circuits").
+"""Path expansion and term importance ("A Mathematical Framework", "Path expansion").
 
 Freeze every attention pattern (and LayerNorm scale) at its value on the clean run.
 Then each head is a linear map of the residual stream it reads,
@@ -21,6 +21,11 @@ because the terms then still sum to the logits exactly and every path through a 
 of order >= 2 stays linear in the earlier head's output. The FW paper shows the expansion for 1- and
 2-layer models; the code below works for any depth, with (1 + H)^n_layers paths.
 
+Each head is run by the model's own code for a layer's attention
+(minih.model.attention_block) with two edits at its hook points, ln1.hook_scale and
+attn.hook_pattern, given the clean run's values; a path other than the direct one
+reads through a view of the parameters whose LayerNorm bias is zero.
+
 Term importance: the paper measures how much the loss rises when a term is removed
 with patterns frozen. We report, per path P, `loss(logits - logits_P) - loss(logits)`,
 and per order k, the loss of the logits made of all paths of order <= k.
@@ -31,10 +36,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from .ablation import _frozen_attention, _frozen_layernorm
 from ..config import ModelConfig
-from ..model import get_backend, run_with_cache
+from ..model import HookPoints, attention_block, embed, get_backend, run_with_cache, unembed
 from ..params import check_params, check_tokens
+
+
+def _without_bias(params, key):
+    """params with params[key] replaced by zeros: a new dict, the arrays shared, none changed."""
+    return {**params, key: np.zeros_like(params[key])}
 
 
 def path_name(path: tuple) -> str:
@@ -58,23 +67,26 @@ def iter_paths(params, tokens, cfg: ModelConfig, clean_cache: dict | None = None
     tokens = check_tokens(tokens, cfg)
     if clean_cache is None:
         _, clean_cache = run_with_cache(params, tokens, cfg, backend=backend)
-    T = tokens.shape[1]
-    x0 = ops.embed_forward(params["embed.W_E"], tokens)                         # [B,T,D]
-    if cfg.positional == "standard":
-        x0 = x0 + params["pos_embed.W_pos"][:T]
+    x0 = embed(params, tokens, cfg, ops, HookPoints())                           # [B,T,D]
+    # the params a head reads through: its LayerNorm bias only on the direct path
+    without_bias = {l: _without_bias(params, f"blocks.{l}.ln1.b") if cfg.layernorm else params
+                    for l in range(cfg.n_layers)}
+
+    def head_writes(path, c, l):
+        """Every head of layer l applied to component c, pattern and LN scale frozen:
+        its hook_result [B,T,H,D]."""
+        p = f"blocks.{l}."
+        edits = {p + "attn.hook_pattern": clean_cache[p + "attn.hook_pattern"]}     # given
+        if cfg.layernorm:
+            edits[p + "ln1.hook_scale"] = clean_cache[p + "ln1.hook_scale"]
+        hooks = HookPoints("all", edits)
+        attention_block(params if not path else without_bias[l], c, l, cfg, ops, hooks)
+        return hooks.cache[p + "attn.hook_result"]                                  # [B,T,H,D]
 
     def expand(path, c, start):
         yield path, c
         for l in range(start, cfg.n_layers):
-            p = f"blocks.{l}."
-            if cfg.layernorm:
-                b = params[p + "ln1.b"] if not path else np.zeros_like(params[p + "ln1.b"])
-                h_in = _frozen_layernorm(c, params[p + "ln1.w"], b, clean_cache[p + "ln1.hook_scale"])
-            else:
-                h_in = c                                                        # [B,T,D]
-            v = ops.project_forward(h_in, params[p + "attn.W_V"])              # [B,T,H,E]
-            z = _frozen_attention(clean_cache[p + "attn.hook_pattern"], v)     # [B,T,H,E]
-            results = ops.head_results(z, params[p + "attn.W_O"])              # [B,T,H,D]
+            results = head_writes(path, c, l)                                       # [B,T,H,D]
             for h in range(cfg.n_heads):
                 yield from expand(path + ((l, h),), results[:, :, h], l + 1)
 
@@ -86,10 +98,12 @@ def path_logits(params, cfg: ModelConfig, clean_cache: dict, path: tuple, c, bac
 
     The direct path () also carries the final LayerNorm bias, b_f @ W_U.
     """
+    edits = {}
     if cfg.layernorm:
-        b = params["ln_final.b"] if not path else np.zeros_like(params["ln_final.b"])
-        c = _frozen_layernorm(c, params["ln_final.w"], b, clean_cache["ln_final.hook_scale"])
-    return get_backend(backend).unembed_forward(c, params["unembed.W_U"])      # [B,T,V] = c @ W_U
+        edits["ln_final.hook_scale"] = clean_cache["ln_final.hook_scale"]
+        if path:
+            params = _without_bias(params, "ln_final.b")
+    return unembed(params, c, cfg, get_backend(backend), HookPoints("all", edits))  # [B,T,V]
 
 
 def path_expansion(params, tokens, cfg: ModelConfig, backend: str = "numpy") -> dict:

@@ -1,27 +1,49 @@
-"""The Numba backend: a fast twin of every op of minih.ops, with the same names and signatures.
+"""The Numba backend: the NumPy reference (minih.ops) with fast twins swapped in.
 
-Each function's docstring begins by naming the NumPy reference it mirrors, and
-tests/test_kernels.py checks it against that reference (float64 and float32,
-odd shapes, non-contiguous input). Plain matrix products (projections, output
-projection, unembedding) call BLAS through numpy, in fixed row chunks spread over
-the threads (minih/kernels/blas.py); everything else is a jitted kernel
-(minih/kernels/_jit.py has the flags and the cache; minih/threads.py runs the
-kernels and the products on NUMBA_NUM_THREADS threads). A training step splits its
-batch instead, with either backend, when each shard holds at least 512 positions:
-minih/shards.py computes fixed shards of it side by side, one thread each, every op
-inside on that thread (and a batch under 2048 positions on the calling thread alone).
+This module starts from every op of minih.ops and replaces those it has a twin for
+(TWINS) by a jitted or BLAS version with the same name and signature; an op without a
+twin runs the reference itself. So an op is written once, in minih/ops/, and works in
+both backends; a twin is an optional optimisation. Each twin's docstring begins by
+naming the reference it mirrors, and tests/test_kernels.py checks it against that
+reference (float64 and float32, odd shapes, non-contiguous input).
+
+Besides the twins, three speed tricks that exist only here:
+  - FUSED: fused_attention_forward / fused_attention_backward do the reference's four
+    attention passes in one kernel each, keeping each row's log-sum-exp instead of the
+    [B,H,T,T] pattern and recomputing the pattern in the backward. minih.model uses
+    them for training, where nothing reads or edits the scores or the pattern.
+  - threads: plain matrix products (projections, output projection, unembedding) call
+    BLAS through numpy, in fixed row chunks spread over the threads (kernels/blas.py);
+    the jitted kernels (kernels/_jit.py has the flags and the cache) split their items
+    over the same pool (kernels/threads.py, NUMBA_NUM_THREADS threads).
+  - shards: a training step splits its batch, when each shard holds at least 512
+    positions, into fixed shards computed side by side, one thread each, every op inside
+    on that thread (kernels/shards.py, over_batch_shards; a batch under 2048 positions
+    runs on the calling thread alone). The shards depend on B and T alone, so the bits
+    of a step do not depend on the thread count.
 Read it beside the reference: docs/04_numba.md.
 
 Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
 """
+from ..ops import *                              # noqa: F401,F403  every reference op, then:
 from .embedding import (embed_forward, embed_backward, pos_embed_backward, unembed_forward,
                         unembed_backward)
-from .layernorm import layernorm_forward, layernorm_backward, LN_EPS
+from .layernorm import layernorm_forward, layernorm_backward
 from .attention import (project_forward, project_backward, smear_forward, smear_backward,
-                        attention_forward, attention_pattern, attention_backward, output_forward,
-                        output_backward, head_results)
+                        attention_scores, attention_pattern, output_forward, output_backward,
+                        head_results, fused_attention_forward, fused_attention_backward)
 from .loss import cross_entropy_forward, cross_entropy_backward, per_token_loss
 from .adamw import adamw_update
-from ..shards import over_batch_shards      # the same function as minih.ops's (no jitted code)
+from .shards import over_batch_shards
 
 NAME = "numba"
+
+# the reference ops replaced by a twin (the others are minih.ops's own functions)
+TWINS = ("embed_forward", "embed_backward", "pos_embed_backward", "unembed_forward",
+         "unembed_backward", "layernorm_forward", "layernorm_backward", "project_forward",
+         "project_backward", "smear_forward", "smear_backward", "attention_scores",
+         "attention_pattern", "output_forward",
+         "output_backward", "head_results", "cross_entropy_forward", "cross_entropy_backward",
+         "per_token_loss", "adamw_update")
+# ops with no reference of their own: the fused attention (checked against the passes)
+FUSED = ("fused_attention_forward", "fused_attention_backward")

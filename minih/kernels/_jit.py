@@ -18,9 +18,9 @@ cache by itself when those files change; with NUMBA_CACHE_DIR set, clear it your
 after editing them.
 
 Threads: no kernel is `parallel=True`. A kernel that is worth running on several
-threads takes a range of independent items (rows, (b, h) pairs) and minih/threads.py runs
+threads takes a range of independent items (rows, (b, h) pairs) and minih/kernels/threads.py runs
 chunks of them side by side (nogil=True, below, lets it): NUMBA_NUM_THREADS (default:
-every core) or numba.set_num_threads() sets how many. minih/threads.py says why.
+every core) or numba.set_num_threads() sets how many. minih/kernels/threads.py says why.
 """
 import hashlib
 import os
@@ -46,7 +46,7 @@ def kernel(parallel: bool = False):
     check it puts before every division kept LLVM from vectorising any loop that
     divides: the AdamW update ran one element at a time, 118 -> 21 us for REF's largest
     parameter (32 768 entries) and 0.99 -> 0.30 ms for optim.adamw_step's 17 calls
-    (Intel machine, 2026-12-05). Numba's cache does not key on these flags: with
+    (on a 2-core Intel Xeon VM). Numba's cache does not key on these flags: with
     NUMBA_CACHE_DIR set, clear it after changing them (see drop_stale_cache).
     """
     return numba.njit(fastmath=FASTMATH, parallel=parallel, cache=True, nogil=True,

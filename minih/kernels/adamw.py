@@ -3,7 +3,7 @@
 The reference makes about ten passes over the parameter with temporaries; the
 kernel reads g, m, v, p once and writes m, v, p once. LLVM vectorises the loop by
 itself, since a division no longer tests for zero first (_jit.kernel, error_model).
-Elements are independent, so they could be split over the threads (minih/threads.py),
+Elements are independent, so they could be split over the threads (minih/kernels/threads.py),
 but the largest REF parameter has 33k entries (21 us of work): less than handing
 chunks to a thread costs.
 """

@@ -10,8 +10,12 @@ a softmax in the middle), so it gets its own kernels, each over a range of (batc
 head) pairs [bh0, bh1) that threads.run_chunks hands out to the threads: each (b, h)
 pair owns its slice of every output, so no two threads write the same element. They
 work on tiles of 8 query rows x 16 keys held in vector registers (kernels/simd.py), and
-the training forward keeps no [T, T] pattern: the backward recomputes it from q, k and
-each row's log-sum-exp (section 3 below says how; the reference, why).
+fuse the reference's four attention passes: the training forward keeps no [T, T]
+pattern, and the backward recomputes it from q, k and each row's log-sum-exp (section 3
+below says how and why). Where a caller reads or edits the scores or the pattern, the
+model runs the passes instead: attention_scores and attention_pattern have twins here
+(the same tiles; a row softmax), attention_z and the plain attention_backward are the
+reference's own (a batched matmul is already BLAS).
 
 Shape legend: B = batch, T = positions (query i, key j), D = d_model, H = n_heads, E = d_head
 """
@@ -19,11 +23,11 @@ import numpy as np
 
 from numba.extending import register_jitable
 
-from ._jit import as_floats, expect_shape, kernel
+from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel, row_max_f32
 from .blas import matmul, matmul_tn
 from .simd import (LANES, add16, causal16, exp16, fma16, hmax16, hsum16, load16, max16, mul16,
                    splat16, store16, sub16)
-from ..threads import run_chunks
+from .threads import run_chunks
 
 
 def _check_heads(name, W, H=None):
@@ -123,11 +127,15 @@ def smear_backward(d_ks, k, smear):
 # --- 3. causal softmax attention -------------------------------------------------------
 #
 # One (b, h) pair at a time, in tiles of ROWS = 8 query rows x 16 keys held in vector
-# registers (simd.py), each pair owning its slice of every output. The three kernels below
-# mirror the reference's three functions:
-#     _attention_forward   z and lse (the training forward: no [T, T] array in memory)
-#     _attention_pattern   the scores and pattern rows, for the cache
-#     _attention_backward  d_q, d_k, d_v, recomputing the pattern from q, k and lse
+# registers (simd.py), each pair owning its slice of every output. The reference makes the
+# [B,H,T,T] scores and pattern and keeps the pattern for the backward; these two kernels
+# fuse its four passes instead (FlashAttention's trick, Dao et al. 2022):
+#     _attention_forward   z and lse[b,h,i] = log sum_{j <= i} exp(scores[b,h,i,j]), the
+#                          log of each softmax row's sum: no [T, T] array in memory
+#     _attention_backward  d_q, d_k, d_v, recomputing the pattern as exp(scores - lse)
+# For a REF batch the pattern is 67 MB per layer; writing it to memory and reading it
+# back cost more than computing it again (docs/04_numba.md has the measurements). The
+# model uses them for training only, where nothing reads or edits the pattern.
 # Per pair, each copies its head's rows into scratch first, padded with zeros to whole
 # tiles: Tq = T rounded up to ROWS query rows, Tk = T rounded up to 16 keys, Ep = E
 # rounded up to 16 dimensions (zero dimensions add nothing to a dot product; padded keys
@@ -377,16 +385,15 @@ def _attention_forward(q, k, v, scale, ninf, z, lse, bh0, bh1):
 
 
 @kernel()
-def _attention_pattern(q, k, lse, scale, ninf, scores, pattern, bh0, bh1):
+def _attention_scores(q, k, scale, ninf, scores, bh0, bh1):
     B, T, H, E = q.shape
     Tq, Tk, Ep = _tile_sizes(T, E)
     zero, one = scale - scale, scale / scale
     qs = np.zeros((Tq, Ep), dtype=q.dtype)                       # q / sqrt(E)
     kT = np.zeros((Ep, Tk), dtype=q.dtype)                       # k^T
     s = np.empty((ROWS, Tk), dtype=q.dtype)                      # the tile's scores
-    p = np.empty((ROWS, Tk), dtype=q.dtype)                      # the tile's pattern
     m = np.empty(ROWS, dtype=q.dtype)                            # (each row's max: not needed)
-    for bh in range(bh0, bh1):                                   # (b, h) owns scores[b,h], pattern[b,h]
+    for bh in range(bh0, bh1):                                   # (b, h) owns scores[b,h]
         b = bh // H
         h = bh - b * H
         _copy_head(qs, q, b, h, scale, False)
@@ -395,12 +402,33 @@ def _attention_pattern(q, k, lse, scale, ninf, scores, pattern, bh0, bh1):
             n = _padded(i0 + ROWS, LANES)
             _tile_scores(s, qs, i0, kT, n, ninf, zero, m)        # s = scores, -inf for j > i
             for r in range(min(ROWS, T - i0)):
-                shift = splat16(lse[b, h, i0 + r])
-                for j in range(0, n, LANES):                     # p = exp(scores - lse), 0 for j > i
-                    store16(p[r], j, exp16(sub16(load16(s[r], j), shift)))
                 for j in range(T):
                     scores[b, h, i0 + r, j] = s[r, j] if j < n else ninf
-                    pattern[b, h, i0 + r, j] = p[r, j] if j < n else zero
+
+
+@kernel()
+def _softmax_rows(scores, pattern, fast_exp, r0, r1):
+    R, T = scores.shape
+    zero = np.zeros(1, dtype=scores.dtype)[0]                    # 0 in the scores' dtype
+    for r in range(r0, r1):                                      # each row its own softmax
+        row = scores[r]
+        out = pattern[r]
+        if fast_exp:                                             # float32: vectorised max, exp
+            m = row_max_f32(row, T)
+            for j in range(T):
+                out[j] = row[j]
+            total = exp_shifted_f32(out, T, m)                   # out = exp(row - m), 0 at -inf
+        else:
+            m = row[0]
+            for j in range(1, T):
+                m = max(m, row[j])
+            total = zero
+            for j in range(T):
+                out[j] = np.exp(row[j] - m)
+                total += out[j]
+        inv = 1 / total
+        for j in range(T):
+            out[j] *= inv
 
 
 @kernel()
@@ -480,8 +508,43 @@ def _constants(q):
     return q.dtype.type(1 / np.sqrt(q.shape[3])), q.dtype.type(-np.inf)
 
 
-def attention_forward(q, k, v):
-    """Numba twin of minih.ops.attention.attention_forward, fused over the causal softmax.
+def attention_scores(q, k):
+    """Numba twin of minih.ops.attention.attention_scores (passes 1-2).
+
+    q, k [B,T,H,E] -> scores [B,H,T,T]: q k^T / sqrt(E), -inf for key j > query i. Per
+    (b, h), in the fused forward's tiles (_tile_scores), which skip the masked half.
+    """
+    q, k = _check_qkv("q k", q, k)
+    B, T, H, E = q.shape
+    # np.empty, not np.zeros: the kernel writes every entry, on the threads; np.zeros of a
+    # recycled heap block would be a serial memset first
+    scores = np.empty((B, H, T, T), dtype=q.dtype)
+    scale, ninf = _constants(q)
+    run_chunks(B * H, lambda bh0, bh1: _attention_scores(q, k, scale, ninf, scores, bh0, bh1))
+    return scores
+
+
+def attention_pattern(scores):
+    """Numba twin of minih.ops.attention.attention_pattern (pass 3): softmax over the keys.
+
+    scores [B,H,T,T] -> pattern [B,H,T,T], one row at a time, over the whole row (the
+    scores may be edited, so no causal structure is assumed: -inf gives exactly 0).
+    float32 rows use the vectorised max and exp of kernels/_jit.py, as the loss does.
+    """
+    (scores,) = as_floats("scores", scores)
+    if scores.ndim != 4 or scores.shape[-1] != scores.shape[-2]:
+        raise ValueError(f"scores must be [B, H, T, T], got shape {scores.shape}")
+    T = scores.shape[-1]
+    rows = scores.reshape(-1, T)                                 # [B*H*T, T]
+    pattern = np.empty_like(rows)
+    fast_exp = scores.dtype == np.float32
+    run_chunks(rows.shape[0], lambda r0, r1: _softmax_rows(rows, pattern, fast_exp, r0, r1))
+    return pattern.reshape(scores.shape)
+
+
+def fused_attention_forward(q, k, v):
+    """Numba-only fused twin of minih.ops.attention's passes 1-4 (attention_scores,
+    attention_pattern, attention_z): the pattern is never stored.
 
     q, k, v [B,T,H,E] -> z [B,T,H,E], lse [B,H,T]
     scores[b,h,i,j] = q[b,i,h] . k[b,j,h] / sqrt(E) for j <= i, -inf for j > i;
@@ -499,29 +562,12 @@ def attention_forward(q, k, v):
     return z, lse
 
 
-def attention_pattern(q, k, lse):
-    """Numba twin of minih.ops.attention.attention_pattern: the scores and pattern for the cache.
+def fused_attention_backward(d_z, q, k, v, z, lse):
+    """Numba-only fused twin of minih.ops.attention.attention_backward, for the fused forward.
 
-    q, k [B,T,H,E], lse [B,H,T] -> scores, pattern [B,H,T,T]
-    scores = q k^T / sqrt(E) (-inf for j > i), pattern = exp(scores - lse) (0 for j > i).
-    """
-    q, k = _check_qkv("q k", q, k)
-    lse = _check_lse(lse, q)
-    B, T, H, E = q.shape
-    # np.empty, not np.zeros: the kernel writes every entry, on the threads; np.zeros of a
-    # recycled heap block would be a serial memset first
-    scores = np.empty((B, H, T, T), dtype=q.dtype)
-    pattern = np.empty((B, H, T, T), dtype=q.dtype)
-    scale, ninf = _constants(q)
-    run_chunks(B * H, lambda bh0, bh1: _attention_pattern(q, k, lse, scale, ninf, scores,
-                                                          pattern, bh0, bh1))
-    return scores, pattern
-
-
-def attention_backward(d_z, q, k, v, z, lse):
-    """Numba twin of minih.ops.attention.attention_backward.
-
-    d_z, q, k, v, z [B,T,H,E], lse [B,H,T] -> d_q, d_k, d_v [B,T,H,E].
+    d_z, q, k, v, z [B,T,H,E], lse [B,H,T] (fused_attention_forward's) -> d_q, d_k, d_v [B,T,H,E].
+    Where the reference reads the forward's pattern, this recomputes it from q, k and lse,
+    and the softmax's row sums sum_j d_p[i,j] p[i,j] are d_z[i] . z[i] (no [T, T] product).
     Per (b, h) and tile of 8 query rows, with p = exp(s - lse) recomputed from q and k:
         d_p = d_z @ v^T,  d_v += p^T @ d_z,  d_s = p * (d_p - d_z . z),
         d_q = d_s @ k / sqrt(E),  d_k += d_s^T @ q / sqrt(E).

@@ -1,4 +1,4 @@
-"""The big matrix products of the Numba backend, split over the threads of minih/threads.py.
+"""The big matrix products of the Numba backend, split over the threads of minih/kernels/threads.py.
 
 Why not OpenBLAS's own threads: its worker threads busy-wait after each call, and
 when anything else wants the cores (a browser, another job) that spinning cost 6-13x
@@ -10,7 +10,7 @@ pool threads sleep), so NUMBA_NUM_THREADS sets every thread minih uses.
 
 The chunks are fixed (N_CHUNKS), not one per thread: the result is bit-for-bit the
 same on 1 thread and on 8 (tests/test_kernels.py checks it). Inside a task of
-threads.run_tasks (a shard of a training step's batch, minih/shards.py, or a small batch
+threads.run_tasks (a shard of a training step's batch, minih/kernels/shards.py, or a small batch
 computed whole in threads.run_alone) a product is one BLAS call: there its chunks would
 run one after another on the task's thread, 2-10% slower than one call (measured on
 [2048, 128] products, a REF shard when shards had 8 sequences).
@@ -19,7 +19,7 @@ Shape legend: M rows, K the summed dimension, N columns.
 """
 import numpy as np
 
-from ..threads import in_task, run_tasks
+from .threads import in_task, run_tasks
 
 N_CHUNKS = 4            # fixed row chunks per product (does not depend on the thread count)
 MIN_ROWS = 1024         # below this a product is too small to be worth splitting

@@ -10,7 +10,7 @@ import numpy as np
 
 from ..ops.layernorm import LN_EPS
 from ._jit import as_floats, expect_shape, kernel
-from ..threads import run_chunks
+from .threads import run_chunks
 
 N_CHUNKS = 16   # row chunks of the backward (fixed, so results do not depend on the thread count)
 

@@ -11,7 +11,7 @@ Shape legend: B = batch, T = positions, V = d_vocab
 import numpy as np
 
 from ._jit import as_floats, as_tokens, exp_shifted_f32, kernel, row_max_f32
-from ..threads import run_chunks
+from .threads import run_chunks
 
 
 @kernel()

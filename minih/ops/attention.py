@@ -1,14 +1,19 @@
 """Attention, op by op: projections, smeared keys, causal softmax attention, output.
 
-Forward of one layer (CONVENTIONS.md), heads kept separate as in TransformerLens:
+Forward of one layer, heads kept separate as in TransformerLens:
     q = qk_in @ W_Q[h],  k = qk_in @ W_K[h],  v = h_in @ W_V[h]        project_forward
     k'[j] = s*k[j] + (1-s)*k[j-1]  (smeared keys only)                   smear_forward
-    scores = q @ k'^T / sqrt(E), causal mask, pattern = softmax(scores)  attention_forward
-    z = pattern @ v   (and lse, each row's log-sum-exp: pattern = exp(scores - lse))
-    the scores and pattern themselves, for the cache                     attention_pattern
+    scores = q @ k'^T / sqrt(E), causal mask                             attention_scores
+    pattern = softmax(scores) over keys                                  attention_pattern
+    z = pattern @ v                                                      attention_z
+    each head's write z_h @ W_O[h] (hook_result)                         head_results
     attn_out = sum_h z_h @ W_O[h]                                        output_forward
 Derivations of every backward: docs/02_backward.md.
+
+Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head
 """
+import math
+
 import numpy as np
 
 
@@ -59,143 +64,76 @@ def smear_backward(d_ks, k, smear):
     return d_k, d_s * s * (1 - s)
 
 
-# --- 3. causal softmax attention ----------------------------------------------------
+# --- 3. causal softmax attention, in four passes --------------------------------------
 #
-# The forward keeps, for each query row, one number instead of the row of the pattern:
-#     lse[b,h,i] = log sum_{j <= i} exp(scores[b,h,i,j])      (the log of the softmax's sum)
-# so that pattern[b,h,i,j] = exp(scores[b,h,i,j] - lse[b,h,i]). The backward recomputes
-# the pattern from q, k and lse rather than reading a stored [B,H,T,T] array: that array
-# is 67 MB per layer for a REF batch, and in the Numba twin writing it to memory and
-# reading it back cost more than computing it again (FlashAttention's choice, Dao et al.
-# 2022; docs/04_numba.md has the measurements). This reference does the same so that it
-# shows what the twin computes; in NumPy the recompute is slightly slower than storing.
-# The pattern that interpretability reads (hook_pattern) comes from attention_pattern,
-# the same formula.
+# Per (batch b, head h), with i the query position and j the key position:
+#     pass 1  scores[i,j]  = q[i] . k[j] / sqrt(E)                     attention_scores
+#     pass 2  scores[i,j]  = -inf for j > i   (the causal mask)         attention_scores
+#     pass 3  pattern[i,:] = softmax(scores[i,:])                       attention_pattern
+#     pass 4  z[i]         = sum_j pattern[i,j] v[j]                     attention_z
+# The model hooks the scores (hook_attn_scores) and the pattern (hook_pattern) between
+# the passes, so an ablation can replace either. The whole [B,H,T,T] arrays are made:
+# this is the reference, written to be read. The Numba backend (minih/kernels/attention.py)
+# has twins of passes 1-3 and, for training, a fused forward that never stores the
+# pattern with a backward that recomputes it; all are checked against these passes.
 
-ROW_BLOCK = 64            # query rows per block
-BLOCK_ELEMENTS = 2 ** 17  # entries in one block's [b,H,rows,keys] arrays (512 KB in float32)
-
-
-def _row_blocks(T):
-    """(i0, i1) for each block of ROW_BLOCK query rows i0 <= i < i1. Those rows see keys
-    j < i1 only, so the all-masked rectangle right of column i1 is never computed
-    (T = 256: 6 of the 16 tiles of the [T, T] square, all above the diagonal)."""
-    return [(i0, min(T, i0 + ROW_BLOCK)) for i0 in range(0, T, ROW_BLOCK)]
+def _causal_mask(T):
+    """[T,T] bool: True where key j > query i (the future, which a query may not see)."""
+    return np.triu(np.ones((T, T), dtype=bool), k=1)
 
 
-def _batch_chunks(B, T, H):
-    """(b0, b1): as many sequences at a time as keep a block's arrays within BLOCK_ELEMENTS,
-    and at least one (REF: one sequence; a small model with T = 32: dozens, so the loop
-    stays short; one sequence of a long context may exceed it)."""
-    n = max(1, BLOCK_ELEMENTS // max(1, H * min(T, ROW_BLOCK) * T))
-    return [(b0, min(B, b0 + n)) for b0 in range(0, B, n)]
+def attention_scores(q, k):
+    """Passes 1-2: scores = q k^T / sqrt(E), then -inf above the diagonal.
 
-
-def _block_scores(qh, kh, i0, i1, future):
-    """scores[..., i0:i1, :i1] of a block: q k^T / sqrt(E), -inf where key j > query i.
-    qh [b,H,T,E] (already divided by sqrt(E)), kh [b,H,T,E] -> [b,H,rows,keys]"""
-    s = qh[:, :, i0:i1] @ kh[:, :, :i1].transpose(0, 1, 3, 2)
-    s += future[i0:i1, :i1]
-    return s
-
-
-def _causal_mask(T, dtype):
-    """[T,T]: 0 where key j <= query i, -inf where j > i (the future)."""
-    return np.triu(np.full((T, T), -np.inf, dtype=dtype), k=1)
-
-
-def attention_forward(q, k, v):
-    """Causal softmax attention for every (batch, head).
-
-    q, k, v [B,T,H,E] -> z [B,T,H,E], lse [B,H,T]
-    scores[b,h,i,j] = q[b,i,h] . k[b,j,h] / sqrt(E) for j <= i, -inf for j > i;
-    pattern = softmax(scores) over j (0 for j > i); z[b,i,h] = sum_j pattern[b,h,i,j] v[b,j,h];
-    lse[b,h,i] = log sum_j exp(scores[b,h,i,j]), so pattern = exp(scores - lse).
-
-    Computed in blocks: a few sequences b0 <= b < b1 and one block of query rows at a
-    time, so that each block's [b,H,rows,keys] arrays stay in the CPU cache, where a
-    whole-batch [B,H,T,T] array (67 MB in REF) would go to memory and back once per
-    line below (docs/04_numba.md, "The numpy backend").
+    q, k [B,T,H,E] -> scores [B,H,T,T] (query i, key j)
     """
     B, T, H, E = q.shape
-    z = np.empty_like(q)
-    lse = np.empty((B, H, T), dtype=q.dtype)
-    future = _causal_mask(T, q.dtype)
-    q = q / np.sqrt(E).astype(q.dtype)                           # 1/sqrt(E) on q, not on the T x T scores
-    for b0, b1 in _batch_chunks(B, T, H):
-        qh, kh, vh = (a[b0:b1].transpose(0, 2, 1, 3) for a in (q, k, v))   # [b,H,T,E]
-        for i0, i1 in _row_blocks(T):
-            s = _block_scores(qh, kh, i0, i1, future)            # [b,H,rows,keys]
-            # softmax over keys, subtracting the row max (always finite: j = i is allowed)
-            m = s.max(axis=-1, keepdims=True)                    # [b,H,rows,1]
-            s -= m
-            np.exp(s, out=s)                                     # 0 where masked
-            total = s.sum(axis=-1, keepdims=True)                # [b,H,rows,1]
-            s *= 1 / total                                       # s = pattern[..., i0:i1, :i1]
-            lse[b0:b1, :, i0:i1] = (m + np.log(total))[..., 0]
-            z[b0:b1, i0:i1] = (s @ vh[:, :, :i1]).transpose(0, 2, 1, 3)  # [b,rows,H,E]
-    return z, lse
+    qh = q.transpose(0, 2, 1, 3)                                 # [B,H,T,E]
+    kh = k.transpose(0, 2, 1, 3)                                 # [B,H,T,E]
+    # pass 1: scores = q k^T / sqrt(E)
+    scores = qh @ kh.transpose(0, 1, 3, 2) / math.sqrt(E)        # [B,H,T,T]
+    # pass 2: causal mask, query i sees keys j <= i only
+    return np.where(_causal_mask(T), -np.inf, scores)            # [B,H,T,T]
 
 
-def attention_pattern(q, k, lse):
-    """The forward's scores and pattern, for the cache (hook_attn_scores, hook_pattern).
+def attention_pattern(scores):
+    """Pass 3: pattern = softmax(scores) over the keys.   scores [B,H,T,T] -> pattern [B,H,T,T]
 
-    q, k [B,T,H,E], lse [B,H,T] from attention_forward -> scores, pattern [B,H,T,T]
-    scores[b,h,i,j] = q[b,i,h] . k[b,j,h] / sqrt(E) (-inf for j > i);
-    pattern = exp(scores - lse) (0 for j > i).
+    The row max is subtracted first so exp never overflows; it is finite, because every
+    query sees at least itself (j = i). Masked entries give exp(-inf) = 0.
+    """
+    m = scores.max(axis=-1, keepdims=True)                       # [B,H,T,1]
+    e = np.exp(scores - m)                                       # [B,H,T,T]
+    return e / e.sum(axis=-1, keepdims=True)                     # [B,H,T,T]
+
+
+def attention_z(pattern, v):
+    """Pass 4: z = pattern @ v.   pattern [B,H,T,T], v [B,T,H,E] -> z [B,T,H,E]"""
+    vh = v.transpose(0, 2, 1, 3)                                 # [B,H,T,E]
+    return (pattern @ vh).transpose(0, 2, 1, 3)                  # [B,T,H,E]
+
+
+def attention_backward(d_z, q, k, v, pattern):
+    """Gradients for passes 1-4: d_z [B,T,H,E] -> d_q, d_k, d_v [B,T,H,E].
+
+    Takes the forward's inputs q, k, v [B,T,H,E] and the pattern [B,H,T,T] it computed.
+    The passes in reverse, each under the forward line it inverts.
     """
     B, T, H, E = q.shape
-    scores = np.empty((B, H, T, T), dtype=q.dtype)
-    future = _causal_mask(T, q.dtype)
-    q = q / np.sqrt(E).astype(q.dtype)
-    for b0, b1 in _batch_chunks(B, T, H):
-        qh, kh = (a[b0:b1].transpose(0, 2, 1, 3) for a in (q, k))   # [b,H,T,E]
-        for i0, i1 in _row_blocks(T):
-            scores[b0:b1, :, i0:i1, :i1] = _block_scores(qh, kh, i0, i1, future)
-            scores[b0:b1, :, i0:i1, i1:] = -np.inf               # the skipped rectangle
-    pattern = np.exp(scores - lse[..., None])                    # 0 where scores = -inf
-    return scores, pattern
-
-
-def attention_backward(d_z, q, k, v, z, lse):
-    """Gradients for `attention_forward`: d_z [B,T,H,E] -> d_q, d_k, d_v [B,T,H,E].
-
-    Takes the forward's inputs and outputs: q, k, v, z [B,T,H,E], lse [B,H,T].
-    Per (b, h), with s = scores and p = pattern, recomputed as p = exp(s - lse):
-        z = p @ v                 ->  d_p = d_z @ v^T,  d_v = p^T @ d_z
-        p = softmax(s) by rows    ->  d_s = p * (d_p - sum_j d_p * p)
-        s = q @ k^T / sqrt(E)     ->  d_q = d_s @ k / sqrt(E),  d_k = d_s^T @ q / sqrt(E)
-    The row sums need no [T, T] product: sum_j d_p[i,j] p[i,j] = sum_j (d_z[i] . v[j]) p[i,j]
-    = d_z[i] . z[i] (FlashAttention-2's D). Masked entries have p = 0 (the recomputed
-    scores are -inf there), so they get no gradient. Blocked like the forward; d_k and d_v
-    sum over the row blocks. q / sqrt(E) serves the recomputed scores and d_k alike.
-    """
-    B, T, H, E = q.shape
-    d_q = np.empty_like(q)
-    d_k, d_v = np.zeros_like(k), np.zeros_like(v)
-    root_E = np.sqrt(E).astype(q.dtype)
-    future = _causal_mask(T, q.dtype)
-    dot = np.einsum("bthe,bthe->bht", d_z, z)                    # [B,H,T] sum_j d_p p, per row
-    q = q / root_E                                               # as the forward's scores use it
-    for b0, b1 in _batch_chunks(B, T, H):
-        qh, kh, vh, d_zh = (a[b0:b1].transpose(0, 2, 1, 3) for a in (q, k, v, d_z))  # [b,H,T,E]
-        for i0, i1 in _row_blocks(T):
-            # the forward's pattern, recomputed: p = exp(s - lse)
-            p = _block_scores(qh, kh, i0, i1, future)            # [b,H,rows,keys]
-            p -= lse[b0:b1, :, i0:i1, None]
-            np.exp(p, out=p)
-            d_zi = d_zh[:, :, i0:i1]                             # [b,H,rows,E]
-            # forward: z = p @ v
-            d_p = d_zi @ vh[:, :, :i1].transpose(0, 1, 3, 2)     # [b,H,rows,keys]
-            d_v[b0:b1, :i1] += (p.transpose(0, 1, 3, 2) @ d_zi).transpose(0, 2, 1, 3)
-            # forward: p = softmax(s) over keys (in place on d_p)
-            d_s = d_p
-            d_s -= dot[b0:b1, :, i0:i1, None]
-            d_s *= p
-            # forward: s = q @ k^T / sqrt(E)   (qh already holds q / sqrt(E))
-            d_q[b0:b1, i0:i1] = (d_s @ kh[:, :, :i1]).transpose(0, 2, 1, 3) / root_E
-            d_k[b0:b1, :i1] += (d_s.transpose(0, 1, 3, 2) @ qh[:, :, i0:i1]).transpose(0, 2, 1, 3)
-    return d_q, d_k, d_v
+    qh, kh, vh, d_zh = (a.transpose(0, 2, 1, 3) for a in (q, k, v, d_z))   # [B,H,T,E]
+    # pass 4, forward: z = pattern @ v
+    d_pattern = d_zh @ vh.transpose(0, 1, 3, 2)                  # [B,H,T,T]
+    d_vh = pattern.transpose(0, 1, 3, 2) @ d_zh                  # [B,H,T,E]
+    # pass 3, forward: pattern[i,:] = softmax(scores[i,:])
+    #   d_scores[i,j] = pattern[i,j] * (d_pattern[i,j] - sum_j' d_pattern[i,j'] pattern[i,j'])
+    row_dot = (d_pattern * pattern).sum(axis=-1, keepdims=True)  # [B,H,T,1]
+    d_scores = pattern * (d_pattern - row_dot)                   # [B,H,T,T]
+    # pass 2, forward: scores = -inf for j > i. Nothing flows back there: the pattern is
+    # 0 at masked entries, so d_scores is 0 there already.
+    # pass 1, forward: scores = q k^T / sqrt(E)
+    d_qh = d_scores @ kh / math.sqrt(E)                          # [B,H,T,E]
+    d_kh = d_scores.transpose(0, 1, 3, 2) @ qh / math.sqrt(E)    # [B,H,T,E]
+    return tuple(a.transpose(0, 2, 1, 3) for a in (d_qh, d_kh, d_vh))  # [B,T,H,E] each
 
 
 # --- 4. output projection -------------------------------------------------------------

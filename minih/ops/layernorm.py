@@ -3,13 +3,35 @@
 Forward, per position (x a row of D numbers):
     mean  = sum(x) / D
     var   = sum((x - mean)^2) / D              (biased, as PyTorch and TransformerLens)
-    scale = sqrt(var + eps)
-    xhat  = (x - mean) / scale
+    scale = sqrt(var + eps)                    layernorm_scale
+    xhat  = (x - mean) / scale                 layernorm_normalize
     y     = xhat * w + b
+
+The forward is two steps so that the model can hook `scale` between them
+(TransformerLens' `ln.hook_scale`): a pattern-preserving ablation replaces it by the
+clean run's scale, which makes LayerNorm linear in x. layernorm_forward is the two
+steps in one call; the Numba backend fuses it into one pass over each row.
 """
 import numpy as np
 
 LN_EPS = 1e-5
+
+
+def layernorm_scale(x):
+    """scale = sqrt(var(x) + eps) over the last axis.   x [..., D] -> scale [..., 1]"""
+    mean = x.mean(axis=-1, keepdims=True)                        # [..., 1]
+    xc = x - mean                                                # [..., D]
+    var = (xc * xc).mean(axis=-1, keepdims=True)                 # [..., 1]
+    return np.sqrt(var + LN_EPS)                                 # [..., 1]
+
+
+def layernorm_normalize(x, scale, w, b):
+    """y = (x - mean(x)) / scale * w + b, with `scale` given.   x [..., D], scale [..., 1] -> y [..., D]
+
+    With the scale held fixed this is linear in x (plus the constant b).
+    """
+    xhat = (x - x.mean(axis=-1, keepdims=True)) / scale          # [..., D]
+    return xhat * w + b                                          # [..., D]
 
 
 def layernorm_forward(x, w, b):
@@ -18,13 +40,8 @@ def layernorm_forward(x, w, b):
     `scale` is what TransformerLens caches as `ln.hook_scale`; the backward
     recomputes xhat from x and scale rather than caching a third tensor.
     """
-    mean = x.mean(axis=-1, keepdims=True)                        # [..., 1]
-    xc = x - mean                                                # [..., D]
-    var = (xc * xc).mean(axis=-1, keepdims=True)                 # [..., 1]
-    scale = np.sqrt(var + LN_EPS)                                # [..., 1]
-    xhat = xc / scale                                            # [..., D]
-    y = xhat * w + b                                             # [..., D]
-    return y, scale
+    scale = layernorm_scale(x)                                   # [..., 1]
+    return layernorm_normalize(x, scale, w, b), scale
 
 
 def layernorm_backward(d_y, x, scale, w):

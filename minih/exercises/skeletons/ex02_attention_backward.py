@@ -11,10 +11,10 @@ Fill in `attention_backward`: given d_z = dL/dz, return dL/dq, dL/dk, dL/dv, eac
 one row is pattern * (d_pattern - sum_j(d_pattern * pattern)).
 Derivation: docs/02_backward.md, "Softmax attention". Check with:
     python -m minih.exercises check 2
-(minih's own ops.attention_backward takes the forward's z and lse instead of the
-pattern: it recomputes the pattern from q, k and lse, and uses z for the softmax's row
-sums, d_z . z; the same docs section says why. Here the
-pattern is given, as in the textbook derivation.)
+(minih's own ops.attention_backward has this signature too: compare once yours passes.
+The Numba backend's fused twin takes the forward's z and lse instead of the pattern:
+it recomputes the pattern, and uses z for the softmax's row sums, d_z . z; the same
+docs section says why.)
 """
 import numpy as np
 

@@ -1,4 +1,4 @@
-"""minih's one thread pool: how the batch's shards (both backends) and every parallel kernel
+"""minih's one thread pool: how the batch's shards and every parallel kernel
 of the Numba backend use the cores. Plain Python threads; Numba only says how many
 (n_threads, which imports numba when first asked).
 
@@ -8,7 +8,7 @@ really run side by side. run_chunks cuts the items into consecutive chunks and
 run_tasks computes them on numba.get_num_threads() threads: the calling thread and a
 pool of the others. So NUMBA_NUM_THREADS (or numba.set_num_threads) sets every thread
 minih uses; the BLAS products of kernels/blas.py run on the same pool, and so do the
-shards of a training step's batch (minih/shards.py), with either backend. Work started
+shards of a training step's batch (minih/kernels/shards.py). Work started
 inside a task stays on that task's thread (in_task): a shard runs every kernel and
 product of the model there, and so does run_alone, for work too small to be worth
 waking the other threads.
@@ -43,8 +43,7 @@ _here = threading.local()  # .in_task: this thread runs a task of run_tasks (see
 
 def n_threads() -> int:
     """numba.get_num_threads(): NUMBA_NUM_THREADS, or what numba.set_num_threads set.
-    Numba is imported here, on first use, so the numpy backend's small batches (which never
-    ask) do not pay its import."""
+    Numba is imported here, on first use (a plain-Python module of the Numba backend)."""
     import numba
     return numba.get_num_threads()
 
@@ -96,7 +95,7 @@ def run_tasks(tasks):
     instead of waiting). Returns when every task has finished; an error of the calling
     thread's tasks is raised first, then the first worker's.
 
-    A task may call run_tasks itself (a shard of the batch, minih/shards.py, runs the
+    A task may call run_tasks itself (a shard of the batch, minih/kernels/shards.py, runs the
     whole model): that call runs its tasks in the task's own thread, one after another.
     The threads are busy with the outer tasks already, and a pool worker waiting for its
     own pool would wait for ever.

@@ -1,16 +1,16 @@
 """The batch of one training step in fixed shards, computed side by side, one thread each
-(data parallelism, as on several GPUs, on the cores of one CPU). Both backends use it:
-minih.ops and minih.kernels export this one over_batch_shards, so the readable NumPy
-reference uses every core too, without a line of its ops changing. No jitted code here.
+(data parallelism, as on several GPUs, on the cores of one CPU). The Numba backend's
+loss_and_grads runs through it; the NumPy reference computes the whole batch plainly,
+on the calling thread. No jitted code here.
 
 The loss is a mean over the batch's B sequences (T - 1 predictions each), so shards s of
 B_s sequences give the batch's loss and gradients as
     loss = sum_s (B_s / B) loss_s,   grads[key] = sum_s (B_s / B) grads_s[key].
 over_batch_shards cuts the batch into N_SHARDS fixed shards and runs them on
 threads.run_tasks: each thread computes the whole model, forward and backward, on its
-shards, and every kernel and product inside runs on that thread (threads.in_task). NumPy
-releases Python's lock (the GIL) inside its array operations and BLAS, so the numpy
-backend's shards run side by side too (REF, 2 threads: 258-263 -> 140-143 ms a step).
+shards, and every kernel and product inside runs on that thread (threads.in_task). The
+kernels are compiled with nogil=True and BLAS releases Python's lock (the GIL), so the
+shards really run side by side.
 Why shards: the threads meet once a step instead of at each of ~39 ops, and a thread
 holds an eighth of the batch's activations at a time (REF's peak memory 287 -> 92 MiB;
 65 MiB since the backward recomputes the pattern).
@@ -24,11 +24,10 @@ Two size rules, both measured (docs/04_numba.md, "The numpy backend"):
     costs more wake-ups than it saves (numba, 1024 positions: 8.8 ms on 2 threads, 5.0
     on 1). Above it the numba backend's kernels and products split their own work.
 Both rules, the shards and the order of the sum depend on B and T alone, never on the
-thread count, so neither do the bits (tests/test_kernels.py). N_SHARDS = 8: fewer
-shards leave a thread idle at the end of a step, smaller ones cost more Python glue than
-their cache saves (docs/04_numba.md, "Threads"). To step through a
-training step in a debugger, set NUMBA_NUM_THREADS=1: every shard then runs in the
-calling thread, one after another.
+thread count, so neither do the bits (tests/test_kernels.py). N_SHARDS = 8 was the
+fastest of 4, 8 and 16 for REF (docs/04_numba.md, "Threads"). To step through a
+numba training step in a debugger, set NUMBA_NUM_THREADS=1: every shard then runs in
+the calling thread, one after another (or use backend="numpy", which has no threads).
 """
 import numpy as np
 
