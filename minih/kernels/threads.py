@@ -25,7 +25,10 @@ core's cache when the next reads them (dealing the chunks out in turn, w, w + n,
 made the REF step a few per cent slower; docs/04_numba.md).
 
 Idle pool threads sleep; they do not spin (OpenBLAS's and OpenMP's threads can: see
-kernels/blas.py). Chunks only decide which thread works, never a bit of a result: a kernel
+kernels/blas.py). While run_tasks runs minih's threads, the BLAS library is asked to use
+one thread of its own (kernels/blas_threads.py), and gets its count back afterwards, so
+there is never a BLAS thread beside each of ours; the rest of your program keeps BLAS's
+default. Chunks only decide which thread works, never a bit of a result: a kernel
 whose items write partial sums (LayerNorm's d_w) keeps them in fixed chunks of its own.
 """
 import threading
@@ -33,6 +36,8 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 
 import numpy as np
+
+from .blas_threads import single_threaded_blas
 
 CHUNKS_PER_THREAD = 4   # run_chunks: chunks per thread (a little slack for uneven items)
 _pools = {}             # worker count -> ThreadPoolExecutor (kept: idle workers sleep)
@@ -114,11 +119,13 @@ def run_tasks(tasks):
         pool = _pools[n - 1]
     share = [tasks[w * len(tasks) // n:(w + 1) * len(tasks) // n] for w in range(n)]
     err = np.geterr()                                            # the workers run under it too
-    futures = [pool.submit(_run_share, share[w], err) for w in range(1, n) if share[w]]
-    try:
-        _run_each(share[0])
-    finally:
-        wait(futures)                                            # no task still writing after we return
+    # BLAS on one thread while ours run: its own threads beside them would be two per core
+    with single_threaded_blas():
+        futures = [pool.submit(_run_share, share[w], err) for w in range(1, n) if share[w]]
+        try:
+            _run_each(share[0])
+        finally:
+            wait(futures)                                        # no task still writing after we return
     for f in futures:
         f.result()                                               # re-raises a worker's error
 
