@@ -215,6 +215,18 @@ def test_a_failed_run_is_named_and_the_others_go_on(tmp_path, monkeypatch, capsy
         in capsys.readouterr().out
 
 
+def test_a_diverged_run_is_a_result_not_retried(tmp_path, capsys):
+    runs = S.grid(["induction-2l"], {"lr": [1e30]}, seeds=[0], changes=TINY)   # NaN at step 2
+    [name] = [n for n, _ in runs]
+    for action in ("trained", "skipped"):                # a rerun does not train it again
+        result = S.run_sweep(runs, tmp_path, scheduler="serial", progress=False)
+        assert result.failed == [name]
+        record = result.records[name]
+        assert (record["status"], record["action"]) == ("diverged", action)
+        assert record["error"].startswith("training diverged at step 2: loss is nan")
+        assert f"{name}: DIVERGED on" in capsys.readouterr().out
+
+
 # --- on Dask ------------------------------------------------------------------------------------
 
 def test_local_cluster_equals_one_by_one(one_by_one, tmp_path):
