@@ -501,7 +501,7 @@ def local_cluster(n_workers: int):
     env = {**POLICY, "NUMBA_NUM_THREADS": str(max(1, _cores() // n_workers))}
     key = "distributed.nanny.pre-spawn-environ"
     # Dask's own defaults go first; then ours; a variable of this process wins over both
-    environ = {**dask.config.get(key), **env, **{k: os.environ[k] for k in env if k in os.environ}}
+    environ = {**dask.config.get(key, default={}), **env, **{k: os.environ[k] for k in env if k in os.environ}}
     with dask.config.set({key: environ}):
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                             dashboard_address=None, silence_logs=logging.ERROR)
