@@ -110,12 +110,17 @@ def grid(presets, axes: dict | None = None, seeds=(0,), changes: dict | None = N
     """
     if isinstance(presets, str):
         presets = [presets]
+    if not isinstance(presets, (list, tuple)):
+        raise ValueError(f"grid: presets must be a preset name or a list of them, got {presets!r}")
     presets = list(presets)
     if not presets:
         raise ValueError("grid: presets is empty; give at least one of " + ", ".join(sorted(TRAIN_PRESETS)))
     for p in presets:
         if p not in TRAIN_PRESETS:
             raise ValueError(f"grid: unknown preset {p!r}; presets are {sorted(TRAIN_PRESETS)}")
+    if not isinstance(axes, (dict, type(None))) or not isinstance(changes, (dict, type(None))):
+        raise ValueError(f"grid: axes and changes must be dicts (field -> values, field -> value), "
+                         f"got {type(axes).__name__} and {type(changes).__name__}")
     axes = dict(axes or {})
     for key, values in axes.items():
         if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
@@ -125,9 +130,9 @@ def grid(presets, axes: dict | None = None, seeds=(0,), changes: dict | None = N
             raise ValueError(f"grid: axis {key!r} has no values")
         if len(set(map(_value_text, axes[key]))) < len(axes[key]):
             raise ValueError(f"grid: axis {key!r} lists a value twice: {axes[key]}")
-    seeds = list(seeds)
+    given, seeds = seeds, list(seeds) if isinstance(seeds, (list, tuple, range)) else [None]
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise ValueError(f"grid: seeds must be a non-empty list of ints >= 0, got {seeds!r}")
+        raise ValueError(f"grid: seeds must be a non-empty list of ints >= 0, got {given!r}")
     if len(set(seeds)) < len(seeds):
         raise ValueError(f"grid: seeds lists a seed twice: {seeds}")
     points = [[]]
