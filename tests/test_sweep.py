@@ -172,6 +172,12 @@ def test_rerun_of_a_finished_sweep_trains_nothing(tmp_path, monkeypatch):
     assert [r["action"] for r in result.records.values()] == ["skipped", "skipped"]
     assert {p: p.stat().st_mtime_ns for p in files} == files                # not a file rewritten
     assert read_manifest(tmp_path)["runs"][runs[0][0]]["worker"] == "local" # where it ran, kept
+    # other steps are another run (its snapshot steps differ): refused, not extended
+    longer = [(name, tc.replace(steps=30)) for name, tc in runs]
+    result = S.run_sweep(longer, tmp_path, scheduler="serial", progress=False)
+    assert result.failed == [name for name, _ in runs]
+    assert "holds a run of 20 steps, not 30; extend it with `minih train --resume --steps 30" \
+        in result.records[runs[0][0]]["error"]
 
 
 def test_interrupted_runs_are_resumed_or_restarted(one_by_one, tmp_path):

@@ -190,26 +190,27 @@ def _train_json(d) -> str:
 
 def _run_state(run_dir: Path, tc: TrainConfig) -> str:
     """What a run directory holds for `tc`: "new" (nothing, or no readable run), "finished",
-    "diverged", "resumable" (stopped early, or finished with fewer steps than tc asks),
-    or a one-line reason why it cannot be continued (a different config)."""
+    "diverged", "resumable" (stopped early), or a one-line reason why the sweep cannot use
+    it (a run of another config). A run of other `steps` counts as another config: extending
+    it would not give the run that training with those steps gives (the snapshot steps,
+    and a cosine schedule, follow the total), and a sweep promises exactly that run."""
     if not (run_dir / MANIFEST).exists():
         return "new"
     try:
         manifest = load_run(run_dir).manifest
     except ValueError:
         return "new"                     # a start that never completed: train it afresh
-    saved, wanted = dict(manifest.get("train") or {}), tc.to_dict()
-    saved_steps = saved.pop("steps", None)
-    if _train_json(saved) != _train_json({k: v for k, v in wanted.items() if k != "steps"}):
+    saved = manifest.get("train") or {}
+    if _train_json(saved) != _train_json(tc.to_dict()):
+        if {**saved, "steps": tc.steps} == json.loads(_train_json(tc.to_dict())):
+            return (f"{run_dir} holds a run of {saved.get('steps')} steps, not {tc.steps}; extend it "
+                    f"with `minih train --resume --steps {tc.steps} --out {run_dir}`, or sweep into "
+                    f"another folder")
         return (f"{run_dir} holds a run of a different config; move it away or sweep into "
                 f"another folder")
     status = manifest.get("status")
-    if status == "diverged":
-        return "diverged"
-    if saved_steps is not None and saved_steps > tc.steps:
-        return f"{run_dir} holds a run of {saved_steps} steps, more than the {tc.steps} asked"
-    if status == "finished" and saved_steps == tc.steps:
-        return "finished"
+    if status in ("finished", "diverged"):
+        return status
     return "resumable"
 
 
