@@ -379,9 +379,10 @@ class _Ledger:
             return
         states = [self.manifest["runs"][n]["status"] for n in self.names]
         running = [n for n in self.names if self.manifest["runs"][n]["status"] == "running"]
+        failed = states.count("failed") + states.count("diverged")
         rates = ", ".join(f"{n} {self.rates[n] / 1e3:.1f}k tok/s" for n in running if n in self.rates)
-        self.bar.set_postfix_str(f"done {len(self.done) - states.count('failed')}, running {len(running)}, "
-                                 f"failed {states.count('failed')}" + (f" | {rates}" if rates else ""))
+        self.bar.set_postfix_str(f"done {states.count('finished')}, running {len(running)}, "
+                                 f"failed {failed}" + (f" | {rates}" if rates else ""))
 
     def on_message(self, msg: dict):
         """A task's message: {"name", "event": "start" | "progress", ...}."""
@@ -447,7 +448,7 @@ class _Ledger:
 
     def close(self):
         with self.lock:
-            self.manifest["finished"] = _now()
+            self.manifest["ended"] = _now()
             self.save()
             if self.bar is not None:
                 self.bar.close()
