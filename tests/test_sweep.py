@@ -180,6 +180,22 @@ def test_rerun_of_a_finished_sweep_trains_nothing(tmp_path, monkeypatch):
         in result.records[runs[0][0]]["error"]
 
 
+def test_analyze_adds_the_analysis_once(tmp_path, monkeypatch):
+    """--analyze on a finished sweep analyses its runs without training them; again, nothing."""
+    runs = tiny_grid()[:1]
+    [name] = [n for n, _ in runs]
+    S.run_sweep(runs, tmp_path, scheduler="serial", progress=False)
+    assert not (tmp_path / name / "analysis").exists()
+    monkeypatch.setattr(S, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    record = S.run_sweep(runs, tmp_path, scheduler="serial", analyze=True, progress=False).records[name]
+    assert record["action"] == "skipped" and record["analysis_seconds"] > 0
+    written = tmp_path / name / "analysis" / "analysis.json"
+    assert len(json.loads(written.read_text())["snapshots"]) == len(minih.load_run(tmp_path / name))
+    when = written.stat().st_mtime_ns
+    S.run_sweep(runs, tmp_path, scheduler="serial", analyze=True, progress=False)
+    assert written.stat().st_mtime_ns == when                    # already there: not redone
+
+
 def test_interrupted_runs_are_resumed_or_restarted(one_by_one, tmp_path):
     """A run stopped with a checkpoint continues from it; one stopped before its first
     checkpoint starts over; both end as if trained in one go."""
