@@ -104,6 +104,7 @@ BAD_GRIDS = [
     (lambda: S.run_sweep([("a", minih.TrainConfig())] * 2, "x"), "the name 'a' is given twice"),
     (lambda: S.run_sweep(tiny_grid(), "x", scheduler="fast"), "scheduler must be None, 'serial', 'local'"),
     (lambda: S.run_sweep(tiny_grid(), "x", workers=0), "workers must be an int >= 1, got 0"),
+    (lambda: S.run_sweep(tiny_grid(), "x", "serial", workers=2), "workers sets the size of a local cluster"),
     (lambda: S.run_sweep(tiny_grid(), "x", backend="torch"), "torch"),
 ]
 
@@ -124,6 +125,7 @@ def test_bad_grid_input_is_one_line(make, message, tmp_path, monkeypatch):
     (["induction-2l", "--set", "lr=1,abc"], "--set lr: 'abc' is not a valid float"),
     (["induction-2l", "--set", "lr=1", "--set", "lr=2"], "--set lr is given twice"),
     (["induction-2l", "--workers", "0"], "--workers must be >= 1, got 0"),
+    (["induction-2l", "--workers", "2", "--scheduler", "serial"], "--workers sets the size of a local cluster"),
     (["induction-2l", "--scheduler", "fast"], "--scheduler expects an address like tcp://HOST:8786"),
 ])
 def test_bad_command_line_is_one_line(argv, message, capsys, tmp_path):

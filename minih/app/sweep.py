@@ -601,6 +601,9 @@ def run_sweep(runs, out, scheduler=None, *, workers: int | None = None, backend:
                          f"tcp://HOST:8786, got {scheduler!r}")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"run_sweep: workers must be an int >= 1, got {workers!r}")
+    if workers is not None and scheduler not in (None, "local"):
+        raise ValueError(f"run_sweep: workers sets the size of a local cluster; with "
+                         f"scheduler={scheduler!r} it has no effect, so leave it out")
     if checkpoint_every is not None and (not isinstance(checkpoint_every, int) or checkpoint_every < 1):
         raise ValueError(f"run_sweep: checkpoint_every must be an int >= 1 or None, got {checkpoint_every!r}")
     if not checkpoint_seconds > 0:

@@ -124,6 +124,9 @@ def run(args) -> int:
     from ..app.sweep import check_runs, run_sweep
     if args.workers is not None and args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
+    if args.workers is not None and args.scheduler not in (None, "local"):
+        raise CLIError(f"--workers sets the size of a local cluster; with --scheduler "
+                       f"{args.scheduler} it has no effect, so leave it out")
     if not args.checkpoint_seconds > 0:
         raise CLIError(f"--checkpoint-seconds must be > 0, got {args.checkpoint_seconds}")
     if args.scheduler is not None and args.scheduler not in ("local", "serial") and ":" not in args.scheduler:
