@@ -10,6 +10,7 @@ setup(
     packages=find_packages(include=["minih", "minih.*"]),
     python_requires=">=3.10",
     install_requires=["numpy>=1.24", "scipy>=1.10", "numba>=0.59", "matplotlib>=3.7", "tqdm>=4.60"],
-    extras_require={"test": ["pytest>=7"]},
+    # "cluster": Dask's distributed scheduler, for `minih sweep` on many cores or machines
+    extras_require={"test": ["pytest>=7"], "cluster": ["dask[distributed]>=2024.1"]},
     entry_points={"console_scripts": ["minih=minih.__main__:entry"]},
 )

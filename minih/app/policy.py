@@ -5,7 +5,7 @@ have not set the variable yourself:
   - OPENBLAS_NUM_THREADS=1: OpenBLAS's worker threads busy-wait between calls, and on
     a machine where anything else runs they take the cores from the threads that have
     work (a REF step took several times as long). minih's own parallelism
-    (minih.threads, for the batch's shards, the kernels and the big products) uses
+    (minih.kernels.threads, for the batch's shards, the kernels and the big products) uses
     NUMBA_NUM_THREADS threads instead.
   - OMP_WAIT_POLICY=passive: OpenMP worker threads then sleep at once when a parallel
     loop ends instead of spinning. minih's kernels no longer use Numba's OpenMP pool,

@@ -66,6 +66,8 @@ COMMANDS = {
                   "minih.cli.gradcheck"),
     "analyze": ("every head metric and circuit for every snapshot of a run, as CSV/JSON tables",
                 "minih.cli.analyze"),
+    "sweep": ("train presets x settings x seeds as independent tasks, on a Dask cluster or serially",
+              "minih.cli.sweep"),
     "bench": ("training speed: numpy and numba backends beside PyTorch, GFLOP/s, start times",
               "minih.cli.bench"),
 }
