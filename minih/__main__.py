@@ -1,16 +1,15 @@
-"""`python -m minih COMMAND ...`: apply the environment policy (minih/app/policy.py), then run."""
-import os
-import sys
+"""`python -m minih COMMAND ...` (and the `minih` console script): the command line.
 
-from .app.policy import apply_policy
+It sets no environment variable and never restarts the interpreter: what the numba
+backend needs of the BLAS library's threads and of the allocator, minih sets in-process
+around its own work (minih/kernels/blas_threads.py, minih/training/memory.py), the same
+for the command line as for your own scripts and notebooks.
+"""
+import sys
 
 
 def entry() -> None:
-    """Apply the thread and memory policy (restarting once if needed), then run the command line.
-    Both `python -m minih` and the `minih` console script come here."""
-    if apply_policy():
-        sys.stdout.flush()
-        os.execv(sys.executable, [sys.executable, "-m", "minih", *sys.argv[1:]])
+    """Run the command line (both `python -m minih` and the `minih` console script)."""
     from .cli import main
     sys.exit(main())
 

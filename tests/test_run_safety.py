@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 
 import minih
-from minih.app.policy import POLICY
 from minih.cli import main as cli_main
 from minih.data import TextFiles
 from minih.training import loop
@@ -32,10 +31,9 @@ TINY = TrainConfig(model=minih.ModelConfig(n_layers=2, n_heads=2, d_model=16, d_
                    n_eval=3, log_snapshots=4, linear_snapshots=2)
 
 
-# Children run with the command line's environment policy already set (one BLAS thread,
-# ...): a product on several OpenBLAS threads may round differently, so runs compared
-# bit for bit are all made in children with the same settings.
-CHILD_ENV = {**os.environ, **POLICY, "PYTHONPATH": str(ROOT)}
+# Children run with one BLAS thread: a product on several OpenBLAS threads may round
+# differently, so runs compared bit for bit are all made in children with the same settings.
+CHILD_ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
 
 
 def _cli(args, cwd):

@@ -232,7 +232,9 @@ def _worker(spec: dict) -> dict:
     overrides, batch = CONFIGS[spec["config"]]
     cfg = ModelConfig(**overrides)
     if spec["what"] in ("numpy", "numba"):
-        return minih_tokens_per_s(cfg, batch, spec["what"], spec["steps"], spec["warmup"])
+        from ..training.memory import kept_freed_memory
+        with kept_freed_memory():                    # as minih.train runs its steps
+            return minih_tokens_per_s(cfg, batch, spec["what"], spec["steps"], spec["warmup"])
     from .bench_torch import torch_tokens_per_s
     return torch_tokens_per_s(cfg, batch, spec["steps"], spec["warmup"], spec["threads"],
                               compiled=spec["what"] == "torch.compile")
@@ -279,15 +281,6 @@ def merge_rounds(rounds: list) -> dict:
                         "first_step_s": r["first_step_s"]} for r in rounds]}
 
 
-def torch_environment() -> dict:
-    """The changes that give a torch run the environment its users would have: every
-    variable the CLI's policy set (minih/app/policy.py, MINIH_POLICY_ADDED) removed, and
-    that list too. Why: OMP_WAIT_POLICY=passive, good for minih, made torch eager's REF
-    step 10-15% slower on an Intel Xeon VM (docs/04_numba.md, "The benchmark")."""
-    from .policy import ADDED, policy_added
-    return {**{k: None for k in policy_added()}, ADDED: None}
-
-
 def _cpu_model() -> str:
     """The CPU's name ("AMD EPYC ..."): /proc/cpuinfo on Linux, else what platform says."""
     try:
@@ -303,26 +296,23 @@ def _cpu_model() -> str:
 
 def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch: bool = True,
               compiled: bool = True, numpy_backend: bool = True, start: bool = True,
-              memory: bool = True, blas1: bool = True, rounds: int = 2) -> dict:
+              memory: bool = True, rounds: int = 2) -> dict:
     """Every measurement of the module docstring, as one dict (what --out writes).
 
     Each implementation is measured `rounds` times, in fresh processes, the rounds
     interleaved; see merge_rounds.
 
-    The minih runs inherit this process's environment; `python -m minih bench` runs with
-    the CLI's thread and memory policy unless you set those variables yourself
-    (minih/app/policy.py). The torch runs get the environment without the variables the
-    policy added (torch_environment): PyTorch as its users run it. `blas1` adds the
-    other BLAS policy for comparison when it differs: a numba run with OpenBLAS's own
-    threads, OPENBLAS_NUM_THREADS = the thread count (on a busy machine their
-    busy-waiting costs more than they bring; docs/04_numba.md).
+    Every run, minih's and torch's alike, inherits this process's environment as you set
+    it: the command line sets no variable, so the minih runs are minih as a library in a
+    plain process (it sets the BLAS library's threads and the allocator in-process, around
+    its own work: kernels/blas_threads.py, training/memory.py), and the torch runs are
+    PyTorch as its users run it.
     """
     import platform
 
     import numba
 
     threads = numba.get_num_threads()
-    torch_env = torch_environment()
     result = {"machine": {"platform": platform.platform(), "processor": _cpu_model(),
                           "avx512": _cpu_has_avx512(),   # a Vec16 in one register, or two
                           "cpu_count": os.cpu_count(), "numba_threads": threads,
@@ -330,10 +320,8 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
                           "python": platform.python_version(),
                           "env": {k: os.environ[k] for k in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS",
                                                              "OMP_NUM_THREADS", "NUMBA_THREADING_LAYER",
-                                                             "OMP_WAIT_POLICY", "MALLOC_MMAP_MAX_",
-                                                             "MALLOC_TRIM_THRESHOLD_")
+                                                             "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
                                   if k in os.environ},
-                          "torch_env_removed": sorted(torch_env),
                           "load_average_before": os.getloadavg()},
               "settings": {"steps": steps, "warmup": warmup, "rounds": rounds},
               # the machine's matmul speed: OpenBLAS on every thread of this run
@@ -345,8 +333,6 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
         overrides, batch = CONFIGS[name]
         flops = step_flops(ModelConfig(**overrides), batch)
         jobs = ([("numpy", None)] if numpy_backend else []) + [("numba", None)]
-        if blas1 and threads > 1 and os.environ.get("OPENBLAS_NUM_THREADS") != str(threads):
-            jobs.append(("numba", {"OPENBLAS_NUM_THREADS": str(threads)}))
         if with_torch:
             jobs += [("torch", None)] + ([("torch.compile", None)] if compiled else [])
         runs = [[] for _ in jobs]                                 # runs[job] = its result per round
@@ -354,7 +340,7 @@ def run_bench(configs=("ref", "small"), steps: int = 10, warmup: int = 2, torch:
             for job, (what, env) in enumerate(jobs):
                 spec = {"what": what, "config": name, "steps": steps, "warmup": warmup,
                         "threads": threads}
-                runs[job].append(_in_subprocess(spec, torch_env if what.startswith("torch") else env))
+                runs[job].append(_in_subprocess(spec, env))
         rows = []
         for (what, env), job_runs in zip(jobs, runs):
             row = merge_rounds(job_runs)

@@ -499,21 +499,21 @@ def _cores() -> int:
 
 def local_cluster(n_workers: int):
     """A Dask cluster on this machine: n_workers processes of one task each, started with
-    minih's thread and memory policy (minih/app/policy.py) and NUMBA_NUM_THREADS =
-    cores // n_workers, where you have not set those variables yourself, and without
-    Dask's statistical profiler. The variables are set before each worker process starts,
-    since OpenBLAS, glibc and Numba read them then."""
+    NUMBA_NUM_THREADS and OPENBLAS_NUM_THREADS = cores // n_workers (each worker's share
+    of the cores, for minih's threads and for BLAS's alike), where you have not set those
+    variables yourself, and without Dask's statistical profiler. The variables are set
+    before each worker process starts, since OpenBLAS and Numba read them then."""
     import logging
     import dask
     from distributed import LocalCluster
-    from .policy import POLICY
-    env = {**POLICY, "NUMBA_NUM_THREADS": str(max(1, _cores() // n_workers))}
+    share = str(max(1, _cores() // n_workers))
+    env = {"NUMBA_NUM_THREADS": share, "OPENBLAS_NUM_THREADS": share}
     key = "distributed.nanny.pre-spawn-environ"
     # Dask's own defaults go first; then ours; a variable of this process wins over both
     environ = {**dask.config.get(key, default={}), **env, **{k: os.environ[k] for k in env if k in os.environ}}
     # Dask's profiler samples each worker's stack every 10 ms: measured here, 0.5 s of CPU in
     # a worker's other threads while its task's 60 training steps took 2.9 s of CPU; without
-    # it (and with the memory policy), 0.1 s and 1.6 s
+    # it, 0.1 s and 1.6 s
     with dask.config.set({key: environ, "distributed.worker.profile.enabled": False}):
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                             dashboard_address=None, silence_logs=logging.ERROR)

@@ -20,9 +20,6 @@ def add_arguments(p):
     p.add_argument("--no-numpy", action="store_true", help="skip the numpy backend")
     p.add_argument("--no-start", action="store_true", help="skip the cold/warm start measurement")
     p.add_argument("--no-memory", action="store_true", help="skip the memory-growth check")
-    p.add_argument("--no-blas1", action="store_true",
-                   help="skip the extra numba run with OpenBLAS on every thread "
-                        "(OPENBLAS_NUM_THREADS = NUMBA_NUM_THREADS)")
     p.add_argument("--out", default="bench.json", help="JSON results file (default: bench.json)")
     p.add_argument("--profile", action="store_true",
                    help="only time each op of a training step (forward and backward apart), "
@@ -46,8 +43,7 @@ def run(args) -> int:
         return 0
     result = run_bench(configs, args.steps, args.warmup, torch=not args.no_torch,
                        compiled=not args.no_compile, numpy_backend=not args.no_numpy,
-                       start=not args.no_start, memory=not args.no_memory,
-                       blas1=not args.no_blas1, rounds=args.rounds)
+                       start=not args.no_start, memory=not args.no_memory, rounds=args.rounds)
     result["targets"] = [{"target": what, "measured": value, "unit": unit, "met": met}
                          for what, value, unit, met in target_checks(result)]
     print(format_table(result))

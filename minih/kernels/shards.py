@@ -31,6 +31,7 @@ the calling thread, one after another (or use backend="numpy", which has no thre
 """
 import numpy as np
 
+from .blas_threads import single_threaded_blas
 from .threads import run_alone, run_tasks
 
 N_SHARDS = 8   # fixed shards of the batch (fewer when B < N_SHARDS)
@@ -54,14 +55,18 @@ def over_batch_shards(f, tokens):
     it with the numba backend's kernels and products split over the threads."""
     B, T = tokens.shape
     bounds = shard_bounds(B)
-    if len(bounds) == 1 or B * T < MIN_SHARD_POSITIONS * len(bounds):
-        return run_alone(lambda: f(tokens)) if B * T < MIN_SPLIT_POSITIONS else f(tokens)
-    out = [None] * len(bounds)
+    # the whole step with BLAS on one thread of its own: the numba backend splits the big
+    # products over minih's threads itself (kernels/blas.py), and a small step's products
+    # gain nothing from BLAS's threads but their busy-waiting (kernels/blas_threads.py)
+    with single_threaded_blas():
+        if len(bounds) == 1 or B * T < MIN_SHARD_POSITIONS * len(bounds):
+            return run_alone(lambda: f(tokens)) if B * T < MIN_SPLIT_POSITIONS else f(tokens)
+        out = [None] * len(bounds)
 
-    def shard(s, b0, b1):
-        out[s] = f(tokens[b0:b1])
+        def shard(s, b0, b1):
+            out[s] = f(tokens[b0:b1])
 
-    run_tasks([lambda s=s, b0=b0, b1=b1: shard(s, b0, b1) for s, (b0, b1) in enumerate(bounds)])
+        run_tasks([lambda s=s, b0=b0, b1=b1: shard(s, b0, b1) for s, (b0, b1) in enumerate(bounds)])
     weights = [(b1 - b0) / B for b0, b1 in bounds]                # B_s / B
     loss = sum(w * loss_s for w, (loss_s, _) in zip(weights, out))
     grads = {}

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .memory import kept_freed_memory
 from ..model import get_backend, per_token_losses
 from ..optim import adamw_init, train_step
 from ..params import init_params
@@ -146,7 +147,8 @@ def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, back
         record = _Recorder(writer, tc, backend, checkpoint_every, checkpoint_seconds, state.step)
         record.snapshot(state)
         end = tc.steps if stop_after is None else min(tc.steps, state.step + stop_after)
-        with _Progress(progress, tc.steps, state.step, out.name) as bar:
+        # kept_freed_memory: each step reuses the memory the last one freed (training/memory.py)
+        with _Progress(progress, tc.steps, state.step, out.name) as bar, kept_freed_memory():
             while state.step < end and not interrupts.received:
                 t0 = time.perf_counter()
                 tokens = tc.data.sample(state.rng, tc.batch, tc.T)                      # [B,T]
