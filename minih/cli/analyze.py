@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import CLIError, output_dir
 from ..interp.analysis import analyze
 
 def add_arguments(p) -> None:
@@ -16,10 +17,23 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
+    if args.n_text < 1:
+        raise CLIError(f"--n-text must be >= 1, got {args.n_text}")
+    if args.text_len < 1:
+        raise CLIError(f"--text-len must be >= 1, got {args.text_len}")
+    if args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    if args.out is not None:
+        output_dir(args.out)
     result = analyze(args.run, out_dir=args.out, backend=args.backend, n_text=args.n_text,
                      text_len=args.text_len, seed=args.seed, progress=not args.quiet)
     out = Path(args.out) if args.out else Path(args.run) / "analysis"
     n_snap = len(result.snapshots["step"])
+    used = result.settings
+    if used["n_text"] < args.n_text or used["text_len"] < args.text_len:
+        print(f"note: the run's evaluation set holds {used['n_text']} examples of "
+              f"{used['text_len']} tokens; used those (asked for --n-text {args.n_text}, "
+              f"--text-len {args.text_len})")
     print(f"analysed {n_snap} snapshots in {result.settings['seconds']:.1f} s -> "
           f"{out}/heads.csv, composition.csv, snapshots.csv, analysis.json")
     last = [r for r in result.rows("heads") if r["snapshot"] == n_snap - 1]

@@ -60,3 +60,16 @@ def curve(x, y, x_name: str, y_name: str, positive_x: bool = True):
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError(f"{x_name} and {y_name} must be finite")
     return x, y
+
+
+def integer(value, name: str, minimum: int | None = None) -> int:
+    """`value` as an int (NumPy integers accepted; bools and floats refused)."""
+    from ...config import check_int
+    return check_int(value, name, minimum)
+
+
+def rng(seed, name: str = "seed") -> np.random.Generator:
+    """A Generator from `seed` (an int >= 0, or a Generator passed through)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(integer(seed, name, minimum=0))

@@ -160,6 +160,7 @@ def eigenvalue_copying_scores(params, cfg: ModelConfig) -> np.ndarray:
     eigenvalue_positivity of the full OV circuit LN1(W_E) W_V W_O (L_final W_U) [V, V],
     computed from small_ov_circuits, the [E, E] matrices with the same nonzero eigenvalues.
     """
+    check_params(params, cfg)
     return np.array([[eigenvalue_positivity(m) for m in small_ov_circuits(params, cfg, l)]
                      for l in range(cfg.n_layers)]).reshape(cfg.n_layers, cfg.n_heads)
 
