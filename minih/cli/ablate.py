@@ -25,7 +25,7 @@ import numpy as np
 
 from ..interp.ablation import KINDS
 from ..interp.attribution import phase_direction, phase_window, sweep_heads
-from . import CLIError
+from . import CLIError, output_dir
 from ..interp.paths import term_importance
 
 MAX_PATHS = 1000        # skip the path expansion above this many terms ((1+H)^n_layers)
@@ -153,8 +153,7 @@ def run(args) -> int:
     r = load_run(args.run)
     if len(r) == 0:
         raise CLIError(f"{args.run} has no snapshots yet")
-    out_dir = Path(args.out) if args.out else r.path / "ablation"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_dir(args.out if args.out else r.path / "ablation")
     kinds = list(KINDS) if args.kind == "all" else [args.kind]
     written = []
     for kind in kinds:
