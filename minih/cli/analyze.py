@@ -6,12 +6,15 @@ from pathlib import Path
 from . import CLIError, output_dir
 from ..interp.analysis import analyze
 
+TEXT_LEN = 256
+
+
 def add_arguments(p) -> None:
     p.add_argument("run", help="run directory (written by `minih train`)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/analysis)")
     p.add_argument("--backend", default="numpy", choices=["numpy", "numba"])
     p.add_argument("--n-text", type=int, default=4, help="evaluation examples for the text scores (default 4)")
-    p.add_argument("--text-len", type=int, default=256, help="tokens of each (default 256)")
+    p.add_argument("--text-len", type=int, default=TEXT_LEN, help="tokens of each (default 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random test sequences")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -30,7 +33,7 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path(args.run) / "analysis"
     n_snap = len(result.snapshots["step"])
     used = result.settings
-    if used["n_text"] < args.n_text or used["text_len"] < args.text_len:
+    if used["n_text"] < args.n_text or (args.text_len != TEXT_LEN and used["text_len"] < args.text_len):
         print(f"note: the run's evaluation set holds {used['n_text']} examples of "
               f"{used['text_len']} tokens; used those (asked for --n-text {args.n_text}, "
               f"--text-len {args.text_len})")
