@@ -46,7 +46,7 @@ def per_token_losses(losses, min_positions: int = 1):
 
 def curve(x, y, x_name: str, y_name: str, positive_x: bool = True):
     """Check two 1-D arrays of the same length >= 3, x increasing (and > 0 if positive_x)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    x, y = floats(x, x_name), floats(y, y_name)
     if x.ndim != 1 or y.shape != x.shape:
         raise ValueError(f"{x_name} and {y_name} must be 1-D arrays of the same length, "
                          f"got shapes {x.shape} and {y.shape}")
@@ -73,3 +73,11 @@ def rng(seed, name: str = "seed") -> np.random.Generator:
     if isinstance(seed, np.random.Generator):
         return seed
     return np.random.default_rng(integer(seed, name, minimum=0))
+
+
+def floats(value, name: str) -> np.ndarray:
+    """`value` as a float64 array, or ValueError naming `name` (None, dicts, strings, ragged lists)."""
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers, got {type(value).__name__}") from None

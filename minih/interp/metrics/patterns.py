@@ -136,7 +136,7 @@ def detection_pattern(name: str, tokens) -> np.ndarray:
                     previous_token_mask(t.shape[1]), (t.shape[0],) + (t.shape[1],) * 2),
                 "duplicate_token_head": duplicate_token_mask,
                 "induction_head": induction_mask}
-    if name not in builders:
+    if not isinstance(name, str) or name not in builders:
         raise ValueError(f"unknown detection pattern {name!r}; choose one of {DETECTION_PATTERNS}")
     return builders[name](tokens).astype(np.float64)
 
@@ -160,7 +160,7 @@ def detector_score(pattern, target, error_measure: str = "mul", exclude_bos: boo
     """
     pattern = _check.pattern_and_tokens(pattern)
     B, H, T, _ = pattern.shape
-    target = np.asarray(target, dtype=np.float64)
+    target = _check.floats(target, "target")
     if target.shape not in ((T, T), (B, T, T)):
         raise ValueError(f"target must have shape [T, T] or [batch, T, T] = {[B, T, T]}, "
                          f"got {list(target.shape)}")
