@@ -78,6 +78,8 @@ def rng(seed, name: str = "seed") -> np.random.Generator:
 def floats(value, name: str) -> np.ndarray:
     """`value` as a float64 array, or ValueError naming `name` (None, dicts, strings, ragged lists)."""
     try:
+        if value is None:                  # np.asarray(None, float) would be a silent NaN
+            raise TypeError
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be an array of numbers, got {type(value).__name__}") from None
