@@ -33,6 +33,8 @@ def run_dir(tmp_path_factory):
     for s in range(4):
         p = minih.init_params(cfg, s)
         writer.add_snapshot(s, 100 * (s + 1), p, minih.per_token_losses(p, eval_tokens, cfg))
+    short = RunWriter(path.parent / "run-short", cfg, {}, eval_tokens[:, :5])   # too short for ICL
+    short.add_snapshot(0, 100, p, minih.per_token_losses(p, eval_tokens[:, :5], cfg))
     return path
 
 
@@ -69,7 +71,8 @@ CLI_ROWS = [
       "--no-memory", "--out", "{file}/x.json"], 2, r"--out .*x.json: folder .*a_file: is a file"),
     (["bench", "--steps", "1", "--out", "{run}"], 2, r"--out .*run: is a folder; give a file name"),
     # numbers and sizes
-    (["analyze", "{run}", "--quiet", "--text-len", "-5"], 2, r"--text-len must be >= 1, got -5"),
+    (["analyze", "{run}", "--quiet", "--text-len", "-5"], 2, r"--text-len must be >= 2 .*got -5"),
+    (["analyze", "{run}", "--quiet", "--text-len", "1"], 2, r"--text-len must be >= 2"),
     (["analyze", "{run}", "--quiet", "--n-text", "0"], 2, r"--n-text must be >= 1, got 0"),
     (["analyze", "{run}", "--quiet", "--seed", "-1"], 2, r"--seed must be >= 0, got -1"),
     (["ablate", "{run}", "--every", "0"], 2, r"--every must be >= 1, got 0"),
@@ -90,6 +93,8 @@ CLI_ROWS = [
     # input runs that are missing or damaged
     (["analyze", "{run}-missing", "--quiet"], 2, r"is not a directory"),
     (["ablate", "{file}"], 2, r"is not a directory"),
+    (["ablate", "{run}-short", "--quiet"], 2,
+     r"run-short: ablation measures the ICL score .* at least 12 tokens .* got 5"),
 ]
 
 
@@ -264,7 +269,7 @@ API_ROWS = [
     (lambda: M.k_composition_qk_trace(PARAMS, CFG, "x"), r"previous_token_scores must be an array"),
     (lambda: minih.analyze(None), r"run_dir must be a path"),
     (lambda: minih.analyze("x", n_text=2.5), r"n_text must be an int"),
-    (lambda: minih.analyze("x", text_len=-5), r"text_len must be >= 1, got -5"),
+    (lambda: minih.analyze("x", text_len=-5), r"text_len must be >= 2, got -5"),
     (lambda: minih.analyze("x", backend="torch"), r"backend must be 'numpy' or 'numba'"),
     (lambda: minih.gradcheck(seq_len=0), r"at least 2 position"),
     (lambda: minih.gradcheck(max_entries=2).ok(float("nan")), r"tol must be a finite number"),

@@ -153,6 +153,12 @@ def run(args) -> int:
     r = load_run(args.run)
     if len(r) == 0:
         raise CLIError(f"{args.run} has no snapshots yet")
+    from ..interp.metrics import icl_indices
+    try:
+        icl_indices(r.eval_tokens.shape[1])
+    except ValueError as e:
+        raise CLIError(f"{args.run}: ablation measures the ICL score on the run's evaluation "
+                       f"examples, and {e}") from None
     out_dir = output_dir(args.out if args.out else r.path / "ablation")
     kinds = list(KINDS) if args.kind == "all" else [args.kind]
     written = []

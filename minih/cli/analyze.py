@@ -22,8 +22,9 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     if args.n_text < 1:
         raise CLIError(f"--n-text must be >= 1, got {args.n_text}")
-    if args.text_len < 1:
-        raise CLIError(f"--text-len must be >= 1, got {args.text_len}")
+    if args.text_len < 2:
+        raise CLIError(f"--text-len must be >= 2 (the previous-token score needs two positions), "
+                       f"got {args.text_len}")
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
     if args.out is not None:

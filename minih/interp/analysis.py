@@ -152,7 +152,7 @@ def analyze(run_dir, out_dir=None, backend: str = "numpy", n_text: int = 4,
         raise ValueError(f"out_dir must be a path (str or Path) or None, got {type(out_dir).__name__}")
     n_text = check_int(n_text, "n_text", minimum=1)
     if text_len is not None:
-        text_len = check_int(text_len, "text_len", minimum=1)
+        text_len = check_int(text_len, "text_len", minimum=2)   # previous-token needs 2
     seed = check_int(seed, "seed", minimum=0)
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
