@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import ModelConfig, check_number
+from .config import ModelConfig, check_int, check_number
 from .model import forward, get_backend, loss_and_grads
-from .params import check_params, check_tokens, init_params
+from .params import check_config, check_params, check_tokens, init_params
 
 DENOM_FLOOR = 1e-5
 
@@ -79,6 +79,18 @@ def gradcheck(cfg: ModelConfig | None = None, params=None, tokens=None, *, seed:
     per parameter instead of all of them (for large models). `progress`, if given, is
     called with 1 after every checked entry (e.g. a tqdm bar's update).
     """
+    # the arguments, checked by name before any work
+    if cfg is not None:
+        check_config(cfg)
+    if params is not None and not isinstance(params, dict):
+        raise ValueError(f"params must be a dict of arrays or None, got {type(params).__name__}")
+    if not isinstance(seed, np.random.Generator):
+        seed = check_int(seed, "seed", minimum=0)
+    batch = check_int(batch, "batch", minimum=1)
+    seq_len = None if seq_len is None else check_int(seq_len, "seq_len", minimum=2)
+    max_entries = None if max_entries is None else check_int(max_entries, "max_entries", minimum=1)
+    if check_number(h, "h") <= 0:
+        raise ValueError(f"h must be > 0, got {h}")
     cfg = (cfg or ModelConfig.preset("tiny")).replace(dtype="float64")
     rng = np.random.default_rng(seed)
     if params is None:
