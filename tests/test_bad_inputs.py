@@ -68,7 +68,7 @@ CLI_ROWS = [
     (["ablate", "{run}", "--quiet", "--out", "{file}"], 2, r"--out .*a_file: is a file, not a folder"),
     (["reproduce", "--size", "tiny", "--out", "{file}"], 2, r"--out .*a_file: is a file"),
     (["bench", "--steps", "1", "--configs", "small", "--no-torch", "--no-compile", "--no-start",
-      "--no-memory", "--out", "{file}/x.json"], 2, r"--out .*x.json: folder .*a_file: is a file"),
+      "--no-memory", "--out", "{file}/x.json"], 2, r"--out .*x.json: .*a_file is a file, so nothing"),
     (["bench", "--steps", "1", "--out", "{run}"], 2, r"--out .*run: is a folder; give a file name"),
     # numbers and sizes
     (["analyze", "{run}", "--quiet", "--text-len", "-5"], 2, r"--text-len must be >= 2 .*got -5"),
@@ -301,3 +301,19 @@ def test_numpy_integers_are_ints():
     assert induction_model(d_vocab=np.int64(16), n_ctx=np.int64(48))[0].d_vocab == 16
     toks = M.copying_tokens(np.int64(12), n_seqs=np.int64(2), seed=np.uint8(1))
     assert toks.shape == (2, 25)
+
+
+@pytest.mark.parametrize("argv", [
+    ["analyze", "{run}", "--quiet", "--out", "{tmp}/out"],
+    ["ablate", "{run}", "--quiet", "--out", "{tmp}/out"],
+    ["reproduce", "--size", "tiny", "--out", "{tmp}/out"],
+    ["bench", "--steps", "1", "--out", "{tmp}/out/bench.json"],
+])
+def test_read_only_output_folder(argv, run_dir, tmp_path, monkeypatch, capsys):
+    # a read-only folder, as the system reports it (root may write anywhere, so os.access
+    # is what says no here)
+    import minih.cli
+    monkeypatch.setattr(minih.cli.os, "access", lambda path, mode: False)
+    code, out = run_cli([a.format(run=run_dir, tmp=tmp_path) for a in argv], capsys)
+    assert code == 2
+    assert "not writable" in one_line_error(out.err)

@@ -44,7 +44,15 @@ def output_file(path, option: str = "--out") -> Path:
     path = Path(path)
     if path.is_dir():
         raise CLIError(f"{option} {path}: is a folder; give a file name, e.g. {path / 'out.json'}")
-    output_dir(path.parent if str(path.parent) else ".", option=f"{option} {path}: folder")
+    for parent in path.parents:
+        if parent.exists() and not parent.is_dir():
+            raise CLIError(f"{option} {path}: {parent} is a file, so nothing can be written in it")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CLIError(f"{option} {path}: cannot create its folder ({e.strerror})") from None
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise CLIError(f"{option} {path}: its folder {path.parent} is not writable")
     if path.exists() and not os.access(path, os.W_OK):
         raise CLIError(f"{option} {path}: the file is not writable")
     return path
