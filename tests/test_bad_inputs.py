@@ -297,6 +297,8 @@ def test_numpy_integers_are_ints():
     assert type(cfg.d_model) is int and type(cfg.init_embed_std) is float
     a, b = minih.init_params(cfg, np.int64(3)), minih.init_params(cfg, 3)
     assert all(np.array_equal(a[k], b[k]) for k in a)
+    repeated = minih.data.RepeatedTokens(d_vocab=np.int64(10), min_len=np.int32(2))
+    assert type(repeated.d_vocab) is int and repeated == minih.data.RepeatedTokens(d_vocab=10, min_len=2)
     from minih.interp.handbuilt import induction_model
     assert induction_model(d_vocab=np.int64(16), n_ctx=np.int64(48))[0].d_vocab == 16
     toks = M.copying_tokens(np.int64(12), n_seqs=np.int64(2), seed=np.uint8(1))

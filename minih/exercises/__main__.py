@@ -1,4 +1,4 @@
-"""python -m minih.exercises {list, start N, check N [--file PATH | --solution]}"""
+"""python -m minih.exercises {list, start N [--out DIR], check N [--file PATH | --solution]}"""
 import argparse
 import shutil
 import sys
