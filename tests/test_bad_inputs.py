@@ -319,3 +319,12 @@ def test_read_only_output_folder(argv, run_dir, tmp_path, monkeypatch, capsys):
     code, out = run_cli([a.format(run=run_dir, tmp=tmp_path) for a in argv], capsys)
     assert code == 2
     assert "not writable" in one_line_error(out.err)
+
+
+def test_closed_pipe_is_quiet(tmp_path):
+    # `python -m minih gradcheck | head -1`: the reader leaves early; no error, no traceback
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    p = subprocess.run(f"{sys.executable} -m minih gradcheck --quiet | head -c 8",
+                       shell=True, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert p.stdout == "checking"
+    assert p.stderr == ""

@@ -130,6 +130,14 @@ def main(argv: list[str] | None = None) -> int:
         # bad option values, config errors, damaged input files: one line, exit code 2
         print(f"{prefix}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader of our output went away (e.g. `minih gradcheck | head -1`): not an error
+        # to report; point stdout at /dev/null so the interpreter's final flush stays quiet
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):          # stdout is not a real file (e.g. captured)
+            pass
+        return 141
     except OSError as e:
         # the file system said no: a missing, unreadable or unwritable file, a full disk
         print(f"{prefix}: error: {os_error_line(e)}", file=sys.stderr)
