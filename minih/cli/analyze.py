@@ -5,6 +5,7 @@ from pathlib import Path
 
 from . import CLIError, output_dir
 from ..interp.analysis import analyze
+from ..training.run import load_run
 
 TEXT_LEN = 256
 
@@ -28,6 +29,7 @@ def run(args) -> int:
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
     if args.out is not None:
+        load_run(args.run)              # a bad run is reported before any folder is made
         output_dir(args.out)
     result = analyze(args.run, out_dir=args.out, backend=args.backend, n_text=args.n_text,
                      text_len=args.text_len, seed=args.seed, progress=not args.quiet)
