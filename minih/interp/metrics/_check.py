@@ -83,3 +83,17 @@ def floats(value, name: str) -> np.ndarray:
         return np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be an array of numbers, got {type(value).__name__}") from None
+
+
+def token_batch(tokens, name: str = "tokens") -> np.ndarray:
+    """Integer tokens [B, T] (a single sequence [T] gets a batch axis), or ValueError."""
+    try:
+        tokens = np.asarray(tokens)
+    except ValueError:                     # ragged nested lists
+        raise ValueError(f"{name} must be a rectangular [batch, T] array of integers") from None
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(f"{name} must be integers of shape [batch, T], got {tokens.dtype} "
+                         f"{tokens.shape}")
+    return tokens
