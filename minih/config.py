@@ -8,10 +8,35 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 
 POSITIONAL_MODES = ("shortformer", "standard")
 DTYPES = ("float32", "float64")
+
+
+def check_int(value, name: str, minimum: int | None = None) -> int:
+    """`value` as a Python int (NumPy integers accepted), or ValueError naming `name`.
+
+    bool is refused (True is not a size), and so are floats, even whole ones."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
+
+
+def check_number(value, name: str, minimum: float | None = None) -> float:
+    """`value` as a finite Python float (ints and NumPy numbers accepted), or ValueError."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -43,8 +68,9 @@ class ModelConfig:
         positive = ("n_heads", "d_model", "d_head", "n_ctx", "d_vocab")
         for name in positive + ("n_layers",):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise ValueError(f"ModelConfig.{name} must be an int, got {value!r}")
+            object.__setattr__(self, name, int(value))      # NumPy integers become ints
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -63,8 +89,10 @@ class ModelConfig:
             value = getattr(self, name)
             if not _is_finite_number(value) or not value >= 0:
                 raise ValueError(f"ModelConfig.{name} must be a number >= 0 (finite), got {value!r}")
+            object.__setattr__(self, name, float(value))    # NumPy floats become floats
         if not _is_finite_number(self.smear_init):
             raise ValueError(f"ModelConfig.smear_init must be a finite number, got {self.smear_init!r}")
+        object.__setattr__(self, "smear_init", float(self.smear_init))
 
     def replace(self, **changes) -> "ModelConfig":
         """A copy with some fields changed (validated again)."""
@@ -79,20 +107,23 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
+        if not isinstance(d, dict):
+            raise ValueError(f"ModelConfig.from_dict expects a dict of fields, got {type(d).__name__}")
         return cls().replace(**d)
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "ModelConfig":
         """A named preset (see PRESETS), optionally with fields overridden."""
-        if name not in PRESETS:
+        if not isinstance(name, str) or name not in PRESETS:
             raise ValueError(f"unknown model preset {name!r}; presets are {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
+        return cls().replace(**{**PRESETS[name], **overrides})   # unknown fields: a ValueError
 
 
 def _is_finite_number(value) -> bool:
     """An int or float that is neither NaN nor infinite (an init std of inf or NaN would
     only show up later, as a diverged run blamed on the learning rate)."""
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    return (not isinstance(value, bool) and isinstance(value, numbers.Real)
+            and math.isfinite(value))                      # NumPy numbers too
 
 
 # Named model shapes. Training presets (data, steps, learning rate) live in

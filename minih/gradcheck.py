@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .config import ModelConfig
+from .config import ModelConfig, check_int, check_number
 from .model import forward, get_backend, loss_and_grads
-from .params import check_params, check_tokens, init_params
+from .params import check_config, check_params, check_tokens, init_params
 
 DENOM_FLOOR = 1e-5
 
@@ -53,6 +53,8 @@ class GradcheckReport:
         return max((r.max_rel_err for r in self.rows), default=0.0)
 
     def ok(self, tol: float = 1e-6) -> bool:
+        if check_number(tol, "tol") <= 0:
+            raise ValueError(f"tol must be > 0, got {tol}")
         return self.max_rel_err < tol
 
     def __str__(self) -> str:
@@ -67,14 +69,28 @@ class GradcheckReport:
 
 def gradcheck(cfg: ModelConfig | None = None, params=None, tokens=None, *, seed: int = 0,
               batch: int = 2, seq_len: int | None = None, h: float = 5e-4,
-              max_entries: int | None = None, backend: str = "numpy") -> GradcheckReport:
+              max_entries: int | None = None, backend: str = "numpy",
+              progress=None) -> GradcheckReport:
     """Compare `loss_and_grads` with finite differences for every parameter.
 
     cfg defaults to the "tiny" preset; params default to init_params(cfg, seed);
     tokens default to random tokens [batch, seq_len or n_ctx]. Everything is cast to
     float64 first. `max_entries` checks a seeded random sample of that many entries
-    per parameter instead of all of them (for large models).
+    per parameter instead of all of them (for large models). `progress`, if given, is
+    called with 1 after every checked entry (e.g. a tqdm bar's update).
     """
+    # the arguments, checked by name before any work
+    if cfg is not None:
+        check_config(cfg)
+    if params is not None and not isinstance(params, dict):
+        raise ValueError(f"params must be a dict of arrays or None, got {type(params).__name__}")
+    if not isinstance(seed, np.random.Generator):
+        seed = check_int(seed, "seed", minimum=0)
+    batch = check_int(batch, "batch", minimum=1)
+    seq_len = None if seq_len is None else check_int(seq_len, "seq_len", minimum=2)
+    max_entries = None if max_entries is None else check_int(max_entries, "max_entries", minimum=1)
+    if check_number(h, "h") <= 0:
+        raise ValueError(f"h must be > 0, got {h}")
     cfg = (cfg or ModelConfig.preset("tiny")).replace(dtype="float64")
     rng = np.random.default_rng(seed)
     if params is None:
@@ -82,7 +98,7 @@ def gradcheck(cfg: ModelConfig | None = None, params=None, tokens=None, *, seed:
     params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}  # a copy
     check_params(params, cfg)
     if tokens is None:
-        tokens = rng.integers(0, cfg.d_vocab, size=(batch, seq_len or cfg.n_ctx))
+        tokens = rng.integers(0, cfg.d_vocab, size=(batch, cfg.n_ctx if seq_len is None else seq_len))
     tokens = check_tokens(tokens, cfg, min_len=2)
     ops = get_backend(backend)
 
@@ -106,6 +122,8 @@ def gradcheck(cfg: ModelConfig | None = None, params=None, tokens=None, *, seed:
                 f[step] = loss_at(params)
             flat[i] = orig
             numeric[n] = (f[-2] - 8 * f[-1] + 8 * f[1] - f[2]) / (12 * h)
+            if progress is not None:
+                progress(1)
         analytic = grads[key].reshape(-1)[idx]
         rel = np.abs(analytic - numeric) / np.maximum.reduce(
             [np.abs(analytic), np.abs(numeric), np.full(len(idx), DENOM_FLOOR)])

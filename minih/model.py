@@ -51,7 +51,7 @@ BACKENDS = {"numpy": "minih.ops", "numba": "minih.kernels"}
 
 def get_backend(name: str):
     """The op module for backend `name` ("numpy" or "numba")."""
-    if name not in BACKENDS:
+    if not isinstance(name, str) or name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
     return importlib.import_module(BACKENDS[name])
 

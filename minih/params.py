@@ -18,7 +18,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import ModelConfig
+from .config import ModelConfig, check_int
+
+
+def check_config(cfg, name: str = "cfg") -> ModelConfig:
+    """Raise ValueError unless `cfg` is a ModelConfig (e.g. ModelConfig.preset("tiny"))."""
+    if not isinstance(cfg, ModelConfig):
+        raise ValueError(f"{name} must be a ModelConfig, e.g. minih.ModelConfig.preset('tiny'), "
+                         f"got {type(cfg).__name__}")
+    return cfg
 
 
 def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -50,7 +58,10 @@ def init_params(cfg: ModelConfig, seed: int | np.random.Generator = 0) -> dict[s
     scale), LayerNorm w = 1 and b = 0, smear logits = `smear_init` (0: s = 0.5).
     The embedding scales matter for the science: see docs/03_training.md.
     """
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    check_config(cfg)
+    if not isinstance(seed, np.random.Generator):
+        seed = np.random.default_rng(check_int(seed, "seed", minimum=0))
+    rng = seed
     dtype = np.dtype(cfg.dtype)
     std_attn = cfg.init_attn_std or 1.0 / np.sqrt(cfg.d_model)
     std_out = cfg.init_out_std or 1.0 / np.sqrt(cfg.n_heads * cfg.d_head)
@@ -73,7 +84,9 @@ def init_params(cfg: ModelConfig, seed: int | np.random.Generator = 0) -> dict[s
 
 
 def check_params(params: dict, cfg: ModelConfig) -> None:
-    """Raise ValueError if `params` does not match `cfg` exactly (keys, shapes, dtype)."""
+    """Raise ValueError if `params` does not match `cfg` exactly (keys, shapes, dtype) or
+    holds a NaN or an infinite value."""
+    check_config(cfg)
     if not isinstance(params, dict):
         raise ValueError(f"params must be a dict of arrays, got {type(params).__name__}")
     shapes = param_shapes(cfg)
@@ -96,11 +109,21 @@ def check_params(params: dict, cfg: ModelConfig) -> None:
         if value.dtype != np.dtype(cfg.dtype):
             raise ValueError(f"params[{key!r}] has dtype {value.dtype}, but the config says "
                              f"dtype={cfg.dtype!r}; convert with .astype({cfg.dtype!r})")
+        if not np.isfinite(value).all():
+            bad = np.argwhere(~np.isfinite(value))[0]
+            raise ValueError(f"params[{key!r}] holds {int((~np.isfinite(value)).sum())} non-finite "
+                             f"value(s) (NaN or inf), the first {value[tuple(bad)]} at index "
+                             f"{tuple(int(i) for i in bad)}; parameters must be finite")
 
 
 def check_tokens(tokens, cfg: ModelConfig, min_len: int = 1) -> np.ndarray:
     """Return `tokens` as an int array [batch, T] or raise ValueError saying what is wrong."""
-    arr = np.asarray(tokens)
+    check_config(cfg)
+    try:
+        arr = np.asarray(tokens)
+    except ValueError:                     # ragged nested lists
+        raise ValueError("tokens must be a rectangular [batch, T] array of integers; "
+                         "the sequences given have different lengths") from None
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.integer) or arr.size == 0):
         raise ValueError(f"tokens must be integers, got dtype {arr.dtype}")
     if arr.ndim != 2:

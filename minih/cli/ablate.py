@@ -25,7 +25,7 @@ import numpy as np
 
 from ..interp.ablation import KINDS
 from ..interp.attribution import phase_direction, phase_window, sweep_heads
-from . import CLIError
+from . import CLIError, output_dir
 from ..interp.paths import term_importance
 
 MAX_PATHS = 1000        # skip the path expansion above this many terms ((1+H)^n_layers)
@@ -153,8 +153,13 @@ def run(args) -> int:
     r = load_run(args.run)
     if len(r) == 0:
         raise CLIError(f"{args.run} has no snapshots yet")
-    out_dir = Path(args.out) if args.out else r.path / "ablation"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from ..interp.metrics import icl_indices
+    try:
+        icl_indices(r.eval_tokens.shape[1])
+    except ValueError as e:
+        raise CLIError(f"{args.run}: ablation measures the ICL score on the run's evaluation "
+                       f"examples, and {e}") from None
+    out_dir = output_dir(args.out if args.out else r.path / "ablation")
     kinds = list(KINDS) if args.kind == "all" else [args.kind]
     written = []
     for kind in kinds:

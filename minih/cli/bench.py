@@ -5,6 +5,7 @@ import json
 
 from ..app.bench import CONFIGS, format_profile, format_table, op_profile, run_bench, target_checks
 from ..config import ModelConfig
+from . import output_file
 
 def add_arguments(p):
     p.add_argument("--configs", default="ref,small",
@@ -34,6 +35,8 @@ def run(args) -> int:
     if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
         raise ValueError(f"--steps and --rounds must be >= 1 and --warmup >= 0, got "
                          f"{args.steps}, {args.rounds}, {args.warmup}")
+    if not args.profile:
+        output_file(args.out)                  # before minutes of timing, not after
     if args.profile:
         for name in configs:
             overrides, batch = CONFIGS[name]

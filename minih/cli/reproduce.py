@@ -22,6 +22,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     from ..app.reproduce import reproduce
+    from . import CLIError, output_dir
+    if args.seed < 0:
+        raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    output_dir(args.out)
     size = args.size or ("quick" if args.quick else "full")
     try:
         reproduce(out=args.out, size=size, seed=args.seed, backend=args.backend,

@@ -36,6 +36,7 @@ Shape legend: B = batch, T = positions
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -61,8 +62,9 @@ class GeneralityTasks:
     def __post_init__(self):
         for f in ("d_vocab", "min_len", "max_len", "n_classes"):
             v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"generality data: {f} must be an int >= 1, got {v!r}")
+            object.__setattr__(self, f, int(v))           # NumPy integers become ints
         if self.d_vocab % 2 or self.d_vocab < 4:
             raise ValueError(f"generality data: d_vocab must be even and >= 4, got {self.d_vocab}")
         if self.mode not in MODES:

@@ -20,6 +20,7 @@ Shape legend: B = batch, T = positions, k = states (d_vocab)
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -35,8 +36,10 @@ class MarkovChains:
     alpha: float = 1.0     # Dirichlet concentration of each row (1 = uniform over the simplex)
 
     def __post_init__(self):
-        if isinstance(self.d_vocab, bool) or not isinstance(self.d_vocab, int) or self.d_vocab < 2:
+        if isinstance(self.d_vocab, bool) or not isinstance(self.d_vocab, numbers.Integral) \
+                or self.d_vocab < 2:
             raise ValueError(f"markov data: d_vocab must be an int >= 2, got {self.d_vocab!r}")
+        object.__setattr__(self, "d_vocab", int(self.d_vocab))   # NumPy integers become ints
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float)) or not self.alpha > 0:
             raise ValueError(f"markov data: alpha must be a number > 0, got {self.alpha!r}")
 

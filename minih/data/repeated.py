@@ -20,6 +20,7 @@ Shape legend: B = batch, T = positions
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -42,8 +43,9 @@ class RepeatedTokens:
     def __post_init__(self):
         for f in ("d_vocab", "min_len", "max_len", "copies"):
             v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"repeated data: {f} must be an int >= 1, got {v!r}")
+            object.__setattr__(self, f, int(v))           # NumPy integers become ints
         if self.mode not in MODES:
             raise ValueError(f"repeated data: mode must be one of {MODES}, got {self.mode!r}")
         if self.max_len < self.min_len:

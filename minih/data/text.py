@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import numbers
 import sys
 import sysconfig
 import zlib
@@ -117,15 +118,17 @@ class _ByteCorpus:
             raise ValueError(f"{self.name} data: repeat_fraction must be in [0, 1], got {self.repeat_fraction!r}")
         for f in ("repeat_min_len", "repeat_max_len"):
             v = getattr(self, f)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
                 raise ValueError(f"{self.name} data: {f} must be an int >= 1, got {v!r}")
+            object.__setattr__(self, f, int(v))           # NumPy integers become ints
         if self.repeat_max_len < self.repeat_min_len:
             raise ValueError(f"{self.name} data: repeat_max_len must be >= repeat_min_len")
         if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) \
                 or not 0 < self.val_fraction < 1:
             raise ValueError(f"{self.name} data: val_fraction must be in (0, 1), got {self.val_fraction!r}")
-        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, int):
+        if isinstance(self.split_seed, bool) or not isinstance(self.split_seed, numbers.Integral):
             raise ValueError(f"{self.name} data: split_seed must be an int, got {self.split_seed!r}")
+        object.__setattr__(self, "split_seed", int(self.split_seed))
 
     def fingerprint(self) -> dict:
         """The files this source reads, as {"root", "files", "bytes", "sha256"}: a hash of

@@ -1,6 +1,7 @@
 """The list of exercises and the machinery to load and check a student's file."""
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,19 +60,32 @@ def get_exercise(number: int) -> Exercise:
 
 
 def load_function(path: Path, name: str):
-    """Import the file at `path` and return its function `name`."""
+    """Import the file at `path` (Python source, whatever its name ends with) and return
+    its function `name`."""
+    if path.is_dir():
+        raise ExerciseFailed(f"{path} is a folder; pass the file with your solution, "
+                             f"e.g. --file {path / 'exNN_name.py'}")
     if not path.is_file():
         raise ExerciseFailed(f"{path} does not exist; create it with "
                              f"`python -m minih.exercises start N` or pass --file PATH")
-    spec = importlib.util.spec_from_file_location(f"_minih_exercise_{path.stem}", path)
+    # an explicit source loader: spec_from_file_location knows no loader for a name
+    # without .py (e.g. a file saved as "solution.txt")
+    loader = importlib.machinery.SourceFileLoader(f"_minih_exercise_{path.stem}", str(path))
+    spec = importlib.util.spec_from_loader(loader.name, loader)
     module = importlib.util.module_from_spec(spec)
     try:
         spec.loader.exec_module(module)
+    except SystemExit as e:   # sys.exit() or exit() at the top of the file
+        raise ExerciseFailed(f"importing {path} called sys.exit({e.code!r}); "
+                             f"remove that call, the file must only define functions") from None
     except Exception as e:  # a syntax error in the student's file is a result, not a crash
         raise ExerciseFailed(f"could not import {path}: {type(e).__name__}: {e}") from e
     if not hasattr(module, name):
         raise ExerciseFailed(f"{path} has no function {name!r}")
-    return getattr(module, name)
+    fn = getattr(module, name)
+    if not callable(fn):
+        raise ExerciseFailed(f"{path}: {name} must be a function, got {type(fn).__name__}")
+    return fn
 
 
 def check_file(number: int, path: Path) -> list[str]:
@@ -87,5 +101,8 @@ def check_file(number: int, path: Path) -> list[str]:
         raise ExerciseFailed(f"{ex.function} is not filled in yet ({e})") from e
     except checks.CheckFailed as e:
         raise ExerciseFailed(str(e)) from e
+    except SystemExit as e:   # exit() would end the checker and look like a pass
+        raise ExerciseFailed(f"{ex.function} called sys.exit({e.code!r}); a function must "
+                             f"return its result, not end the program") from None
     except Exception as e:  # the student's code crashed: show where, kindly
         raise ExerciseFailed(f"{ex.function} raised {type(e).__name__}: {e}") from e

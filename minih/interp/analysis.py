@@ -35,6 +35,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics as M
+from ..config import check_int
 from ..training.run import load_run
 
 
@@ -144,14 +146,22 @@ def analyze(run_dir, out_dir=None, backend: str = "numpy", n_text: int = 4,
     """
     from tqdm.auto import tqdm
 
+    if not isinstance(run_dir, (str, os.PathLike)):
+        raise ValueError(f"run_dir must be a path (str or Path), got {type(run_dir).__name__}")
+    if out_dir is not None and not isinstance(out_dir, (str, os.PathLike)):
+        raise ValueError(f"out_dir must be a path (str or Path) or None, got {type(out_dir).__name__}")
+    n_text = check_int(n_text, "n_text", minimum=1)
+    if text_len is not None:
+        text_len = check_int(text_len, "text_len", minimum=2)   # previous-token needs 2
+    seed = check_int(seed, "seed", minimum=0)
+    if backend not in ("numpy", "numba"):
+        raise ValueError(f"backend must be 'numpy' or 'numba', got {backend!r}")
     run = load_run(run_dir)
     cfg = run.cfg
     if len(run) == 0:
         raise ValueError(f"{run_dir} has no snapshots to analyse")
     if cfg.n_layers == 0:
         raise ValueError(f"{run_dir} holds a 0-layer model: it has no heads to analyse")
-    if n_text < 1:
-        raise ValueError(f"n_text must be >= 1, got {n_text}")
     t0 = time.perf_counter()
     inputs = fixed_inputs(run, n_text, text_len, seed)
     baseline = M.composition_baseline(cfg.d_model, cfg.d_head)

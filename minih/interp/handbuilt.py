@@ -68,7 +68,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import ModelConfig
+from ..config import ModelConfig, check_int
 from ..params import param_shapes
 
 # Block offsets of the residual-stream slots, as a function of (V, N); see the module doc.
@@ -103,9 +103,9 @@ def induction_model(d_vocab: int = 16, n_ctx: int = 64, n_heads: int = 1,
     Returns:
         (cfg, params): a ModelConfig and a params dict with minih's usual keys (minih.init_params).
     """
-    for name, value in (("d_vocab", d_vocab), ("n_ctx", n_ctx), ("n_heads", n_heads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"induction_model: {name} must be an int >= 1, got {value!r}")
+    d_vocab, n_ctx, n_heads = (check_int(value, f"induction_model: {name}", minimum=1)
+                               for name, value in (("d_vocab", d_vocab), ("n_ctx", n_ctx),
+                                                   ("n_heads", n_heads)))
     if d_vocab < 2 or n_ctx < 2:
         raise ValueError(f"induction_model needs d_vocab >= 2 and n_ctx >= 2, "
                          f"got d_vocab={d_vocab}, n_ctx={n_ctx}")

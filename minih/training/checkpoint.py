@@ -61,15 +61,16 @@ def load_checkpoint(out: Path, tc) -> dict:
     groups = {}
     for prefix in ("param/", "adam_m/", "adam_v/"):
         groups[prefix] = {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        # never written by minih (a diverging run checkpoints its last good state): resuming
+        # from NaN would fail at once and blame the learning rate
+        bad = [prefix + k for k, v in groups[prefix].items()
+               if np.issubdtype(np.asarray(v).dtype, np.number) and not np.isfinite(v).all()]
+        if bad:
+            raise ValueError(f"checkpoint {path} is damaged: NaN or inf in {bad}")
         try:
             check_params(groups[prefix], tc.model)
         except ValueError as e:
             raise ValueError(f"checkpoint {path} is corrupt ({prefix.rstrip('/')}: {e})") from None
-        # never written by minih (a diverging run checkpoints its last good state): resuming
-        # from NaN would fail at once and blame the learning rate
-        bad = [prefix + k for k, v in groups[prefix].items() if not np.isfinite(v).all()]
-        if bad:
-            raise ValueError(f"checkpoint {path} is damaged: NaN or inf in {bad}")
     if len(train_loss) != step:
         raise ValueError(f"checkpoint {path} is corrupt: {len(train_loss)} losses for step {step}")
     # the params' canonical order (param_shapes): sums over keys (the gradient norm)

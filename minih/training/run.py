@@ -357,14 +357,15 @@ class Run:
         entry = self.index[i]
         file = self.path / entry["params"]
         params = load_npz(file, f"snapshot at step {entry['step']}")
+        # minih never stores non-finite weights (a diverging run keeps its last good ones)
+        bad = [k for k, v in params.items()
+               if np.issubdtype(np.asarray(v).dtype, np.number) and not np.isfinite(v).all()]
+        if bad:
+            raise ValueError(f"snapshot {file} is damaged: NaN or inf weights in {bad}")
         try:
             check_params(params, self.cfg)
         except ValueError as e:
             raise ValueError(f"snapshot {file} does not match run.json: {e}") from None
-        # minih never stores non-finite weights (a diverging run keeps its last good ones)
-        bad = [k for k, v in params.items() if not np.isfinite(v).all()]
-        if bad:
-            raise ValueError(f"snapshot {file} is damaged: NaN or inf weights in {bad}")
         return params
 
     def index_of_step(self, step: int) -> int:

@@ -46,7 +46,7 @@ def per_token_losses(losses, min_positions: int = 1):
 
 def curve(x, y, x_name: str, y_name: str, positive_x: bool = True):
     """Check two 1-D arrays of the same length >= 3, x increasing (and > 0 if positive_x)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    x, y = floats(x, x_name), floats(y, y_name)
     if x.ndim != 1 or y.shape != x.shape:
         raise ValueError(f"{x_name} and {y_name} must be 1-D arrays of the same length, "
                          f"got shapes {x.shape} and {y.shape}")
@@ -60,3 +60,40 @@ def curve(x, y, x_name: str, y_name: str, positive_x: bool = True):
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError(f"{x_name} and {y_name} must be finite")
     return x, y
+
+
+def integer(value, name: str, minimum: int | None = None) -> int:
+    """`value` as an int (NumPy integers accepted; bools and floats refused)."""
+    from ...config import check_int
+    return check_int(value, name, minimum)
+
+
+def rng(seed, name: str = "seed") -> np.random.Generator:
+    """A Generator from `seed` (an int >= 0, or a Generator passed through)."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(integer(seed, name, minimum=0))
+
+
+def floats(value, name: str) -> np.ndarray:
+    """`value` as a float64 array, or ValueError naming `name` (None, dicts, strings, ragged lists)."""
+    try:
+        if value is None:                  # np.asarray(None, float) would be a silent NaN
+            raise TypeError
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an array of numbers, got {type(value).__name__}") from None
+
+
+def token_batch(tokens, name: str = "tokens") -> np.ndarray:
+    """Integer tokens [B, T] (a single sequence [T] gets a batch axis), or ValueError."""
+    try:
+        tokens = np.asarray(tokens)
+    except ValueError:                     # ragged nested lists
+        raise ValueError(f"{name} must be a rectangular [batch, T] array of integers") from None
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
+        raise ValueError(f"{name} must be integers of shape [batch, T], got {tokens.dtype} "
+                         f"{tokens.shape}")
+    return tokens

@@ -31,6 +31,7 @@ import numpy as np
 from ...config import ModelConfig
 from ...ops.layernorm import layernorm_forward
 from ...params import check_params
+from . import _check
 
 
 # --- LayerNorm, as the circuits see it ---------------------------------------------------
@@ -136,7 +137,7 @@ def eigenvalue_positivity(matrix) -> float:
     eigenvalues come in conjugate pairs, so sum(lambda) = trace is real. NaN for the
     zero matrix (no eigenvalue has any size).
     """
-    matrix = np.asarray(matrix, dtype=np.float64)
+    matrix = _check.floats(matrix, "matrix")
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
         raise ValueError(f"eigenvalue_positivity needs a square matrix, got shape {matrix.shape}")
     lam = np.linalg.eigvals(matrix)
@@ -160,6 +161,7 @@ def eigenvalue_copying_scores(params, cfg: ModelConfig) -> np.ndarray:
     eigenvalue_positivity of the full OV circuit LN1(W_E) W_V W_O (L_final W_U) [V, V],
     computed from small_ov_circuits, the [E, E] matrices with the same nonzero eigenvalues.
     """
+    check_params(params, cfg)
     return np.array([[eigenvalue_positivity(m) for m in small_ov_circuits(params, cfg, l)]
                      for l in range(cfg.n_layers)]).reshape(cfg.n_layers, cfg.n_heads)
 
@@ -177,7 +179,7 @@ def composition_score(M1, M2) -> float:
     (K-composition) or OV (V-composition) of the later head. 1 when M1's output space
     is exactly what M2 reads, ~0 when unrelated. NaN if either matrix is zero.
     """
-    M1, M2 = np.asarray(M1, np.float64), np.asarray(M2, np.float64)
+    M1, M2 = _check.floats(M1, "M1"), _check.floats(M2, "M2")
     denom = np.linalg.norm(M1) * np.linalg.norm(M2)
     return float(np.linalg.norm(M1 @ M2) / denom) if denom > 0 else float("nan")
 
@@ -319,7 +321,8 @@ def k_composition_qk_trace(params, cfg: ModelConfig, previous_token_scores,
     minih's reading, because the contributions of several previous-token heads add up
     in the key.
     """
-    prev = np.asarray(previous_token_scores, dtype=np.float64)
+    check_params(params, cfg)
+    prev = _check.floats(previous_token_scores, "previous_token_scores")
     if prev.shape != (cfg.n_layers, cfg.n_heads):
         raise ValueError(f"previous_token_scores must have shape [n_layers, n_heads] = "
                          f"{[cfg.n_layers, cfg.n_heads]}, got {list(prev.shape)}")

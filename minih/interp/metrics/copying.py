@@ -9,6 +9,7 @@ import numpy as np
 
 from ...config import ModelConfig
 from ...model import run_with_cache
+from ...params import check_params
 from .circuits import folded_weights
 from .heads import candidate_tokens, random_segments
 
@@ -86,6 +87,7 @@ def empirical_copying_scores(params, cfg: ModelConfig, tokens=None, backend: str
 
     By default on copying_tokens(cfg.d_vocab, seq_len=min(25, n_ctx), seed=seed).
     """
+    check_params(params, cfg)
     if tokens is None:
         tokens = copying_tokens(cfg.d_vocab, seq_len=min(25, cfg.n_ctx), seed=seed,
                                 token_counts=token_counts)

@@ -16,6 +16,7 @@ import numpy as np
 from ...config import ModelConfig
 from ...model import run_with_cache
 from . import patterns as P
+from . import _check
 
 DEFAULT_BOS = 0
 
@@ -31,7 +32,7 @@ def candidate_tokens(d_vocab: int, token_counts=None, exclude_fraction: float = 
     (ties broken by token id). Without counts (synthetic vocabularies, where every
     token is equally common) every token is a candidate. The BOS token is never one.
     """
-    tokens = np.arange(d_vocab)
+    tokens = np.arange(_check.integer(d_vocab, "d_vocab", minimum=1))
     if token_counts is not None:
         counts = np.asarray(token_counts)
         if counts.shape != (d_vocab,):
@@ -52,7 +53,9 @@ def random_segments(candidates, n_seqs: int, seg_len: int, seed) -> np.ndarray:
     """[n_seqs, seg_len] random tokens from `candidates`, distinct within a segment when
     there are enough candidates (so every query of a later repeat has one right answer),
     else drawn with replacement."""
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    rng = _check.rng(seed)
+    n_seqs = _check.integer(n_seqs, "n_seqs", minimum=1)
+    seg_len = _check.integer(seg_len, "seg_len", minimum=1)
     candidates = np.asarray(candidates)
     if seg_len <= len(candidates):
         return np.stack([rng.choice(candidates, size=seg_len, replace=False) for _ in range(n_seqs)])
@@ -76,6 +79,8 @@ def prefix_matching_tokens(d_vocab: int, n_ctx: int | None = None, n_seqs: int =
     If the model's n_ctx is too short, R is shortened to fit (minih's choice).
     """
     n_prefix = 0 if bos is None else 1
+    seg_len = _check.integer(seg_len, "seg_len")
+    n_repeats = _check.integer(n_repeats, "n_repeats")
     if n_ctx is not None and n_prefix + seg_len * n_repeats > n_ctx:
         seg_len = (n_ctx - n_prefix) // n_repeats
     if seg_len < 2 or n_repeats < 2:

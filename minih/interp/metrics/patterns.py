@@ -21,12 +21,12 @@ from . import _check
 
 def previous_token_mask(T: int) -> np.ndarray:
     """[T, T] bool: True at (i, i-1). The key a previous-token head attends to."""
-    return np.eye(T, k=-1, dtype=bool)
+    return np.eye(_check.integer(T, "T", minimum=1), k=-1, dtype=bool)
 
 
 def duplicate_token_mask(tokens) -> np.ndarray:
     """[B, T, T] bool: True where key j < i holds the same token as query i."""
-    tokens = np.asarray(tokens)
+    tokens = _check.token_batch(tokens)
     T = tokens.shape[-1]
     same = tokens[:, :, None] == tokens[:, None, :]                  # [B,T,T] t[i] == t[j]
     return same & np.tri(T, k=-1, dtype=bool)                         # strictly earlier keys
@@ -39,7 +39,7 @@ def induction_mask(tokens) -> np.ndarray:
     an earlier occurrence of the current token, where an induction head looks
     (IH, "prefix matching"). Key 0 has no previous token and never counts.
     """
-    tokens = np.asarray(tokens)
+    tokens = _check.token_batch(tokens)
     B, T = tokens.shape
     mask = np.zeros((B, T, T), dtype=bool)
     # mask[:, i, j] for j >= 1 compares t[i] with t[j-1]
@@ -136,7 +136,7 @@ def detection_pattern(name: str, tokens) -> np.ndarray:
                     previous_token_mask(t.shape[1]), (t.shape[0],) + (t.shape[1],) * 2),
                 "duplicate_token_head": duplicate_token_mask,
                 "induction_head": induction_mask}
-    if name not in builders:
+    if not isinstance(name, str) or name not in builders:
         raise ValueError(f"unknown detection pattern {name!r}; choose one of {DETECTION_PATTERNS}")
     return builders[name](tokens).astype(np.float64)
 
@@ -160,7 +160,7 @@ def detector_score(pattern, target, error_measure: str = "mul", exclude_bos: boo
     """
     pattern = _check.pattern_and_tokens(pattern)
     B, H, T, _ = pattern.shape
-    target = np.asarray(target, dtype=np.float64)
+    target = _check.floats(target, "target")
     if target.shape not in ((T, T), (B, T, T)):
         raise ValueError(f"target must have shape [T, T] or [batch, T, T] = {[B, T, T]}, "
                          f"got {list(target.shape)}")

@@ -36,6 +36,9 @@ def loss_pca(losses_per_model, n_components: int = 2, seed=0, positions=None) ->
     """
     if isinstance(losses_per_model, np.ndarray):
         losses_per_model = [losses_per_model]
+    if not isinstance(losses_per_model, (list, tuple)):
+        raise ValueError(f"losses_per_model must be an array [S, N, T-1] or a list of them, "
+                         f"got {type(losses_per_model).__name__}")
     arrays = [_check.per_token_losses(L) for L in losses_per_model]
     if not arrays or any(L.ndim != 3 for L in arrays):
         raise ValueError("losses_per_model must be a list of arrays [snapshots, n_examples, T-1]")
@@ -72,7 +75,7 @@ def turning_point(trajectory, window: int = 2) -> int:
     before it and the mean step over the `window` after it; returns the s with the
     largest angle. A descriptive helper, minih's; the paper points at the turn by eye.
     """
-    Y = np.asarray(trajectory, dtype=np.float64)
+    Y = _check.floats(trajectory, "trajectory")
     if Y.ndim != 2 or len(Y) < 2 * window + 1:
         raise ValueError(f"trajectory must be [S, K] with S >= {2 * window + 1}, got {Y.shape}")
     best, best_angle = window, -1.0
@@ -97,7 +100,7 @@ def knee_point(trajectory) -> int:
     a model that has settled (many snapshots, tiny moves) cannot win. minih's rule; the
     paper points at the turn by eye. Returns 0 for a trajectory with identical ends.
     """
-    Y = np.asarray(trajectory, dtype=np.float64)
+    Y = _check.floats(trajectory, "trajectory")
     if Y.ndim != 2 or len(Y) < 3:
         raise ValueError(f"trajectory must be [S, K] with S >= 3, got {Y.shape}")
     chord = Y[-1] - Y[0]
