@@ -5,7 +5,9 @@ train_step, AdamW) on the `induction-2l` preset (dense repeated random tokens), 
 every few steps, the loss and the best prefix-matching score of a layer-1 head. The
 phase change is visible as a sudden rise of that score together with a drop in loss.
 
-Takes: about 12 s on a 2-core CPU (measured: AMD EPYC, numpy backend; seconds with --tiny).
+Takes: about 14 s on a 2-core CPU (measured: AMD EPYC VM, numba backend, other jobs
+running; the numpy backend took 68-95 s there, its BLAS threads fighting for the cores;
+seconds with --tiny).
 Prints: a line per checkpoint: step, tokens seen, training loss, the best layer-1
 prefix-matching score and its head; then the step where it first passed 0.5.
 
@@ -21,8 +23,8 @@ from minih.interp.metrics import prefix_matching_scores
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--tiny", action="store_true", help="a few steps of a small model (for tests)")
-parser.add_argument("--backend", default="numpy", choices=["numpy", "numba"],
-                    help="numpy (default; the faster one on these small models) or numba")
+parser.add_argument("--backend", default="numba", choices=["numpy", "numba"],
+                    help="numba (default: the fast twin) or numpy (the readable reference)")
 args = parser.parse_args()
 
 tc = minih.TrainConfig.preset("induction-2l")           # model, data source, schedule

@@ -7,7 +7,9 @@ token" into the keys); with smeared keys the key itself can carry it. Both runs 
 minih.train and keep snapshots; the prefix-matching score of the best head is read
 from each snapshot afterwards.
 
-Takes: about 13 s on a 2-core CPU (measured: AMD EPYC, numpy backend; seconds with --tiny).
+Takes: about 11 s on a 2-core CPU (measured: AMD EPYC VM, numba backend, other jobs
+running; the numpy backend took 70 s there, its BLAS threads fighting for the cores;
+seconds with --tiny).
 Prints: for each snapshot, tokens seen and the best prefix-matching score of each
 model; then the learned smear weights s = sigmoid(alpha) of the smeared model.
 
@@ -23,8 +25,8 @@ from minih.interp.metrics import prefix_matching_scores
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--tiny", action="store_true", help="a few steps of a small model (for tests)")
-parser.add_argument("--backend", default="numpy", choices=["numpy", "numba"],
-                    help="numpy (default; the faster one on these small models) or numba")
+parser.add_argument("--backend", default="numba", choices=["numpy", "numba"],
+                    help="numba (default: the fast twin) or numpy (the readable reference)")
 args = parser.parse_args()
 
 runs = {}

@@ -116,6 +116,13 @@ def test_curve_departure_where_the_gap_to_the_control_opens():
     # gap = depth * sigmoid((x - c) / w): 10% of its largest value at c + w ln(1/9),
     # interpolated between 1/60-decade snapshots
     assert at == pytest.approx(c + w * np.log(1 / 9), abs=2e-3)
+    # an early, small lead (a deeper model learns the easy statistics a bit faster) that
+    # shrinks again is not the departure: the widening at c is
+    early = 0.15 * np.exp(-0.5 * ((lx - 4.0) / 0.3) ** 2)          # a bump of 0.15 nats at 10^4
+    at_early = np.log10(M.curve_departure(10 ** lx, model - early, control, width=0.0))
+    valley = lx[np.argmin(np.where(lx < c, early + depth / (1 + np.exp(-(lx - c) / w)), np.inf))]
+    assert valley < at_early < c                                   # after the valley, before c
+    assert at_early == pytest.approx(c + w * np.log(1 / 9), abs=0.05)
     # a model that never leaves the control has no departure
     assert np.isnan(M.curve_departure(10 ** lx, control, control, width=0.0))
     assert np.isnan(M.curve_departure(10 ** lx, control + 0.1, control))   # always worse

@@ -98,7 +98,8 @@ def test_an_interrupted_run_is_resumed_not_restarted(tiny, tmp_path, capsys):
     from minih.app.reproduce.family import family
     from minih.training.loop import train
     first = family("tiny")[0]
-    stopped = train(first.train, tmp_path / "runs" / first.slug, progress=False, stop_after=5)
+    stopped = train(first.train, tmp_path / "runs" / first.slug, backend="numpy", progress=False,
+                    stop_after=5)
     assert stopped.status == "stopped"
     reproduce(tmp_path, size="tiny", backend="numpy", progress=False)
     out = capsys.readouterr().out

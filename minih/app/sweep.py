@@ -251,7 +251,7 @@ def _log_event(topic: str | None, msg: dict) -> None:
     get_worker().log_event(topic, msg)
 
 
-def run_one(name: str, train_dict: dict, run_dir: str, *, backend: str = "numpy",
+def run_one(name: str, train_dict: dict, run_dir: str, *, backend: str | None = None,
             analyze: bool = False, checkpoint_every: int | None = None,
             checkpoint_seconds: float = 60.0, threads_by_host: dict | None = None,
             topic: str | None = None, report=None) -> dict:
@@ -320,7 +320,7 @@ def run_one(name: str, train_dict: dict, run_dir: str, *, backend: str = "numpy"
     if analyze and status == "finished" and (action != "skipped" or not _analysis_done(run_dir)):
         from ..interp.analysis import analyze as analyze_run
         t = time.perf_counter()
-        analyze_run(run_dir, backend=backend, progress=False)
+        analyze_run(run_dir, backend=backend or "numpy", progress=False)
         record["analysis_seconds"] = round(time.perf_counter() - t, 3)
     record["seconds"] = round(time.perf_counter() - t0, 3)
     return record
@@ -576,7 +576,7 @@ def _check_workers(client, out: Path) -> dict:
 
 # --- the sweep ------------------------------------------------------------------------------------
 
-def run_sweep(runs, out, scheduler=None, *, workers: int | None = None, backend: str = "numpy",
+def run_sweep(runs, out, scheduler=None, *, workers: int | None = None, backend: str | None = None,
               analyze: bool = False, checkpoint_every: int | None = None,
               checkpoint_seconds: float = 60.0, progress: bool = True,
               worker_wait_seconds: float = 60.0) -> SweepResult:
@@ -596,7 +596,8 @@ def run_sweep(runs, out, scheduler=None, *, workers: int | None = None, backend:
     """
     from ..model import get_backend
     items = check_runs(runs)
-    get_backend(backend)
+    if backend is not None:
+        get_backend(backend)                         # None: as minih.train chooses
     if isinstance(scheduler, str) and scheduler not in ("serial", "local") and ":" not in scheduler:
         raise ValueError(f"run_sweep: scheduler must be None, 'serial', 'local' or an address like "
                          f"tcp://HOST:8786, got {scheduler!r}")

@@ -41,7 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default RUN/ablation)")
     p.add_argument("--every", type=int, default=1, metavar="N",
                    help="use every N-th snapshot (the last one always) (default 1: all)")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "numba"])
+    p.add_argument("--backend", default="numpy", choices=["numpy", "numba"],
+                   help="numpy (default: on the small models of the presets it is the faster one, "
+                        "since each forward is short and Numba's first calls cost more) or numba")
     p.add_argument("--no-paths", action="store_true", help="skip the path expansion")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -13,7 +13,9 @@ TEXT_LEN = 256
 def add_arguments(p) -> None:
     p.add_argument("run", help="run directory (written by `minih train`)")
     p.add_argument("--out", default=None, help="output folder (default: RUN/analysis)")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "numba"])
+    p.add_argument("--backend", default="numpy", choices=["numpy", "numba"],
+                   help="numpy (default: on the small models of the presets it is the faster one, "
+                        "since each forward is short and Numba's first calls cost more) or numba")
     p.add_argument("--n-text", type=int, default=4, help="evaluation examples for the text scores (default 4)")
     p.add_argument("--text-len", type=int, default=TEXT_LEN, help="tokens of each (default 256)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random test sequences")

@@ -14,9 +14,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "overrides --quick")
     p.add_argument("--out", default="reproduction", help="output folder (default: ./reproduction)")
     p.add_argument("--seed", type=int, default=0, help="seed of every model and data set (default 0)")
-    p.add_argument("--backend", choices=["numpy", "numba"], default="numpy",
-                   help="numpy (default: the readable reference, with which docs/07_reproduction.md "
-                        "was measured) or numba (the fast twin, docs/04_numba.md)")
+    p.add_argument("--backend", choices=["numpy", "numba"], default="numba",
+                   help="numba (default: the fast twin, docs/04_numba.md) or numpy (the readable "
+                        "reference; the same verdicts, slower)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 

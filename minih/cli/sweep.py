@@ -54,8 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="worker processes of the local cluster (default: min(runs, cores))")
     p.add_argument("--analyze", action="store_true",
                    help="also analyse each run (as `minih analyze`, into RUN/analysis/)")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "numba"],
-                   help="numpy: the readable reference; numba: the compiled twin (default numpy)")
+    p.add_argument("--backend", default=None, choices=["numpy", "numba"],
+                   help="numba: the compiled twin (default for a new run); numpy: the readable "
+                        "reference; a run being resumed keeps its own by default")
     p.add_argument("--checkpoint-seconds", type=float, default=60.0, metavar="S",
                    help="each run writes a checkpoint at least every S seconds (default 60): what a "
                         "killed worker loses at most")

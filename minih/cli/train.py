@@ -43,8 +43,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "data.KEY=VALUE sets its options, e.g. --set data.max_len=16")
     p.add_argument("--out", default=None, metavar="DIR",
                    help="run directory to write (default runs/PRESET)")
-    p.add_argument("--backend", default="numpy", choices=["numpy", "numba"],
-                   help="numpy: the readable reference; numba: the compiled twin (default numpy)")
+    p.add_argument("--backend", default=None, choices=["numpy", "numba"],
+                   help="numba: the compiled twin (default for a new run: the faster here); numpy: the "
+                        "readable reference; with --resume, default: the run's own")
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the preset's)")
     budget.add_argument("--tokens", type=float, default=None,

@@ -29,6 +29,7 @@ Shape legend: B = batch, T = positions (seq_len), N = evaluation sequences
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import signal
 import time
@@ -123,7 +124,11 @@ class TrainState:
         self.seconds += seconds
 
 
-def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, backend: str = "numpy",
+# the backend a new run trains on: the fast twin (the numpy reference is always selectable)
+DEFAULT_BACKEND = "numba"
+
+
+def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, backend: str | None = None,
           overwrite: bool = False, progress: bool = True, checkpoint_every: int | None = None,
           checkpoint_seconds: float = 60.0, stop_after: int | None = None, on_step=None) -> TrainResult:
     """Train `tc` and record it in the run directory `out`; return a TrainResult.
@@ -131,6 +136,9 @@ def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, back
     resume: continue the run in `out` from its checkpoint (tc may be None: the run's own
         config is used; a given tc may only differ in `steps`). The weights at every step
         equal those of an uninterrupted run with the same config and seed, bit for bit.
+    backend: "numba" (the default for a new run: the fast twin) or "numpy" (the readable
+        reference); None when resuming means the backend the run was trained on, so that
+        the bits stay those of an uninterrupted run.
     overwrite: start over in `out` even if it holds a run (its files, and the analyze and
         ablate results written into it, are deleted first).
     checkpoint_every / checkpoint_seconds: write a checkpoint every that many steps (if
@@ -141,6 +149,8 @@ def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, back
     Raises TrainingDiverged (after saving the last good weights as a snapshot) if the
     loss or gradient stops being finite, RunInUse if another process writes `out`.
     """
+    if backend is None:
+        backend = _recorded_backend(out) if resume else DEFAULT_BACKEND
     out = _check_session(out, backend, checkpoint_every, checkpoint_seconds, stop_after)
     with writer_lock(out), _Interrupts() as interrupts:
         tc, state, writer = _resume(out, tc) if resume else _start(out, tc, backend, overwrite)
@@ -284,6 +294,18 @@ class _Progress:
 
 
 # --- starting and resuming ------------------------------------------------------------
+
+def _recorded_backend(out) -> str:
+    """The backend run.json says the run in `out` was trained on ("numpy" for runs from
+    before it was recorded, the default then); DEFAULT_BACKEND where there is none to read
+    (resuming will then say what is missing)."""
+    try:
+        with open(Path(out) / "run.json", encoding="utf-8") as f:
+            recorded = json.load(f).get("backend", "numpy")
+    except (OSError, ValueError, AttributeError, TypeError):
+        return DEFAULT_BACKEND
+    return recorded if recorded in ("numpy", "numba") else DEFAULT_BACKEND
+
 
 def _check_session(out, backend, checkpoint_every, checkpoint_seconds, stop_after) -> Path:
     """The run directory as a Path, after checking train()'s session options."""

@@ -101,7 +101,7 @@ def caveats(members: list[Member], size: str) -> list[str]:
     return out
 
 
-def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: str = "numpy",
+def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: str = "numba",
               progress: bool = True) -> dict:
     """Train, measure and report; returns the numbers of numbers.json."""
     t0 = time.perf_counter()
@@ -123,7 +123,7 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
             result = None
             if state == "resumable":
                 try:
-                    result = train(None, run_dir, resume=True, backend=backend, progress=progress)
+                    result = train(None, run_dir, resume=True, progress=progress)   # its own backend
                 except ValueError as e:                   # e.g. a damaged checkpoint: start over
                     print(f"  cannot resume ({e}); training {m.name} from the start")
             if result is None:
@@ -149,7 +149,8 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     sections.append(sec)
     sec, numbers["argument_2"] = A.argument_2(measures, figs)
     sections.append(sec)
-    sec, numbers["argument_3"] = A.argument_3(measures, runs, figs, "2L", backend, progress)
+    sec, numbers["argument_3"] = A.argument_3(measures, runs, figs, A.ablation_model(measures), backend,
+                                              progress)
     timings["ablation sweep (in arguments)"] = numbers["argument_3"].pop("sweep_seconds")
     sections.append(sec)
     gen = next(m for m in members if m.group == "generality")

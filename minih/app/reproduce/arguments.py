@@ -305,6 +305,21 @@ def contrast_heads(induction: list, dicl_alone: dict, prev_token: dict) -> list:
     return sorted(others, key=lambda u: -dicl_alone[u])[:len(ind)]
 
 
+def ablation_model(ms: dict[str, RunMeasures], candidates=("2L", "3L")) -> str:
+    """The model Argument 3 ablates: the first candidate that has induction heads and at
+    least as many other heads (neither induction nor previous-token heads) to contrast them
+    with; the first candidate if none has (its verdict then says the contrast is missing)."""
+    present = [n for n in candidates if n in ms]
+    for n in present:
+        m = ms[n]
+        heads = induction_heads(m)
+        others = [(l, h) for l in range(m.prefix.shape[1]) for h in range(m.prefix.shape[2])
+                  if (l, h) not in heads and m.prev_token[l, h] < V.PREV_THRESHOLD]
+        if heads and len(others) >= len(heads):
+            return n
+    return present[0]
+
+
 def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
                backend: str = "numpy", progress: bool = True) -> tuple[Section, dict]:
     """Head by head: each head's dICL alone (pattern-preserving and zero ablation) and its
@@ -401,7 +416,10 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
         text_num.append(f"`{name}` has no induction head to ablate (no head reached {INDUCTION_THRESHOLD}).")
     v = V.argument_3(clean, share_ind if share_ind is not None else float("nan"), share_oth, len(heads))
     numbers["reproduced"], numbers["criteria"] = v.ok, v.criteria
-    text = ["Each head is removed alone at every snapshot, with all attention patterns frozen to the "
+    text = [f"The model ablated is `{name}`, the first of `2L`, `3L` that has as many heads that are "
+            "neither induction nor previous-token heads as it has induction heads, so that the "
+            "contrast the argument needs exists. "
+            "Each head is removed alone at every snapshot, with all attention patterns frozen to the "
             "clean run's (pattern-preserving ablation; in an attention-only model it removes every "
             "path through the head), and at the last snapshot also by zeroing its output (patterns "
             "recomputed). dICL = ICL(ablated) - ICL(clean): positive = the head carried in-context "

@@ -119,20 +119,31 @@ def curve_departure(tokens_seen, loss, control_loss, width: float = 0.1,
 
     For a 2+ layer model against the 1-layer model trained on the same data with the
     same schedule (so both have snapshots at the same tokens): the gap
-    control_loss - loss, smoothed against log tokens (smooth_log), grows at the phase
-    change, when the deeper model learns what the control cannot. The departure is
-    where the smoothed gap first reaches `level` (10%) of its largest value,
-    interpolated in log tokens: the paper's "where the curves split", made a rule
-    (minih's; the paper marks it by eye). NaN if the gap never becomes positive.
+    control_loss - loss, smoothed against log tokens (smooth_log), widens at the phase
+    change, when the deeper model learns what the control cannot. Early in training the
+    two curves already differ a little (a deeper model learns the easy statistics a bit
+    faster), so the rule finds the widening itself:
+
+    1. the steepest rise of the smoothed gap against log10 tokens;
+    2. back from it, down the slope, to the valley just before that rise;
+    3. the departure is where the gap first climbs `level` (10%) of the way from that
+       valley to its largest value, interpolated in log tokens.
+
+    minih's rule (the paper marks "where the curves split" by eye). NaN if the gap never
+    rises.
     """
     x, y = _check.curve(tokens_seen, loss, "tokens_seen", "loss")
     _, c = _check.curve(tokens_seen, control_loss, "tokens_seen", "control_loss")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
     gap = smooth_log(x, c - y, width)                                  # [S] control minus model
-    if gap.max() <= 0:
-        return float("nan")
-    frac = gap / gap.max()
     lx = np.log10(x)
-    _, at = _crossing(lx, frac, level)
+    rise = np.diff(gap) / np.diff(lx)                                  # [S-1] nats per decade
+    if len(rise) == 0 or rise.max() <= 0 or gap.max() <= 0:
+        return float("nan")
+    valley = int(np.argmax(rise))                                      # the rise starts here...
+    while valley > 0 and gap[valley - 1] < gap[valley]:                # ...or at the valley below
+        valley -= 1
+    frac = (gap - gap[valley]) / (gap.max() - gap[valley])
+    _, at = _crossing(lx, frac, level, start=valley)
     return float(10 ** at)
