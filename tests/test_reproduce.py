@@ -62,6 +62,12 @@ def test_numbers_in_report_match_the_runs(tiny):
     for k in range(1, 7):
         for what, held in numbers[f"argument_{k}"]["criteria"]:
             assert f"- {'held' if held else '**did not hold**'}: {what}" in md
+    # the passage's sentence states the means of numbers.json, and says copying gained most
+    # only where it did
+    p = numbers["passage"]
+    assert (f"tokens that copying can predict (the same two tokens came earlier in the passage) "
+            f"changed by {p['copyable']['mean_change']:+.2f} nats on average") in md
+    assert ("in-context copying is where the model gained most" in md) == p["copying_gains_most"]
     # every verdict in the summary table is the one in numbers.json
     for k in range(1, 7):
         flag = "yes" if numbers[f"argument_{k}"]["reproduced"] else "**NO**"
@@ -110,3 +116,11 @@ def test_an_interrupted_run_is_resumed_not_restarted(tiny, tmp_path, capsys):
     whole = load_run(tiny[0] / "runs" / first.slug)
     last, ref = run.params(len(run) - 1), whole.params(len(whole) - 1)
     assert all(np.array_equal(last[k], ref[k]) for k in ref)
+
+
+def test_copyable_tokens_by_hand():
+    from minih.app.reproduce.arguments import copyable
+    # oracle: position i is copyable when the pair (t[i-1], t[i]) occurred before
+    assert copyable([1, 2, 3, 1, 2, 3, 4]).tolist() == [False, False, False, False, True, True, False]
+    assert copyable([5, 5, 5]).tolist() == [False, False, True]
+    assert not copyable([7]).any()

@@ -14,7 +14,8 @@ def row(formed_at=NAN, steepest=NAN, departure=NAN, turn=NAN, pairs=None, rate=1
     r = {"formed_at": formed_at, "steepest_icl_at": steepest, "departure_tokens": departure,
          "pca_turn_tokens": turn, "steepest_icl_rate": rate}
     if pairs is not None:
-        r["icl_pairs"] = {f"p{i}": {"steepest_at": p} for i, p in enumerate(pairs)}
+        r["icl_pairs"] = {f"p{i}": {"steepest_at": p, "first": 0.0, "last": -1.0}
+                          for i, p in enumerate(pairs)}
     return r
 
 
@@ -43,7 +44,8 @@ def test_argument_1_passes_when_everything_co_occurs():
     # the steepest ICL fall is a decade away from the formation in one model
     ({"3L": {"steepest_icl_at": 1e6}}, "falls fastest"),
     # at another pair of context indices the fall is elsewhere
-    ({"2L": {"icl_pairs": {"p0": {"steepest_at": 1e7}}}}, "pair of context indices"),
+    ({"2L": {"icl_pairs": {"p0": {"steepest_at": 1e7, "first": 0.0, "last": -1.0}}}},
+     "pair of context indices"),
     # the loss never leaves the control's curve near the formation
     ({"2L": {"departure_tokens": 1e7}, "3L": {"departure_tokens": NAN}}, "leaves the 1-layer"),
     # the control's PCA trajectory turns at the same place: the turn shows nothing
@@ -53,6 +55,17 @@ def test_argument_1_counter_cases(changes, failing):
     v = V.argument_1(family_1(**changes), "1L")
     assert not v.ok
     assert any(failing in what for what, held in v.criteria if not held), v.lines()
+
+
+def test_argument_1_ignores_index_pairs_where_the_icl_score_does_not_fall():
+    # late pairs of a short context: induction is fully engaged at both indices, the score
+    # stays near 0 and its "steepest fall" is noise; such a pair cannot locate anything
+    flat = {"p9": {"steepest_at": 1e7, "first": -0.05, "last": -0.12}}
+    models = family_1(**{"2L": {"icl_pairs": {**family_1()["2L"]["icl_pairs"], **flat}}})
+    assert V.argument_1(models, "1L").ok
+    falls = {"p9": {"steepest_at": 1e7, "first": 0.0, "last": -0.5}}
+    models = family_1(**{"2L": {"icl_pairs": {**family_1()["2L"]["icl_pairs"], **falls}}})
+    assert not V.argument_1(models, "1L").ok
 
 
 def test_argument_1_without_a_control_is_no():

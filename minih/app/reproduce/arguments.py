@@ -161,7 +161,8 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
             e, l = scaled_pair(pe, pl, T)
             icl = metrics.icl_score(runs[n].losses, e, l)
             at, _ = steepest_drop(mm.tokens[later], icl[later])
-            row["icl_pairs"][f"{pe}/{pl}"] = {"indices": [e, l], "last": float(icl[-1]), "steepest_at": at}
+            row["icl_pairs"][f"{pe}/{pl}"] = {"indices": [e, l], "first": float(icl[later][0]),
+                                              "last": float(icl[-1]), "steepest_at": at}
         numbers[n] = row
         desc = (f"- `{n}`: ICL score {row['icl_first']:.2f} -> {row['icl_last']:.2f}; steepest ICL fall "
                 f"{row['steepest_icl_rate']:.2f} nats/decade at {fmt_tokens(mm.steepest_at)} tokens; ")
@@ -579,9 +580,21 @@ def argument_5(name: str, run, m: RunMeasures, figs, backend: str = "numpy") -> 
 
 # --- the per-token loss difference over a passage ---------------------------------------------
 
+def copyable(tokens) -> np.ndarray:
+    """[T] bool: token i can be predicted by copying (i >= 2 and the pair (t[i-1], t[i]) came
+    earlier in the passage: an induction head attending after the earlier t[i-1] finds t[i])."""
+    t = [int(x) for x in np.asarray(tokens)]
+    seen, out = set(), np.zeros(len(t), dtype=bool)
+    for i in range(1, len(t)):
+        out[i] = (t[i - 1], t[i]) in seen
+        seen.add((t[i - 1], t[i]))
+    return out
+
+
 def loss_difference_passage(name: str, run, m: RunMeasures, tokens, alphabet=None,
                             backend: str = "numpy") -> tuple[Section, dict]:
-    """Per-token loss at the window's end minus at its start, over one passage (1-D tokens)."""
+    """Per-token loss at the window's end minus at its start, over one passage (1-D tokens),
+    and its mean over the tokens copying can predict against the others."""
     _, before, after, _ = phase_window(run)           # the snapshots bracketing the window
     ends = (before, after) if before is not None else (1, len(run) - 1)
     t = np.asarray(tokens)[None, : run.cfg.n_ctx]
@@ -590,12 +603,26 @@ def loss_difference_passage(name: str, run, m: RunMeasures, tokens, alphabet=Non
     diff = np.concatenate([[np.nan], after - before])               # token 0 is never predicted
     shown = t[0] if alphabet is None else np.array([ord(alphabet[i % len(alphabet)]) for i in t[0]])
     block = render_token_values_html(shown, diff)
+    copy = copyable(t[0])
+    other = ~copy
+    other[0] = False                                                 # never predicted
+    numbers = {"snapshots": list(ends),
+               "copyable": {"tokens": int(copy.sum()),
+                            "mean_change": float(diff[copy].mean()) if copy.any() else float("nan")},
+               "other": {"tokens": int(other.sum()),
+                         "mean_change": float(diff[other].mean()) if other.any() else float("nan")},
+               "improved": int((diff < 0).sum()), "worse": int((diff > 0).sum())}
+    c, o = numbers["copyable"], numbers["other"]
+    copying_gains = bool(copy.any() and other.any() and c["mean_change"] < min(0.0, o["mean_change"]))
+    numbers["copying_gains_most"] = copying_gains
     sec = Section(f"The loss change over a passage ({name})",
                   [f"Each token coloured by its loss at the end of the window minus at its start "
-                   f"(snapshots {ends[0]} and {ends[1]}): blue = the model got better at it. In the "
-                   f"repeated span, the tokens after the first repeat turn blue: in-context copying. "
-                   f"Mean change on the first half {np.nanmean(diff[: len(diff) // 2]):+.2f} nats, "
-                   f"second half {np.nanmean(diff[len(diff) // 2:]):+.2f} nats."],
+                   f"(snapshots {ends[0]} and {ends[1]}): blue = the model got better at it, red = worse "
+                   f"({numbers['improved']} tokens better, {numbers['worse']} worse). The {c['tokens']} "
+                   f"tokens that copying can predict (the same two tokens came earlier in the passage) "
+                   f"changed by {c['mean_change']:+.2f} nats on average, the {o['tokens']} others by "
+                   f"{o['mean_change']:+.2f}: "
+                   + ("in-context copying is where the model gained most." if copying_gains else
+                      "the copyable tokens did not gain more than the others.")],
                   html_blocks=[block], markdown_blocks=["(The coloured passage is in report.html.)"])
-    return sec, {"first_half": float(np.nanmean(diff[: len(diff) // 2])),
-                 "second_half": float(np.nanmean(diff[len(diff) // 2:])), "snapshots": list(ends)}
+    return sec, numbers

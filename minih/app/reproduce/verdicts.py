@@ -13,6 +13,8 @@ Thresholds (minih's choices, stated in the report):
     CO_OCCUR_DECADES      how close (log10 tokens) two events must be to count as together
     PREV_THRESHOLD        previous-token score of a previous-token head
     SHARE_REMOVED         share of the ICL score an ablation must remove ("most")
+    PAIR_FALL             how far (nats) the ICL score at another pair of context indices
+                          must fall over training for that pair to locate a phase change
     MARGIN                how far above the better of the two task-blind baseline heads
                           (uniform attention; previous token) a head must score on a task
 """
@@ -27,6 +29,7 @@ CO_OCCUR_DECADES = 0.3
 PREV_THRESHOLD = 0.3
 SHARE_REMOVED = 0.5
 MARGIN = 0.1                  # how far a head must beat the chance and previous-token heads
+PAIR_FALL = 0.3               # nats the ICL score must fall at an index pair for it to count
 
 
 @dataclass
@@ -79,10 +82,12 @@ def argument_1(models: dict, control: str) -> Verdict:
         crit.append(("in every model with an induction head, the ICL score falls fastest when "
                      f"it forms ({sum(fall)} of {len(fall)})", all(fall)))
         pairs = [near(p["steepest_at"], models[n]["formed_at"]) for n in with_head
-                 for p in models[n].get("icl_pairs", {}).values()]
+                 for p in models[n].get("icl_pairs", {}).values()
+                 if p.get("first", 0) - p.get("last", -PAIR_FALL) >= PAIR_FALL]
         if pairs:
-            crit.append(("the same holds for every pair of context indices the ICL score can "
-                         f"be taken at ({sum(pairs)} of {len(pairs)})", all(pairs)))
+            crit.append(("the same holds at every other pair of context indices where the ICL "
+                         f"score falls by at least {PAIR_FALL} nats ({sum(pairs)} of {len(pairs)})",
+                         all(pairs)))
         dep = [near(models[n]["departure_tokens"], models[n]["formed_at"]) for n in with_head]
         crit.append(("in most of them the loss curve leaves the 1-layer control's curve when "
                      f"the head forms ({sum(dep)} of {len(dep)})", _most(dep)))
