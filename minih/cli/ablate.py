@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..interp.ablation import KINDS
-from ..interp.attribution import phase_direction, phase_window, sweep_heads
+from ..interp.attribution import phase_direction, phase_window, steepest_fall, sweep_heads
 from . import CLIError, output_dir
 from ..interp.paths import term_importance
 
@@ -53,7 +53,8 @@ def attribute(run, kind: str, every: int = 1, backend: str = "numpy", progress: 
     of plain lists/arrays, ready for the tables (see the module docstring)."""
     from ..interp.metrics import icl_indices, icl_score
     snapshots = np.unique(np.r_[np.arange(0, len(run), every), len(run) - 1])
-    window, before, after, note = phase_window(run)
+    window, _, _, note = phase_window(run)
+    before, after = steepest_fall(run)           # the attribution projects on this change
     direction = None if before is None else phase_direction(run.losses[before], run.losses[after])
     sweep = sweep_heads(run, kind, snapshots=snapshots, direction=direction, backend=backend,
                         progress=progress)
@@ -72,7 +73,7 @@ def attribute(run, kind: str, every: int = 1, backend: str = "numpy", progress: 
            "phase_attr": sweep.phase_attr, "phase_note": note,
            "phase_window": None if window is None else {
                "start_tokens": window.start_tokens, "end_tokens": window.end_tokens,
-               "before_snapshot": before, "after_snapshot": after,
+               "direction_snapshots": [before, after],   # around the steepest ICL fall
                "phase_change_norm": None if direction is None else
                float(np.linalg.norm(run.losses[after].astype(np.float64) - run.losses[before]))},
            "max_diff_vs_stored_losses": sweep.max_stored_diff,

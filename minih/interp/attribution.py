@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .ablation import Ablation, KINDS, head_means, run_with_ablation
-from .metrics import icl_indices, icl_score, phase_change_window
+from .metrics import icl_indices, icl_score, phase_change_window, smooth_log
 from ..model import forward, get_backend
 from ..params import check_tokens
 
@@ -170,6 +170,27 @@ def _progress(total: int, enabled: bool, desc: str):
         def close(self):
             pass
     return _Silent()
+
+
+def steepest_fall(run, width: float = 0.1):
+    """(before, after): the two snapshots between which the run's smoothed ICL score falls
+    fastest against log tokens; None, None if it never falls.
+
+    The attribution to the phase change projects on the loss change between these two:
+    the change of the phase change itself, not that of the whole 10-90% window, whose far
+    ends include gradual in-context learning before and after it. Snapshots with
+    tokens_seen = 0 are left out (log axis).
+    """
+    keep = np.flatnonzero(run.tokens_seen > 0)
+    if len(keep) < 2:
+        return None, None
+    x = run.tokens_seen[keep].astype(np.float64)
+    icl = smooth_log(x, icl_score(run.losses)[keep], width)                 # [S']
+    rates = -np.diff(icl) / np.diff(np.log10(x))                            # nats per decade
+    k = int(np.argmax(rates))
+    if rates[k] <= 0:
+        return None, None
+    return int(keep[k]), int(keep[k + 1])
 
 
 def phase_window(run):

@@ -25,7 +25,7 @@ import numpy as np
 from .. import figures
 from ...interp import metrics
 from ...interp.ablation import Ablation, run_with_ablation
-from ...interp.attribution import phase_direction, phase_window, sweep_heads
+from ...interp.attribution import phase_direction, phase_window, steepest_fall, sweep_heads
 from ...interp.generality import generality_scores
 from ...interp.metrics.heads import prefix_matching_tokens, stacked_patterns
 from ...model import get_backend, per_token_losses
@@ -329,7 +329,7 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
     m, run = ms[name], runs[name]
     cfg = run.cfg
     early, late = m.icl_indices
-    _, before, after, _ = phase_window(run)        # the snapshots bracketing the window
+    before, after = steepest_fall(run)             # the snapshots around the steepest ICL fall
     direction = None if before is None else phase_direction(run.losses[before], run.losses[after])
     sweep = sweep_heads(run, kind="pattern", direction=direction, backend=backend, progress=progress)
     labels = sweep.labels                                            # "L1H3", and "L1*" = a whole layer
