@@ -283,6 +283,16 @@ API_ROWS = [
     (lambda: minih.gradcheck(seed="a"), r"seed must be an int"),
     (lambda: minih.gradcheck(max_entries=2).ok(float("nan")), r"tol must be a finite number"),
     (lambda: minih.gradcheck(max_entries=2).ok(0), r"tol must be > 0"),
+    (lambda: M.ln_linear(PARAMS, CFG, "nope"), r"must be a layer index 0 \.\. 1, got 'nope'"),
+    (lambda: M.ln_linear([], CFG, "final"), r"params must be a dict"),
+    (lambda: M.embed_through_ln(PARAMS, CFG, 9), r"layer must be a layer index 0 \.\. 1, got 9"),
+    (lambda: M.small_ov_circuits(PARAMS, CFG, "a"), r"layer must be a layer index"),
+    (lambda: M.score_terms(PARAMS, CFG, 5, 0), r"cache must be the dict of run_with_cache"),
+    (lambda: M.score_terms(PARAMS, CFG, {}, 4), r"layer must be a layer index 0 \.\. 1, got 4"),
+    (lambda: M.loss_bump([1, 10, 100], [3, 2, 1], "abc"), r"window must be an array of numbers"),
+    (lambda: M.loss_bump([1, 10, 100], [3, 2, 1], (1, 2, 3)), r"window must be a PhaseWindow or \(start, end\)"),
+    (lambda: M.curve_departure([1, 10, 100], [3, 2, 1], [3, 2]), r"control_loss"),
+    (lambda: minih.model.get_backend([1]), r"unknown backend \[1\]"),
 ]
 
 

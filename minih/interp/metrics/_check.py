@@ -97,3 +97,10 @@ def token_batch(tokens, name: str = "tokens") -> np.ndarray:
         raise ValueError(f"{name} must be integers of shape [batch, T], got {tokens.dtype} "
                          f"{tokens.shape}")
     return tokens
+
+
+def layer(value, cfg, name: str = "layer") -> int:
+    """A layer index of the model with config `cfg` (0 .. n_layers - 1), or ValueError."""
+    if isinstance(value, str) or not 0 <= integer(value, name) < cfg.n_layers:
+        raise ValueError(f"{name} must be a layer index 0 .. {cfg.n_layers - 1}, got {value!r}")
+    return int(value)

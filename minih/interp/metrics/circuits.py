@@ -41,6 +41,9 @@ def ln_linear(params, cfg: ModelConfig, where) -> np.ndarray:
 
     `where` is a layer index (its ln1) or "final" (ln_final). P = I - 11^T/D centres.
     """
+    check_params(params, cfg)
+    if where != "final":
+        where = _check.layer(where, cfg, "where (a layer index or 'final')")
     D = cfg.d_model
     if not cfg.layernorm:
         return np.eye(D)
@@ -55,6 +58,8 @@ def embed_through_ln(params, cfg: ModelConfig, layer: int) -> np.ndarray:
     (W_E itself without LayerNorm.) This is the residual stream of a token before any
     head has written to it; positions are not added (see the module docstring).
     """
+    check_params(params, cfg)
+    layer = _check.layer(layer, cfg)
     W_E = np.asarray(params["embed.W_E"], dtype=np.float64)
     if not cfg.layernorm:
         return W_E
@@ -150,6 +155,7 @@ def small_ov_circuits(params, cfg: ModelConfig, layer: int) -> np.ndarray:
     nonzero eigenvalues of the full OV circuit LN1(W_E) W_V W_O (L_final W_U) [V, V]
     (AB and BA share them) and costs E^3 instead of V^3 to decompose."""
     f = folded_weights(params, cfg)
+    layer = _check.layer(layer, cfg)
     E_l = embed_through_ln(params, cfg, layer)                        # [V,D]
     W_V = np.asarray(params[f"blocks.{layer}.attn.W_V"], np.float64)  # [H,D,E]
     return f["W_O"][layer] @ f["W_U"] @ E_l @ W_V                     # [H,E,E]

@@ -102,8 +102,13 @@ def loss_bump(tokens_seen, loss, window: PhaseWindow | tuple | None, width: floa
     x, _ = _check.curve(tokens_seen, loss, "tokens_seen", "loss")
     if window is None:
         return float("nan")
-    start, end = ((window.start_tokens, window.end_tokens) if isinstance(window, PhaseWindow)
-                  else (float(window[0]), float(window[1])))
+    if isinstance(window, PhaseWindow):
+        start, end = window.start_tokens, window.end_tokens
+    else:
+        bounds = _check.floats(window, "window")
+        if bounds.shape != (2,):
+            raise ValueError(f"window must be a PhaseWindow or (start, end) in tokens, got {window!r}")
+        start, end = bounds
     lx = np.log10(x)
     smoothed = smooth_log(tokens_seen, loss, width)
     d2 = np.gradient(np.gradient(smoothed, lx), lx)                    # [S]

@@ -27,6 +27,7 @@ import numpy as np
 
 from ...config import ModelConfig
 from ...model import get_backend, run_with_cache
+from . import _check
 
 TERMS = ("token_token", "token_position", "position_token", "position_position")
 
@@ -38,7 +39,11 @@ def score_terms(params, cfg: ModelConfig, cache, layer: int, backend: str = "num
     diagonal (the masked entries above it are set to 0 in every term).
     """
     ops = get_backend(backend)
+    layer = _check.layer(layer, cfg)
     pre = f"blocks.{layer}."
+    if not isinstance(cache, dict) or pre + "hook_resid_pre" not in cache:
+        raise ValueError(f"cache must be the dict of run_with_cache for this model (with "
+                         f"{pre}hook_resid_pre), got {type(cache).__name__}")
     x = cache[pre + "hook_resid_pre"]                                  # [B,T,D]
     B, T, D = x.shape
     h = cache[pre + "ln1.hook_normalized"] if cfg.layernorm else x     # [B,T,D]
