@@ -94,7 +94,8 @@ def exp_shifted_f32(row, n, m):
 
     Why: without Intel's SVML (not a dependency of minih), LLVM cannot vectorise
     np.exp, and the scalar expf call was a third of the attention forward of the time
-    (today only the cross-entropy kernel uses this; the attention has simd.exp16). This is
+    (today softmax_row uses it, for the cross-entropy and the pattern twin; the fused
+    attention has simd.exp16). This is
     the Cephes expf: with x = row[j] - m <= 0, split x = k ln2 + r (|r| <= ln2/2),
     exp(r) by a degree-6 polynomial, and 2^k made from its bits: the int32
     (k + 127) << 23 reinterpreted (not converted) as a float32. Relative error ~1e-7
@@ -127,7 +128,7 @@ def row_max_f32(row, n):
     Why: FASTMATH leaves out `nnan` (see above), and without it LLVM will not vectorise
     a float max reduction: `max(m, row[j])` ran one element at a time, ~15% of the
     attention forward of the time (REF, one core of the project's 2-core AMD EPYC VM;
-    docs/04; today only the cross-entropy kernel uses this, the attention has simd.hmax16).
+    docs/04; today softmax_row uses it, the fused attention has simd.hmax16).
     Integers have no NaN, so their max vectorises. A float32's bits b, reinterpreted
     as an int32, give the key
         key = b ^ ((b >> 31) & 0x7FFFFFFF)
@@ -183,3 +184,32 @@ def drop_stale_cache(folder=Path(__file__).parent):
 
 
 drop_stale_cache()
+
+
+@kernel()                # the kernels' flags, error model included
+def softmax_row(row, out, n, fast_exp, zero):
+    """out[:n] = softmax(row[:n]): exp(row - m) / total, with m = max(row[:n]) and total
+    = sum exp(row - m), both returned (the cross-entropy needs log(total) + m); a -inf
+    entry gets 0.
+
+    The one row softmax of the kernels (the pattern twin's and the cross-entropy's):
+    float32 rows (fast_exp) take the vectorised max and exp above, float64 rows np.exp.
+    `zero` is 0 in the rows' dtype, so that the sum keeps it. out may be row itself.
+    """
+    if fast_exp:
+        m = row_max_f32(row, n)
+        for j in range(n):
+            out[j] = row[j]
+        total = exp_shifted_f32(out, n, m)                   # out = exp(row - m), 0 at -inf
+    else:
+        m = row[0]
+        for j in range(1, n):
+            m = max(m, row[j])
+        total = zero
+        for j in range(n):
+            out[j] = np.exp(row[j] - m)
+            total += out[j]
+    inv = 1 / total
+    for j in range(n):
+        out[j] *= inv
+    return m, total

@@ -23,7 +23,7 @@ import numpy as np
 
 from numba.extending import register_jitable
 
-from ._jit import as_floats, exp_shifted_f32, expect_shape, kernel, row_max_f32
+from ._jit import as_floats, expect_shape, kernel, softmax_row
 from .blas import matmul, matmul_tn
 from .simd import (LANES, add16, causal16, exp16, fma16, hmax16, hsum16, load16, max16, mul16,
                    splat16, store16, sub16)
@@ -412,23 +412,7 @@ def _softmax_rows(scores, pattern, fast_exp, r0, r1):
     zero = np.zeros(1, dtype=scores.dtype)[0]                    # 0 in the scores' dtype
     for r in range(r0, r1):                                      # each row its own softmax
         row = scores[r]
-        out = pattern[r]
-        if fast_exp:                                             # float32: vectorised max, exp
-            m = row_max_f32(row, T)
-            for j in range(T):
-                out[j] = row[j]
-            total = exp_shifted_f32(out, T, m)                   # out = exp(row - m), 0 at -inf
-        else:
-            m = row[0]
-            for j in range(1, T):
-                m = max(m, row[j])
-            total = zero
-            for j in range(T):
-                out[j] = np.exp(row[j] - m)
-                total += out[j]
-        inv = 1 / total
-        for j in range(T):
-            out[j] *= inv
+        softmax_row(row, pattern[r], T, fast_exp, zero)
 
 
 @kernel()

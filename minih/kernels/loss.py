@@ -4,13 +4,13 @@ A row is one predicting position (b, i), i = 0..T-2, with V logits. The referenc
 builds log_softmax with four [B, T-1, V] temporaries; the kernel reads each row
 once for its max, once for exp and the sum, and writes probs and the row's loss.
 In float32 the max and the exp are the vectorised helpers of _jit.py
-(row_max_f32, exp_shifted_f32).
+(softmax_row, which uses row_max_f32 and exp_shifted_f32).
 
 Shape legend: B = batch, T = positions, V = d_vocab
 """
 import numpy as np
 
-from ._jit import as_floats, as_tokens, exp_shifted_f32, kernel, row_max_f32
+from ._jit import as_floats, as_tokens, kernel, softmax_row
 from .threads import run_chunks
 
 
@@ -23,22 +23,7 @@ def _softmax_nll(logits, tokens, nll, probs, fast_exp, r0, r1):
         i = r - b * (T - 1)
         row = logits[b, i]                                   # [V]
         out = probs[b, i]                                    # [V]
-        if fast_exp:                                         # float32: vectorised max, exp
-            m = row_max_f32(row, V)
-            for v in range(V):
-                out[v] = row[v]
-            total = exp_shifted_f32(out, V, m)               # out = exp(row - m)
-        else:
-            m = row[0]
-            for v in range(1, V):
-                m = max(m, row[v])
-            total = zero
-            for v in range(V):
-                out[v] = np.exp(row[v] - m)
-                total += out[v]
-        inv = 1 / total
-        for v in range(V):
-            out[v] *= inv                                    # softmax
+        m, total = softmax_row(row, out, V, fast_exp, zero)  # out = softmax(row)
         # -log softmax(logits[b, i])[t] = log sum_v exp(l_v - m) - (l_t - m)
         nll[b, i] = np.log(total) - (row[tokens[b, i + 1]] - m)
 
