@@ -37,19 +37,29 @@ def module_name(path: Path) -> str:
     return ".".join(parts)
 
 
+def import_target(path: Path, node) -> str | None:
+    """The absolute module an `import` / `from ... import` node names, if it is minih's."""
+    if isinstance(node, ast.ImportFrom):
+        package = module_name(path)
+        if path.name != "__init__.py":
+            package = package.rsplit(".", 1)[0]
+        package = package.removesuffix(".__init__")
+        if node.level:
+            base = package.split(".")[: len(package.split(".")) - node.level + 1]
+            target = ".".join(base + ([node.module] if node.module else []))
+        else:
+            target = node.module or ""
+        return target if target == "minih" or target.startswith("minih.") else None
+    return None
+
+
 def imported_modules(path: Path):
-    """Every minih module that `path` imports (absolute names), with the line number."""
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    package = package.removesuffix(".__init__")
+    """Every minih module that `path` imports (absolute names), with the line number and
+    the imported names."""
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            if target == "minih" or target.startswith("minih."):
+            target = import_target(path, node)
+            if target is not None:
                 yield node.lineno, target, [a.name for a in node.names]
         elif isinstance(node, ast.Import):
             for a in node.names:
@@ -154,16 +164,11 @@ def test_no_import_circle():
 
 
 def imported_modules_of_node(path, node):
-    name = module_name(path)
-    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
-    package = package.removesuffix(".__init__")
+    """imported_modules for one node, with `from pkg import submodule` resolved to the
+    submodule where one exists (the edge of the import graph is then to that module)."""
     if isinstance(node, ast.ImportFrom):
-        if node.level:
-            base = package.split(".")[: len(package.split(".")) - node.level + 1]
-            target = ".".join(base + ([node.module] if node.module else []))
-        else:
-            target = node.module or ""
-        if target == "minih" or target.startswith("minih."):
+        target = import_target(path, node)
+        if target is not None:
             subs = [f"{target}.{a.name}" for a in node.names
                     if (PACKAGE.parent / f"{target}.{a.name}".replace(".", "/")).with_suffix(".py").exists()
                     or (PACKAGE.parent / f"{target}.{a.name}".replace(".", "/")).is_dir()]
