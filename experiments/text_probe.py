@@ -15,7 +15,7 @@ it logs one JSON line to experiments/runs/NAME/probe.jsonl and a readable line t
                10% most and least frequent training tokens)
     prev       best previous-token score of each layer on evaluation text
 
-The run stops early `--after` snapshots after the best last-layer prefix-matching
+The run stops (with a checkpoint: `--resume` goes on) at the time budget, or `--after` snapshots after the best last-layer prefix-matching
 score first reaches 0.5 (0 = never stop early).
 """
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -33,10 +34,6 @@ import minih
 from minih.data import make_source
 from minih.metrics import heads as H
 from minih.metrics.losses import icl_indices, icl_score
-
-
-class Stop(Exception):
-    pass
 
 
 def parse_value(v: str):
@@ -73,6 +70,7 @@ def main(argv=None):
     ap.add_argument("--every", type=int, default=100, help="steps between snapshots")
     ap.add_argument("--after", type=int, default=4, help="snapshots to go on after pm >= 0.5")
     ap.add_argument("--root", default=str(Path(__file__).parent / "runs"))
+    ap.add_argument("--resume", action="store_true", help="continue the run from its checkpoint")
     args = ap.parse_args(argv)
 
     tc = build(["n_eval=128", "log_snapshots=0"] + args.set)
@@ -125,18 +123,21 @@ def main(argv=None):
     def on_step(step, loss):
         if step % args.every == 1 or step < 50:
             analyse()
-        if time.time() - start > args.minutes * 60:
-            raise Stop("time budget")
-        if crossed[0] is not None and args.after and \
-                len([s for s in done if s > crossed[0]]) >= args.after:
-            raise Stop("crossed 0.5")
+        # stopping = a Ctrl-C to ourselves: minih.train then checkpoints and returns,
+        # so the run can go on later with --resume
+        if time.time() - start > args.minutes * 60 or (
+                crossed[0] is not None and args.after and
+                len([s for s in done if s > crossed[0]]) >= args.after):
+            if not stopping:
+                stopping.append(step)
+                os.kill(os.getpid(), signal.SIGINT)
 
-    try:
-        res = minih.train(tc, out / "run", backend="numba", progress=False, overwrite=True,
-                          on_step=on_step, checkpoint_seconds=1e9)
-        print(res.summary())
-    except Stop as e:
-        print("stopped:", e)
+    stopping = []
+    if args.resume:
+        done.update(int(json.loads(l)["step"]) for l in open(out / "probe.jsonl") if '"step"' in l)
+    res = minih.train(tc, out / "run", backend="numba", progress=False, overwrite=not args.resume,
+                      resume=args.resume, on_step=on_step, checkpoint_seconds=300)
+    print(res.summary(), flush=True)
     analyse()
     print(f"crossed 0.5 at step {crossed[0]}; wall {time.time() - start:.0f}s", flush=True)
 
