@@ -4,7 +4,7 @@
 
 Fields are TrainConfig fields (steps, batch, lr, warmup, seed, ...), ModelConfig fields
 prefixed with `model.` and BPEText fields prefixed with `data.`; `--minutes` bounds
-the wall time. At every snapshot (every `--every` steps, plus log-spaced early ones)
+the wall time. At every snapshot (every `--every` steps; n_eval 128 held-out windows)
 it logs one JSON line to experiments/runs/NAME/probe.jsonl and a readable line to stdout:
 
     step, tokens, train seconds, wall seconds, eval loss,

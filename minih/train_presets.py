@@ -45,7 +45,9 @@ TRAIN_PRESETS: dict[str, TrainConfig] = {
 # forms an induction head with a phase change near step 8000-8500 (prefix matching 0.5,
 # ICL score down ~0.5 nats; docs/real_text_experiments.md). What it takes: many small
 # steps (batch 4 x 256 tokens: the optimizer step, not the token, is the clock) at
-# lr 1e-2. The 1-layer control, same settings, forms no induction head.
+# lr 1e-2. The 1-layer control, same settings, forms no induction head. Seed-dependent:
+# with seed 1 the previous-token head grew in layer 1 instead of layer 0 and no
+# induction head formed in 10000 steps (docs/real_text_experiments.md, "The catch").
 _TEXT_MODEL = ModelConfig(n_layers=2, n_heads=4, d_model=64, d_head=16, n_ctx=256, d_vocab=1024)
 _TEXT = dict(data=BPEText(corpus="stdlib+tests", vocab_size=1024), steps=10000, batch=4, lr=1e-2,
              warmup=200, n_eval=512, log_snapshots=20, linear_snapshots=40)
