@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 POSITIONAL_MODES = ("shortformer", "standard")
 DTYPES = ("float32", "float64")
+POS_INITS = ("normal", "sinusoidal")
 
 
 def check_int(value, name: str, minimum: int | None = None) -> int:
@@ -59,6 +60,9 @@ class ModelConfig:
                                  # preset (docs/03_training.md) and, in a slower PyTorch
                                  # setting tried before minih, prevented it for 16M tokens.
     init_pos_std: float = 1.0    # std of W_pos (same scale as the tokens it is added to)
+    init_pos: str = "normal"     # "normal": W_pos ~ N(0, init_pos_std^2); "sinusoidal": sines and
+                                 # cosines of the position at geometric frequencies (Vaswani et
+                                 # al. 2017), scaled to std init_pos_std, then trained as usual
     init_attn_std: float = 0.0   # std of W_Q, W_K, W_V; 0 means 1/sqrt(d_model) (fan-in)
     init_out_std: float = 0.0    # std of W_O; 0 means 1/sqrt(n_heads * d_head) (fan-in)
     init_unembed_std: float = 0.0  # std of W_U; 0 means 1/sqrt(d_model) (fan-in)
@@ -82,6 +86,8 @@ class ModelConfig:
         if self.positional not in POSITIONAL_MODES:
             raise ValueError(f"ModelConfig.positional must be one of {POSITIONAL_MODES}, "
                              f"got {self.positional!r}")
+        if self.init_pos not in POS_INITS:
+            raise ValueError(f"ModelConfig.init_pos must be one of {POS_INITS}, got {self.init_pos!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
         for name in ("init_embed_std", "init_pos_std", "init_attn_std", "init_out_std",

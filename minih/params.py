@@ -79,8 +79,26 @@ def init_params(cfg: ModelConfig, seed: int | np.random.Generator = 0) -> dict[s
             std = {"W_E": cfg.init_embed_std, "W_pos": cfg.init_pos_std, "W_Q": std_attn,
                    "W_K": std_attn, "W_V": std_attn, "W_O": std_out, "W_U": std_unembed}[name]
             value = rng.standard_normal(shape) * std
+            if name == "W_pos" and cfg.init_pos == "sinusoidal":
+                value = sinusoidal_positions(*shape) * std   # drawn above all the same, so the
+                                                             # other weights match a "normal" run
         params[key] = value.astype(dtype)
     return params
+
+
+def sinusoidal_positions(n_ctx: int, d_model: int, base: float = 10_000.0) -> np.ndarray:
+    """[n_ctx, d_model] sines and cosines of the position, each column with std ~1.
+
+    Column 2k is sin(i / base^(2k/d)), column 2k+1 the cosine at the same frequency
+    (Vaswani et al. 2017), times sqrt(2) so that a column has mean square 1 like a
+    N(0, 1) draw. Why it can help: a fixed offset (the previous token) is then the same
+    rotation of every position's code, one linear map for the QK circuit to learn,
+    instead of a pattern to carve into n_ctx independent random vectors.
+    """
+    i = np.arange(n_ctx)[:, None]                                         # [N,1]
+    freq = base ** (-(np.arange(d_model) // 2 * 2) / d_model)[None, :]    # [1,D]
+    angle = i * freq                                                      # [N,D]
+    return np.sqrt(2.0) * np.where(np.arange(d_model) % 2 == 0, np.sin(angle), np.cos(angle))
 
 
 def check_params(params: dict, cfg: ModelConfig) -> None:

@@ -17,6 +17,7 @@ All randomness comes from the numpy Generator / seed passed in.
 | `markov`   | markov.py   | in-context Markov chains, a fresh transition matrix per sequence |
 | `stdlib`   | text.py     | the running Python's standard library source, as bytes        |
 | `text`     | text.py     | any file or folder of text, as bytes                          |
+| `bpe`      | bpe_text.py | the stdlib (code, prose, tests) or your files, as BPE tokens  |
 
 Shape legend: B = batch, T = positions, N = evaluation sequences
 """
@@ -27,8 +28,9 @@ import dataclasses
 from .repeated import RepeatedTokens
 from .markov import MarkovChains, bayes_bigram_losses
 from .text import StdlibText, TextFiles
+from .bpe_text import BPEText
 
-SOURCES = {cls.name: cls for cls in (RepeatedTokens, MarkovChains, StdlibText, TextFiles)}
+SOURCES = {cls.name: cls for cls in (RepeatedTokens, MarkovChains, StdlibText, TextFiles, BPEText)}
 
 
 def source_fields(name: str) -> dict:

@@ -83,7 +83,7 @@ def token_counts(run):
     skip the most and least frequent tokens (IH, "prefix matching"); None for
     synthetic vocabularies, where every token is equally common. Counted on the run's
     evaluation text, which is held-out text from the same corpus."""
-    if (run.manifest.get("data") or {}).get("tokens") == "bytes":
+    if (run.manifest.get("data") or {}).get("tokens") in ("bytes", "bpe"):
         return np.bincount(run.eval_tokens.ravel(), minlength=run.cfg.d_vocab)
     return None
 
