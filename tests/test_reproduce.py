@@ -124,3 +124,26 @@ def test_copyable_tokens_by_hand():
     assert copyable([1, 2, 3, 1, 2, 3, 4]).tolist() == [False, False, False, False, True, True, False]
     assert copyable([5, 5, 5]).tolist() == [False, False, True]
     assert not copyable([7]).any()
+
+
+def test_seeds_trains_the_others_through_the_sweep_and_reports_each(tmp_path):
+    # oracle: each extra seed's runs are ordinary run directories equal to training that
+    # seed's family directly, and the report's seed table states each seed's verdicts
+    numbers = reproduce(tmp_path, size="tiny", backend="numpy", progress=False, seeds=2,
+                        scheduler="serial")
+    from minih.app.reproduce.family import family
+    seeds = numbers["seeds"]
+    assert seeds["seeds"] == [0, 1]
+    one = {m.name: m for m in family("tiny", 1)}
+    run = load_run(tmp_path / "seeds" / f"seed1-{one['2L'].slug}")
+    assert run.manifest["train"]["seed"] == 1 and run.manifest["status"] == "finished"
+    md = (tmp_path / "report.md").read_text()
+    assert "## Seeds: the verdicts and the main numbers across seeds" in md
+    for label, verdicts in seeds["verdicts"].items():
+        cells = " | ".join("yes" if v else "**NO**" for v in verdicts)
+        assert f"| {label} | {cells} | {sum(verdicts)} of 2 |" in md
+    # the first seed's numbers are the main report's
+    assert seeds["spread"]["2L: final ICL score (nats)"]["values"][0] == \
+        numbers["argument_1"]["models"]["2L"]["icl_last"]
+    with pytest.raises(ValueError, match="seeds must be an int >= 1"):
+        reproduce(tmp_path, size="tiny", seeds=0)

@@ -17,6 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["numpy", "numba"], default="numba",
                    help="numba (default: the fast twin, docs/04_numba.md) or numpy (the readable "
                         "reference; the same verdicts, slower)")
+    p.add_argument("--seeds", type=int, default=1, metavar="N",
+                   help="train the family with N seeds (--seed .. --seed + N - 1; the others through "
+                        "`minih sweep`) and report every seed's verdicts and the spread (default 1)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="with --seeds: 'serial', 'local' (a Dask cluster here, the default when Dask "
+                        "is installed) or a scheduler's address tcp://HOST:8786")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -25,11 +31,13 @@ def run(args) -> int:
     from . import CLIError, output_dir
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
+    if args.seeds < 1:
+        raise CLIError(f"--seeds must be >= 1, got {args.seeds}")
     output_dir(args.out)
     size = args.size or ("quick" if args.quick else "full")
     try:
         reproduce(out=args.out, size=size, seed=args.seed, backend=args.backend,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, seeds=args.seeds, scheduler=args.scheduler)
     except KeyboardInterrupt:
         print("interrupted: every finished run and the last checkpoint are kept", file=sys.stderr)
         return 130

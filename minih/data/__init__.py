@@ -18,6 +18,7 @@ All randomness comes from the numpy Generator / seed passed in.
 | `stdlib`   | text.py     | the running Python's standard library source, as bytes        |
 | `text`     | text.py     | any file or folder of text, as bytes                          |
 | `bpe`      | bpe_text.py | the stdlib (code, prose, tests) or your files, as BPE tokens  |
+| `generality` | generality_tasks.py | literal / translation / fuzzy-matching blocks (Argument 4) |
 
 Shape legend: B = batch, T = positions, N = evaluation sequences
 """
@@ -29,8 +30,10 @@ from .repeated import RepeatedTokens
 from .markov import MarkovChains, bayes_bigram_losses
 from .text import StdlibText, TextFiles
 from .bpe_text import BPEText
+from .generality_tasks import GeneralityTasks
 
-SOURCES = {cls.name: cls for cls in (RepeatedTokens, MarkovChains, StdlibText, TextFiles, BPEText)}
+SOURCES = {cls.name: cls for cls in (RepeatedTokens, MarkovChains, StdlibText, TextFiles, BPEText,
+                                     GeneralityTasks)}
 
 
 def source_fields(name: str) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..report import write_report
+from ..report import Section, write_report
 from ...training.config import TrainConfig
 from ...training.run import _to_jsonable, load_run, save_json
 from ...training.loop import train
@@ -86,9 +86,12 @@ def what_was_trained(members: list[Member], seed: int) -> tuple[str, str]:
     return "\n".join(rows), "\n".join(f"- `{name}`: {what}." for name, what in sources.items())
 
 
-def caveats(members: list[Member], size: str) -> list[str]:
+def caveats(members: list[Member], size: str, n_seeds: int = 1) -> list[str]:
     """What a careful reader should know before the verdicts, from what this run trained."""
-    out = ["One seed: the spread of every number across seeds is not measured in this run."]
+    out = (["One seed: the spread of every number across seeds is not measured in this run "
+            "(`--seeds N` measures it)."] if n_seeds == 1 else
+           [f"{n_seeds} seeds: the verdicts and figures below are the first seed's; the last "
+            f"section gives every seed's verdicts and the range of the main numbers."])
     if not any(m.group == "text" for m in members):
         out.append(f"The {size} size trains on synthetic data only (random tokens with repeated "
                    "segments, where copying pays by construction); the paper's subject is natural "
@@ -101,41 +104,12 @@ def caveats(members: list[Member], size: str) -> list[str]:
     return out
 
 
-def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: str = "numba",
-              progress: bool = True) -> dict:
-    """Train, measure and report; returns the numbers of numbers.json."""
-    t0 = time.perf_counter()
-    out = Path(out)
-    figs = out / "figs"
+def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int, backend: str,
+             progress: bool) -> tuple[dict, list, dict]:
+    """Measure the runs of one seed's family and lay out every argument: (numbers, report
+    sections, timings), the figures drawn into `figs`."""
     figs.mkdir(parents=True, exist_ok=True)
-    members = family(size, seed)
-    timings, runs = {}, {}
-    for i, m in enumerate(members):
-        run_dir = out / "runs" / m.slug
-        t = time.perf_counter()
-        state = _state(run_dir, m)
-        if state == "finished":
-            print(f"[{i + 1}/{len(members)}] {m.name}: reusing the finished run in {run_dir}")
-        else:
-            print(f"[{i + 1}/{len(members)}] training {m.name} ({m.train.steps} steps, "
-                  f"{m.train.steps * m.train.tokens_per_step / 1e6:.1f}M tokens)"
-                  + (", resuming from its checkpoint" if state == "resumable" else ""))
-            result = None
-            if state == "resumable":
-                try:
-                    result = train(None, run_dir, resume=True, progress=progress)   # its own backend
-                except ValueError as e:                   # e.g. a damaged checkpoint: start over
-                    print(f"  cannot resume ({e}); training {m.name} from the start")
-            if result is None:
-                result = train(m.train, run_dir, backend=backend, overwrite=True, progress=progress)
-            if result.status != "finished":               # Ctrl-C: the checkpoint is saved
-                print(f"{m.name} {result.status} at step {result.step}; run the same command again "
-                      f"to continue where it stopped")
-                raise KeyboardInterrupt
-        runs[m.name] = load_run(run_dir)
-        # the training time the run recorded (also when it is reused now)
-        timings[f"train {m.name}"] = float(runs[m.name].manifest.get("timings", {})
-                                           .get("train_seconds", time.perf_counter() - t))
+    timings = {}
     t = time.perf_counter()
     measured = [m for m in members if m.group != "generality"]
     measures = {m.name: measure_run(m.name, runs[m.name], backend)
@@ -172,6 +146,126 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
                                                         alphabet, backend)
     sections.append(sec)
     timings["arguments and figures"] = time.perf_counter() - t
+    return numbers, sections, timings
+
+
+# the numbers whose spread across seeds the report gives: (label, path into numbers.json)
+SPREAD = [("2L: induction head forms at (tokens)", ("argument_1", "models", "2L", "formed_at")),
+          ("3L: induction head forms at (tokens)", ("argument_1", "models", "3L", "formed_at")),
+          ("2L: steepest ICL fall (nats/decade)", ("argument_1", "models", "2L", "steepest_icl_rate")),
+          ("2L: final ICL score (nats)", ("argument_1", "models", "2L", "icl_last")),
+          ("Argument 3: share of ICL removed by the induction heads", ("argument_3", "share_removed")),
+          ("Argument 3: share removed by as many other heads", ("argument_3", "share_removed_contrast")),
+          ("Argument 5: previous-token score", ("argument_5", "prev_score")),
+          ("Argument 5: K-composition", ("argument_5", "k_comp"))]
+VERDICT_KEYS = {f"argument_{k}": str(k) for k in range(1, 7)} | {"text": "1, on real text"}
+
+
+def _get(numbers: dict, path: tuple):
+    for key in path:
+        if not isinstance(numbers, dict) or key not in numbers:
+            return float("nan")
+        numbers = numbers[key]
+    return float(numbers) if numbers is not None else float("nan")
+
+
+def _other_seeds(out: Path, size: str, seed: int, n_seeds: int, first: dict, backend: str,
+                 progress: bool, scheduler) -> tuple[Section, dict]:
+    """Train seeds seed+1 .. seed+n_seeds-1 of the family through the sweep (into
+    OUT/seeds/), analyse each (figures in OUT/seeds/seed<k>/figs), and lay out every seed's
+    verdicts and the range of the SPREAD numbers."""
+    from ..sweep import run_sweep
+    others = [seed + k for k in range(1, n_seeds)]
+    pairs = [(f"seed{s}-{m.slug}", m.train) for s in others for m in family(size, s)]
+    result = run_sweep(pairs, out / "seeds", scheduler=scheduler, backend=backend, progress=progress)
+    if result.failed:
+        raise ValueError(f"reproduce --seeds: {len(result.failed)} run(s) failed: "
+                         f"{', '.join(result.failed)} (see {out / 'seeds' / 'sweep.json'})")
+    per_seed = {seed: first}
+    for s in others:
+        members = family(size, s)
+        runs = {m.name: load_run(out / "seeds" / f"seed{s}-{m.slug}") for m in members}
+        per_seed[s], _, _ = _analyse(members, runs, out / "seeds" / f"seed{s}" / "figs", size, s,
+                                     backend, False)
+    seeds = list(per_seed)
+    rows = ["| argument | " + " | ".join(f"seed {s}" for s in seeds) + " | reproduced in |",
+            "|---|" + "---|" * (len(seeds) + 1)]
+    verdicts = {}
+    for key, label in VERDICT_KEYS.items():
+        if key in first:
+            v = [bool(per_seed[s][key]["reproduced"]) for s in seeds]
+            verdicts[label] = v
+            rows.append(f"| {label} | " + " | ".join("yes" if x else "**NO**" for x in v)
+                        + f" | {sum(v)} of {len(v)} |")
+    spread_rows = ["| number | " + " | ".join(f"seed {s}" for s in seeds) + " | range |",
+                   "|---|" + "---|" * (len(seeds) + 1)]
+    spread = {}
+    for label, path in SPREAD:
+        values = [_get(per_seed[s], path) for s in seeds]
+        finite = [x for x in values if np.isfinite(x)]
+        spread[label] = {"values": values, "min": min(finite) if finite else float("nan"),
+                         "max": max(finite) if finite else float("nan")}
+        shown = lambda x: "n/a" if not np.isfinite(x) else (A.fmt_tokens(x) if "tokens" in label
+                                                              else f"{x:.2f}")
+        spread_rows.append(f"| {label} | " + " | ".join(shown(x) for x in values)
+                           + f" | {shown(spread[label]['min'])} to {shown(spread[label]['max'])} |")
+    text = [f"The same family trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}): the "
+            f"weights, the batches and the Argument-4 task maps change with the seed; the evaluation "
+            f"set does not. Seed {seed} is the run reported above; the others were trained through "
+            f"`minih sweep` into `seeds/` and analysed the same way (their figures are in "
+            f"`seeds/seed<k>/figs/`).", "\n".join(rows), "\n".join(spread_rows)]
+    return (Section("Seeds: the verdicts and the main numbers across seeds", text),
+            {"seeds": seeds, "verdicts": verdicts, "spread": spread})
+
+
+def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: str = "numba",
+              progress: bool = True, seeds: int = 1, scheduler=None) -> dict:
+    """Train, measure and report; returns the numbers of numbers.json.
+
+    seeds > 1 also trains the family with seeds seed+1 .. seed+seeds-1 through the sweep
+    (minih.app.sweep.run_sweep, on `scheduler`: a local Dask cluster when Dask is
+    installed, else one run after another), analyses each seed the same way and adds a
+    section with every seed's verdicts and the range of the main numbers."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+    t0 = time.perf_counter()
+    out = Path(out)
+    figs = out / "figs"
+    figs.mkdir(parents=True, exist_ok=True)
+    members = family(size, seed)
+    timings, runs = {}, {}
+    for i, m in enumerate(members):
+        run_dir = out / "runs" / m.slug
+        t = time.perf_counter()
+        state = _state(run_dir, m)
+        if state == "finished":
+            print(f"[{i + 1}/{len(members)}] {m.name}: reusing the finished run in {run_dir}")
+        else:
+            print(f"[{i + 1}/{len(members)}] training {m.name} ({m.train.steps} steps, "
+                  f"{m.train.steps * m.train.tokens_per_step / 1e6:.1f}M tokens)"
+                  + (", resuming from its checkpoint" if state == "resumable" else ""))
+            result = None
+            if state == "resumable":
+                try:
+                    result = train(None, run_dir, resume=True, progress=progress)   # its own backend
+                except ValueError as e:                   # e.g. a damaged checkpoint: start over
+                    print(f"  cannot resume ({e}); training {m.name} from the start")
+            if result is None:
+                result = train(m.train, run_dir, backend=backend, overwrite=True, progress=progress)
+            if result.status != "finished":               # Ctrl-C: the checkpoint is saved
+                print(f"{m.name} {result.status} at step {result.step}; run the same command again "
+                      f"to continue where it stopped")
+                raise KeyboardInterrupt
+        runs[m.name] = load_run(run_dir)
+        # the training time the run recorded (also when it is reused now)
+        timings[f"train {m.name}"] = float(runs[m.name].manifest.get("timings", {})
+                                           .get("train_seconds", time.perf_counter() - t))
+    numbers, sections, analysis_timings = _analyse(members, runs, figs, size, seed, backend, progress)
+    timings.update(analysis_timings)
+    if seeds > 1:                                     # the other seeds, through the sweep
+        sec, numbers["seeds"] = _other_seeds(out, size, seed, seeds, numbers, backend, progress,
+                                             scheduler)
+        sections.append(sec)
     timings["total"] = time.perf_counter() - t0
     numbers["timings_seconds"] = timings
 
@@ -181,9 +275,11 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
              f"with minih ({size} size, seed {seed}, backend {backend}). Every number below was "
              f"measured in this run; numbers.json holds them all.",
              "| argument | reproduced |\n|---|---|\n" + "\n".join(
-                 f"| {k} | {'yes' if v else '**NO**'} |" for k, v in verdicts.items()),
+                 f"| {k} | {'yes' if v else '**NO**'}"
+                 + (f" (in {sum(numbers['seeds']['verdicts'][k])} of {seeds} seeds)" if seeds > 1 else "")
+                 + " |" for k, v in verdicts.items()),
              "What was trained:", *what_was_trained(members, seed),
-             "Caveats:", "\n".join(f"- {c}" for c in caveats(members, size)),
+             "Caveats:", "\n".join(f"- {c}" for c in caveats(members, size, seeds)),
              f"Time: {timings['total']:.0f} s for this invocation; training as recorded in each run: "
              + ", ".join(f"{k[6:]} {v:.0f} s" for k, v in timings.items() if k.startswith("train "))
              + "; analysis: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()
