@@ -33,7 +33,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import check_request, check_rng
+from .base import check_request, check_rng, random_windows
 from .bpe import BPE, cached_bpe, cached_encode
 from .text import _load_corpus, _stdlib_files, _text_files
 
@@ -105,11 +105,7 @@ class BPEText:
         return np.bincount(self._data()[2], minlength=self.d_vocab)
 
     def _windows(self, data: np.ndarray, rng, batch: int, seq_len: int, what: str) -> np.ndarray:
-        if len(data) < seq_len:
-            raise ValueError(f"bpe data: the {what} split has {len(data)} tokens, fewer than "
-                             f"seq_len={seq_len}; use more text or a larger val_fraction")
-        starts = rng.integers(0, len(data) - seq_len + 1, size=batch)       # [B]
-        return data[starts[:, None] + np.arange(seq_len)].astype(np.int64)  # [B,T]
+        return random_windows(data, rng, batch, seq_len, what, "bpe", "tokens")
 
     def sample(self, rng, batch: int, seq_len: int) -> np.ndarray:
         """B random windows of the training tokens, int64 [B,T]."""

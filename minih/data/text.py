@@ -32,7 +32,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import check_request, check_rng
+from .base import check_request, check_rng, random_windows
 
 TEST_DIRS = {"test", "tests", "idle_test"}
 
@@ -80,11 +80,7 @@ class _ByteCorpus:
         return _load_corpus(str(root), tuple(files), float(self.val_fraction), int(self.split_seed))
 
     def _windows(self, data: np.ndarray, rng, batch: int, seq_len: int, what: str) -> np.ndarray:
-        if len(data) < seq_len:
-            raise ValueError(f"{self.name} data: the {what} split has {len(data)} bytes, fewer than "
-                             f"seq_len={seq_len}; use more text or a larger val_fraction")
-        starts = rng.integers(0, len(data) - seq_len + 1, size=batch)       # [B]
-        return data[starts[:, None] + np.arange(seq_len)].astype(np.int64)  # [B,T]
+        return random_windows(data, rng, batch, seq_len, what, self.name, "bytes")
 
     def sample(self, rng, batch: int, seq_len: int) -> np.ndarray:
         """B random windows of the training split, int64 [B,T].
