@@ -147,3 +147,6 @@ def test_seeds_trains_the_others_through_the_sweep_and_reports_each(tmp_path):
         numbers["argument_1"]["models"]["2L"]["icl_last"]
     with pytest.raises(ValueError, match="seeds must be an int >= 1"):
         reproduce(tmp_path, size="tiny", seeds=0)
+    with pytest.raises(ValueError, match="scheduler must be None, 'serial', 'local'"):
+        reproduce(tmp_path / "never", size="tiny", seeds=2, scheduler="nonsense")
+    assert not (tmp_path / "never").exists()                     # refused before any work

@@ -576,6 +576,14 @@ def _check_workers(client, out: Path) -> dict:
 
 # --- the sweep ------------------------------------------------------------------------------------
 
+def check_scheduler(scheduler) -> None:
+    """Refuse a scheduler run_sweep cannot use, before any work: None, "serial", "local", an
+    address like tcp://HOST:8786, or a distributed.Client."""
+    if isinstance(scheduler, str) and scheduler not in ("serial", "local") and ":" not in scheduler:
+        raise ValueError(f"run_sweep: scheduler must be None, 'serial', 'local' or an address like "
+                         f"tcp://HOST:8786, got {scheduler!r}")
+
+
 def run_sweep(runs, out, scheduler=None, *, workers: int | None = None, backend: str | None = None,
               analyze: bool = False, checkpoint_every: int | None = None,
               checkpoint_seconds: float = 60.0, progress: bool = True,
@@ -598,9 +606,7 @@ def run_sweep(runs, out, scheduler=None, *, workers: int | None = None, backend:
     items = check_runs(runs)
     if backend is not None:
         get_backend(backend)                         # None: as minih.train chooses
-    if isinstance(scheduler, str) and scheduler not in ("serial", "local") and ":" not in scheduler:
-        raise ValueError(f"run_sweep: scheduler must be None, 'serial', 'local' or an address like "
-                         f"tcp://HOST:8786, got {scheduler!r}")
+    check_scheduler(scheduler)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ValueError(f"run_sweep: workers must be an int >= 1, got {workers!r}")
     if workers is not None and scheduler not in (None, "local"):

@@ -228,6 +228,9 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     section with every seed's verdicts and the range of the main numbers."""
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
+    if seeds > 1:
+        from ..sweep import check_scheduler
+        check_scheduler(scheduler)                    # before any training
     t0 = time.perf_counter()
     out = Path(out)
     figs = out / "figs"
