@@ -107,6 +107,18 @@ def test_loss_bump_is_the_most_concave_point_inside_the_window():
     assert np.isnan(M.loss_bump(10 ** lx, loss, None))
 
 
+def test_steepest_fall_of_a_logistic_step():
+    lx = np.linspace(3, 8, 301)
+    curve = logistic_icl(lx, c=6.0, w=0.1, depth=1.5)               # falls fastest at 10^6
+    k, rate = M.steepest_fall(10 ** lx, curve, width=0.0)
+    assert lx[k] <= 6.0 <= lx[k + 1]
+    # oracle: the logistic's slope at its centre, depth / (4 w) nats per decade; the rule
+    # takes the secant over one 1/60-decade step, within 1% of it for a width of 0.1
+    assert rate == pytest.approx(1.5 / (4 * 0.1), rel=1e-2)
+    k, rate = M.steepest_fall(10 ** lx, -curve, width=0.0)          # a rising curve never falls
+    assert rate < 0
+
+
 def test_curve_departure_where_the_gap_to_the_control_opens():
     lx = np.linspace(3, 8, 301)
     c, w, depth = 6.0, 0.15, 0.8

@@ -74,6 +74,7 @@ CALLS = {
     "ln_linear": lambda: ((PARAMS, CFG, "final"), {}),
     "loss_bump": lambda: ((STEPS, CURVE, (STEPS[1], STEPS[-1])), {}),
     "curve_departure": lambda: ((STEPS, CURVE, CURVE + 0.5), {}),
+    "steepest_fall": lambda: ((STEPS, CURVE), {}),
     "loss_by_position": lambda: ((LOSSES,), {}),
     "loss_log_position_derivative": lambda: ((LOSSES,), {}),
     "loss_pca": lambda: (([RNG.random((4, 3, 10)), RNG.random((4, 3, 10))],), {}),

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .ablation import Ablation, KINDS, head_means, run_with_ablation
-from .metrics import icl_indices, icl_score, phase_change_window, smooth_log
+from .metrics import icl_indices, icl_score, phase_change_window
+from .metrics import steepest_fall as metrics_steepest_fall
 from ..model import forward, get_backend
 from ..params import check_tokens
 
@@ -185,10 +186,8 @@ def steepest_fall(run, width: float = 0.1):
     if len(keep) < 2:
         return None, None
     x = run.tokens_seen[keep].astype(np.float64)
-    icl = smooth_log(x, icl_score(run.losses)[keep], width)                 # [S']
-    rates = -np.diff(icl) / np.diff(np.log10(x))                            # nats per decade
-    k = int(np.argmax(rates))
-    if rates[k] <= 0:
+    k, rate = metrics_steepest_fall(x, icl_score(run.losses)[keep], width)  # nats per decade
+    if rate <= 0:
         return None, None
     return int(keep[k]), int(keep[k + 1])
 

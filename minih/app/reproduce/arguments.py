@@ -291,6 +291,13 @@ def argument_2(ms: dict[str, RunMeasures], figs) -> tuple[Section, dict]:
 
 # --- Argument 3: ablations ------------------------------------------------------------------
 
+def other_heads(induction: list, prev_token: dict) -> list:
+    """The heads that are neither induction heads nor previous-token heads (score >=
+    PREV_THRESHOLD), in prev_token's order: (layer, head) -> previous-token score."""
+    ind = set(map(tuple, induction))
+    return [u for u in prev_token if u not in ind and prev_token[u] < V.PREV_THRESHOLD]
+
+
 def contrast_heads(induction: list, dicl_alone: dict, prev_token: dict) -> list:
     """As many other heads as there are induction heads, to ablate for contrast.
 
@@ -301,9 +308,8 @@ def contrast_heads(induction: list, dicl_alone: dict, prev_token: dict) -> list:
     there is, so that "the induction heads remove more" is not won against weak heads. Fewer
     (or none) when the model has fewer such heads.
     """
-    ind = set(map(tuple, induction))
-    others = [u for u in dicl_alone if u not in ind and prev_token[u] < V.PREV_THRESHOLD]
-    return sorted(others, key=lambda u: -dicl_alone[u])[:len(ind)]
+    others = other_heads(induction, prev_token)
+    return sorted(others, key=lambda u: -dicl_alone[u])[:len(induction)]
 
 
 def ablation_model(ms: dict[str, RunMeasures], candidates=("2L", "3L")) -> str:
@@ -314,9 +320,9 @@ def ablation_model(ms: dict[str, RunMeasures], candidates=("2L", "3L")) -> str:
     for n in present:
         m = ms[n]
         heads = induction_heads(m)
-        others = [(l, h) for l in range(m.prefix.shape[1]) for h in range(m.prefix.shape[2])
-                  if (l, h) not in heads and m.prev_token[l, h] < V.PREV_THRESHOLD]
-        if heads and len(others) >= len(heads):
+        prev = {(l, h): float(m.prev_token[l, h]) for l in range(m.prefix.shape[1])
+                for h in range(m.prefix.shape[2])}
+        if heads and len(other_heads(heads, prev)) >= len(heads):
             return n
     return present[0]
 

@@ -11,8 +11,8 @@ import numpy as np
 from ...interp import metrics
 from ...interp.analysis import token_counts
 from ...training.run import Run
+from .verdicts import INDUCTION_THRESHOLD   # the one definition of an induction head
 
-INDUCTION_THRESHOLD = 0.3     # prefix-matching score from which a head counts as an induction head
 
 
 def steepest_drop(tokens, icl, width: float = 0.1) -> tuple[float, float]:
@@ -23,11 +23,9 @@ def steepest_drop(tokens, icl, width: float = 0.1) -> tuple[float, float]:
     A phase change is abrupt: its rate stands out from a gradual improvement's.
     """
     x = np.asarray(tokens, dtype=np.float64)
-    smooth = metrics.smooth_log(x, icl, width)
+    k, rate = metrics.steepest_fall(x, icl, width)                    # between snapshots k, k+1
     lx = np.log10(x)
-    rates = -np.diff(smooth) / np.diff(lx)                            # [S-1]
-    k = int(np.argmax(rates))
-    return float(10 ** ((lx[k] + lx[k + 1]) / 2)), float(max(rates[k], 0.0))
+    return float(10 ** ((lx[k] + lx[k + 1]) / 2)), float(max(rate, 0.0))
 
 
 @dataclass

@@ -16,7 +16,8 @@ None of them modifies its inputs.
 """
 from .losses import (per_token_losses, loss_by_position, icl_indices, icl_score,
                      loss_log_position_derivative)
-from .phase import smooth_log, phase_change_window, loss_bump, curve_departure, PhaseWindow
+from .phase import (smooth_log, phase_change_window, steepest_fall, loss_bump, curve_departure,
+                    PhaseWindow)
 from .pca import loss_pca, turning_point, knee_point, LossPCA
 from .patterns import (previous_token_score, duplicate_token_score, prefix_matching_score,
                        detection_pattern, detector_score, summed_attention,

@@ -82,6 +82,17 @@ def phase_change_window(tokens_seen, icl, width: float = 0.1, lo: float = 0.1,
                        float(total), smoothed)
 
 
+def steepest_fall(tokens_seen, values, width: float = 0.1) -> tuple[int, float]:
+    """(k, rate): the curve, smoothed against log10 tokens (smooth_log), falls fastest between
+    snapshots k and k+1, at `rate` = -(v[k+1] - v[k]) / (log10 x[k+1] - log10 x[k]) per decade
+    (negative if it never falls). Used for the ICL score: a phase change is abrupt."""
+    x, _ = _check.curve(tokens_seen, values, "tokens_seen", "values")
+    smooth = smooth_log(tokens_seen, values, width)
+    rates = -np.diff(smooth) / np.diff(np.log10(x))                    # [S-1]
+    k = int(np.argmax(rates))
+    return k, float(rates[k])
+
+
 def loss_bump(tokens_seen, loss, window: PhaseWindow | tuple | None, width: float = 0.1) -> float:
     """Tokens seen at the most concave point of the loss curve inside the phase-change window.
 
