@@ -1,10 +1,16 @@
+import re
+
 from setuptools import find_packages, setup
+
+# the version is written once, in minih/version.py (read here without importing minih,
+# whose dependencies may not be installed yet)
+VERSION = re.search(r'__version__ = "([^"]+)"', open("minih/version.py", encoding="utf-8").read())[1]
 
 setup(
     name="minih",
-    version="0.1.0",
-    description="Watch induction heads form on a CPU: a small, exact attention-only "
-                "transformer with hand-written NumPy and Numba passes.",
+    version=VERSION,
+    description="Watch induction heads form on a CPU: small, exact transformers (attention-only "
+                "and with MLPs) with hand-written NumPy and Numba passes.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["minih", "minih.*"]),

@@ -52,6 +52,7 @@ class ModelConfig:
     positional: str = "shortformer"  # "shortformer": W_pos enters queries and keys only;
                                      # "standard": W_pos is added to the residual stream once
     smeared_keys: bool = False   # per-head learned smearing of each key with the previous one
+    d_mlp: int = 0               # width of each layer's MLP (after its attention); 0 = attention-only
     dtype: str = "float32"       # "float32" (training) or "float64" (gradient checks)
     # --- initialisation (minih's additions; see docs/03_training.md for why) ---
     init_embed_std: float = 1.0  # std of W_E. 1.0 keeps token identity visible in the
@@ -66,11 +67,13 @@ class ModelConfig:
     init_attn_std: float = 0.0   # std of W_Q, W_K, W_V; 0 means 1/sqrt(d_model) (fan-in)
     init_out_std: float = 0.0    # std of W_O; 0 means 1/sqrt(n_heads * d_head) (fan-in)
     init_unembed_std: float = 0.0  # std of W_U; 0 means 1/sqrt(d_model) (fan-in)
+    init_mlp_in_std: float = 0.0   # std of each MLP's W_in; 0 means 1/sqrt(d_model) (fan-in)
+    init_mlp_out_std: float = 0.0  # std of each MLP's W_out; 0 means 1/sqrt(d_mlp) (fan-in)
     smear_init: float = 0.0      # initial smear logit alpha; s = sigmoid(alpha) = 0.5 at 0
 
     def __post_init__(self):
         positive = ("n_heads", "d_model", "d_head", "n_ctx", "d_vocab")
-        for name in positive + ("n_layers",):
+        for name in positive + ("n_layers", "d_mlp"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral):
                 raise ValueError(f"ModelConfig.{name} must be an int, got {value!r}")
@@ -78,8 +81,9 @@ class ModelConfig:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.n_layers < 0:
-            raise ValueError(f"ModelConfig.n_layers must be >= 0, got {self.n_layers}")
+        for name in ("n_layers", "d_mlp"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ModelConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("layernorm", "smeared_keys"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"ModelConfig.{name} must be True or False, got {getattr(self, name)!r}")
@@ -91,7 +95,7 @@ class ModelConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"ModelConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
         for name in ("init_embed_std", "init_pos_std", "init_attn_std", "init_out_std",
-                     "init_unembed_std"):
+                     "init_unembed_std", "init_mlp_in_std", "init_mlp_out_std"):
             value = getattr(self, name)
             if not _is_finite_number(value) or not value >= 0:
                 raise ValueError(f"ModelConfig.{name} must be a number >= 0 (finite), got {value!r}")

@@ -1,4 +1,4 @@
-"""The attention-only transformer: the one forward, its backward, and the public entry points.
+"""The transformer: the one forward, its backward, and the public entry points.
 
     logits, cache = run_with_cache(params, tokens, cfg)
     loss, grads   = loss_and_grads(params, tokens, cfg)
@@ -16,6 +16,9 @@ expansion) runs it. The steps, for tokens t [B, T]:
        scores = q @ k'^T / sqrt(E), causal mask; pattern = softmax(scores) over keys
        z = pattern @ v
        x = x + sum_h z_h @ W_O[h]                                           attention_block
+       with an MLP (d_mlp > 0), after the attention:                       mlp_block
+       h2 = LN2(x) (LayerNorm), else x
+       pre = h2 @ W_in + b_in; post = gelu(pre) (tanh form); x = x + post @ W_out + b_out
   3. logits = LNfinal(x) @ W_U (without LayerNorm: x @ W_U).               unembed
 
 Every intermediate value passes a named hook point (the TransformerLens cache names,
@@ -33,7 +36,8 @@ minih.kernels (Numba: the reference with fast twins), chosen by name with `backe
 The Numba backend also has a fused attention that keeps no pattern; forward uses it
 only where nothing may read or change the pattern (training, keep="backward").
 
-Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
+Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab,
+M = d_mlp
 """
 from __future__ import annotations
 
@@ -80,7 +84,13 @@ def hook_names(cfg: ModelConfig) -> list[str]:
         if cfg.smeared_keys:
             names.append(p + "attn.hook_k_smeared")
         names += [p + "attn.hook_attn_scores", p + "attn.hook_pattern", p + "attn.hook_z",
-                  p + "attn.hook_result", p + "hook_attn_out", p + "hook_resid_post"]
+                  p + "attn.hook_result", p + "hook_attn_out"]
+        if cfg.d_mlp:
+            names.append(p + "hook_resid_mid")
+            if cfg.layernorm:
+                names += [p + "ln2.hook_scale", p + "ln2.hook_normalized"]
+            names += [p + "mlp.hook_pre", p + "mlp.hook_post", p + "hook_mlp_out"]
+        names.append(p + "hook_resid_post")
     names.append("hook_resid_final")
     if cfg.layernorm:
         names.append("ln_final.hook_scale")
@@ -193,12 +203,15 @@ def embed(params, tokens, cfg: ModelConfig, ops, hooks: HookPoints):
 def layer(params, x, l: int, cfg: ModelConfig, ops, hooks: HookPoints):
     """Step 2 for layer l: the residual stream before it -> after it.  x [B,T,D] -> [B,T,D]
 
-    Each sub-block reads the stream and adds its output to it. (A model with MLPs would
-    add an MLP sub-block here, after the attention: hook_resid_mid, then mlp.)
+    Each sub-block reads the stream and adds its output to it: the attention, then (in
+    a model with MLPs) the MLP, which reads the stream the attention wrote to.
     """
     p = f"blocks.{l}."
     x = hooks(p + "hook_resid_pre", x)
     x = x + attention_block(params, x, l, cfg, ops, hooks)                 # [B,T,D]
+    if cfg.d_mlp:
+        x = hooks(p + "hook_resid_mid", x)
+        x = x + mlp_block(params, x, l, cfg, ops, hooks)                   # [B,T,D]
     return hooks(p + "hook_resid_post", x)
 
 
@@ -278,6 +291,23 @@ def attention_heads(params, x, l: int, cfg: ModelConfig, ops, hooks: HookPoints)
     return ops.attention_z(pattern, v)                                      # [B,T,H,E]
 
 
+def mlp_block(params, x, l: int, cfg: ModelConfig, ops, hooks: HookPoints):
+    """Layer l's MLP: x [B,T,D] (hook_resid_mid) -> mlp_out [B,T,D] (hook_mlp_out).
+
+    h2 = LN2(x) (LayerNorm), else x; pre = h2 @ W_in + b_in; post = gelu(pre);
+    mlp_out = post @ W_out + b_out. Every position is processed alone: the MLP moves no
+    information between positions, only the attention does.
+    """
+    p = f"blocks.{l}."
+    h2 = layernorm(x, params[p + "ln2.w"], params[p + "ln2.b"], p + "ln2", ops, hooks) \
+        if cfg.layernorm else x                                             # [B,T,D]
+    pre = hooks(p + "mlp.hook_pre",
+                ops.linear_forward(h2, params[p + "mlp.W_in"], params[p + "mlp.b_in"]))  # [B,T,M]
+    post = hooks(p + "mlp.hook_post", ops.gelu_forward(pre))                # [B,T,M]
+    out = ops.linear_forward(post, params[p + "mlp.W_out"], params[p + "mlp.b_out"])  # [B,T,D]
+    return hooks(p + "hook_mlp_out", out)
+
+
 def unembed(params, x, cfg: ModelConfig, ops, hooks: HookPoints):
     """Step 3: logits = LNfinal(x) @ W_U.  x [B,T,D] -> logits [B,T,V]"""
     x = hooks("hook_resid_final", x)
@@ -309,6 +339,8 @@ def backward(d_logits, params, tokens, cache, cfg: ModelConfig, ops):
     d_W_pos_rows = np.zeros((T, D), dtype=d_x.dtype)                        # grad of W_pos[:T]
     for l in reversed(range(cfg.n_layers)):
         p = f"blocks.{l}."
+        if cfg.d_mlp:
+            d_x = _mlp_backward(d_x, params, cache, l, cfg, ops, grads)
         # forward 2: x = x + attn_out; the residual passes d_x through unchanged
         # forward: attn_out = sum_h z_h @ W_O[h]
         d_z, grads[p + "attn.W_O"] = ops.output_backward(d_x, cache[p + "attn.hook_z"],
@@ -352,6 +384,28 @@ def backward(d_logits, params, tokens, cache, cfg: ModelConfig, ops):
     d_W_pos[:T] = d_W_pos_rows
     grads["pos_embed.W_pos"] = d_W_pos
     return {key: grads[key] for key in params}                              # params' key order
+
+
+def _mlp_backward(d_x, params, cache, l: int, cfg: ModelConfig, ops, grads: dict):
+    """Layer l's MLP in reverse: d loss / d hook_resid_post -> d loss / d hook_resid_mid,
+    filling grads with the MLP's (and LN2's) parameters.  d_x [B,T,D] -> [B,T,D]"""
+    p = f"blocks.{l}."
+    # forward: x = x + mlp_out; the residual passes d_x through, and d_x reaches mlp_out
+    # forward: mlp_out = post @ W_out + b_out
+    d_post, grads[p + "mlp.W_out"], grads[p + "mlp.b_out"] = ops.linear_backward(
+        d_x, cache[p + "mlp.hook_post"], params[p + "mlp.W_out"])          # [B,T,M]
+    # forward: post = gelu(pre)
+    d_pre = ops.gelu_backward(d_post, cache[p + "mlp.hook_pre"])            # [B,T,M]
+    # forward: pre = h2 @ W_in + b_in
+    x_mid = cache[p + "hook_resid_mid"]
+    h2 = cache[p + "ln2.hook_normalized"] if cfg.layernorm else x_mid
+    d_h2, grads[p + "mlp.W_in"], grads[p + "mlp.b_in"] = ops.linear_backward(
+        d_pre, h2, params[p + "mlp.W_in"])                                  # [B,T,D]
+    # forward: h2 = LN2(x) (or x)
+    if cfg.layernorm:
+        d_h2, grads[p + "ln2.w"], grads[p + "ln2.b"] = ops.layernorm_backward(
+            d_h2, x_mid, cache[p + "ln2.hook_scale"], params[p + "ln2.w"])
+    return d_x + d_h2
 
 
 # --- entry points --------------------------------------------------------------------------

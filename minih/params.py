@@ -3,7 +3,7 @@
 The same keys and shapes serve for gradients, optimizer state and snapshot files
 (docs/01_notation.md, "Config and parameters"). Shapes, with the legend used across minih:
 
-    V = d_vocab, N = n_ctx, D = d_model, H = n_heads, E = d_head
+    V = d_vocab, N = n_ctx, D = d_model, H = n_heads, E = d_head, M = d_mlp
 
     embed.W_E               [V, D]
     pos_embed.W_pos         [N, D]
@@ -11,6 +11,11 @@ The same keys and shapes serve for gradients, optimizer state and snapshot files
     blocks.{l}.attn.W_Q     [H, D, E]  (also W_K, W_V)
     blocks.{l}.attn.W_O     [H, E, D]
     blocks.{l}.attn.smear   [H]        (smeared_keys only)
+    blocks.{l}.ln2.w / .b   [D]        (d_mlp > 0 and layernorm only)
+    blocks.{l}.mlp.W_in     [D, M]     (d_mlp > 0 only)
+    blocks.{l}.mlp.b_in     [M]        (d_mlp > 0 only)
+    blocks.{l}.mlp.W_out    [M, D]     (d_mlp > 0 only)
+    blocks.{l}.mlp.b_out    [D]        (d_mlp > 0 only)
     ln_final.w / .b         [D]        (layernorm only)
     unembed.W_U             [D, V]
 """
@@ -42,6 +47,13 @@ def param_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
         shapes[f"blocks.{l}.attn.W_O"] = (H, E, D)
         if cfg.smeared_keys:
             shapes[f"blocks.{l}.attn.smear"] = (H,)
+        if cfg.d_mlp:
+            M = cfg.d_mlp
+            if cfg.layernorm:
+                shapes[f"blocks.{l}.ln2.w"] = (D,)
+                shapes[f"blocks.{l}.ln2.b"] = (D,)
+            shapes.update({f"blocks.{l}.mlp.W_in": (D, M), f"blocks.{l}.mlp.b_in": (M,),
+                           f"blocks.{l}.mlp.W_out": (M, D), f"blocks.{l}.mlp.b_out": (D,)})
     if cfg.layernorm:
         shapes["ln_final.w"] = (D,)
         shapes["ln_final.b"] = (D,)
@@ -54,8 +66,10 @@ def init_params(cfg: ModelConfig, seed: int | np.random.Generator = 0) -> dict[s
 
     Defaults (ModelConfig): W_E std `init_embed_std` (1.0), W_pos std `init_pos_std`
     (1.0), W_Q/W_K/W_V std 1/sqrt(d_model), W_O std 1/sqrt(n_heads*d_head), W_U std
-    1/sqrt(d_model) (fan-in scaling: each projection keeps unit-scale inputs at unit
-    scale), LayerNorm w = 1 and b = 0, smear logits = `smear_init` (0: s = 0.5).
+    1/sqrt(d_model), MLP W_in std 1/sqrt(d_model) and W_out std 1/sqrt(d_mlp) (fan-in
+    scaling: each projection keeps unit-scale inputs at unit scale; the init_* fields
+    override them), LayerNorm w = 1, LayerNorm and MLP biases 0, smear logits =
+    `smear_init` (0: s = 0.5).
     The embedding scales matter for the science: see docs/03_training.md.
     """
     check_config(cfg)
@@ -66,18 +80,21 @@ def init_params(cfg: ModelConfig, seed: int | np.random.Generator = 0) -> dict[s
     std_attn = cfg.init_attn_std or 1.0 / np.sqrt(cfg.d_model)
     std_out = cfg.init_out_std or 1.0 / np.sqrt(cfg.n_heads * cfg.d_head)
     std_unembed = cfg.init_unembed_std or 1.0 / np.sqrt(cfg.d_model)
+    std_mlp_in = cfg.init_mlp_in_std or 1.0 / np.sqrt(cfg.d_model)
+    std_mlp_out = cfg.init_mlp_out_std or (1.0 / np.sqrt(cfg.d_mlp) if cfg.d_mlp else 0.0)
     params = {}
     for key, shape in param_shapes(cfg).items():
         name = key.rsplit(".", 1)[-1]
         if name == "w":
             value = np.ones(shape)
-        elif name == "b":
+        elif name in ("b", "b_in", "b_out"):
             value = np.zeros(shape)
         elif name == "smear":
             value = np.full(shape, float(cfg.smear_init))
         else:
             std = {"W_E": cfg.init_embed_std, "W_pos": cfg.init_pos_std, "W_Q": std_attn,
-                   "W_K": std_attn, "W_V": std_attn, "W_O": std_out, "W_U": std_unembed}[name]
+                   "W_K": std_attn, "W_V": std_attn, "W_O": std_out, "W_U": std_unembed,
+                   "W_in": std_mlp_in, "W_out": std_mlp_out}[name]
             value = rng.standard_normal(shape) * std
             if name == "W_pos" and cfg.init_pos == "sinusoidal":
                 value = sinusoidal_positions(*shape) * std   # drawn above all the same, so the
@@ -112,12 +129,12 @@ def check_params(params: dict, cfg: ModelConfig) -> None:
     if missing:
         raise ValueError(f"params is missing key(s) {missing} required by the config "
                          f"(n_layers={cfg.n_layers}, layernorm={cfg.layernorm}, "
-                         f"smeared_keys={cfg.smeared_keys})")
+                         f"smeared_keys={cfg.smeared_keys}, d_mlp={cfg.d_mlp})")
     extra = [k for k in params if k not in shapes]
     if extra:
         raise ValueError(f"params has key(s) {extra} that this config does not use "
                          f"(n_layers={cfg.n_layers}, layernorm={cfg.layernorm}, "
-                         f"smeared_keys={cfg.smeared_keys})")
+                         f"smeared_keys={cfg.smeared_keys}, d_mlp={cfg.d_mlp})")
     for key, shape in shapes.items():
         value = params[key]
         if not isinstance(value, np.ndarray):

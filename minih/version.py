@@ -1,2 +1,2 @@
 """The package version (one place: minih.__version__, run manifests, setup.py)."""
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -319,3 +319,20 @@ def test_a_killed_worker_loses_nothing(tmp_path, tmp_path_factory):
     for name, tc in ((long, tc_long), (short, tc_short)):
         minih.train(tc, reference / name, progress=False)
         assert_same_run(tmp_path / name, reference / name)
+
+
+def test_a_run_written_before_a_config_field_existed_counts_as_the_same(tmp_path):
+    # minih 0.1.0's run.json has no d_mlp (nor the MLP init scales): the run holds the
+    # config with those fields at their defaults, so the sweep keeps it
+    [(a, tc_a)] = tiny_grid()[:1]
+    minih.train(tc_a, tmp_path / a, progress=False)
+    manifest = json.loads((tmp_path / a / "run.json").read_text())
+    for key in ("d_mlp", "init_mlp_in_std", "init_mlp_out_std"):
+        del manifest["train"]["model"][key]
+    (tmp_path / a / "run.json").write_text(json.dumps(manifest))
+    result = S.run_sweep([(a, tc_a)], tmp_path, scheduler="serial", progress=False)
+    assert result.records[a]["action"] == "skipped" and not result.failed
+    # a real difference still counts
+    result = S.run_sweep([(a, tc_a.replace(model=tc_a.model.replace(d_mlp=4)))], tmp_path,
+                         scheduler="serial", progress=False)
+    assert result.failed == [a]

@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 import minih
-from minih.metrics.losses import icl_score
-from minih.metrics.phase import phase_change_window
+from minih.interp.metrics.losses import icl_score
+from minih.interp.metrics.phase import phase_change_window
 
 ap = argparse.ArgumentParser()
 ap.add_argument("run_dir")

@@ -13,8 +13,8 @@ import numpy as np
 
 import minih
 from minih.data import source_from_dict
-from minih.metrics import heads as H
-from minih.metrics.losses import icl_indices, icl_score
+from minih.interp.metrics import heads as H
+from minih.interp.metrics.losses import icl_indices, icl_score
 
 run_dir, name = Path(sys.argv[1]).resolve(), sys.argv[2]
 out = Path(__file__).parent / "runs" / name

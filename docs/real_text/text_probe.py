@@ -32,8 +32,8 @@ import numpy as np
 
 import minih
 from minih.data import make_source
-from minih.metrics import heads as H
-from minih.metrics.losses import icl_indices, icl_score
+from minih.interp.metrics import heads as H
+from minih.interp.metrics.losses import icl_indices, icl_score
 
 
 def parse_value(v: str):
@@ -59,7 +59,8 @@ def build(sets: list[str]) -> minih.TrainConfig:
     data = make_source("bpe", **data_kw)
     model = minih.ModelConfig(**{**dict(n_layers=2, n_heads=8, d_model=128, d_head=16, n_ctx=256),
                                  **model_kw, "d_vocab": data.d_vocab})
-    return minih.TrainConfig(model=model, data=data, **tc_kw)
+    # optimizer fields (lr, weight_decay, ...) may be named directly, as in TrainConfig.replace
+    return minih.TrainConfig(model=model, data=data).replace(**tc_kw)
 
 
 def main(argv=None):

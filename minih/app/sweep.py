@@ -202,6 +202,10 @@ def _run_state(run_dir: Path, tc: TrainConfig) -> str:
     except ValueError:
         return "new"                     # a start that never completed: train it afresh
     saved = manifest.get("train") or {}
+    try:     # through TrainConfig: a run written before a field existed records its default
+        saved = TrainConfig.from_dict(saved).to_dict()
+    except ValueError:
+        pass                             # not a config: it differs from every config below
     if _train_json(saved) != _train_json(tc.to_dict()):
         if {**saved, "steps": tc.steps} == json.loads(_train_json(tc.to_dict())):
             return (f"{run_dir} holds a run of {saved.get('steps')} steps, not {tc.steps}; extend it "

@@ -22,6 +22,7 @@ from .layernorm import (layernorm_scale, layernorm_normalize, layernorm_forward,
 from .attention import (project_forward, project_backward, smear_forward, smear_backward,
                         attention_scores, attention_pattern, attention_z, attention_backward,
                         output_forward, output_backward, head_results)
+from .mlp import linear_forward, linear_backward, gelu_forward, gelu_backward
 from .loss import cross_entropy_forward, cross_entropy_backward, per_token_loss
 from .adamw import adamw_update
 
@@ -33,5 +34,6 @@ __all__ = ["embed_forward", "embed_backward", "pos_embed_backward", "unembed_for
            "layernorm_backward", "LN_EPS", "project_forward", "project_backward",
            "smear_forward", "smear_backward", "attention_scores", "attention_pattern",
            "attention_z", "attention_backward", "output_forward", "output_backward",
-           "head_results", "cross_entropy_forward", "cross_entropy_backward", "per_token_loss",
+           "head_results", "linear_forward", "linear_backward", "gelu_forward", "gelu_backward",
+           "cross_entropy_forward", "cross_entropy_backward", "per_token_loss",
            "adamw_update"]
