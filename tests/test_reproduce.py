@@ -74,6 +74,39 @@ def test_numbers_in_report_match_the_runs(tiny):
         assert f"| {k} | {flag} |" in md
 
 
+def test_argument_6_puts_both_families_side_by_side(tiny):
+    # oracle: each run directory, read back here; the ablated ICL recomputed through
+    # minih.interp.ablation directly
+    from minih.interp.ablation import Ablation, run_with_ablation
+    from minih.model import get_backend
+    out, numbers = tiny
+    md = (out / "report.md").read_text()
+    a6 = numbers["argument_6"]["models"]
+    assert set(a6) == {"1L", "2L", "3L", "1L MLP", "2L MLP", "3L MLP"}
+    early, late = numbers["argument_1"]["icl_indices"]
+    for name, row in a6.items():
+        run = load_run(out / "runs" / name.lower().replace(" ", "-"))
+        assert run.cfg.d_mlp == (4 * run.cfg.d_model if "MLP" in name else 0)
+        assert row["family"] == ("with MLPs" if "MLP" in name else "attention-only")
+        assert row["icl_last"] == pytest.approx(float(metrics.icl_score(run.losses[-1], early, late)),
+                                                abs=1e-6)
+        heads = [tuple(h) for h in row["induction_heads"]]
+        if heads:
+            p = run.params(len(run) - 1)
+            logits, _ = run_with_ablation(p, run.eval_tokens, run.cfg, Ablation(heads, "pattern"))
+            ablated = metrics.icl_score(get_backend("numpy").per_token_loss(logits, run.eval_tokens),
+                                        early, late)
+            assert row["share_removed"] == pytest.approx(1 - ablated / row["icl_last"], rel=1e-6)
+        else:
+            assert np.isnan(row["share_removed"])
+        assert re.search(rf"\| {re.escape(name)} \| {row['family']} \| [^|]+ \| "
+                         rf"{row['icl_first']:.2f} -> {row['icl_last']:.2f} \|", md), name
+    # the models with MLPs get Argument 1's section of their own, with its verdict
+    assert "Models with MLPs: the same signatures" in md
+    flag = "yes" if numbers["mlp"]["reproduced"] else "**NO**"
+    assert f"| 1, with MLPs | {flag} |" in md
+
+
 def test_rerun_reuses_runs_and_repeats_numbers(tiny, capsys):
     out, numbers = tiny
     again = reproduce(out, size="tiny", backend="numpy", progress=False)

@@ -100,14 +100,34 @@ def test_argument_5():
     assert not V.argument_5(0.9, 0.8, 0.3, 0.1, -0.2).ok               # OV suppresses
 
 
-def test_argument_6_needs_models_with_mlps():
-    depth = {"1L": row(rate=0.1), "2L": row(1e5, rate=1.0), "3L": row(1e5, rate=2.0)}
-    v = V.argument_6(depth, None)
+def family_6(**changes):
+    """Both families where the paper's continuity holds: the 1-layer models form nothing and
+    fall slowly; 2 and 3 layers form induction heads whose ablation removes 80% of the ICL."""
+    models = {"1L": row(rate=0.1), "2L": row(1e5, rate=1.0), "3L": row(1e5, rate=2.0),
+              "1L MLP": row(rate=0.2), "2L MLP": row(2e5, rate=1.5), "3L MLP": row(2e5, rate=1.2)}
+    for name, fields in changes.items():
+        models[name] = {**models[name], **fields}
+    for n, r in models.items():
+        r.setdefault("share_removed", 0.8 if n[0] != "1" else NAN)
+    depth = {n: r for n, r in models.items() if "MLP" not in n}
+    return depth, {n: r for n, r in models.items() if "MLP" in n}
+
+
+def test_argument_6():
+    depth, mlp = family_6()
+    assert V.argument_6(depth, mlp).ok
+    v = V.argument_6(depth, None)                                         # no MLP family trained
     assert not v.ok and "MLPs" in v.criteria[-1][0]
-    assert V.argument_6(depth, {"1L MLP": row(), "2L MLP": row(2e5)}).ok
-    assert not V.argument_6(depth, {"2L MLP": row()}).ok                # no head with MLPs
-    assert not V.argument_6({**depth, "1L": row(1e5)}, {"2L MLP": row(2e5)}).ok
-    assert not V.argument_6({**depth, "3L": row(1e5, rate=0.05)}, {"2L MLP": row(2e5)}).ok
+    counter = {"a 1L model with MLPs forms a head": {"1L MLP": row(1e5, rate=0.2)},
+               "a deeper model with MLPs forms none": {"3L MLP": row(rate=1.2)},
+               "the 1L attention-only model forms one": {"1L": row(1e5, rate=0.1)},
+               "a deeper model falls no faster than 1L": {"3L": row(1e5, rate=0.05)},
+               "a 2L with MLPs falls no faster": {"2L MLP": row(2e5, rate=0.1)},
+               "ablation removes little with MLPs": {"2L MLP": {"share_removed": 0.3}},
+               "ablation removes little without": {"3L": {"share_removed": 0.49}},
+               "a share that is not a number": {"2L": {"share_removed": NAN}}}
+    for why, changes in counter.items():
+        assert not V.argument_6(*family_6(**changes)).ok, why
 
 
 def test_near():

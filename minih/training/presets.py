@@ -27,6 +27,8 @@ PRESET_SETTINGS: dict[str, dict] = {
     "induction-2l": dict(model=_SMALL, data=_DENSE, **_FAST),
     # the same with one layer: no earlier head to K-compose with, so no induction head
     "induction-1l": dict(model=_SMALL.replace(n_layers=1), data=_DENSE, **_FAST),
+    # three layers: the induction head may sit in layer 1 or 2
+    "induction-3l": dict(model=_SMALL.replace(n_layers=3), data=_DENSE, **_FAST),
     # one layer with smeared keys: the key already carries the previous token, so it can
     "smeared-1l": dict(model=_SMALL.replace(n_layers=1, smeared_keys=True), data=_DENSE, **_FAST),
     # real text: the Python standard library as bytes. A quarter of the training
@@ -58,4 +60,16 @@ _TEXT = dict(data=BPEText(corpus="stdlib+tests", vocab_size=1024), steps=10000, 
 PRESET_SETTINGS.update({
     "text-2l": dict(model=_TEXT_MODEL, **_TEXT),
     "text-1l": dict(model=_TEXT_MODEL.replace(n_layers=1), **_TEXT),
+    "text-3l": dict(model=_TEXT_MODEL.replace(n_layers=3), **_TEXT),
 })
+
+# --- models with MLPs: the paper's second family ------------------------------------------
+# The same models with an MLP after every attention layer, 4 d_model wide (GPT-2's ratio),
+# on the same data and schedules ("-mlp" after the attention-only preset's name). On the
+# induction task the 2-layer model with MLPs forms its induction head when the
+# attention-only one does (docs/03_training.md, "Models with MLPs").
+MLP_RATIO = 4
+for _name in ("induction-1l", "induction-2l", "induction-3l", "text-1l", "text-2l", "text-3l"):
+    _model = PRESET_SETTINGS[_name]["model"]
+    PRESET_SETTINGS[_name + "-mlp"] = dict(PRESET_SETTINGS[_name],
+                                           model=_model.replace(d_mlp=MLP_RATIO * _model.d_model))

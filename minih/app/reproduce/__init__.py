@@ -133,7 +133,15 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
     sections.append(sec)
     sec, numbers["argument_5"] = A.argument_5("2L", runs["2L"], measures["2L"], figs, backend)
     sections.append(sec)
-    sec, numbers["argument_6"] = A.argument_6(measures, induction, numbers["argument_1"])
+    mlp = [m.name for m in members if m.group == "mlp"]
+    if mlp:                              # the family with MLPs: Argument 1's signatures again
+        sec, numbers["mlp"] = A.argument_1(measures, runs, figs, mlp, tag="_mlp",
+                                           title="Models with MLPs: the same signatures",
+                                           data="the induction task, with an MLP in every layer",
+                                           control="1L MLP", main="2L MLP")
+        sections.append(sec)
+    sec, numbers["argument_6"] = A.argument_6(measures, runs, induction, numbers["argument_1"],
+                                              mlp, numbers.get("mlp"), backend)
     sections.append(sec)
     text = [m.name for m in members if m.group == "text"]
     if text:                                          # full size: the same story on real text
@@ -158,7 +166,8 @@ SPREAD = [("2L: induction head forms at (tokens)", ("argument_1", "models", "2L"
           ("Argument 3: share removed by as many other heads", ("argument_3", "share_removed_contrast")),
           ("Argument 5: previous-token score", ("argument_5", "prev_score")),
           ("Argument 5: K-composition", ("argument_5", "k_comp"))]
-VERDICT_KEYS = {f"argument_{k}": str(k) for k in range(1, 7)} | {"text": "1, on real text"}
+VERDICT_KEYS = {f"argument_{k}": str(k) for k in range(1, 7)} | {"mlp": "1, with MLPs",
+                                                                 "text": "1, on real text"}
 
 
 def _get(numbers: dict, path: tuple):
@@ -272,8 +281,7 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     timings["total"] = time.perf_counter() - t0
     numbers["timings_seconds"] = timings
 
-    labels = {f"argument_{k}": str(k) for k in range(1, 7)} | {"text": "1, on real text"}
-    verdicts = {labels[k]: numbers[k]["reproduced"] for k in labels if k in numbers}
+    verdicts = {label: numbers[k]["reproduced"] for k, label in VERDICT_KEYS.items() if k in numbers}
     intro = [f"Reproduction of Olsson et al. (2022), \"In-context Learning and Induction Heads\", "
              f"with minih ({size} size, seed {seed}, backend {backend}). Every number below was "
              f"measured in this run; numbers.json holds them all.",

@@ -77,7 +77,8 @@ def _windows(ms, names):
 
 def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], tag: str = "",
                title: str = "Argument 1: the phase change co-occurs with induction heads",
-               data: str = "the induction task", control: str = "1L") -> tuple[Section, dict]:
+               data: str = "the induction task", control: str = "1L",
+               main: str | None = None) -> tuple[Section, dict]:
     """Loss, ICL score, heatmaps, prefix matching and PCA for models trained on one data
     set (their per-token losses share an evaluation set), each signature also measured on
     the 1-layer `control`. `tag` keeps file names apart."""
@@ -97,7 +98,7 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
                            f"ICL score: loss@{late} - loss@{early} (nats)",
                            "In-context learning score (dotted: induction head forms)", windows,
                            {n: ms[n].formed_at for n in names}, hline=0.0)
-    main = "2L" if "2L" in names else names[-1]
+    main = main or ("2L" if "2L" in names else names[-1])      # the model shown in detail
     m = ms[main]
     f_heat = figures.loss_position_heatmaps(figs / f"a1{tag}_heatmap.png", m.tokens, m.by_pos, m.deriv,
                                             f"{main}: loss by context position over training")
@@ -228,36 +229,61 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
                  "pca_explained": [float(x) for x in pca.explained_variance_ratio]}
 
 
-def argument_6(ms: dict[str, RunMeasures], names: list[str], numbers1: dict,
-               mlp_names: list[str] | None = None) -> tuple[Section, dict]:
-    """1, 2 and 3 layers side by side, and (when the family has them) the models with MLPs."""
-    depth = [n for n in ("1L", "2L", "3L") if n in names]
-    rows = ["| model | induction head forms at | steepest ICL fall (nats/decade) | final ICL | "
-            "best prefix matching | layers of its induction heads |", "|---|---|---|---|---|---|"]
-    for n in depth:
-        r = numbers1["models"][n]
-        layers = sorted({l for l, _ in r["induction_heads"]})
-        rows.append(f"| {n} | {fmt_tokens(r['formed_at']) if np.isfinite(r['formed_at']) else 'never'} | "
-                    f"{r['steepest_icl_rate']:.2f} | {r['icl_last']:.2f} | {r['best_prefix']:.2f} | "
-                    f"{', '.join(map(str, layers)) or 'none'} |")
-    v = V.argument_6({n: numbers1["models"][n] for n in depth},
-                     None if not mlp_names else {n: numbers1["models"][n] for n in mlp_names})
-    where = [f"`{n}`: layer(s) {', '.join(str(l) for l in sorted({l for l, _ in numbers1['models'][n]['induction_heads']}))}"
-             for n in depth if numbers1["models"][n]["induction_heads"]]
-    text = ["The same measurements for 1, 2 and 3 layers, side by side (the curves of Argument 1 "
-            "show all of them). The paper's argument runs from small attention-only models to "
-            "large models with MLPs; " + ("this run trained models with MLPs too." if mlp_names else
-                                          "this run trained no model with MLPs, so the argument "
-                                          "cannot be reproduced in full."),
+def argument_6(ms: dict[str, RunMeasures], runs: dict, names: list[str], numbers1: dict,
+               mlp_names: list[str] | None = None, numbers_mlp: dict | None = None,
+               backend: str = "numpy") -> tuple[Section, dict]:
+    """1, 2 and 3 layers side by side, attention-only and (when the family has them) with
+    MLPs: where each phase change falls, the ICL score before and after, the induction
+    heads and their layers, and the share of the ICL score removed by ablating them."""
+    families = {"attention-only": ([n for n in ("1L", "2L", "3L") if n in names], numbers1)}
+    if mlp_names:
+        families["with MLPs"] = ([n for n in ("1L MLP", "2L MLP", "3L MLP") if n in mlp_names],
+                                 numbers_mlp)
+    rows = ["| model | family | phase-change window (tokens) | ICL score first -> last | "
+            "induction head forms at | its heads (layer.head) | ICL removed by ablating them |",
+            "|---|---|---|---|---|---|---|"]
+    models = {}
+    for fam, (fam_names, nums) in families.items():
+        for n in fam_names:
+            r = dict(nums["models"][n], family=fam)
+            heads = [tuple(h) for h in r["induction_heads"]]
+            r["share_removed"] = float("nan")
+            if heads:                    # pattern-preserving, as in Argument 3
+                icl_without = IclWithout(runs[n], ms[n].icl_indices, backend)
+                r["share_removed"] = icl_without.share(icl_without(heads, "pattern"))
+            models[n] = r
+            window = ("none" if not r["window"] else
+                      f"{fmt_tokens(r['window'][0])} to {fmt_tokens(r['window'][1])}")
+            formed_at = fmt_tokens(r["formed_at"]) if np.isfinite(r["formed_at"]) else "never"
+            removed = f"{r['share_removed']:.0%}" if np.isfinite(r["share_removed"]) else "-"
+            rows.append(f"| {n} | {fam} | {window} | {r['icl_first']:.2f} -> {r['icl_last']:.2f} | "
+                        f"{formed_at} | {', '.join(f'{l}.{h}' for l, h in heads) or 'none'} | "
+                        f"{removed} |")
+    depth = {n: models[n] for n in families["attention-only"][0]}
+    mlp = {n: models[n] for n in families["with MLPs"][0]} if mlp_names else None
+    v = V.argument_6(depth, mlp)
+    text = ["The same measurements for 1, 2 and 3 layers, side by side, "
+            + ("attention-only and with an MLP after every attention layer (the paper's two "
+               "families; its argument runs from small attention-only models to large models with "
+               "MLPs). " if mlp_names else
+               "attention-only only: this run trained no model with MLPs, so the argument cannot "
+               "be reproduced in full. ")
+            + "The window is where the ICL score makes 10% to 90% of its change; the ablation is "
+              "pattern-preserving, as in Argument 3 (with MLPs it freezes the attention patterns "
+              "but the MLPs still respond to the ablated heads' missing writes, so it no longer "
+              "removes every path through a head). QK and OV circuits, being read from the "
+              "weights, ignore the MLPs by definition; none is used here.",
             "\n".join(rows),
-            ("Where the induction heads sit: " + "; ".join(where) + "." if where else
-             "No model formed an induction head."),
             verdict(v, "The same signatures appear at every depth that can show them, with and "
                        "without MLPs.",
                     "not reproduced: no models with MLPs." if not mlp_names else
                     "The signatures differ across sizes or families: see the criteria.")]
-    return (Section("Argument 6: continuity across model sizes", text),
-            {"induction_head": {n: V._formed(numbers1["models"][n]) for n in depth},
+    return (Section("Argument 6: continuity across model sizes and families", text),
+            {"models": {n: {k: r[k] for k in ("family", "window", "icl_first", "icl_last",
+                                              "formed_at", "induction_heads", "share_removed",
+                                              "steepest_icl_rate")}
+                        for n, r in models.items()},
+             "induction_head": {n: V._formed(r) for n, r in models.items()},
              "reproduced": v.ok, "criteria": v.criteria})
 
 
@@ -327,6 +353,31 @@ def ablation_model(ms: dict[str, RunMeasures], candidates=("2L", "3L")) -> str:
     return present[0]
 
 
+class IclWithout:
+    """The final ICL score of a run with some heads ablated: icl_without(units, kind).
+
+    clean   the ICL score of the last snapshot, nothing ablated (nats)
+    share   share(icl): the part of the (negative) clean ICL score an ablation removed,
+            1 - icl / clean (NaN when the clean score is not negative: nothing to remove)
+    """
+
+    def __init__(self, run, icl_indices: tuple, backend: str = "numpy"):
+        self.run, self.indices, self.backend = run, icl_indices, backend
+        self.params = run.params(len(run) - 1)
+        self.clean = float(metrics.icl_score(per_token_losses(self.params, run.eval_tokens, run.cfg,
+                                                              backend), *icl_indices))
+
+    def __call__(self, units, kind: str = "pattern") -> float:
+        tokens = self.run.eval_tokens
+        logits, _ = run_with_ablation(self.params, tokens, self.run.cfg, Ablation(units, kind),
+                                      self.backend)
+        losses = get_backend(self.backend).per_token_loss(logits, tokens)
+        return float(metrics.icl_score(losses, *self.indices))
+
+    def share(self, icl: float) -> float:
+        return 1 - icl / self.clean if self.clean < 0 else float("nan")
+
+
 def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
                backend: str = "numpy", progress: bool = True) -> tuple[Section, dict]:
     """Head by head: each head's dICL alone (pattern-preserving and zero ablation) and its
@@ -352,17 +403,8 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
                          "Attribution to the phase change: projection of the loss change on the "
                          "window's direction (negative = the head carries the change)."))
     heads = induction_heads(m)
-    params = run.params(len(run) - 1)
-    tokens = run.eval_tokens
-    ops = get_backend(backend)
-    clean = float(metrics.icl_score(per_token_losses(params, tokens, cfg, backend), early, late))
-
-    def icl_without(units, kind):
-        logits, _ = run_with_ablation(params, tokens, cfg, Ablation(units, kind), backend)
-        return float(metrics.icl_score(ops.per_token_loss(logits, tokens), early, late))
-
-    def share(icl):                                  # of the (negative) clean ICL score, removed
-        return 1 - icl / clean if clean < 0 else float("nan")
+    icl_without = IclWithout(run, m.icl_indices, backend)
+    clean, share = icl_without.clean, icl_without.share
 
     # every head alone at the last snapshot
     per_head = {}

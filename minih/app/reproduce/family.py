@@ -5,7 +5,8 @@ so their per-token losses live in one space (for the PCA of Argument 1) and thei
 curves can be compared point by point (Argument 6).
 
 Sizes:
-- "quick": the induction-task family and the Argument-4 model, short runs (minutes).
+- "quick": the induction-task family (1, 2, 3 layers, attention-only and with MLPs, and
+           the smeared-key models) and the Argument-4 model, short runs (minutes).
 - "full":  the same, trained longer, plus a 2-layer model on the stdlib text corpus.
 - "tiny":  a few steps of very small models: checks the pipeline, not the science
            (used by the test suite).
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 
 from ...data.generality_tasks import GeneralityTasks
 from ...training.config import TrainConfig
+from ...training.presets import MLP_RATIO     # d_mlp = MLP_RATIO * d_model, as the presets
 
 SIZES = ("tiny", "quick", "full")
 
@@ -25,7 +27,8 @@ SIZES = ("tiny", "quick", "full")
 class Member:
     name: str               # "2L", "1L smeared", ... (used in figures and the report)
     train: TrainConfig
-    group: str              # "induction" (the main family), "generality" (Argument 4), "text"
+    group: str              # "induction" (the main family), "mlp" (the same with MLPs,
+                            # Argument 6), "generality" (Argument 4), "text"
 
     @property
     def slug(self) -> str:
@@ -61,6 +64,11 @@ def family(size: str = "quick", seed: int = 0) -> list[Member]:
         Member("2L smeared", base.replace(model=m.replace(smeared_keys=True)), "induction"),
         Member("2L generality", base.replace(data=gen_data, steps=base.steps * 2), "generality"),
     ]
+    # the paper's second family: the same models with an MLP after every attention layer,
+    # MLP_RATIO d_model wide (GPT-2's ratio, TransformerLens' default), same data, seed, steps
+    for n_layers in (1, 2, 3):
+        members.append(Member(f"{n_layers}L MLP", base.replace(
+            model=m.replace(n_layers=n_layers, d_mlp=MLP_RATIO * m.d_model)), "mlp"))
     if size == "full":
         members.append(Member("2L text", TrainConfig.preset("stdlib-2l", seed=seed), "text"))
     return members

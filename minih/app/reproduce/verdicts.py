@@ -173,22 +173,34 @@ def argument_6(depth: dict, mlp: dict | None) -> Verdict:
     """Continuity: the same signatures at every size, in attention-only models and in models
     with MLPs (the paper's bridge from small models to large ones).
 
-    depth: name -> row ("formed_at", "steepest_icl_rate") for "1L", "2L", "3L" attention-only;
-    mlp: the same for the models with MLPs, or None where the family has none.
+    depth: name -> row ("formed_at", "steepest_icl_rate", "share_removed") for "1L", "2L",
+    "3L" attention-only; mlp: the same for "1L MLP", "2L MLP", "3L MLP", or None where the
+    run trained no model with MLPs. In each family: the 1-layer model forms no induction
+    head; the deeper ones form one, their ICL score falls more steeply than the 1-layer
+    model's, and ablating their induction heads removes most (SHARE_REMOVED) of their ICL
+    score.
     """
-    f = {n: _formed(r) for n, r in depth.items()}
-    deeper = [n for n in ("2L", "3L") if n in depth]
-    crit = [("`1L` forms no induction head", "1L" in f and not f["1L"]),
-            (f"{' and '.join(f'`{n}`' for n in deeper)} form one", bool(deeper) and all(f[n] for n in deeper))]
-    if "1L" in depth and deeper:
-        crit.append(("their ICL score falls more steeply than `1L`'s",
-                     all(depth[n]["steepest_icl_rate"] > depth["1L"]["steepest_icl_rate"] for n in deeper)))
+    crit = []
+    families = [("", depth)] + ([] if mlp is None else [(" with MLPs", mlp)])
+    for label, rows in families:
+        one = next((n for n in rows if n.startswith("1L")), None)
+        deeper = [n for n in rows if n != one]
+        f = {n: _formed(r) for n, r in rows.items()}
+        names = " and ".join(f"`{n}`" for n in deeper) or "no deeper model"
+        crit.append((f"`{one}` forms no induction head" if one else
+                     f"a 1-layer model{label} forms no induction head (none was trained)",
+                     one is not None and not f[one]))
+        crit.append((f"{names} form one", bool(deeper) and all(f[n] for n in deeper)))
+        if one is not None and deeper:
+            crit.append((f"their ICL score falls more steeply than `{one}`'s",
+                         all(rows[n]["steepest_icl_rate"] > rows[one]["steepest_icl_rate"]
+                             for n in deeper)))
+        shares = [rows[n].get("share_removed", float("nan")) for n in deeper if f[n]]
+        crit.append((f"ablating the induction heads of {names} removes at least "
+                     f"{SHARE_REMOVED:.0%} of their ICL score "
+                     f"({', '.join(f'{x:.0%}' for x in shares) or 'no heads'})",
+                     bool(shares) and len(shares) == len(deeper)
+                     and all(bool(x >= SHARE_REMOVED) for x in shares)))
     if mlp is None:
         crit.append(("the same signatures in models with MLPs (this run trained none)", False))
-    else:
-        fm = {n: _formed(r) for n, r in mlp.items()}
-        deeper_mlp = [n for n in mlp if not n.startswith("1L")]
-        crit.append(("the models with MLPs of 2+ layers form induction heads too "
-                     f"({', '.join(deeper_mlp) or 'none trained'})",
-                     bool(deeper_mlp) and all(fm[n] for n in deeper_mlp)))
     return Verdict(all(held for _, held in crit), crit)
