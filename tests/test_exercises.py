@@ -57,6 +57,62 @@ def test_prefix_matching_that_averages_fails(tmp_path):
         check_file(4, wrong)
 
 
+def test_gelu_backward_of_the_erf_gelu_gets_a_hint(tmp_path):
+    # the exact GELU's slope, Phi(u) + u phi(u), is right for another function: minih's
+    # GELU is the tanh form, and the two slopes differ by up to ~9e-4
+    wrong = tmp_path / "ex07.py"
+    wrong.write_text(
+        "import math\n"
+        "import numpy as np\n"
+        "from scipy.special import erf\n"
+        "def gelu_backward(d_post, u):\n"
+        "    phi = np.exp(-u * u / 2) / math.sqrt(2 * math.pi)\n"
+        "    return d_post * (0.5 * (1 + erf(u / math.sqrt(2))) + u * phi)\n")
+    with pytest.raises(ExerciseFailed, match="tanh form"):
+        check_file(7, wrong)
+
+
+def test_gelu_backward_without_the_inner_derivative_fails(tmp_path):
+    # forgets da/du = c (1 + 3 k u^2): right at 0 and far out, wrong in between
+    wrong = tmp_path / "ex07.py"
+    wrong.write_text(
+        "import math\n"
+        "import numpy as np\n"
+        "def gelu_backward(d_post, u):\n"
+        "    t = np.tanh(math.sqrt(2 / math.pi) * (u + 0.044715 * u ** 3))\n"
+        "    return d_post * (0.5 * (1 + t) + 0.5 * u * (1 - t * t))\n")
+    with pytest.raises(ExerciseFailed, match="did you forget da/du"):
+        check_file(7, wrong)
+
+
+def test_mlp_backward_that_skips_the_gelu_gets_a_hint(tmp_path):
+    wrong = tmp_path / "ex08.py"
+    wrong.write_text(
+        "def mlp_backward(d_mlp_out, pre, post, h2, W_in, W_out):\n"
+        "    D, M = W_in.shape\n"
+        "    d_pre = d_mlp_out @ W_out.T\n"
+        "    return (d_pre @ W_in.T, h2.reshape(-1, D).T @ d_pre.reshape(-1, M),\n"
+        "            d_pre.reshape(-1, M).sum(0), post.reshape(-1, M).T @ d_mlp_out.reshape(-1, D),\n"
+        "            d_mlp_out.reshape(-1, D).sum(0))\n")
+    with pytest.raises(ExerciseFailed, match="as if there were no GELU"):
+        check_file(8, wrong)
+
+
+def test_mlp_backward_that_adds_the_residual_gets_a_hint(tmp_path):
+    # d_h2 is the MLP's part only; the model adds the residual stream's d_x itself
+    wrong = tmp_path / "ex08.py"
+    wrong.write_text(
+        "from minih.ops import gelu_backward\n"
+        "def mlp_backward(d_mlp_out, pre, post, h2, W_in, W_out):\n"
+        "    D, M = W_in.shape\n"
+        "    d_pre = gelu_backward(d_mlp_out @ W_out.T, pre)\n"
+        "    return (d_pre @ W_in.T + d_mlp_out, h2.reshape(-1, D).T @ d_pre.reshape(-1, M),\n"
+        "            d_pre.reshape(-1, M).sum(0), post.reshape(-1, M).T @ d_mlp_out.reshape(-1, D),\n"
+        "            d_mlp_out.reshape(-1, D).sum(0))\n")
+    with pytest.raises(ExerciseFailed, match="d_mlp_out added"):
+        check_file(8, wrong)
+
+
 def test_cli_start_check_and_errors(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["start", "3"]) == 0

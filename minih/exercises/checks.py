@@ -12,7 +12,7 @@ from ..config import ModelConfig
 from ..model import run_with_cache
 from ..params import init_params
 from ..ops import (attention_pattern, attention_scores, attention_z, cross_entropy_forward,
-                   layernorm_forward)
+                   gelu_forward, layernorm_forward, linear_forward)
 from ..testing import compare, numerical_grad
 
 # Finite differences in float64 (h = 1e-5) are accurate to ~1e-10 on these ops; a
@@ -247,3 +247,117 @@ def check_zero_ablation(fn):
                 raise CheckFailed(f"removing head {layer}.{head} changed nothing\n  hint: are you "
                                   f"removing the right head's output?")
     return ["shape", "params untouched", "every head of every layer", "later layers recomputed"]
+
+
+# --- exercise 7 ---------------------------------------------------------------------
+
+def _erf_gelu_slope(u):
+    """The exact (erf) GELU's slope, Phi(u) + u phi(u): a known wrong answer here, since
+    minih's GELU is the tanh form (they differ by up to ~9e-4)."""
+    from scipy.special import erf
+    return 0.5 * (1.0 + erf(u / np.sqrt(2.0))) + u * np.exp(-0.5 * u * u) / np.sqrt(2.0 * np.pi)
+
+
+def check_gelu_backward(fn):
+    rng = np.random.default_rng(7)
+    chain_hint = ("gelu'(u) = 0.5 (1 + t) + 0.5 u (1 - t^2) c (1 + 3 k u^2) with t = tanh(a): "
+                  "the product rule on 0.5 u (1 + t), then the chain rule through tanh "
+                  "(1 - t^2) and through a = c (u + k u^3) (da/du = c (1 + 3 k u^2)); did you "
+                  "forget da/du?")
+    # known answers first: they say the most about a wrong formula
+    known = np.array([0.0, 10.0, 30.0, -10.0, -30.0])
+    slope = unchanged(fn, np.ones_like(known), known)
+    if np.shape(slope) != known.shape:
+        raise CheckFailed(f"gelu_backward must return the shape of u, {known.shape}, got "
+                          f"{np.shape(slope)}\n  hint: GELU acts on each entry alone: "
+                          f"d_u = d_post * gelu'(u)")
+    slope = np.asarray(slope, dtype=float)
+    expect(compare("gelu'(0)", slope[0], 0.5, 0, 1e-12),
+           "at u = 0, t = tanh(0) = 0, so gelu'(0) = 0.5 (1 + 0) + 0 = 1/2")
+    expect(compare("gelu'(u) for u = 10, 30", slope[1:3], np.ones(2), 0, 1e-9),
+           "for large u, t -> 1 and 1 - t^2 -> 0: GELU becomes the identity, slope 1")
+    expect(compare("gelu'(u) for u = -10, -30", slope[3:], np.zeros(2), 0, 1e-9),
+           "for very negative u, t -> -1: GELU is flat at 0 there, slope 0")
+    for shape in [(2, 3, 5), (4,), (1, 1, 1)]:
+        u, R = rng.normal(size=shape) * 2, rng.normal(size=shape)   # |u| up to ~6: the curved part
+        d_u = unchanged(fn, R, u)
+        if np.shape(d_u) != shape:
+            raise CheckFailed(f"gelu_backward must return the shape of u, {shape}, got {np.shape(d_u)}\n"
+                              f"  hint: GELU acts on each entry alone: d_u = d_post * gelu'(u)")
+        d_u = np.asarray(d_u, dtype=float)
+        where = f"shape {shape}"
+        slope = np.asarray(fn(np.ones_like(u), u), dtype=float)     # d_post = 1: gelu'(u) itself
+        expect(compare(f"d_u against d_post * gelu'(u) ({where})", d_u, R * slope, 1e-12, 1e-14),
+               "the backward is entry by entry: d_u = d_post * gelu'(u) (multiply by d_post)")
+        expect(compare(f"gelu'(u) + gelu'(-u) ({where})", slope + np.asarray(fn(np.ones_like(u), -u), float),
+                       np.ones(shape), 0, 1e-9),
+               "gelu(u) - gelu(-u) = u exactly (a is odd in u), so the slopes at u and -u add "
+               "to 1: check the signs of your terms")
+        if compare("", slope, _erf_gelu_slope(u), 1e-7, 1e-9) is None:
+            raise CheckFailed(f"gelu'(u) ({where}) is the slope of the exact GELU, Phi(u) + u phi(u)\n"
+                              f"  hint: minih's GELU is the tanh form, 0.5 u (1 + tanh(c (u + k u^3))) "
+                              f"(GPT-2's gelu_new); differentiate that one")
+        L = lambda: float((gelu_forward(u) * R).sum())
+        expect(compare(f"d_u by finite differences ({where})", d_u, numerical_grad(L, u), RTOL, ATOL),
+               chain_hint)
+    u32 = rng.normal(size=(3, 4)).astype(np.float32)
+    out32 = fn(np.ones_like(u32), u32)
+    if getattr(out32, "dtype", None) != np.float32:
+        raise CheckFailed(f"gelu_backward turned float32 inputs into {getattr(out32, 'dtype', type(out32).__name__)}\n"
+                          f"  hint: write the constants as Python floats (math.sqrt(2 / math.pi)); "
+                          f"a NumPy float64 scalar such as np.sqrt(2 / np.pi) makes the result float64")
+    return ["shape", "inputs untouched", "gelu'(0) = 1/2", "slope -> 1 for large u",
+            "slope -> 0 for very negative u", "d_post times the slope", "gelu'(u) + gelu'(-u) = 1",
+            "tanh form (not erf)", "finite differences", "float32 stays float32"]
+
+
+# --- exercise 8 ---------------------------------------------------------------------
+
+def check_mlp_backward(fn):
+    rng = np.random.default_rng(8)
+    for lead, D, M in [((2, 3), 4, 5), ((1, 1), 1, 1), ((4,), 3, 6)]:
+        h2, R = rng.normal(size=lead + (D,)), rng.normal(size=lead + (D,))
+        W_in, b_in = rng.normal(size=(D, M)), rng.normal(size=M)
+        W_out, b_out = rng.normal(size=(M, D)), rng.normal(size=D)
+        n_pos = int(np.prod(lead))
+        if n_pos > 1:
+            R.reshape(-1, D)[0] = 0.0             # the loss does not read the first position
+        pre = linear_forward(h2, W_in, b_in)
+        post = gelu_forward(pre)
+        out = unchanged(fn, R, pre, post, h2, W_in, W_out)
+        expect_tuple(out, 5, [lead + (D,), (D, M), (M,), (M, D), (D,)], "mlp_backward")
+        d_h2, d_W_in, d_b_in, d_W_out, d_b_out = (np.asarray(a, dtype=float) for a in out)
+        L = lambda: float((linear_forward(gelu_forward(linear_forward(h2, W_in, b_in)), W_out, b_out)
+                           * R).sum())
+        where = f"positions {lead}, D = {D}, M = {M}"
+        expect(compare(f"d_b_out ({where})", d_b_out, numerical_grad(L, b_out), RTOL, ATOL),
+               "mlp_out = post @ W_out + b_out adds b_out at every position: d_b_out is "
+               "d_mlp_out summed over every position")
+        expect(compare(f"d_W_out ({where})", d_W_out, numerical_grad(L, W_out), RTOL, ATOL),
+               "d_W_out = post^T @ d_mlp_out, summed over every position (flatten the leading "
+               "axes to [positions, M] and [positions, D] first)")
+        if n_pos > 1:
+            expect(compare(f"d_h2 at a position the loss does not read ({where})", d_h2.reshape(-1, D)[0],
+                           np.zeros(D), 0, 1e-12),
+                   "the MLP acts on each position alone: where d_mlp_out is 0, d_h2 is 0; "
+                   "keep d_h2 per position, sum only the weights' and biases' gradients")
+        no_gelu = (R @ W_out.T).reshape(-1, M).sum(axis=0)
+        if compare("", d_b_in, no_gelu, 1e-7, 1e-9) is None:
+            raise CheckFailed(f"d_b_in ({where}) is d_post summed, as if there were no GELU\n"
+                              f"  hint: the GELU sits between the two linear maps: "
+                              f"d_pre = d_post * gelu'(pre) (exercise 7), then d_b_in sums d_pre")
+        expect(compare(f"d_b_in ({where})", d_b_in, numerical_grad(L, b_in), RTOL, ATOL),
+               "d_post = d_mlp_out @ W_out^T; d_pre = d_post * gelu'(pre) (the slope at pre, "
+               "not post or gelu(pre)); d_b_in is d_pre summed over every position")
+        expect(compare(f"d_W_in ({where})", d_W_in, numerical_grad(L, W_in), RTOL, ATOL),
+               "d_W_in = h2^T @ d_pre, summed over every position")
+        numeric_h2 = numerical_grad(L, h2)
+        if compare("", d_h2 - R, numeric_h2, RTOL, ATOL) is None:
+            raise CheckFailed(f"d_h2 ({where}) has d_mlp_out added to it\n"
+                              f"  hint: return the MLP's part only, d_pre @ W_in^T: the residual "
+                              f"stream's own d_x is added by the model outside this function")
+        expect(compare(f"d_h2 ({where})", d_h2, numeric_h2, RTOL, ATOL),
+               "d_h2 = d_pre @ W_in^T, at each position")
+    return ["shapes", "inputs untouched", "d_b_out", "d_W_out", "d_h2 per position", "d_b_in",
+            "d_W_in", "d_h2 by finite differences"]
+

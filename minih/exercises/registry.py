@@ -48,6 +48,8 @@ EXERCISES = [
              "eigenvalue_copying_score", checks.check_eigenvalue_copying),
     Exercise(6, "zero_ablation", "Zero ablation of one head", "zero_ablated_logits",
              checks.check_zero_ablation),
+    Exercise(7, "gelu_backward", "GELU backward", "gelu_backward", checks.check_gelu_backward),
+    Exercise(8, "mlp_backward", "MLP backward", "mlp_backward", checks.check_mlp_backward),
 ]
 
 
