@@ -271,12 +271,14 @@ def test_ablate_command_writes_tables_and_figures(tmp_path):
     assert main(["ablate", str(run.path), "--every", "0"]) == 2  # bad value: exit code 2
 
 
-def test_pattern_without_frozen_ln_on_the_last_layer_is_zero_ablation():
+@pytest.mark.parametrize("d_mlp", [0, 6])
+def test_pattern_without_frozen_ln_on_the_last_layer_is_zero_ablation(d_mlp):
     # oracle: zero ablation. For a head of the last layer no later pattern exists, so
     # freezing patterns changes nothing; with freeze_ln=False the final LayerNorm scale
     # is recomputed as zero ablation does, so the two must agree; with freeze_ln=True
-    # (the default) they must differ, since the final scale stays at the clean one
-    cfg, params, tokens = _model()
+    # (the default) they must differ, since the final scale stays at the clean one.
+    # With MLPs the last layer's MLP runs on the ablated stream under both kinds alike
+    cfg, params, tokens = _model(d_mlp=d_mlp)
     zero, _ = run_with_ablation(params, tokens, cfg, Ablation([(1, 1)], "zero"))
     unfrozen, _ = run_with_ablation(params, tokens, cfg, Ablation([(1, 1)], "pattern", freeze_ln=False))
     frozen, _ = run_with_ablation(params, tokens, cfg, Ablation([(1, 1)], "pattern"))
