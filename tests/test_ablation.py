@@ -18,12 +18,15 @@ from helpers import tiny_model
 
 CONFIGS = [dict(layernorm=ln, positional=pos, smeared_keys=sm)
            for ln, pos, sm in itertools.product([True, False], ["shortformer", "standard"], [False, True])]
+# models with MLPs: every ablation must work on them too (the MLPs run on the ablated stream)
+MLP_CONFIGS = [dict(layernorm=True, positional="standard", smeared_keys=True, d_mlp=6),
+               dict(layernorm=False, positional="shortformer", smeared_keys=False, d_mlp=6)]
 
 
 _model = tiny_model                      # tests/helpers.py
 
 
-@pytest.mark.parametrize("fields", CONFIGS)
+@pytest.mark.parametrize("fields", CONFIGS + MLP_CONFIGS)
 def test_no_ablation_is_run_with_cache_exactly(fields):
     # oracle: minih.run_with_cache; same ops in the same order, so equality is exact
     cfg, params, tokens = _model(**fields)
@@ -35,7 +38,7 @@ def test_no_ablation_is_run_with_cache_exactly(fields):
             np.testing.assert_array_equal(cache2[key], cache[key], err_msg=key)
 
 
-@pytest.mark.parametrize("fields", CONFIGS)
+@pytest.mark.parametrize("fields", CONFIGS + MLP_CONFIGS)
 @pytest.mark.parametrize("kind", KINDS)
 def test_clean_cache_shortcut_equals_full_recompute(fields, kind):
     # oracle: the same ablation computed from the embedding up (no clean cache reuse)
@@ -60,9 +63,10 @@ def test_zero_ablation_is_removing_the_heads_write():
     np.testing.assert_allclose(ablated, expected, rtol=0, atol=1e-12)  # float64 rounding only
 
 
-def test_mean_ablation_writes_the_per_position_mean():
+@pytest.mark.parametrize("d_mlp", [0, 6])
+def test_mean_ablation_writes_the_per_position_mean(d_mlp):
     # oracle: the mean of hook_result over the batch, taken directly from the cache
-    cfg, params, tokens = _model(layernorm=False)
+    cfg, params, tokens = _model(layernorm=False, d_mlp=d_mlp)
     _, cache = minih.run_with_cache(params, tokens, cfg)
     means = head_means(params, tokens, cfg)
     # float64; the same mean computed two ways (einsum of mean(z) vs mean of results): rounding only
@@ -98,10 +102,11 @@ def test_zero_and_mean_agree_when_the_heads_mean_output_is_zero():
     np.testing.assert_allclose(mean, zero, rtol=0, atol=1e-12)   # means are ~1e-16: rounding only
 
 
+@pytest.mark.parametrize("d_mlp", [0, 6])
 @pytest.mark.parametrize("kind", KINDS)
-def test_ablation_never_changes_its_inputs(kind):
+def test_ablation_never_changes_its_inputs(kind, d_mlp):
     # oracle: deep copies taken before the call
-    cfg, params, tokens = _model()
+    cfg, params, tokens = _model(d_mlp=d_mlp)
     _, cache = minih.run_with_cache(params, tokens, cfg)
     before = copy.deepcopy((params, tokens, cache))
     means = head_means(params, tokens, cfg) if kind == "mean" else None
@@ -266,12 +271,14 @@ def test_ablate_command_writes_tables_and_figures(tmp_path):
     assert main(["ablate", str(run.path), "--every", "0"]) == 2  # bad value: exit code 2
 
 
-def test_pattern_without_frozen_ln_on_the_last_layer_is_zero_ablation():
+@pytest.mark.parametrize("d_mlp", [0, 6])
+def test_pattern_without_frozen_ln_on_the_last_layer_is_zero_ablation(d_mlp):
     # oracle: zero ablation. For a head of the last layer no later pattern exists, so
     # freezing patterns changes nothing; with freeze_ln=False the final LayerNorm scale
     # is recomputed as zero ablation does, so the two must agree; with freeze_ln=True
-    # (the default) they must differ, since the final scale stays at the clean one
-    cfg, params, tokens = _model()
+    # (the default) they must differ, since the final scale stays at the clean one.
+    # With MLPs the last layer's MLP runs on the ablated stream under both kinds alike
+    cfg, params, tokens = _model(d_mlp=d_mlp)
     zero, _ = run_with_ablation(params, tokens, cfg, Ablation([(1, 1)], "zero"))
     unfrozen, _ = run_with_ablation(params, tokens, cfg, Ablation([(1, 1)], "pattern", freeze_ln=False))
     frozen, _ = run_with_ablation(params, tokens, cfg, Ablation([(1, 1)], "pattern"))
@@ -290,6 +297,82 @@ def test_numba_backend_agrees_with_numpy(kind):
     ref, _ = minih.run_with_cache(params, tokens, cfg, backend="numba")
     mine, _ = run_with_ablation(params, tokens, cfg, None, backend="numba")
     np.testing.assert_array_equal(mine, ref)
+    ab = Ablation([(0, 1), (1, 0)], kind)
+    fast = ablated_per_token_losses(params, tokens, cfg, ab, backend="numba")
+    slow = ablated_per_token_losses(params, tokens, cfg, ab, backend="numpy")
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=1e-10)
+
+
+# --- models with MLPs ------------------------------------------------------------------------
+
+def _mlp_model(**fields):
+    """The tiny preset with MLPs, every parameter moved off its init (LN weights, biases
+    and MLP biases nonzero), so that every block of the model does something."""
+    cfg, params, tokens = _model(d_mlp=6, **fields)
+    rng = np.random.default_rng(5)
+    params = {k: v + 0.3 * rng.standard_normal(v.shape) for k, v in params.items()}
+    return cfg, params, tokens
+
+
+@pytest.mark.parametrize("with_clean_cache", [False, True])
+def test_pattern_ablation_with_mlps_freezes_patterns_and_the_mlps_respond(with_clean_cache):
+    # What "pattern" freezes in a model with MLPs (docs/06, "Models with MLPs"): every
+    # attention pattern and the ln1 / final LayerNorm scales, bit for bit (they are the
+    # clean arrays, given); LN2 and the MLPs run normally on the ablated stream.
+    # Oracles: the clean cache, and the model's own mlp_block run afresh on the ablated
+    # run's hook_resid_mid (the MLP computed what it computes on that stream).
+    from minih.model import HookPoints, get_backend, mlp_block
+    cfg, params, tokens = _mlp_model()
+    _, clean = minih.run_with_cache(params, tokens, cfg)
+    ab = Ablation([(0, 1)], "pattern")
+    _, cache = run_with_ablation(params, tokens, cfg, ab, full_cache=True,
+                                 clean_cache=clean if with_clean_cache else None)
+    ops = get_backend("numpy")
+    for l in range(cfg.n_layers):
+        p = f"blocks.{l}."
+        if l > 0:            # layer 0 reads the clean stream: its heads' z are given, not recomputed
+            for name in ("attn.hook_pattern", "ln1.hook_scale"):
+                np.testing.assert_array_equal(cache[p + name], clean[p + name], err_msg=p + name)
+        # the MLPs respond: the ablated head's missing write changes what they read and write
+        assert np.abs(cache[p + "hook_mlp_out"] - clean[p + "hook_mlp_out"]).max() > 1e-3, p
+        assert np.abs(cache[p + "ln2.hook_scale"] - clean[p + "ln2.hook_scale"]).max() > 1e-6, p
+        fresh = mlp_block(params, cache[p + "hook_resid_mid"], l, cfg, ops, HookPoints())
+        # float64; the same ops on the same input, so equal up to rounding (seen: exact)
+        np.testing.assert_allclose(cache[p + "hook_mlp_out"], fresh, rtol=0, atol=1e-12, err_msg=p)
+    np.testing.assert_array_equal(cache["ln_final.hook_scale"], clean["ln_final.hook_scale"])
+    assert not cache["blocks.0.attn.hook_result"][:, :, 1].any()          # the head writes nothing
+    # not vacuous: the zero ablation of the same head moves layer 1's pattern
+    _, zero = run_with_ablation(params, tokens, cfg, Ablation([(0, 1)], "zero"))
+    moved = np.abs(zero["blocks.1.attn.hook_pattern"] - clean["blocks.1.attn.hook_pattern"]).max()
+    assert moved > 1e-3
+
+
+def _gelu_by_hand(u):
+    """GELU, tanh form, written out: 0.5 u (1 + tanh(sqrt(2/pi) (u + 0.044715 u^3)))."""
+    return 0.5 * u * (1 + np.tanh(np.sqrt(2 / np.pi) * (u + 0.044715 * u ** 3)))
+
+
+def test_zero_ablation_with_an_mlp_by_hand():
+    # oracle: a 1-layer model with an MLP and no LayerNorm, written out by hand: without
+    # head 1 the stream after the attention is resid_mid - result_1, and the MLP then
+    # computes on that stream. The head's linear removal (logits - result_1 @ W_U), exact
+    # without MLPs (test_zero_ablation_is_removing_the_heads_write), misses the MLP's change.
+    cfg, params, tokens = _mlp_model(n_layers=1, layernorm=False)
+    logits, cache = minih.run_with_cache(params, tokens, cfg)
+    ablated, _ = run_with_ablation(params, tokens, cfg, Ablation([(0, 1)], "zero"))
+    mid = cache["blocks.0.hook_resid_mid"] - cache["blocks.0.attn.hook_result"][:, :, 1]
+    post = _gelu_by_hand(mid @ params["blocks.0.mlp.W_in"] + params["blocks.0.mlp.b_in"])
+    final = mid + post @ params["blocks.0.mlp.W_out"] + params["blocks.0.mlp.b_out"]
+    np.testing.assert_allclose(ablated, final @ params["unembed.W_U"], rtol=0, atol=1e-12)  # float64
+    linear = logits - cache["blocks.0.attn.hook_result"][:, :, 1] @ params["unembed.W_U"]
+    assert np.abs(ablated - linear).max() > 1e-3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_numba_backend_agrees_with_numpy_with_mlps(kind):
+    # oracle: the NumPy reference (as test_numba_backend_agrees_with_numpy)
+    pytest.importorskip("numba")
+    cfg, params, tokens = _mlp_model(smeared_keys=True)
     ab = Ablation([(0, 1), (1, 0)], kind)
     fast = ablated_per_token_losses(params, tokens, cfg, ab, backend="numba")
     slow = ablated_per_token_losses(params, tokens, cfg, ab, backend="numpy")

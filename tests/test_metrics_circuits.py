@@ -4,7 +4,8 @@ Oracles: eigenvalues of matrices with known spectra (identity, minus identity,
 rotation); the reference composition_score on explicit [D, D] matrices for the
 factored all-heads version; the forward pass's own attention scores for the sum of
 the four positional terms and for the layer-0 full QK circuit; explicit [V, V]
-K-composition matrices for the trace.
+K-composition matrices for the trace. With MLPs: the same weights in an attention-only
+config (the circuits ignore the MLPs), and the forward's scores again.
 """
 import numpy as np
 import pytest
@@ -14,10 +15,10 @@ from minih.interp import metrics as M
 from minih.interp.metrics import circuits as C
 
 
-def random_model(layernorm=True, positional="shortformer", smeared_keys=False, seed=0):
+def random_model(layernorm=True, positional="shortformer", smeared_keys=False, seed=0, d_mlp=0):
     cfg = minih.ModelConfig(n_layers=3, n_heads=2, d_model=12, d_head=4, n_ctx=10, d_vocab=9,
                             layernorm=layernorm, positional=positional,
-                            smeared_keys=smeared_keys, dtype="float64")
+                            smeared_keys=smeared_keys, d_mlp=d_mlp, dtype="float64")
     params = minih.init_params(cfg, seed)
     rng = np.random.default_rng(seed + 100)
     if layernorm:                                     # non-trivial LN weights and biases
@@ -134,11 +135,13 @@ def test_k_composition_trace_equals_explicit_matrix():
     assert w[2, 1] == pytest.approx(sum(prev[a, h] * trace[a, h, 2, 1] for a in range(2) for h in range(2)))
 
 
-@pytest.mark.parametrize("positional,layernorm,smeared", [
-    ("shortformer", True, False), ("standard", True, False), ("standard", False, False),
-    ("shortformer", False, True), ("standard", True, True)])
-def test_four_terms_sum_to_the_forward_scores(positional, layernorm, smeared):
-    cfg, params = random_model(layernorm=layernorm, positional=positional, smeared_keys=smeared)
+@pytest.mark.parametrize("positional,layernorm,smeared,d_mlp", [
+    ("shortformer", True, False, 0), ("standard", True, False, 0), ("standard", False, False, 0),
+    ("shortformer", False, True, 0), ("standard", True, True, 0),
+    ("standard", True, False, 5), ("shortformer", True, True, 5)])   # with MLPs: in the content part
+def test_four_terms_sum_to_the_forward_scores(positional, layernorm, smeared, d_mlp):
+    cfg, params = random_model(layernorm=layernorm, positional=positional, smeared_keys=smeared,
+                               d_mlp=d_mlp)
     tokens = np.random.default_rng(0).integers(0, 9, size=(2, 10))
     _, cache = minih.run_with_cache(params, tokens, cfg)
     causal = np.tri(10, dtype=bool)
@@ -182,3 +185,68 @@ def test_inputs_unchanged():
     M.empirical_copying_scores(params, cfg)
     for k in params:
         np.testing.assert_array_equal(params[k], frozen[k])
+
+
+def _without_mlps(cfg, params):
+    """The same weights in an attention-only config: the MLP and LN2 parameters dropped."""
+    kept = {k: v for k, v in params.items() if ".mlp." not in k and ".ln2." not in k}
+    return cfg.replace(d_mlp=0), kept
+
+
+@pytest.mark.parametrize("layernorm", [True, False])
+def test_circuits_ignore_the_mlps(layernorm):
+    # oracle: the same weights without the MLP keys, in an attention-only config. The
+    # circuits read the attention weights only, so the numbers are the same ones, exactly
+    cfg, params = random_model(layernorm=layernorm, d_mlp=5)
+    rng = np.random.default_rng(7)
+    params = {k: v + 0.3 * rng.standard_normal(v.shape) if ".mlp." in k or ".ln2." in k else v
+              for k, v in params.items()}                  # MLPs that would change anything they touched
+    cfg0, params0 = _without_mlps(cfg, params)
+    assert len(params0) < len(params)
+    prev = np.random.default_rng(0).random((3, 2))
+    calls = {
+        "folded_weights": lambda c, p: C.folded_weights(p, c),
+        "full_ov_circuits": lambda c, p: M.full_ov_circuits(p, c),
+        "full_qk_circuits": lambda c, p: M.full_qk_circuits(p, c),
+        "eigenvalue_copying_scores": lambda c, p: M.eigenvalue_copying_scores(p, c),
+        "composition_scores": lambda c, p: M.composition_scores(p, c),
+        "k_composition_qk_terms": lambda c, p: M.k_composition_qk_terms(p, c),
+        "k_composition_qk_trace": lambda c, p: M.k_composition_qk_trace(p, c, prev),
+        "ln_linear": lambda c, p: [M.ln_linear(p, c, w) for w in (0, 1, 2, "final")],
+        "embed_through_ln": lambda c, p: [M.embed_through_ln(p, c, l) for l in range(3)],
+        "small_ov_circuits": lambda c, p: [M.small_ov_circuits(p, c, l) for l in range(3)],
+    }
+    def arrays(x):                          # every array of a result, in order
+        if isinstance(x, dict):
+            return [a for k in sorted(x) for a in arrays(x[k])]
+        if isinstance(x, (list, tuple)):
+            return [a for v in x for a in arrays(v)]
+        return [np.asarray(x)]
+
+    for name, call in calls.items():
+        with_mlps, without = arrays(call(cfg, params)), arrays(call(cfg0, params0))
+        assert len(with_mlps) == len(without), name
+        for a, b in zip(with_mlps, without):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_empirical_copying_ignores_later_mlps():
+    # oracle: the score is a head's direct effect through its OV circuit, on the stream
+    # the model computed. Changing the last layer's MLP changes the logits but no head's
+    # input or direct path: every score stays, bit for bit. Changing layer 0's MLP
+    # changes what the later layers' heads read, so their scores move, and layer 0's stay.
+    cfg, params = random_model(d_mlp=5)
+    tokens = M.copying_tokens(cfg.d_vocab, n_seqs=4, seq_len=8, seed=0)
+    scores = M.empirical_copying_scores(params, cfg, tokens)
+    last = dict(params)
+    last["blocks.2.mlp.W_out"] = 3 * params["blocks.2.mlp.W_out"] + 1
+    last["blocks.2.mlp.b_out"] = params["blocks.2.mlp.b_out"] + 1
+    logits, _ = minih.run_with_cache(params, tokens, cfg)
+    logits_last, _ = minih.run_with_cache(last, tokens, cfg)
+    assert np.abs(logits_last - logits).max() > 1e-2
+    np.testing.assert_array_equal(M.empirical_copying_scores(last, cfg, tokens), scores)
+    first = dict(params)
+    first["blocks.0.mlp.W_out"] = 3 * params["blocks.0.mlp.W_out"] + 1
+    moved = M.empirical_copying_scores(first, cfg, tokens)
+    np.testing.assert_array_equal(moved[0], scores[0])
+    assert np.abs(moved[1:] - scores[1:]).max() > 1e-6

@@ -3,7 +3,8 @@
 Oracles: run_with_cache (the paths must sum to its logits), pattern-preserving
 ablation (FW footnote: removing a head with patterns frozen = removing every path
 through it), the direct path written out by hand (W_E[t] @ W_U), and the hand-built
-induction model, whose layer-1 head reads only what the embedding wrote.
+induction model, whose layer-1 head reads only what the embedding wrote. Models with
+MLPs have no path expansion: they are refused.
 """
 import copy
 import itertools
@@ -106,3 +107,20 @@ def test_path_names():
     assert path_name(()) == "direct"
     assert path_name(((0, 3),)) == "L0H3"
     assert path_name(((0, 3), (1, 5))) == "L1H5∘L0H3"
+
+
+def test_models_with_mlps_are_refused_in_one_line():
+    # oracle: the refusal itself. An MLP is not linear, so there is no path expansion;
+    # every entry point says so, in one line, before any work
+    from minih.interp.paths import path_logits
+    cfg, params, tokens = tiny_model(d_mlp=6)
+    _, cache = minih.run_with_cache(params, tokens, cfg)
+    calls = {"iter_paths": lambda: iter_paths(params, tokens, cfg, cache),
+             "path_logits": lambda: path_logits(params, cfg, cache, (), cache["hook_embed"]),
+             "path_expansion": lambda: path_expansion(params, tokens, cfg),
+             "term_importance": lambda: term_importance(params, tokens, cfg)}
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=r"for attention-only models.*MLPs \(d_mlp=6\).*not linear") as e:
+            call()
+        assert "\n" not in str(e.value), name
+        assert "minih.interp.ablation" in str(e.value), name       # what is allowed instead

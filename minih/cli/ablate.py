@@ -12,6 +12,9 @@ Writes into RUN/ablation (or --out):
     dicl_{kind}.png         heatmap of dICL_h, heads x snapshots
     phase_attr_{kind}.png   heatmap of the phase-change attribution, heads x snapshots
     paths.csv, paths.json   term importance of the path expansion at the last snapshot
+                            (attention-only models; skipped, with a note, for MLP models)
+With MLPs, "pattern" freezes every attention pattern and the ln1/final LayerNorm scales;
+LN2 and the MLPs are recomputed on the ablated stream.
 Formulas and choices: docs/06_ablations.md.
 """
 from __future__ import annotations
@@ -37,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="a run directory written by `minih train`")
     p.add_argument("--kind", default="pattern", choices=list(KINDS) + ["all"],
                    help="ablation: zero, mean (per-position mean over the eval set), pattern "
-                        "(patterns and LayerNorm scales frozen; default), or all three")
+                        "(patterns and ln1/final LayerNorm scales frozen; default), or all three")
     p.add_argument("--out", default=None, metavar="DIR", help="output directory (default RUN/ablation)")
     p.add_argument("--every", type=int, default=1, metavar="N",
                    help="use every N-th snapshot (the last one always) (default 1: all)")
@@ -164,6 +167,10 @@ def run(args) -> int:
                        f"examples, and {e}") from None
     out_dir = output_dir(args.out if args.out else r.path / "ablation")
     kinds = list(KINDS) if args.kind == "all" else [args.kind]
+    if r.cfg.d_mlp and "pattern" in kinds:
+        print(f"note: the model has MLPs (d_mlp={r.cfg.d_mlp}); pattern ablation freezes every "
+              f"attention pattern and the ln1/final LayerNorm scales, while LN2 and the MLPs "
+              f"are recomputed on the ablated stream")
     written = []
     for kind in kinds:
         result = attribute(r, kind, args.every, args.backend, progress=not args.quiet)
@@ -176,7 +183,10 @@ def run(args) -> int:
             print(f"{kind}: {result['phase_note']}")
     n_paths = (1 + r.cfg.n_heads) ** r.cfg.n_layers
     if not args.no_paths:
-        if n_paths <= MAX_PATHS:
+        if r.cfg.d_mlp:
+            print(f"path expansion skipped: the model has MLPs (d_mlp={r.cfg.d_mlp}), and path "
+                  f"expansion is for attention-only models (an MLP is not linear)")
+        elif n_paths <= MAX_PATHS:
             written += write_paths(r, out_dir, args.backend)
         else:
             print(f"path expansion skipped: {n_paths} terms > {MAX_PATHS}")

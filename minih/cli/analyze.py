@@ -48,6 +48,10 @@ def run(args) -> int:
     best = max(last, key=lambda r: -1 if r["prefix_matching"] is None else r["prefix_matching"])
     print(f"last snapshot: strongest prefix matching {best['prefix_matching']:.3f} in head {best['name']}"
           f" (copying eigen {best['copying_eigen'] if best['copying_eigen'] is not None else float('nan'):.3f})")
+    if result.settings["d_mlp"]:
+        print(f"note: the model has MLPs (d_mlp={result.settings['d_mlp']}); the circuits "
+              f"(composition, K-composition trace, copying) read the attention weights and "
+              f"ignore them, the pattern and loss scores run the whole model")
     w = result.phase_change
     if w:
         print(f"phase-change window (ICL score 10%->90%): {w['start_tokens']:.3g} -> "

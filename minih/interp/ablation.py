@@ -9,14 +9,25 @@ Three kinds, each replacing the write `result_h = z_h @ W_O[h]` of every ablated
     zero      result_h := 0
     mean      result_h := mean over the evaluation set of result_h, per position [T, D]
     pattern   result_h := 0 AND every head of every layer keeps the attention pattern
-              of the clean run (and, by default, every LayerNorm keeps its clean scale)
+              of the clean run (and, by default, every ln1 and the final LayerNorm
+              keep their clean scales)
 
-"pattern" is the paper's pattern-preserving ablation. With patterns and LayerNorm
-scales frozen the model is linear in the residual stream, so it equals removing every
-path through the head in the path expansion (minih/interp/paths.py; tested there).
-LayerNorm under "pattern": the paper does not say; we freeze the scales too
-(`freeze_ln=True`) because only then is the identity above exact in a model with
-LayerNorm. `freeze_ln=False` recomputes them, for comparison.
+"pattern" is the paper's pattern-preserving ablation. In an attention-only model, with
+patterns and LayerNorm scales frozen the model is linear in the residual stream, so it
+equals removing every path through the head in the path expansion
+(minih/interp/paths.py; tested there). LayerNorm under "pattern": the paper does not
+say; we freeze the scales too (`freeze_ln=True`) because only then is the identity
+above exact in a model with LayerNorm. `freeze_ln=False` recomputes them, for comparison.
+
+Models with MLPs (d_mlp > 0). Every kind works, and "pattern" freezes exactly what it
+freezes without MLPs: every attention pattern and (freeze_ln) every ln1 scale and the
+final scale. LN2 and the MLPs run normally on the ablated stream: the ablated head's
+missing write changes what every later MLP computes, and those MLP outputs flow on
+unfrozen. An MLP is not linear (GELU), so this is no longer the removal of every path
+through the head (there is no path expansion with MLPs: paths.py refuses them); read it
+as "the head's write is gone, every later attention pattern is kept, the MLPs respond".
+We do not freeze LN2's scale: it would make nothing linear (GELU follows it) and would
+feed the MLP a stream divided by a scale measured on another stream.
 
 Each kind is a few edits of the model's one forward (minih.model.forward), at the
 hook points named as in the cache (`ablation_edits` builds them):
@@ -25,7 +36,8 @@ hook points named as in the cache (`ablation_edits` builds them):
     mean      blocks.{l}.attn.hook_result:  result[:, :, h] := the mean write
     pattern   as zero, plus, at every layer, attn.hook_pattern := the clean pattern and
               ln1.hook_scale, ln_final.hook_scale := the clean scales, given as arrays
-              (so the queries, keys and scores are not computed)
+              (so the queries, keys and scores are not computed); no edit of ln2 or
+              of the MLPs' hook points
 
 The ablation is an explicit argument: nothing global, params are never modified. With
 no ablation the forward has no edit, so it gives run_with_cache's numbers exactly.
@@ -53,7 +65,8 @@ class Ablation:
     kind       "zero", "mean" or "pattern" (see the module docstring)
     means      for "mean": {layer: [T, H, D]} per-position mean of hook_result, as made
                by `head_means`; None = the mean over the tokens being run
-    freeze_ln  for "pattern": also freeze LayerNorm scales to the clean run's
+    freeze_ln  for "pattern": also freeze the ln1 and final LayerNorm scales to the clean
+               run's (LN2, in a model with MLPs, is always recomputed: module docstring)
     """
     heads: tuple = ()
     kind: str = "zero"
@@ -109,8 +122,9 @@ def ablation_edits(ab: Ablation, cfg: ModelConfig, T: int, clean_cache: dict | N
                    means: dict | None = None) -> dict:
     """The edits of the forward that make ablation `ab` (module docstring): {hook name: edit}.
 
-    "pattern" needs the clean run's cache (its hook_pattern and ln scales, given to the
-    forward as arrays: frozen), "mean" the per-position means {layer: [>= T, H, D]}
+    "pattern" needs the clean run's cache (its hook_pattern and ln1/ln_final scales,
+    given to the forward as arrays: frozen; with MLPs, LN2 and the MLPs get no edit and
+    run on the ablated stream), "mean" the per-position means {layer: [>= T, H, D]}
     (head_means).
     """
     edits = {}
@@ -141,7 +155,8 @@ def run_with_ablation(params, tokens, cfg: ModelConfig, ablation: Ablation | Non
     ablated layer from the clean residual stream there (the layers before it cannot
     change), which is what makes a head-by-head sweep fast; the numbers are the same up
     to float rounding. `full_cache=True` also keeps hook_attn_scores and hook_result, as
-    run_with_cache.
+    run_with_cache. With MLPs, the MLPs of the first ablated layer and of every later one
+    are recomputed on the ablated stream under every kind (module docstring).
     """
     ops = get_backend(backend)
     check_params(params, cfg)

@@ -28,6 +28,11 @@ For byte-level text runs (manifest data.tokens == "bytes") the random tokens ski
 10% most and least frequent tokens of the evaluation set (our stand-in for the
 training data's counts); for synthetic vocabularies every token is a candidate.
 
+Models with MLPs: the pattern and loss scores run the whole model, MLPs included; the
+circuits (composition, K-composition trace, eigenvalue copying) and the empirical
+copying score's direct path ignore the MLPs (minih.metrics). settings["d_mlp"] says
+which kind of model was analysed.
+
 Shape legend: S snapshots, L layers, H heads
 """
 from __future__ import annotations
@@ -208,7 +213,8 @@ def analyze(run_dir, out_dir=None, backend: str = "numpy", n_text: int = 4,
         pca = M.loss_pca(run.losses, n_components=2, seed=seed)
         snapshots["pca_1"], snapshots["pca_2"] = pca.trajectories[0].T
     window, bump = _phase_summaries(run.tokens_seen, icl, mean_loss)
-    settings = {"run": str(run_dir), "backend": backend, "n_text": int(inputs["text"].shape[0]),
+    settings = {"run": str(run_dir), "backend": backend, "d_mlp": cfg.d_mlp,
+                "n_text": int(inputs["text"].shape[0]),
                 "text_len": int(inputs["text"].shape[1]), "seed": seed,
                 "icl_indices": list(M.icl_indices(T_eval)) if T_eval >= 12 else None,
                 "composition_baseline": baseline,

@@ -19,8 +19,10 @@ The two measures:
 Both L(s) and L_ablated_h(s) are recomputed here with the same forward pass, so their
 difference holds no backend or storage rounding; v comes from run.losses (the clean
 losses the training stored). The paper does not say which ablation its Argument-3
-figures use for every plot; minih's default is "pattern" (the one that equals removing
-every path through the head in the path expansion), and all three kinds are available.
+figures use for every plot; minih's default is "pattern" (in an attention-only model,
+the one that equals removing every path through the head in the path expansion; with
+MLPs, patterns frozen and MLPs recomputed: see ablation.py), and all three kinds are
+available.
 Each ablated run starts at the unit's first layer from the clean run's residual stream
 (run_with_ablation with clean_cache), the model's one forward with the ablation's edits.
 

@@ -30,6 +30,12 @@ Term importance: the paper measures how much the loss rises when a term is remov
 with patterns frozen. We report, per path P, `loss(logits - logits_P) - loss(logits)`,
 and per order k, the loss of the logits made of all paths of order <= k.
 
+Attention-only models only. With patterns and scales frozen a head is linear, but an
+MLP is not (GELU), so with MLPs the logits are no sum of paths through heads: every
+function here refuses a config with d_mlp > 0 (check_attention_only). For models with
+MLPs use the ablations (minih/interp/ablation.py) and the circuits read from the
+weights (minih.metrics), which ignore the MLPs.
+
 Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
 """
 from __future__ import annotations
@@ -39,6 +45,17 @@ import numpy as np
 from ..config import ModelConfig
 from ..model import HookPoints, attention_block, embed, get_backend, run_with_cache, unembed
 from ..params import check_params, check_tokens
+
+
+def check_attention_only(cfg: ModelConfig) -> None:
+    """Raise a one-line ValueError if the model has MLPs: path expansion needs every
+    block to be linear once patterns and LayerNorm scales are frozen, and an MLP is not."""
+    if cfg.d_mlp:
+        raise ValueError(f"path expansion and term importance are for attention-only models, "
+                         f"and this one has MLPs (d_mlp={cfg.d_mlp}): an MLP's GELU is not linear, "
+                         f"so the logits are no sum of paths through heads; with MLPs use the "
+                         f"ablations (minih.interp.ablation) or the weight-only circuits "
+                         f"(minih.metrics), which ignore the MLPs")
 
 
 def _without_bias(params, key):
@@ -60,8 +77,10 @@ def iter_paths(params, tokens, cfg: ModelConfig, clean_cache: dict | None = None
     Depth-first, so only one chain of components is held at a time. Heads reading the
     direct path's component get the LayerNorm bias b_l (module docstring), so the
     components alone sum to the final residual stream; `path_logits` adds b_f for the
-    direct path.
+    direct path. The checks (e.g. the refusal of a model with MLPs) run at the call,
+    before the first path is asked for.
     """
+    check_attention_only(cfg)
     ops = get_backend(backend)
     check_params(params, cfg)
     tokens = check_tokens(tokens, cfg)
@@ -90,14 +109,16 @@ def iter_paths(params, tokens, cfg: ModelConfig, clean_cache: dict | None = None
             for h in range(cfg.n_heads):
                 yield from expand(path + ((l, h),), results[:, :, h], l + 1)
 
-    yield from expand((), x0, 0)
+    return expand((), x0, 0)
 
 
 def path_logits(params, cfg: ModelConfig, clean_cache: dict, path: tuple, c, backend: str = "numpy"):
     """The logits one path contributes: LN_f(c) @ W_U with the frozen final scale [B,T,V].
 
-    The direct path () also carries the final LayerNorm bias, b_f @ W_U.
+    The direct path () also carries the final LayerNorm bias, b_f @ W_U. Attention-only
+    models only (check_attention_only).
     """
+    check_attention_only(cfg)
     edits = {}
     if cfg.layernorm:
         edits["ln_final.hook_scale"] = clean_cache["ln_final.hook_scale"]
@@ -108,7 +129,8 @@ def path_logits(params, cfg: ModelConfig, clean_cache: dict, path: tuple, c, bac
 
 def path_expansion(params, tokens, cfg: ModelConfig, backend: str = "numpy") -> dict:
     """Every path's logits: {path: [B,T,V]}. For small models and tests (memory grows as
-    (1+H)^n_layers * B*T*V); term_importance streams instead."""
+    (1+H)^n_layers * B*T*V); term_importance streams instead. Attention-only models only."""
+    check_attention_only(cfg)
     tokens = check_tokens(tokens, cfg)
     _, cache = run_with_cache(params, tokens, cfg, backend=backend)
     return {path: path_logits(params, cfg, cache, path, c, backend)
@@ -125,8 +147,9 @@ def term_importance(params, tokens, cfg: ModelConfig, backend: str = "numpy",
     with importance = loss_without - loss (how much the loss rises without the term).
     `positions` (a slice or index array over the T-1 predictions; default all) picks
     the predictions the mean loss is taken over, e.g. slice(T//2, None) for the
-    second half of repeated sequences.
+    second half of repeated sequences. Attention-only models only (check_attention_only).
     """
+    check_attention_only(cfg)
     ops = get_backend(backend)
     tokens = check_tokens(tokens, cfg, min_len=2)
     keep = slice(None) if positions is None else positions

@@ -13,6 +13,13 @@ One module per purpose:
     positional  split of attention scores into token/position terms
 
 None of them modifies its inputs.
+
+Models with MLPs (d_mlp > 0): the scores read from a model run (losses, ICL score,
+patterns: prefix matching, previous-token, duplicate-token, detectors, positional
+split) run the whole model, MLPs included, and keep their definitions; the circuits
+(circuits.py) read the attention weights only and ignore the MLPs; the empirical
+copying score is a head's direct effect through its OV circuit, so later MLPs are
+ignored there too.
 """
 from .losses import (per_token_losses, loss_by_position, icl_indices, icl_score,
                      loss_log_position_derivative)

@@ -17,6 +17,13 @@ Positions: the token circuits use W_E only. With positional="shortformer" (the
 papers' setting) positions never enter the values, so OV circuits are exact; the
 position terms of the QK circuit are split out by metrics.positional.
 
+MLPs are ignored, by definition: every function here reads the embedding, the
+attention weights, ln1 and the final LayerNorm, and the unembedding, never an MLP's
+parameters nor LN2's. In a model with MLPs (d_mlp > 0) they describe the heads and the
+direct paths between them as if the MLPs were absent: a head's write reaches a later
+head or the unembedding straight through the residual stream, not through an MLP in
+between. The numbers are those of the same weights in an attention-only config.
+
 Row convention (TransformerLens): OV_h = W_V[h] @ W_O[h], QK_h = W_Q[h] @ W_K[h].T,
 both [D, D]; a residual row vector x is read as x @ OV_h.
 
@@ -40,6 +47,7 @@ def ln_linear(params, cfg: ModelConfig, where) -> np.ndarray:
     """The linear part L = P @ diag(w) of a LayerNorm, [D, D] (identity without LayerNorm).
 
     `where` is a layer index (its ln1) or "final" (ln_final). P = I - 11^T/D centres.
+    LN2 (models with MLPs) is never read: the circuits ignore the MLPs.
     """
     check_params(params, cfg)
     if where != "final":
@@ -56,7 +64,8 @@ def embed_through_ln(params, cfg: ModelConfig, layer: int) -> np.ndarray:
     """Each token's embedding as layer `layer`'s heads read it: LN1(W_E) exactly, [V, D].
 
     (W_E itself without LayerNorm.) This is the residual stream of a token before any
-    head has written to it; positions are not added (see the module docstring).
+    head has written to it; positions are not added (see the module docstring). In a
+    model with MLPs it is also the stream before any MLP has written (MLPs ignored).
     """
     check_params(params, cfg)
     layer = _check.layer(layer, cfg)
@@ -73,6 +82,7 @@ def folded_weights(params, cfg: ModelConfig) -> dict[str, np.ndarray]:
 
     W_Q, W_K, W_V: [L, H, D, E] = L_l @ W (L_l = ln_linear of the head's layer);
     W_O: [L, H, E, D]; W_U: [D, V] = L_final @ W_U. Without LayerNorm: the weights as they are.
+    The MLPs' weights are not among them (module docstring: MLPs ignored).
     """
     check_params(params, cfg)
     out = {name: np.zeros((cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_head))
@@ -96,7 +106,7 @@ def full_ov_circuits(params, cfg: ModelConfig) -> np.ndarray:
         OV_full[l, h] = LN1_l(W_E) @ W_V[l, h] @ W_O[l, h] @ (L_final @ W_U)
 
     i.e. what head h writes when it attends fully to a token, read by the unembedding
-    (direct path only). LayerNorm as in the module docstring.
+    (direct path only: later heads and MLPs ignored). LayerNorm as in the module docstring.
     """
     f = folded_weights(params, cfg)
     out = np.zeros((cfg.n_layers, cfg.n_heads, cfg.d_vocab, cfg.d_vocab))
@@ -120,7 +130,7 @@ def full_qk_circuits(params, cfg: ModelConfig) -> np.ndarray:
     positions without LayerNorm. Not with smeared keys (the term's keys are then
     s k[j] + (1-s) k[j-1]), nor with standard positions and LayerNorm (LN1 sees token
     plus position: the token part is divided by each position's sigma and keeps LN's
-    bias). For later layers it is the direct-path part only.
+    bias). For later layers it is the direct-path part only (no earlier head or MLP).
     """
     check_params(params, cfg)
     out = np.zeros((cfg.n_layers, cfg.n_heads, cfg.d_vocab, cfg.d_vocab))
@@ -153,7 +163,7 @@ def eigenvalue_positivity(matrix) -> float:
 def small_ov_circuits(params, cfg: ModelConfig, layer: int) -> np.ndarray:
     """[H, E, E]: W_O (L_final W_U) LN1(W_E) W_V for every head of `layer`. It has the
     nonzero eigenvalues of the full OV circuit LN1(W_E) W_V W_O (L_final W_U) [V, V]
-    (AB and BA share them) and costs E^3 instead of V^3 to decompose."""
+    (AB and BA share them) and costs E^3 instead of V^3 to decompose. MLPs ignored."""
     f = folded_weights(params, cfg)
     layer = _check.layer(layer, cfg)
     E_l = embed_through_ln(params, cfg, layer)                        # [V,D]
@@ -166,6 +176,7 @@ def eigenvalue_copying_scores(params, cfg: ModelConfig) -> np.ndarray:
 
     eigenvalue_positivity of the full OV circuit LN1(W_E) W_V W_O (L_final W_U) [V, V],
     computed from small_ov_circuits, the [E, E] matrices with the same nonzero eigenvalues.
+    MLPs are ignored (the direct path from the head to the unembedding).
     """
     check_params(params, cfg)
     return np.array([[eigenvalue_positivity(m) for m in small_ov_circuits(params, cfg, l)]
@@ -225,7 +236,9 @@ def composition_scores(params, cfg: ModelConfig) -> dict[str, np.ndarray]:
         V: composition_score(OV_h1, OV_h2)
 
     on folded weights (LayerNorm's linear part folded into every read; see the module
-    docstring). Compare with composition_baseline(cfg.d_model, cfg.d_head).
+    docstring). Compare with composition_baseline(cfg.d_model, cfg.d_head). MLPs are
+    ignored: the scores are of the direct path from h1's write to h2's read, not of
+    what an MLP between them makes of it.
     """
     f = folded_weights(params, cfg)
     Lh, H = cfg.n_layers, cfg.n_heads
@@ -291,7 +304,8 @@ def k_composition_qk_terms(params, cfg: ModelConfig) -> tuple[np.ndarray, np.nda
     of the trace tr(M); we divide by V so that the number does not grow with the
     vocabulary and reads as a score; multiply by V for the plain trace. positivity =
     eigenvalue_positivity(M), computed from the [E, E] matrix with M's nonzero
-    eigenvalues. LayerNorm: linear parts L (module docstring) on both sides.
+    eigenvalues. LayerNorm: linear parts L (module docstring) on both sides. MLPs are
+    ignored (h1's write reaches h2's keys directly).
     """
     f = folded_weights(params, cfg)
     W_E = np.asarray(params["embed.W_E"], np.float64)
@@ -325,7 +339,7 @@ def k_composition_qk_trace(params, cfg: ModelConfig, previous_token_scores,
     The trace is weighted by how much each earlier head attends to the previous token;
     the paper gives no formula for combining heads, and the weighted *sum* (not mean) is
     minih's reading, because the contributions of several previous-token heads add up
-    in the key.
+    in the key. MLPs are ignored, as in k_composition_qk_terms.
     """
     check_params(params, cfg)
     prev = _check.floats(previous_token_scores, "previous_token_scores")

@@ -30,6 +30,11 @@ def direct_logits_per_source(params, cfg: ModelConfig, cache) -> np.ndarray:
     is the final LayerNorm's linear part P diag(w) (circuits.ln_linear). The final
     1/sigma is left out: it is one positive number per position, and the copying
     ratio below does not change when l is scaled.
+
+    With MLPs: h_in is what the model computed, so it holds the earlier MLPs' writes;
+    the head's write is then read by the unembedding directly, through its OV circuit,
+    and the later MLPs (like the later heads) are ignored: the score is the head's
+    direct effect, as without MLPs.
     """
     W_U = folded_weights(params, cfg)["W_U"]                          # [D,V]
     out = []
@@ -86,6 +91,8 @@ def empirical_copying_scores(params, cfg: ModelConfig, tokens=None, backend: str
     """Empirical copying score of every head, [L, H] (IH; copying_score_from_logits).
 
     By default on copying_tokens(cfg.d_vocab, seq_len=min(25, n_ctx), seed=seed).
+    With MLPs: the direct effect through the OV circuit; later MLPs are ignored
+    (direct_logits_per_source).
     """
     check_params(params, cfg)
     if tokens is None:

@@ -16,7 +16,10 @@ How p is chosen (minih's decision):
   exact, because positions never enter the residual stream directly.
 * positional="standard": p = the W_pos share of LN1(x): (P W_pos[i]) / sigma_i * w
   (P centres, sigma_i the position's LN scale from the cache); a = everything else
-  (token embedding, LN bias, earlier heads' outputs). Without LayerNorm, p = W_pos[i].
+  (token embedding, LN bias, earlier heads' and MLPs' outputs). Without LayerNorm,
+  p = W_pos[i].
+* MLPs (d_mlp > 0) change nothing here: what an earlier MLP wrote is part of the
+  stream the layer reads (from the cache), so it lands in the content part a.
 * smeared keys are linear in k, so each part's keys are smeared the same way.
 
 Shape legend: L layers, B batch, H heads, T positions (query i, key j), D d_model, E d_head
