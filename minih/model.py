@@ -418,8 +418,11 @@ def run_with_cache(params, tokens, cfg: ModelConfig, backend: str = "numpy"):
     [B,T,H,E] (hook_k before smearing; blocks.{l}.attn.hook_k_smeared after it),
     hook_attn_scores and hook_pattern [B,H,T,T] (scores scaled by 1/sqrt(E) and -inf
     above the diagonal), hook_z [B,T,H,E], hook_result [B,T,H,D], blocks.{l}.hook_attn_out,
-    blocks.{l}.hook_resid_post; and hook_embed, hook_pos_embed, hook_resid_final,
-    ln_final.hook_scale, ln_final.hook_normalized.
+    blocks.{l}.hook_resid_post; with MLPs (d_mlp > 0) also blocks.{l}.hook_resid_mid
+    (after the attention, before the MLP), blocks.{l}.ln2.hook_scale and .hook_normalized
+    (LayerNorm only), blocks.{l}.mlp.hook_pre and .hook_post [B,T,M] (before and after
+    the GELU) and blocks.{l}.hook_mlp_out [B,T,D]; and hook_embed, hook_pos_embed,
+    hook_resid_final, ln_final.hook_scale, ln_final.hook_normalized.
     """
     ops = get_backend(backend)
     check_params(params, cfg)

@@ -38,6 +38,12 @@ def torch_loss(P, tokens, cfg):
         scores = (q @ k.transpose(-1, -2) / math.sqrt(cfg.d_head)).masked_fill(mask, float("-inf"))
         z = torch.softmax(scores, -1) @ v
         x = x + torch.einsum("bhte,hed->btd", z, P[a + "attn.W_O"])
+        if cfg.d_mlp:
+            h2 = ln(x, P[a + "ln2.w"], P[a + "ln2.b"]) if cfg.layernorm else x
+            pre = h2 @ P[a + "mlp.W_in"] + P[a + "mlp.b_in"]
+            # torch's own tanh GELU (GPT-2's gelu_new), not minih's formula written again
+            post = torch.nn.functional.gelu(pre, approximate="tanh")
+            x = x + post @ P[a + "mlp.W_out"] + P[a + "mlp.b_out"]
     if cfg.layernorm:
         x = ln(x, P["ln_final.w"], P["ln_final.b"])
     logits = x @ P["unembed.W_U"]
@@ -45,15 +51,19 @@ def torch_loss(P, tokens, cfg):
                                              t[:, 1:].reshape(-1))
 
 
-@pytest.mark.parametrize("n_layers,layernorm,positional,smeared",
+@pytest.mark.parametrize("n_layers,layernorm,positional,smeared,d_mlp",
                          itertools.product([0, 1, 3], [True, False], ["shortformer", "standard"],
-                                           [False, True]))
+                                           [False, True], [0, 7]))
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_loss_and_grads_match_torch(n_layers, layernorm, positional, smeared, backend):
+def test_loss_and_grads_match_torch(n_layers, layernorm, positional, smeared, d_mlp, backend):
     cfg = minih.ModelConfig(n_layers=n_layers, n_heads=3, d_model=12, d_head=5, n_ctx=9,
                             d_vocab=17, layernorm=layernorm, positional=positional,
-                            smeared_keys=smeared, smear_init=0.4, dtype="float64")
+                            smeared_keys=smeared, smear_init=0.4, d_mlp=d_mlp, dtype="float64")
     params = minih.init_params(cfg, seed=n_layers)
+    rng = np.random.default_rng(2)
+    for key in params:                 # biases start at 0: make them count
+        if key.endswith(("b_in", "b_out")):
+            params[key] = rng.normal(size=params[key].shape)
     tokens = np.random.default_rng(1).integers(0, cfg.d_vocab, (4, 9))
     loss, grads = minih.loss_and_grads(params, tokens, cfg, backend=backend)
     P = {k: torch.tensor(v, requires_grad=True) for k, v in params.items()}
