@@ -107,6 +107,8 @@ COMMANDS = {
                   "minih.cli.reproduce"),
     "train": ("train a model, writing snapshots and per-token losses to a run directory",
               "minih.cli.train"),
+    "watch": ("train one preset with a live prefix-matching and ICL score: watch the head form",
+              "minih.cli.watch"),
     "ablate": ("ablate every head at every snapshot of a run: dICL, phase-change attribution, paths",
                "minih.cli.ablate"),
     "gradcheck": ("check the backward pass against finite differences (float64)",

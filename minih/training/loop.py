@@ -99,6 +99,17 @@ class TrainResult:
 
 
 @dataclass
+class Snapshot:
+    """What train() hands to on_snapshot after storing a snapshot."""
+    step: int
+    tokens_seen: int
+    seconds: float            # training seconds so far
+    params: dict              # the live weights: read them during the call only
+    eval_tokens: np.ndarray   # [N, T] the run's evaluation set
+    losses: np.ndarray        # [N, T-1] its per-token losses at this step
+
+
+@dataclass
 class TrainState:
     """Everything a checkpoint holds: with the TrainConfig, enough to continue bit for bit."""
     params: dict
@@ -130,7 +141,8 @@ DEFAULT_BACKEND = "numba"
 
 def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, backend: str | None = None,
           overwrite: bool = False, progress: bool = True, checkpoint_every: int | None = None,
-          checkpoint_seconds: float = 60.0, stop_after: int | None = None, on_step=None) -> TrainResult:
+          checkpoint_seconds: float = 60.0, stop_after: int | None = None, on_step=None,
+          on_snapshot=None) -> TrainResult:
     """Train `tc` and record it in the run directory `out`; return a TrainResult.
 
     resume: continue the run in `out` from its checkpoint (tc may be None: the run's own
@@ -146,6 +158,10 @@ def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, back
         Ctrl-C or SIGTERM.
     stop_after: end this session after that many steps (as if interrupted) - for tests.
     on_step(step, loss): called after every update.
+    on_snapshot(snapshot): called after every snapshot is stored, with a Snapshot (step,
+        tokens seen, training seconds, the params - live: read them, do not keep or change
+        them - the eval tokens and their per-token losses [N, T-1]); `minih watch` scores
+        prefix matching and the ICL score from it as the run goes.
     Raises TrainingDiverged (after saving the last good weights as a snapshot) if the
     loss or gradient stops being finite, RunInUse if another process writes `out`.
     """
@@ -154,7 +170,8 @@ def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, back
     out = _check_session(out, backend, checkpoint_every, checkpoint_seconds, stop_after)
     with writer_lock(out), _Interrupts() as interrupts:
         tc, state, writer = _resume(out, tc) if resume else _start(out, tc, backend, overwrite)
-        record = _Recorder(writer, tc, backend, checkpoint_every, checkpoint_seconds, state.step)
+        record = _Recorder(writer, tc, backend, checkpoint_every, checkpoint_seconds, state.step,
+                           on_snapshot)
         record.snapshot(state)
         end = tc.steps if stop_after is None else min(tc.steps, state.step + stop_after)
         # kept_freed_memory: each step reuses the memory the last one freed (training/memory.py)
@@ -186,8 +203,8 @@ class _Recorder:
     when due (every `every` steps if given, and every `seconds` of wall time) and at the end."""
 
     def __init__(self, writer: RunWriter, tc: TrainConfig, backend: str, every: int | None,
-                 seconds: float, step: int):
-        self.writer, self.tc, self.backend = writer, tc, backend
+                 seconds: float, step: int, on_snapshot=None):
+        self.writer, self.tc, self.backend, self.on_snapshot = writer, tc, backend, on_snapshot
         self.plan = set(snapshot_steps(tc.steps, tc.log_snapshots, tc.linear_snapshots))
         self.every, self.seconds = every, seconds
         self.last_step, self.last_time = step, time.perf_counter()
@@ -207,6 +224,9 @@ class _Recorder:
                                       backend=self.backend)      # [N,T-1]
         self.writer.add_snapshot(s.step, s.tokens_seen, s.params, losses, seconds=s.seconds)
         self.eval_seconds += time.perf_counter() - t0
+        if self.on_snapshot is not None:
+            self.on_snapshot(Snapshot(s.step, s.tokens_seen, s.seconds, s.params,
+                                      self.writer.eval_tokens, losses))
 
     def checkpoint(self, s: TrainState, status: str) -> None:
         save_checkpoint(self.out, s.params, s.opt_state, s.rng, s.step, s.tokens_seen, s.train_loss,
