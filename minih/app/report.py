@@ -107,10 +107,11 @@ def token_text(byte_value: int) -> str:
     return f"<x{byte_value:02x}>"
 
 
-def render_token_values_html(tokens, values, scale: float | None = None) -> str:
-    """Each byte token of a passage coloured by a value (e.g. the change in its loss).
+def render_token_values_html(tokens, values, scale: float | None = None, texts=None) -> str:
+    """Each token of a passage coloured by a value (e.g. the change in its loss).
 
-    tokens [T] ints in [0, 256); values [T] floats (NaN = no value, left uncoloured).
+    tokens [T] ints in [0, 256) (bytes, shown by token_text), or any ints with `texts`, the
+    string to show for each; values [T] floats (NaN = no value, left uncoloured).
     Negative values (loss went down) are blue, positive red, intensity |value| / scale
     (scale defaults to the largest |value|). Every character is HTML-escaped, so any
     bytes, including `<`, `&` and invalid UTF-8, render safely.
@@ -121,9 +122,12 @@ def render_token_values_html(tokens, values, scale: float | None = None) -> str:
                          f"and {values.shape}")
     finite = np.abs(values[np.isfinite(values)])
     scale = scale or (float(finite.max()) if finite.size and finite.max() > 0 else 1.0)
+    if texts is not None and len(texts) != len(tokens):
+        raise ValueError(f"texts must give one string per token: {len(texts)} for {len(tokens)} tokens")
+    shown = texts if texts is not None else [token_text(int(t)) for t in tokens.tolist()]
     spans = []
-    for t, v in zip(tokens.tolist(), values.tolist()):
-        text = html.escape(token_text(int(t)))
+    for text, v in zip(shown, values.tolist()):
+        text = html.escape(text)
         if not np.isfinite(v):
             spans.append(text)
             continue

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..report import Section, write_report
+from ..report import Section, token_text, write_report
 from ...training.config import TrainConfig
 from ...training.run import _to_jsonable, load_run, save_json
 from ...training.loop import train
@@ -45,24 +45,40 @@ def _state(run_dir: Path, member: Member) -> str:
     return "finished" if run.manifest.get("status") == "finished" else "resumable"
 
 
-def _passage(runs: dict):
-    """(model name, tokens, alphabet) for the per-token loss-difference rendering."""
-    if "2L text" in runs:
-        import textwrap
-        text = Path(textwrap.__file__).read_bytes()
+def _passage(members: list[Member], runs: dict):
+    """(model name, tokens [T], texts [T]) for the per-token loss-difference rendering.
+
+    With the text family: English prose with a repeated paragraph, as the paper's Harry
+    Potter passage: prose paragraphs of the Python language reference (pydoc_data, the
+    "naming" topic), cut to half the context in the model's own BPE tokens, then the
+    same tokens again. Otherwise: the synthetic 2L model's first evaluation sequence,
+    its tokens shown as letters."""
+    text = {m.name: m for m in members if m.group == "text"}
+    if "2L text" in text:
+        from pydoc_data.topics import topics
+        bpe = text["2L text"].train.data.tokenizer()
         n = runs["2L text"].cfg.n_ctx
-        start = text.find(b"def ")
-        first = text[start:start + n // 2]
-        return "2L text", np.frombuffer(first + first, dtype=np.uint8)[:n].astype(np.int64), None
-    # quick/tiny: the 2L model on its first evaluation sequence, tokens shown as letters
+        paragraphs = [p for p in topics["naming"].split("\n\n")
+                      if len(p) > 200 and not p.lstrip().startswith(("*", "=", "-"))]
+        half = bpe.encode("\n\n".join(paragraphs).encode())[: n // 2].astype(np.int64)
+        tokens = np.concatenate([half, half])
+        return "2L text", tokens, [_shown(bpe.vocab[t]) for t in tokens]
     alphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+/"
-    return "2L", runs["2L"].eval_tokens[0], alphabet
+    tokens = runs["2L"].eval_tokens[0]
+    return "2L", tokens, [alphabet[t % len(alphabet)] for t in tokens]
+
+
+def _shown(token_bytes: bytes) -> str:
+    """A BPE token's bytes as the report shows them (newlines visible, see token_text)."""
+    return "".join(token_text(b) for b in token_bytes)
 
 
 # what each data source is, where its describe() has no "what"
 DATA_WHAT = {"generality": "literal repeats, \"translation\" and fuzzy-matching blocks, mixed",
              "stdlib": "the Python standard library's source, as bytes",
-             "text": "text files, as bytes"}
+             "text": "text files, as bytes",
+             "bpe": "plain text as byte-level BPE tokens trained on it (ordinary language-model "
+                    "training: random windows, nothing repeated or reordered)"}
 
 
 def what_was_trained(members: list[Member], seed: int) -> tuple[str, str]:
@@ -95,7 +111,11 @@ def caveats(members: list[Member], size: str, n_seeds: int = 1) -> list[str]:
     if not any(m.group == "text" for m in members):
         out.append(f"The {size} size trains on synthetic data only (random tokens with repeated "
                    "segments, where copying pays by construction); the paper's subject is natural "
-                   "text. The full size adds a text model.")
+                   "text. The full size adds 1-, 2- and 3-layer models on plain text.")
+    else:
+        out.append("On plain text whether the induction head forms depends on the seed (minih's "
+                   "docs/real_text_experiments.md lists every seed tried); `--seeds N` measures "
+                   "it in this run.")
     if not any(getattr(m.train.model, "d_mlp", 0) for m in members):
         out.append("Every model is attention-only; the paper also trains models with MLPs, so "
                    "Argument 6 cannot be reproduced in full.")
@@ -144,14 +164,23 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
                                               mlp, numbers.get("mlp"), backend)
     sections.append(sec)
     text = [m.name for m in members if m.group == "text"]
-    if text:                                          # full size: the same story on real text
+    if text:                                          # full size: the same story on plain text
         sec, numbers["text"] = A.argument_1(measures, runs, figs, text, tag="_text",
-                                            title="On real text: the Python standard library",
-                                            data="the stdlib byte corpus")
+                                            title="Argument 1 on plain text: the phase change co-occurs "
+                                                  "with induction heads",
+                                            data="plain text (the stdlib's code and tests as BPE "
+                                                 "tokens)", control="1L text", main="2L text")
         sections.append(sec)
-    name, tokens, alphabet = _passage(runs)
+        candidates = tuple(n for n in ("2L text", "3L text") if n in text)
+        sec, numbers["text_ablation"] = A.argument_3(
+            measures, runs, figs, A.ablation_model(measures, candidates), backend, progress,
+            candidates=candidates, tag="_text",
+            title="Argument 3 on plain text: ablating induction heads removes in-context learning")
+        timings["ablation sweep on text (in arguments)"] = numbers["text_ablation"].pop("sweep_seconds")
+        sections.append(sec)
+    name, tokens, texts = _passage(members, runs)
     sec, numbers["passage"] = A.loss_difference_passage(name, runs[name], measures[name], tokens,
-                                                        alphabet, backend)
+                                                        texts, backend)
     sections.append(sec)
     timings["arguments and figures"] = time.perf_counter() - t
     return numbers, sections, timings
@@ -166,8 +195,8 @@ SPREAD = [("2L: induction head forms at (tokens)", ("argument_1", "models", "2L"
           ("Argument 3: share removed by as many other heads", ("argument_3", "share_removed_contrast")),
           ("Argument 5: previous-token score", ("argument_5", "prev_score")),
           ("Argument 5: K-composition", ("argument_5", "k_comp"))]
-VERDICT_KEYS = {f"argument_{k}": str(k) for k in range(1, 7)} | {"mlp": "1, with MLPs",
-                                                                 "text": "1, on real text"}
+VERDICT_KEYS = {f"argument_{k}": str(k) for k in range(1, 7)} | {
+    "mlp": "1, with MLPs", "text": "1, on plain text", "text_ablation": "3, on plain text"}
 
 
 def _get(numbers: dict, path: tuple):

@@ -379,10 +379,13 @@ class IclWithout:
 
 
 def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
-               backend: str = "numpy", progress: bool = True) -> tuple[Section, dict]:
+               backend: str = "numpy", progress: bool = True, candidates=("2L", "3L"), tag: str = "",
+               title: str = "Argument 3: ablating induction heads removes in-context learning"
+               ) -> tuple[Section, dict]:
     """Head by head: each head's dICL alone (pattern-preserving and zero ablation) and its
     attribution to the phase change; then the induction heads together against as many
-    other heads together."""
+    other heads together. `name` is the model ablated, chosen by ablation_model among
+    `candidates`; `tag` keeps the figures' file names apart."""
     m, run = ms[name], runs[name]
     cfg = run.cfg
     early, late = m.icl_indices
@@ -391,12 +394,12 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
     sweep = sweep_heads(run, kind="pattern", direction=direction, backend=backend, progress=progress)
     labels = sweep.labels                                            # "L1H3", and "L1*" = a whole layer
     dicl = sweep.dicl(early, late)                                    # [K, S]
-    figs_out = [(str(figures.head_by_snapshot(figs / "a3_dicl.png", dicl, labels, sweep.tokens_seen,
+    figs_out = [(str(figures.head_by_snapshot(figs / f"a3{tag}_dicl.png", dicl, labels, sweep.tokens_seen,
                                               f"{name}: ICL score change when each head is ablated",
                                               "dICL (nats)")),
                  "Attribution to the ICL score: dICL = ICL(ablated) - ICL(clean), pattern-preserving ablation.")]
     if sweep.phase_attr is not None:
-        figs_out.append((str(figures.head_by_snapshot(figs / "a3_phase.png", sweep.phase_attr, labels,
+        figs_out.append((str(figures.head_by_snapshot(figs / f"a3{tag}_phase.png", sweep.phase_attr, labels,
                                                       sweep.tokens_seen,
                                                       f"{name}: attribution to the phase change",
                                                       "v . (L_ablated - L)")),
@@ -465,7 +468,8 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
         text_num.append(f"`{name}` has no induction head to ablate (no head reached {INDUCTION_THRESHOLD}).")
     v = V.argument_3(clean, share_ind if share_ind is not None else float("nan"), share_oth, len(heads))
     numbers["reproduced"], numbers["criteria"] = v.ok, v.criteria
-    text = [f"The model ablated is `{name}`, the first of `2L`, `3L` that has as many heads that are "
+    text = [f"The model ablated is `{name}`, the first of {', '.join(f'`{c}`' for c in candidates)} "
+            "that has as many heads that are "
             "neither induction nor previous-token heads as it has induction heads, so that the "
             "contrast the argument needs exists. "
             "Each head is removed alone at every snapshot, with all attention patterns frozen to the "
@@ -476,7 +480,7 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
             verdict(v, f"Removing the induction heads removes at least {V.SHARE_REMOVED:.0%} of the ICL "
                        "score, more than removing as many other heads.",
                     "Ablation did not single out the induction heads: see the criteria.")]
-    return Section("Argument 3: ablating induction heads removes in-context learning", text, figs_out), numbers
+    return Section(title, text, figs_out), numbers
 
 
 # --- Argument 4: generality ------------------------------------------------------------------
@@ -639,18 +643,18 @@ def copyable(tokens) -> np.ndarray:
     return out
 
 
-def loss_difference_passage(name: str, run, m: RunMeasures, tokens, alphabet=None,
+def loss_difference_passage(name: str, run, m: RunMeasures, tokens, texts=None,
                             backend: str = "numpy") -> tuple[Section, dict]:
-    """Per-token loss at the window's end minus at its start, over one passage (1-D tokens),
-    and its mean over the tokens copying can predict against the others."""
+    """Per-token loss at the window's end minus at its start, over one passage (1-D tokens,
+    shown as `texts`, one string per token; None: as bytes), and its mean over the tokens
+    copying can predict against the others, and the tokens that got most worse."""
     _, before, after, _ = phase_window(run)           # the snapshots bracketing the window
     ends = (before, after) if before is not None else (1, len(run) - 1)
     t = np.asarray(tokens)[None, : run.cfg.n_ctx]
     before = per_token_losses(run.params(ends[0]), t, run.cfg, backend=backend)[0]
     after = per_token_losses(run.params(ends[1]), t, run.cfg, backend=backend)[0]
     diff = np.concatenate([[np.nan], after - before])               # token 0 is never predicted
-    shown = t[0] if alphabet is None else np.array([ord(alphabet[i % len(alphabet)]) for i in t[0]])
-    block = render_token_values_html(shown, diff)
+    block = render_token_values_html(t[0], diff, texts=None if texts is None else texts[: t.shape[1]])
     copy = copyable(t[0])
     other = ~copy
     other[0] = False                                                 # never predicted
@@ -663,6 +667,14 @@ def loss_difference_passage(name: str, run, m: RunMeasures, tokens, alphabet=Non
     c, o = numbers["copyable"], numbers["other"]
     copying_gains = bool(copy.any() and other.any() and c["mean_change"] < min(0.0, o["mean_change"]))
     numbers["copying_gains_most"] = copying_gains
+    # the predictions that got most worse: not every token gains from the phase change
+    shown = texts if texts is not None else [chr(b) if 32 <= b < 127 else f"<x{b:02x}>" for b in t[0]]
+    worse = [int(i) for i in np.argsort(-np.nan_to_num(diff, nan=-np.inf))[:3] if diff[i] > 0]
+    numbers["most_worse"] = [{"position": i, "token": int(t[0, i]), "shown": shown[i],
+                              "change": float(diff[i])} for i in worse]
+    worse_text = ("" if not worse else " The predictions that got most worse: " + ", ".join(
+        f"{w['shown']!r} at position {w['position']} ({w['change']:+.2f} nats)"
+        for w in numbers["most_worse"]) + ".")
     sec = Section(f"The loss change over a passage ({name})",
                   [f"Each token coloured by its loss at the end of the window minus at its start "
                    f"(snapshots {ends[0]} and {ends[1]}): blue = the model got better at it, red = worse "
@@ -671,6 +683,6 @@ def loss_difference_passage(name: str, run, m: RunMeasures, tokens, alphabet=Non
                    f"changed by {c['mean_change']:+.2f} nats on average, the {o['tokens']} others by "
                    f"{o['mean_change']:+.2f}: "
                    + ("in-context copying is where the model gained most." if copying_gains else
-                      "the copyable tokens did not gain more than the others.")],
+                      "the copyable tokens did not gain more than the others.") + worse_text],
                   html_blocks=[block], markdown_blocks=["(The coloured passage is in report.html.)"])
     return sec, numbers

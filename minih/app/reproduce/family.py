@@ -7,9 +7,10 @@ curves can be compared point by point (Argument 6).
 Sizes:
 - "quick": the induction-task family (1, 2, 3 layers, attention-only and with MLPs, and
            the smeared-key models) and the Argument-4 model, short runs (minutes).
-- "full":  the same, trained longer, plus a 2-layer model on the stdlib text corpus.
-- "tiny":  a few steps of very small models: checks the pipeline, not the science
-           (used by the test suite).
+- "full":  the same, trained longer, plus 1-, 2- and 3-layer models on plain text (the
+           stdlib's code and tests as BPE tokens: the text-1l/2l/3l presets).
+- "tiny":  a few steps of very small models, the text ones on the small prose corpus:
+           checks the pipeline, not the science (used by the test suite).
 """
 from __future__ import annotations
 
@@ -69,6 +70,15 @@ def family(size: str = "quick", seed: int = 0) -> list[Member]:
     for n_layers in (1, 2, 3):
         members.append(Member(f"{n_layers}L MLP", base.replace(
             model=m.replace(n_layers=n_layers, d_mlp=MLP_RATIO * m.d_model)), "mlp"))
-    if size == "full":
-        members.append(Member("2L text", TrainConfig.preset("stdlib-2l", seed=seed), "text"))
+    if size in ("full", "tiny"):
+        # plain text: the stdlib's code and tests as BPE tokens, an ordinary language model
+        # (no repeated windows, no curriculum); the 1-layer model is the control
+        for n_layers in (1, 2, 3):
+            tc = TrainConfig.preset(f"text-{n_layers}l", seed=seed)
+            if size == "tiny":       # the pipeline only: the small prose corpus, a few steps
+                tc = tc.replace(model=tc.model.replace(d_model=16, d_head=4, n_heads=2, n_ctx=64,
+                                                       d_vocab=300),
+                                data=dataclasses.replace(tc.data, corpus="prose", vocab_size=300),
+                                steps=12, n_eval=6, log_snapshots=5, linear_snapshots=3)
+            members.append(Member(f"{n_layers}L text", tc, "text"))
     return members
