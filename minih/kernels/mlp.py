@@ -4,7 +4,7 @@ The MLP's linear maps have no twin: the reference's `x @ W + b` is already one B
 call. A twin through minih/kernels/blas.py (fixed row chunks over the threads, the bias
 added in place) was written and measured, and was no faster: 0.88-1.05x the reference
 op alone on one thread (the row chunks cost a little), and the same training step time
-within 2%, on 1 and 2 threads (docs/04_numba.md, "The MLP"). So linear_forward and
+within 3%, on 1 and 2 threads (docs/04_numba.md, "The MLP"). So linear_forward and
 linear_backward are the reference's own functions in this backend.
 
 The GELU is where the reference spends its time: `u ** 3` calls pow for every number
@@ -19,8 +19,8 @@ No tanh: with tanh(a) = (1 - e^(-2a)) / (1 + e^(-2a)),
 
 so post = u s, and the backward's slope is s + 2 u s (1 - s) c (1 + 3 k u^2). Why:
   - speed: Numba turns np.tanh into a call of libm's tanhf per number, which LLVM cannot
-    vectorise (minih needs no Intel SVML); with it a jitted GELU was as slow as the
-    reference, or slower (whose np.tanh is numpy's own SIMD loop). An exp can be written as a
+    vectorise (minih needs no Intel SVML); with it a jitted GELU took 0.6-1.5x the
+    reference's time (whose np.tanh is numpy's own SIMD loop). An exp can be written as a
     polynomial that vectorises (kernels/simd.py's Cephes expf, here one number at a
     time); in float64, where both are libm's, the forward kernel ran 3.9x faster with
     exp than with tanh ([1024, 512], one core);
