@@ -28,6 +28,7 @@ import minih
 from minih import kernels, ops
 from minih.kernels import threads
 from minih.kernels import _jit, attention, blas, embedding, layernorm, loss, simd
+from minih.kernels import mlp as k_mlp
 from minih.kernels import adamw as k_adamw
 from helpers import assert_close
 
@@ -262,6 +263,65 @@ def test_blas_row_chunks(dtype, M, monkeypatch):
     close("matmul", one[0], b @ w.T, dtype)
     close("matmul_tn", one[1], a.T @ b, dtype)
     assert all(np.array_equal(x, y) for x, y in zip(one, every))
+
+
+@pytest.mark.parametrize("shape", SHAPES + WIDE_SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("contiguous", [True, False])
+@pytest.mark.parametrize("n_threads", [1, 3])
+def test_gelu(shape, dtype, contiguous, n_threads, monkeypatch):
+    # oracle: minih.ops.mlp's GELU on [B,T,V] (V plays d_mlp: 1, 2, ... 1000 wide); u = 2 *
+    # standard normal reaches the tails (|u| up to ~9), where the reference's float32
+    # 1 + tanh(a) cancels and the twin's sigmoid form does not (kernels/mlp.py): there the
+    # two differ by the reference's own rounding, ~4e-6 at most for |d_post| ~ 4, inside
+    # float32's atol. The GELU splits its numbers over the threads (3: minih's pool, on any
+    # machine), which must not change a bit. (The MLP's linear maps have no twin.)
+    B, T, H, E, D, V = shape
+    rng = np.random.default_rng(hash((shape, contiguous, 3)) % 2**32)
+    u = rand(rng, (B, T, V), dtype, contiguous)
+    u *= 2                                                       # in place: still a view
+    d_post = rand(rng, (B, T, V), dtype, contiguous)
+    monkeypatch.setattr(threads, "n_threads", lambda: n_threads)
+    post, d_u = kernels.gelu_forward(u), kernels.gelu_backward(d_post, u)
+    close("gelu_forward", post, ops.gelu_forward(u), dtype)
+    close("gelu_backward", d_u, ops.gelu_backward(d_post, u), dtype)
+    monkeypatch.setattr(threads, "n_threads", lambda: 1)
+    assert np.array_equal(post, kernels.gelu_forward(u)), "gelu_forward: the threads changed bits"
+    assert np.array_equal(d_u, kernels.gelu_backward(d_post, u)), "gelu_backward: the same"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gelu_tails_and_non_finite_values(dtype):
+    # oracle: minih.ops.mlp's GELU. Every u from -12 to 12 (step 0.005), then the specials.
+    # Where a = c (u + k u^3) < -43.5 (u < ~-9.9) the twin's float32 e^(-2|a|) is flushed
+    # to 0, and the GELU and its slope are 0 (-0.0 for u < 0), as the reference's
+    # 1 + tanh(a) = 0 is (float64: tiny, not 0, close to it). NaN and -inf give NaN, +inf
+    # gives inf (post) and NaN (slope) in both. Tolerances: TOL, as in test_gelu
+    u = np.concatenate([np.linspace(-12, 12, 4801),
+                        [0.0, -0.0, np.nan, np.inf, -np.inf]]).astype(dtype)
+    d_post = np.ones_like(u)
+    with np.errstate(invalid="ignore", over="ignore"):
+        want_post, want_slope = ops.gelu_forward(u), ops.gelu_backward(d_post, u)
+    got_post, got_slope = kernels.gelu_forward(u), kernels.gelu_backward(d_post, u)
+    for name, got, want in (("post", got_post, want_post), ("slope", got_slope, want_slope)):
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want), err_msg=name)
+        inf = np.isinf(want)
+        assert np.array_equal(got[inf], want[inf]), name
+        finite = np.isfinite(want)
+        close(name, got[finite], want[finite], dtype)
+    assert np.array_equal(np.signbit(got_post[:4801]), np.signbit(want_post[:4801]))
+    if dtype == np.float32:
+        far = np.flatnonzero(u[:4801] < -10)
+        assert np.all(got_post[far] == 0) and np.all(got_slope[far] == 0)
+        # against the float64 reference (absolute error ~1e-16, far below float32's): the
+        # twin's GELU is within one float32 step of the largest value, 12 (9.5e-7), as the
+        # reference's is (4.7e-7 and 4.2e-7 when written), and its slope is the closer of
+        # the two (1.6e-7 against 1.2e-6: no cancellation in 1 - tanh(a)^2)
+        u64 = u[:4801].astype(np.float64)
+        exact_post, exact_slope = ops.gelu_forward(u64), ops.gelu_backward(np.ones(4801), u64)
+        assert np.abs(got_post[:4801] - exact_post).max() <= np.spacing(np.float32(12))
+        assert (np.abs(got_slope[:4801] - exact_slope).max()
+                <= np.abs(want_slope[:4801] - exact_slope).max())
 
 
 @pytest.mark.parametrize("shape", SHAPES + WIDE_SHAPES)
@@ -737,6 +797,38 @@ def test_kernel_bodies_without_jit():
         close(name, got, want, np.float64)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gelu_kernel_bodies_without_jit(dtype):
+    # oracle: minih.ops.mlp's GELU. The kernels' .py_func (plain Python, the float32 exp
+    # helper compiled) on three chunks of a flat array, as run_chunks slices it
+    rng = np.random.default_rng(6)
+    u, d_post = (3 * rng.standard_normal(23)).astype(dtype), rng.standard_normal(23).astype(dtype)
+    consts, fast = k_mlp._gelu_constants(u.dtype)
+    assert fast == (dtype == np.float32) and all(type(c) is dtype for c in consts)
+    post, d_u = np.full_like(u, np.nan), np.full_like(u, np.nan)
+    for i0, i1 in three_ranges(u.size):
+        k_mlp._gelu_forward.py_func(u[i0:i1], post[i0:i1], consts, fast)
+        k_mlp._gelu_backward.py_func(d_post[i0:i1], u[i0:i1], d_u[i0:i1], consts, fast)
+    close("gelu_forward", post, ops.gelu_forward(u), dtype)
+    close("gelu_backward", d_u, ops.gelu_backward(d_post, u), dtype)
+
+
+def test_exp_neg_f32():
+    # oracle: float64 np.exp. The float32 exp of the GELU twins, for x <= 0: accurate to
+    # float32 rounding, exactly 0 below EXP_MIN = -87, NaN kept
+    x = np.concatenate([-np.geomspace(1e-8, 86.9, 2000),
+                        [0.0, -87.5, -1e3, -np.inf]]).astype(np.float32)
+    got = np.array([k_mlp._exp_neg_f32(v) for v in x])          # float32 values, as Python floats
+    assert np.array_equal(got, got.astype(np.float32))
+    want = np.exp(x.astype(np.float64))
+    ok = x >= -87
+    # 3e-7: 2.5 float32 ulps at most (an ulp is 6e-8 to 1.2e-7 relative); these 2000 points
+    # found 2.5e-7 near x = -71, a little over test_fast_exp_f32's 2e-7 on its 1001 points
+    assert_close("exp", got[ok], want[ok], 3e-7, 1e-44)
+    assert np.all(got[~ok] == 0) and got[x == 0][0] == 1
+    assert np.isnan(k_mlp._exp_neg_f32(np.float32(np.nan)))
+
+
 # --- bad input ---------------------------------------------------------------------------
 
 def test_bad_input_raises_clear_errors():
@@ -752,6 +844,11 @@ def test_bad_input_raises_clear_errors():
     with pytest.raises(ValueError, match="C-contiguous"):
         p = np.zeros((3, 2)).T
         kernels.adamw_update(p, p, p, p, 1e-3, 0.9, 0.99, 1e-8, 0.0, 1)
+    x = np.zeros((2, 3, 4))
+    with pytest.raises(ValueError, match="share one dtype"):
+        kernels.gelu_backward(x.astype(np.float32), x)
+    with pytest.raises(ValueError, match=r"d_post has shape"):
+        kernels.gelu_backward(x[:1], x)
 
 
 # --- the whole model: both backends, same loss and gradients ------------------------------
@@ -766,6 +863,8 @@ MODEL_CONFIGS = [
     dict(n_layers=2, positional="standard"),                     # LayerNorm, standard positions
     dict(n_layers=1, layernorm=False),                           # no LayerNorm, shortformer
     dict(n_layers=2, d_head=20),                                 # more than 16 dimensions a head
+    dict(n_layers=2, d_mlp=7),                                   # MLPs (LayerNorm ln2 before each)
+    dict(n_layers=1, layernorm=False, positional="standard", d_mlp=1),  # a 1-wide MLP, no LayerNorm
 ]
 
 
@@ -892,6 +991,46 @@ def test_model_float32_and_cache():
         assert cache_nb[key].shape == cache_ref[key].shape, key
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_model_with_mlp_training_step(dtype):
+    # oracle: the NumPy backend (the MLP's reference ops are checked against finite
+    # differences by gradcheck). The "tiny" preset with d_mlp = 6: loss and gradients, then
+    # one whole training step (AdamW included) from the same start. Tolerances: float64
+    # rounding as in assert_same_float64; float32 as test_model_float32_and_cache (loss
+    # 1e-5 relative; each gradient 2e-4 of its own largest entry: float32 sums over 3*6
+    # positions in another order, and the twins' GELU differs from the reference's by its
+    # float32 rounding, kernels/mlp.py). The AdamW update after it in float64 only: in
+    # float32 an entry whose gradient is at rounding level may change sign between the
+    # backends, and Adam's first step moves it by about +-lr either way
+    from minih.optim import AdamWConfig, adamw_init, train_step
+    cfg = minih.ModelConfig.preset("tiny", d_mlp=6, dtype=dtype)
+    params = minih.init_params(cfg, seed=7)
+    assert "blocks.1.mlp.W_in" in params and params["blocks.1.mlp.W_in"].shape == (8, 6)
+    tokens = np.random.default_rng(7).integers(0, cfg.d_vocab, (3, cfg.n_ctx))
+    loss_nb, grads_nb = minih.loss_and_grads(params, tokens, cfg, backend="numba")
+    loss_ref, grads_ref = minih.loss_and_grads(params, tokens, cfg, backend="numpy")
+    if dtype == "float64":
+        assert_same_float64("numba", loss_nb, grads_nb, loss_ref, grads_ref)
+    else:
+        assert abs(loss_nb - loss_ref) <= 1e-5 * abs(loss_ref)
+        assert list(grads_nb) == list(grads_ref)
+        for key in grads_ref:
+            scale = np.abs(grads_ref[key]).max()
+            assert_close(key, grads_nb[key] / scale, grads_ref[key] / scale, 0, 2e-4)
+    if dtype == "float32":
+        return
+    stepped = {}
+    for backend in ("numba", "numpy"):
+        p = {k: v.copy() for k, v in params.items()}
+        loss, _ = train_step(p, adamw_init(p), tokens, cfg, AdamWConfig(), backend=backend)
+        stepped[backend] = loss, p
+    (loss_nb, p_nb), (loss_ref, p_ref) = stepped["numba"], stepped["numpy"]
+    assert abs(loss_nb - loss_ref) <= 1e-12 * abs(loss_ref)
+    for key in p_ref:
+        assert not np.array_equal(p_ref[key], params[key]), f"{key}: the step moved nothing"
+        close(key, p_nb[key], p_ref[key], np.float64)
+
+
 def test_forward_keeps_what_it_is_asked_to():
     # oracle: model.HookPoints' docstring. "all" keeps every value, "patterns" all but the
     # scores and the per-head results; "backward" (training) the same, except that the
@@ -940,8 +1079,9 @@ def test_numba_forward_falls_back_to_the_passes_when_the_pattern_is_edited():
     assert np.abs(got - plain).max() > 1e-3                     # the edit did change them
 
 
+@pytest.mark.parametrize("d_mlp", [0, 6])
 @pytest.mark.parametrize("B, backend", [(1, "numba"), (5, "numba")])
-def test_threads_do_not_change_results(B, backend, monkeypatch):
+def test_threads_do_not_change_results(B, backend, d_mlp, monkeypatch):
     # oracle: the same kernels on one thread. Every parallel loop owns its outputs, and
     # the row chunks and the batch's shards are fixed, so the thread count must not change
     # a single bit (B = 1: one shard, the ops split over the threads; B = 5: shards, whose
@@ -953,7 +1093,8 @@ def test_threads_do_not_change_results(B, backend, monkeypatch):
     monkeypatch.setattr(blas, "MIN_ROWS", 8)
     monkeypatch.setattr(shards, "MIN_SHARD_POSITIONS", 1)
     monkeypatch.setattr(shards, "MIN_SPLIT_POSITIONS", 1)               # and B = 1 split its ops
-    cfg = minih.ModelConfig.preset("tiny", n_ctx=24, smeared_keys=True)
+    # d_mlp = 6: with MLPs, whose GELU splits its numbers and whose linear maps split rows
+    cfg = minih.ModelConfig.preset("tiny", n_ctx=24, smeared_keys=True, d_mlp=d_mlp)
     params = minih.init_params(cfg, seed=0)
     tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (B, 24))
     monkeypatch.setattr(threads, "n_threads", lambda: 1)

@@ -32,18 +32,20 @@ from .layernorm import layernorm_forward, layernorm_backward
 from .attention import (project_forward, project_backward, smear_forward, smear_backward,
                         attention_scores, attention_pattern, output_forward, output_backward,
                         head_results, fused_attention_forward, fused_attention_backward)
+from .mlp import gelu_forward, gelu_backward
 from .loss import cross_entropy_forward, cross_entropy_backward, per_token_loss
 from .adamw import adamw_update
 from .shards import over_batch_shards
 
 NAME = "numba"
 
-# the reference ops replaced by a twin (the others are minih.ops's own functions)
+# the reference ops replaced by a twin (the others are minih.ops's own functions: the
+# MLP's linear maps among them, one BLAS call already, kernels/mlp.py)
 TWINS = ("embed_forward", "embed_backward", "pos_embed_backward", "unembed_forward",
          "unembed_backward", "layernorm_forward", "layernorm_backward", "project_forward",
          "project_backward", "smear_forward", "smear_backward", "attention_scores",
          "attention_pattern", "output_forward",
-         "output_backward", "head_results", "cross_entropy_forward", "cross_entropy_backward",
-         "per_token_loss", "adamw_update")
+         "output_backward", "head_results", "gelu_forward", "gelu_backward",
+         "cross_entropy_forward", "cross_entropy_backward", "per_token_loss", "adamw_update")
 # ops with no reference of their own: the fused attention (checked against the passes)
 FUSED = ("fused_attention_forward", "fused_attention_backward")

@@ -150,7 +150,7 @@ def row_max_f32(row, n):
 # --- a cache that knows its helpers ---------------------------------------------------------
 
 HELPER_FILES = ("_jit.py", "simd.py")   # compiled into the kernels of other files
-# (attention.py, loss.py)
+# (attention.py, loss.py; mlp.py compiles in simd.py's exp constants)
 
 
 def drop_stale_cache(folder=Path(__file__).parent):
