@@ -38,6 +38,10 @@ from .bpe import BPE, cached_bpe, cached_encode
 from .text import _load_corpus, _stdlib_files, _text_files
 
 CORPORA = ("stdlib", "stdlib+tests", "prose")
+# what each corpus is, in a few words (reports say it)
+CORPUS_WHAT = {"stdlib": "the Python standard library's code, comments and docstrings",
+               "stdlib+tests": "the Python standard library's code and its tests",
+               "prose": "the English prose of Python's language reference"}
 PROSE_FILE = "pydoc_data/topics.py"
 
 
@@ -121,7 +125,9 @@ class BPEText:
     def describe(self) -> dict:
         root, _ = self._root_and_files()
         bpe, key, train, val, facts = self._data()
+        what = f"text files under {root}" if self.path else CORPUS_WHAT[self.corpus]
         return {"name": self.name, **{k: getattr(self, k) for k in self.__dataclass_fields__},
+                "what": f"{what}, as byte-level BPE tokens trained on it ({self.vocab_size} tokens)",
                 "root": str(root), "tokens": "bpe", "bpe_key": key, "merges": len(bpe.merges),
                 "train_tokens": len(train), "validation_tokens": len(val),
                 "bytes_per_token": round(facts["train_bytes"] / max(1, len(train)), 3),

@@ -76,9 +76,7 @@ def _shown(token_bytes: bytes) -> str:
 # what each data source is, where its describe() has no "what"
 DATA_WHAT = {"generality": "literal repeats, \"translation\" and fuzzy-matching blocks, mixed",
              "stdlib": "the Python standard library's source, as bytes",
-             "text": "text files, as bytes",
-             "bpe": "plain text as byte-level BPE tokens trained on it (ordinary language-model "
-                    "training: random windows, nothing repeated or reordered)"}
+             "text": "text files, as bytes"}
 
 
 def what_was_trained(members: list[Member], seed: int) -> tuple[str, str]:
@@ -93,6 +91,8 @@ def what_was_trained(members: list[Member], seed: int) -> tuple[str, str]:
         if getattr(tc.data, "repeat_fraction", 0):
             what += (f", {tc.data.repeat_fraction:.0%} of the training sequences a window of it "
                      f"repeated back to back")
+        if tc.data.name == "bpe":
+            what += " (ordinary language-model training: random windows, nothing repeated)"
         sources[tc.data.name] = what
         extra = ", smeared keys" if cfg.smeared_keys else ""
         extra += f", MLP width {cfg.d_mlp}" if getattr(cfg, "d_mlp", 0) else ""
@@ -168,8 +168,9 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
         sec, numbers["text"] = A.argument_1(measures, runs, figs, text, tag="_text",
                                             title="Argument 1 on plain text: the phase change co-occurs "
                                                   "with induction heads",
-                                            data="plain text (the stdlib's code and tests as BPE "
-                                                 "tokens)", control="1L text", main="2L text")
+                                            data="plain text: " + next(m for m in members if m.name == "2L text")
+                                                 .train.data.describe()["what"],
+                                            control="1L text", main="2L text")
         sections.append(sec)
         candidates = tuple(n for n in ("2L text", "3L text") if n in text)
         sec, numbers["text_ablation"] = A.argument_3(
