@@ -101,7 +101,7 @@ def test_mlp_parameters_names_shapes_and_init():
 
 
 def test_attention_only_config_is_unchanged():
-    # d_mlp = 0: no MLP key, and the same parameter draws as a model that never heard of MLPs
+    # d_mlp = 0: no MLP key or hook (the draws: test_an_old_run_directory_loads_and_scores_the_same)
     cfg = minih.ModelConfig.preset("tiny")
     assert cfg.d_mlp == 0
     assert not any("mlp" in k or "ln2" in k for k in minih.param_shapes(cfg))
@@ -241,6 +241,11 @@ def test_an_old_run_directory_loads_and_scores_the_same():
     expected = json.loads((OLD_RUN / "expected.json").read_text())
     run = minih.load_run(OLD_RUN / "run")
     assert run.cfg.d_mlp == 0
+    # the same parameter draws as before d_mlp existed: minih 0.1.0 stored its initial
+    # weights as the step-0 snapshot
+    seed = run.manifest["train"]["seed"]
+    for key, value in minih.init_params(run.cfg, seed).items():
+        assert np.array_equal(value, run.params(0)[key]), key
     p = run.params(-1)
     assert_close("losses", minih.per_token_losses(p, run.eval_tokens, run.cfg),
                  np.array(expected["per_token_losses_last"]), 0, 0)

@@ -75,3 +75,30 @@ def test_a_one_layer_control_says_it_is_one(tmp_path):
     watcher = Watcher(tc, say=lambda s: None)
     minih.train(tc, tmp_path / "run", progress=False, on_snapshot=watcher)
     assert "this is the control" in watcher.summary()
+
+
+def test_too_short_a_context_is_refused_before_training(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli_main(["watch", "induction-2l", "--out", str(out), "--set", "n_ctx=8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cannot watch" in err
+    assert not (out / "run.json").exists()                   # nothing trained, nothing to clean up
+
+
+def test_on_text_the_test_tokens_skip_the_most_frequent(tmp_path):
+    # the paper's prefix-matching test leaves out the most and least common tokens: on text
+    # the watcher counts them on the held-out evaluation set, as `minih analyze` does
+    data = minih.data.make_source("bpe", corpus="prose", vocab_size=300)
+    model = minih.ModelConfig(n_layers=2, n_heads=2, d_model=16, d_head=4, n_ctx=64, d_vocab=300)
+    tc = minih.TrainConfig(model=model, data=data, steps=2, batch=2, n_eval=32)
+    watcher = Watcher(tc, say=lambda s: None)
+    minih.train(tc, tmp_path / "run", progress=False, on_snapshot=watcher)
+    run = minih.load_run(tmp_path / "run")
+    counts = np.bincount(run.eval_tokens.ravel(), minlength=300)
+    seen = int((counts > 0).sum())
+    k = seen // 10 - 2                      # inside the 10% most frequent of the seen tokens
+    common = np.argsort(-counts)[:k]
+    assert k >= 10 and counts[common[-1]] > np.sort(counts)[-(seen // 10 + 1)]   # no tie at the cut
+    # without the exclusion, 10 x 15 random draws from ~300 tokens would hit these k ~ 10 times
+    tokens, _ = watcher._prefix
+    assert not np.isin(tokens[:, 1:], common).any()

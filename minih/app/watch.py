@@ -20,10 +20,18 @@ from __future__ import annotations
 import numpy as np
 
 from ..interp import metrics
+from ..interp.analysis import text_token_counts
 from ..training.config import TrainConfig
 from .reproduce.verdicts import INDUCTION_THRESHOLD
 
 MILESTONES = (INDUCTION_THRESHOLD, 0.5)          # prefix-matching scores announced once each
+
+
+def check_watchable(tc: TrainConfig) -> None:
+    """ValueError (one line) unless the context is long enough for both scores, checked
+    before training starts rather than at the first snapshot."""
+    metrics.icl_indices(tc.T)                                  # the ICL score's two indices
+    metrics.prefix_matching_tokens(tc.model.d_vocab, tc.model.n_ctx)   # [BOS] + R x 4 fits
 
 
 class Watcher:
@@ -35,6 +43,7 @@ class Watcher:
     """
 
     def __init__(self, tc: TrainConfig, say=print, backend: str = "numpy"):
+        check_watchable(tc)
         self.tc, self.say, self.backend = tc, say, backend
         self.history: list[tuple] = []
         self.passed: dict[float, tuple] = {}       # milestone -> its history row
@@ -44,10 +53,9 @@ class Watcher:
     def __call__(self, snap) -> None:
         cfg = self.tc.model
         if self._prefix is None:
-            # text: token frequencies from the held-out evaluation text, so that R skips the
-            # most and least frequent tokens (as `minih analyze` and `reproduce` do)
-            text = self.tc.data.describe().get("tokens") in ("bytes", "bpe")
-            counts = np.bincount(snap.eval_tokens.ravel(), minlength=cfg.d_vocab) if text else None
+            # text: R skips the most and least frequent tokens (as `minih analyze` and
+            # `reproduce` do), counted on the held-out evaluation text
+            counts = text_token_counts(self.tc.data.describe(), snap.eval_tokens, cfg.d_vocab)
             self._prefix = metrics.prefix_matching_tokens(cfg.d_vocab, cfg.n_ctx, token_counts=counts)
         tokens, queries = self._prefix
         scores = metrics.prefix_matching_scores(snap.params, cfg, tokens, queries, self.backend)

@@ -1,6 +1,6 @@
 """`python -m minih watch`: train one preset and watch the induction head form, live.
 
-    minih watch text-2l          # plain English-and-code text: the phase change in minutes
+    minih watch text-2l          # plain text (Python source as BPE tokens): minutes
     minih watch induction-2l     # the synthetic task: seconds
     minih watch text-1l          # the 1-layer control: no induction head forms
 
@@ -55,12 +55,16 @@ def run(args) -> int:
     if (out / "run.json").exists() and not args.overwrite:
         raise CLIError(f"{out} already holds a run: replace it with --overwrite, choose another "
                        f"--out, or continue it with `minih train --resume --out {out}`")
+    try:
+        watcher = Watcher(tc, backend=args.backend or "numba")   # refuses a too-short context
+    except ValueError as e:
+        raise CLIError(f"cannot watch this config: {e}") from None
     m = tc.model
     print(f"{args.preset}: {m.n_layers} layer(s) x {m.n_heads} heads, d_model {m.d_model}"
           f"{f', MLP width {m.d_mlp}' if m.d_mlp else ''}; data {tc.data.name}; {tc.steps:,} steps "
           f"of {tc.batch} x {tc.T} tokens; run in {out}")
     bar = tqdm(total=tc.steps, unit="step", dynamic_ncols=True, desc=args.preset, smoothing=0.1)
-    watcher = Watcher(tc, say=bar.write, backend=args.backend or "numba")
+    watcher.say = bar.write
 
     def on_step(step, loss, refresh=False):
         bar.update(step - bar.n)

@@ -84,12 +84,17 @@ def _head_name(layer: int, head: int) -> str:
 
 
 def token_counts(run):
-    """Token frequencies [V] for the random test sequences of a text run (bytes), so they
-    skip the most and least frequent tokens (IH, "prefix matching"); None for
-    synthetic vocabularies, where every token is equally common. Counted on the run's
-    evaluation text, which is held-out text from the same corpus."""
-    if (run.manifest.get("data") or {}).get("tokens") in ("bytes", "bpe"):
-        return np.bincount(run.eval_tokens.ravel(), minlength=run.cfg.d_vocab)
+    """Token frequencies [V] for the random test sequences of a text run, so they skip the
+    most and least frequent tokens (IH, "prefix matching"); None for synthetic
+    vocabularies, where every token is equally common (text_token_counts)."""
+    return text_token_counts(run.manifest.get("data") or {}, run.eval_tokens, run.cfg.d_vocab)
+
+
+def text_token_counts(data: dict, eval_tokens, d_vocab: int):
+    """Token frequencies [V] counted on the evaluation text (held-out text from the same
+    corpus) when the data source `data` (its describe()) is text, bytes or BPE; else None."""
+    if data.get("tokens") in ("bytes", "bpe"):
+        return np.bincount(np.asarray(eval_tokens).ravel(), minlength=d_vocab)
     return None
 
 

@@ -70,7 +70,7 @@ def _gelu_forward(u, post, consts, fast_exp):
     # Python literal such as 0.5 is a float64 to Numba, and would widen every product).
     # range(u.size), not range(i0, i1): an index that might be negative (Numba wraps it
     # around) kept LLVM from vectorising the loop, 2.8x slower; so the wrapper slices.
-    c, k, one, two, three = consts
+    c, k, one, two, _ = consts                                   # (3 is for the backward)
     for n in range(u.size):                                      # every number alone
         x = u[n]
         a = c * (x + k * x * x * x)                              # a = c (u + k u^3)

@@ -145,7 +145,7 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
     sections.append(sec)
     sec, numbers["argument_3"] = A.argument_3(measures, runs, figs, A.ablation_model(measures), backend,
                                               progress)
-    timings["ablation sweep (in arguments)"] = numbers["argument_3"].pop("sweep_seconds")
+    timings["ablation sweep (part of arguments and figures)"] = numbers["argument_3"].pop("sweep_seconds")
     sections.append(sec)
     gen = next(m for m in members if m.group == "generality")
     sec, numbers["argument_4"] = A.argument_4(gen.name, runs[gen.name], gen.train.data, figs, backend,
@@ -177,7 +177,7 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
             measures, runs, figs, A.ablation_model(measures, candidates), backend, progress,
             candidates=candidates, tag="_text",
             title="Argument 3 on plain text: ablating induction heads removes in-context learning")
-        timings["ablation sweep on text (in arguments)"] = numbers["text_ablation"].pop("sweep_seconds")
+        timings["ablation sweep on text (part of arguments and figures)"] = numbers["text_ablation"].pop("sweep_seconds")
         sections.append(sec)
     name, tokens, texts = _passage(members, runs)
     sec, numbers["passage"] = A.loss_difference_passage(name, runs[name], measures[name], tokens,

@@ -239,8 +239,9 @@ def argument_6(ms: dict[str, RunMeasures], runs: dict, names: list[str], numbers
     if mlp_names:
         families["with MLPs"] = ([n for n in ("1L MLP", "2L MLP", "3L MLP") if n in mlp_names],
                                  numbers_mlp)
-    rows = ["| model | family | phase-change window (tokens) | ICL score first -> last | "
-            "induction head forms at | its heads (layer.head) | ICL removed by ablating them |",
+    rows = ["| model | family | phase-change window (tokens) | ICL score (first snapshot after "
+            "step 0 -> last) | induction head forms at | its heads at the last snapshot "
+            "(layer.head) | ICL removed by ablating them (pattern-preserving) |",
             "|---|---|---|---|---|---|---|"]
     models = {}
     for fam, (fam_names, nums) in families.items():
@@ -259,6 +260,7 @@ def argument_6(ms: dict[str, RunMeasures], runs: dict, names: list[str], numbers
             rows.append(f"| {n} | {fam} | {window} | {r['icl_first']:.2f} -> {r['icl_last']:.2f} | "
                         f"{formed_at} | {', '.join(f'{l}.{h}' for l, h in heads) or 'none'} | "
                         f"{removed} |")
+    over = [n for n, r in models.items() if r["share_removed"] > 1]
     depth = {n: models[n] for n in families["attention-only"][0]}
     mlp = {n: models[n] for n in families["with MLPs"][0]} if mlp_names else None
     v = V.argument_6(depth, mlp)
@@ -273,8 +275,13 @@ def argument_6(ms: dict[str, RunMeasures], runs: dict, names: list[str], numbers
               "but the MLPs still respond to the ablated heads' missing writes, so it no longer "
               "removes every path through a head). QK and OV circuits, being read from the "
               "weights, ignore the MLPs by definition; none is used here.",
-            "\n".join(rows),
-            verdict(v, "The same signatures appear at every depth that can show them, with and "
+            "\n".join(rows)]
+    if over:
+        text.append(f"A share above 100% ({', '.join(f'`{n}`' for n in over)}) means that without "
+                    "its induction heads the model predicts late tokens worse than early ones (an "
+                    "ICL score above 0): the rest of the model relied on them for more than the "
+                    "whole ICL score.")
+    text += [verdict(v, "The same signatures appear at every depth that can show them, with and "
                        "without MLPs.",
                     "not reproduced: no models with MLPs." if not mlp_names else
                     "The signatures differ across sizes or families: see the criteria.")]

@@ -196,9 +196,10 @@ def argument_6(depth: dict, mlp: dict | None) -> Verdict:
                          all(rows[n]["steepest_icl_rate"] > rows[one]["steepest_icl_rate"]
                              for n in deeper)))
         shares = [rows[n].get("share_removed", float("nan")) for n in deeper if f[n]]
+        said = ", ".join(f"{x:.0%}" if np.isfinite(x) else "no induction head at the last snapshot"
+                         for x in shares) or "no heads"
         crit.append((f"ablating the induction heads of {names} removes at least "
-                     f"{SHARE_REMOVED:.0%} of their ICL score "
-                     f"({', '.join(f'{x:.0%}' for x in shares) or 'no heads'})",
+                     f"{SHARE_REMOVED:.0%} of their ICL score ({said})",
                      bool(shares) and len(shares) == len(deeper)
                      and all(bool(x >= SHARE_REMOVED) for x in shares)))
     if mlp is None:
