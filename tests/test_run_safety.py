@@ -396,3 +396,19 @@ def test_bad_values_in_the_library(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "mkdir", refuse)
     with pytest.raises(ValueError, match="cannot write the run directory .*Permission denied"):
         train(TINY, tmp_path / "read-only" / "run", progress=False)
+
+
+def test_a_corpus_source_without_a_path_stays_on_its_corpus(tmp_path, monkeypatch):
+    # bpe with path "" means the stdlib (here its small prose corpus); making the empty path
+    # "absolute" once turned it into the current folder, and the run trained on whatever
+    # text files were there. Started in a folder full of other text, it must not read them.
+    for i in range(5):
+        (tmp_path / f"other{i}.txt").write_text("not the corpus " * 200)
+    monkeypatch.chdir(tmp_path)
+    data = minih.data.make_source("bpe", corpus="prose", vocab_size=300)
+    tc = TINY.replace(model=TINY.model.replace(d_vocab=300, n_ctx=16), data=data)
+    minih.train(tc, tmp_path / "run", progress=False, stop_after=2)
+    recorded = minih.load_run(tmp_path / "run").manifest
+    assert recorded["train"]["data"]["path"] == ""
+    assert recorded["data"]["root"] != str(tmp_path) and recorded["data"]["files"] == 1
+    assert recorded["data"]["train_tokens"] == data.describe()["train_tokens"]

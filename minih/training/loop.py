@@ -411,8 +411,11 @@ def saved_config(manifest: dict, out) -> TrainConfig:
 
 def absolute_data(data):
     """`data` with its file path made absolute, for sources that read a `path` (text):
-    the run records where its bytes are, so a resume from another folder finds them."""
-    if dataclasses.is_dataclass(data) and "path" in {f.name for f in dataclasses.fields(data)}:
+    the run records where its bytes are, so a resume from another folder finds them.
+    An empty path stays empty: it means the source's own corpus (bpe: the stdlib), and
+    resolving it would turn it into the current folder."""
+    if dataclasses.is_dataclass(data) and "path" in {f.name for f in dataclasses.fields(data)} \
+            and data.path:
         return dataclasses.replace(data, path=str(Path(data.path).resolve()))
     return data
 
