@@ -7,8 +7,8 @@ import sys
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quick", action="store_true",
-                   help="the short version: the induction-task family and the Argument-4 model only "
-                        "(a few minutes on 2 cores); without it, the full run also trains a text model")
+                   help="the short version: the synthetic-task families only (about two minutes on 2 "
+                        "cores); without it, longer runs and 1-3 layer models on plain text")
     p.add_argument("--size", choices=["tiny", "quick", "full"], default=None,
                    help="explicit size (tiny = a pipeline check in seconds, no science); "
                         "overrides --quick")
@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="with --seeds: 'serial', 'local' (a Dask cluster here, the default when Dask "
                         "is installed) or a scheduler's address tcp://HOST:8786")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="models trained side by side, one process each (default: one per core; "
+                        "1 = one after another, with a bar per model)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -33,11 +36,14 @@ def run(args) -> int:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
     if args.seeds < 1:
         raise CLIError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.workers is not None and args.workers < 1:
+        raise CLIError(f"--workers must be >= 1, got {args.workers}")
     output_dir(args.out)
     size = args.size or ("quick" if args.quick else "full")
     try:
         reproduce(out=args.out, size=size, seed=args.seed, backend=args.backend,
-                  progress=not args.no_progress, seeds=args.seeds, scheduler=args.scheduler)
+                  progress=not args.no_progress, seeds=args.seeds, scheduler=args.scheduler,
+                  workers=args.workers)
     except KeyboardInterrupt:
         print("interrupted: every finished run and the last checkpoint are kept", file=sys.stderr)
         return 130

@@ -22,27 +22,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..report import Section, token_text, write_report
-from ...training.config import TrainConfig
 from ...training.run import _to_jsonable, load_run, save_json
-from ...training.loop import train
 from . import arguments as A
 from .family import SIZES, Member, family
 from .measure import measure_run
+from .training import train_family
 
 __all__ = ["reproduce", "family", "SIZES"]
-
-
-def _state(run_dir: Path, member: Member) -> str:
-    """"finished" or "resumable" (a run of exactly this member's training config that
-    stopped early, e.g. on Ctrl-C), else "new"."""
-    try:
-        run = load_run(run_dir)
-        same = TrainConfig.from_dict(run.manifest["train"]) == member.train   # old layouts too
-    except (ValueError, KeyError, TypeError):
-        return "new"
-    if not same:
-        return "new"
-    return "finished" if run.manifest.get("status") == "finished" else "resumable"
 
 
 def _passage(members: list[Member], runs: dict):
@@ -258,13 +244,16 @@ def _other_seeds(out: Path, size: str, seed: int, n_seeds: int, first: dict, bac
 
 
 def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: str = "numba",
-              progress: bool = True, seeds: int = 1, scheduler=None) -> dict:
+              progress: bool = True, seeds: int = 1, scheduler=None, workers: int | None = None) -> dict:
     """Train, measure and report; returns the numbers of numbers.json.
 
     seeds > 1 also trains the family with seeds seed+1 .. seed+seeds-1 through the sweep
     (minih.app.sweep.run_sweep, on `scheduler`: a local Dask cluster when Dask is
     installed, else one run after another), analyses each seed the same way and adds a
-    section with every seed's verdicts and the range of the main numbers."""
+    section with every seed's verdicts and the range of the main numbers. `workers`: how many
+    models train side by side (default: one per core; 1 = one after another, see training.py)."""
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be None or an int >= 1, got {workers!r}")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
     if seeds > 1:
@@ -275,33 +264,14 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     figs = out / "figs"
     figs.mkdir(parents=True, exist_ok=True)
     members = family(size, seed)
+    train_family(members, out / "runs", backend, progress, workers)
     timings, runs = {}, {}
-    for i, m in enumerate(members):
-        run_dir = out / "runs" / m.slug
-        t = time.perf_counter()
-        state = _state(run_dir, m)
-        if state == "finished":
-            print(f"[{i + 1}/{len(members)}] {m.name}: reusing the finished run in {run_dir}")
-        else:
-            print(f"[{i + 1}/{len(members)}] training {m.name} ({m.train.steps} steps, "
-                  f"{m.train.steps * m.train.tokens_per_step / 1e6:.1f}M tokens)"
-                  + (", resuming from its checkpoint" if state == "resumable" else ""))
-            result = None
-            if state == "resumable":
-                try:
-                    result = train(None, run_dir, resume=True, progress=progress)   # its own backend
-                except ValueError as e:                   # e.g. a damaged checkpoint: start over
-                    print(f"  cannot resume ({e}); training {m.name} from the start")
-            if result is None:
-                result = train(m.train, run_dir, backend=backend, overwrite=True, progress=progress)
-            if result.status != "finished":               # Ctrl-C: the checkpoint is saved
-                print(f"{m.name} {result.status} at step {result.step}; run the same command again "
-                      f"to continue where it stopped")
-                raise KeyboardInterrupt
-        runs[m.name] = load_run(run_dir)
+    for m in members:
+        runs[m.name] = load_run(out / "runs" / m.slug)
         # the training time the run recorded (also when it is reused now)
         timings[f"train {m.name}"] = float(runs[m.name].manifest.get("timings", {})
-                                           .get("train_seconds", time.perf_counter() - t))
+                                           .get("train_seconds", float("nan")))
+    timings["training, wall"] = time.perf_counter() - t0
     numbers, sections, analysis_timings = _analyse(members, runs, figs, size, seed, backend, progress)
     timings.update(analysis_timings)
     if seeds > 1:                                     # the other seeds, through the sweep
@@ -321,10 +291,12 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
                  + " |" for k, v in verdicts.items()),
              "What was trained:", *what_was_trained(members, seed),
              "Caveats:", "\n".join(f"- {c}" for c in caveats(members, size, seeds)),
-             f"Time: {timings['total']:.0f} s for this invocation; training as recorded in each run: "
+             f"Time: {timings['total']:.0f} s for this invocation, of which "
+             f"{timings['training, wall']:.0f} s training (models trained side by side, one per "
+             f"core, unless reused); each run's own training time: "
              + ", ".join(f"{k[6:]} {v:.0f} s" for k, v in timings.items() if k.startswith("train "))
              + "; analysis: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()
-                                          if not k.startswith("train ") and k != "total") + "."]
+                                          if not k.startswith("train") and k != "total") + "."]
     md, html = write_report(out, "Induction heads, reproduced on a CPU", intro, sections)
     numbers = _to_jsonable(numbers)                   # numpy scalars -> plain JSON numbers
     save_json(out / "numbers.json", numbers)

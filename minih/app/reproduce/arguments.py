@@ -32,7 +32,7 @@ from ...model import get_backend, per_token_losses
 from ..report import Section, render_token_values_html
 from . import verdicts as V
 from .measure import RunMeasures, steepest_drop
-from .verdicts import CO_OCCUR_DECADES, INDUCTION_THRESHOLD, near
+from .verdicts import CO_OCCUR_DECADES, INDUCTION_THRESHOLD
 
 # the paper's context indices (50, 500) of 512-token examples, and other pairs for its
 # robustness check, scaled to the run's context like the ICL score's own
@@ -455,7 +455,7 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
                             f"own ablation removes the most ICL) gives {ablated_o:.2f}: "
                             f"{share(ablated_o):.0%} removed"
                             + ("." if len(others) == len(heads) else
-                               f", but they are fewer than the induction heads, so they are no fair contrast."))
+                               ", but they are fewer than the induction heads, so they are no fair contrast."))
         else:
             text_num.append("The model has no head that is neither an induction head nor a "
                             "previous-token head, so there is nothing to ablate for contrast.")

@@ -1,0 +1,182 @@
+"""Training the family: every member into OUT/runs/<model>/, on all the cores.
+
+Each of the reproduction's models is small: one training step keeps about one core
+busy (a batch under 2048 positions runs on the calling thread: minih/kernels/shards.py).
+So the members are trained side by side, one per worker process, as many workers as
+cores: on 2 cores the family takes about half the time. The runs are the same bit for
+bit as one after another in this process (workers=1): either way minih.train runs one
+config with BLAS on one thread, as the command line does (BLAS on more threads may sum
+in another order, and the last bits of the weights differ); what each run directory
+holds does not depend on the order.
+
+A finished run is reused; one stopped early (Ctrl-C, a crash) continues from its
+checkpoint. Ctrl-C here stops every worker: each writes its checkpoint, and the same
+command continues where they stopped.
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import queue
+import signal
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from pathlib import Path
+
+from ...training.config import TrainConfig
+from ...training.loop import train
+from ...training.run import load_run
+from .family import Member
+
+
+def state(run_dir: Path, member: Member) -> str:
+    """"finished" or "resumable" (a run of exactly this member's training config that
+    stopped early, e.g. on Ctrl-C), else "new"."""
+    try:
+        run = load_run(run_dir)
+        same = TrainConfig.from_dict(run.manifest["train"]) == member.train   # old layouts too
+    except (ValueError, KeyError, TypeError):
+        return "new"
+    if not same:
+        return "new"
+    return "finished" if run.manifest.get("status") == "finished" else "resumable"
+
+
+def cost(member: Member) -> float:
+    """A rough relative cost of training a member (to start the longest first)."""
+    m = member.train.model
+    return member.train.steps * member.train.tokens_per_step * max(m.n_layers, 1) * \
+        (1 + 2 * m.d_mlp / m.d_model) * (1 + member.train.T / 256)
+
+
+def train_member(member: Member, run_dir: Path, backend: str, resumable: bool, progress: bool,
+                 on_step=None) -> tuple[str, int]:
+    """Train (or continue) one member; (status, step). Runs in this process or a worker."""
+    result = None
+    if resumable:
+        try:
+            result = train(None, run_dir, resume=True, progress=progress, on_step=on_step)  # its own backend
+        except ValueError as e:                   # e.g. a damaged checkpoint: start over
+            print(f"  cannot resume {member.name} ({e}); training it from the start", flush=True)
+    if result is None:
+        result = train(member.train, run_dir, backend=backend, overwrite=True, progress=progress,
+                       on_step=on_step)
+    return result.status, result.step
+
+
+_steps = None       # in a worker process: the queue to the parent (set by _start_worker)
+
+
+def _start_worker(steps) -> None:
+    global _steps
+    _steps = steps
+
+
+def _worker(member: Member, run_dir: Path, backend: str, resumable: bool) -> tuple[str, int]:
+    """train_member in a worker process, its steps reported to the parent's queue twice a
+    second, BLAS on one thread (minih's single_threaded_blas, as the command line)."""
+    from ...kernels.blas_threads import single_threaded_blas
+    steps = _steps
+    steps.put((member.name, "pid", os.getpid()))
+    last = [0.0]
+
+    def on_step(step, loss):
+        now = time.monotonic()
+        if now - last[0] > 0.5:
+            last[0] = now
+            steps.put((member.name, "step", step))
+
+    with single_threaded_blas():
+        return train_member(member, run_dir, backend, resumable, False, on_step)
+
+
+def train_family(members: list[Member], runs_dir: Path, backend: str, progress: bool = True,
+                 workers: int | None = None) -> None:
+    """Train every member not yet finished into runs_dir/<slug>, `workers` at a time
+    (default: one per core; 1 = one after another in this process, with a bar per run).
+    Raises KeyboardInterrupt after Ctrl-C, once every run has written its checkpoint."""
+    todo = []
+    for i, m in enumerate(members):
+        run_dir = runs_dir / m.slug
+        s = state(run_dir, m)
+        if s == "finished":
+            print(f"[{i + 1}/{len(members)}] {m.name}: reusing the finished run in {run_dir}")
+        else:
+            print(f"[{i + 1}/{len(members)}] training {m.name} ({m.train.steps} steps, "
+                  f"{m.train.steps * m.train.tokens_per_step / 1e6:.1f}M tokens)"
+                  + (", resuming from its checkpoint" if s == "resumable" else ""))
+            todo.append((m, run_dir, s == "resumable"))
+    if workers is None:
+        workers = os.cpu_count() or 1
+    workers = max(1, min(workers, len(todo)))
+    if workers == 1:
+        from ...kernels.blas_threads import single_threaded_blas
+        for m, run_dir, resumable in todo:
+            with single_threaded_blas():          # as in a worker: the same bits either way
+                status, step = train_member(m, run_dir, backend, resumable, progress)
+            _check_finished(m, status, step)
+        return
+    _train_side_by_side(sorted(todo, key=lambda t: -cost(t[0])), backend, progress, workers)
+
+
+def _check_finished(m: Member, status: str, step: int) -> None:
+    if status != "finished":                               # Ctrl-C: the checkpoint is saved
+        print(f"{m.name} {status} at step {step}; run the same command again to continue "
+              f"where it stopped")
+        raise KeyboardInterrupt
+
+
+def _train_side_by_side(todo, backend: str, progress: bool, workers: int) -> None:
+    """The members of `todo` in `workers` processes, the longest first; one progress bar
+    of all their steps."""
+    from tqdm.auto import tqdm
+    print(f"training {len(todo)} models, {workers} at a time (one process each)")
+    context = multiprocessing.get_context("spawn")   # a fresh interpreter: no inherited threads
+    steps, done_steps, pids = context.Queue(), {}, {}
+    bar = tqdm(total=sum(m.train.steps for m, _, _ in todo), unit="step", disable=not progress,
+               desc="train", dynamic_ncols=True)
+    try:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
+                                 initargs=(steps,)) as pool:
+            futures = {pool.submit(_worker, m, run_dir, backend, resumable): m
+                       for m, run_dir, resumable in todo}
+            pending = set(futures)
+            try:
+                while pending:
+                    finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                    _drain(steps, done_steps, pids, bar)
+                    for f in finished:
+                        m = futures[f]
+                        status, step = f.result()
+                        done_steps[m.name] = step
+                        _update(bar, done_steps)
+                        bar.write(f"  {m.name}: {status} ({step} steps)")
+                        _check_finished(m, status, step)
+            except KeyboardInterrupt:
+                # every worker stops after its current step and writes a checkpoint
+                _drain(steps, done_steps, pids, bar)
+                for pid in pids.values():
+                    try:
+                        os.kill(pid, signal.SIGINT)
+                    except ProcessLookupError:
+                        pass
+                for f in futures:
+                    f.cancel()
+                raise
+    finally:
+        bar.close()
+
+
+def _drain(steps, done_steps: dict, pids: dict, bar) -> None:
+    """Read every message the workers sent: their pids and their step counts."""
+    while True:
+        try:
+            name, what, value = steps.get_nowait()
+        except (queue.Empty, EOFError, OSError):
+            break
+        (pids if what == "pid" else done_steps)[name] = value
+    _update(bar, done_steps)
+
+
+def _update(bar, done_steps: dict) -> None:
+    bar.update(sum(done_steps.values()) - bar.n)
