@@ -135,6 +135,7 @@ def test_cli_bad_option(capsys):
     with pytest.raises(SystemExit) as e:
         main(["reproduce", "--size", "huge"])
     assert e.value.code == 2
+    capsys.readouterr()
     assert main(["reproduce", "--size", "tiny", "--workers", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "--workers must be >= 1" in err
