@@ -13,7 +13,7 @@ from minih.app.reproduce import reproduce
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduction")
-    numbers = reproduce(out, size="tiny", backend="numpy", progress=False)
+    numbers = reproduce(out, size="tiny", backend="numpy", progress=False, workers=2)
     return out, numbers
 
 

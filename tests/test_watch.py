@@ -90,7 +90,7 @@ def test_on_text_the_test_tokens_skip_the_most_frequent(tmp_path):
     # the watcher counts them on the held-out evaluation set, as `minih analyze` does
     data = minih.data.make_source("bpe", corpus="prose", vocab_size=300)
     model = minih.ModelConfig(n_layers=2, n_heads=2, d_model=16, d_head=4, n_ctx=64, d_vocab=300)
-    tc = minih.TrainConfig(model=model, data=data, steps=2, batch=2, n_eval=32)
+    tc = minih.TrainConfig(model=model, data=data, steps=2, batch=2, n_eval=96)
     watcher = Watcher(tc, say=lambda s: None)
     minih.train(tc, tmp_path / "run", progress=False, on_snapshot=watcher)
     run = minih.load_run(tmp_path / "run")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -40,10 +41,11 @@ def run(args) -> int:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")
     output_dir(args.out)
     size = args.size or ("quick" if args.quick else "full")
+    workers = args.workers or os.cpu_count() or 1          # one model per core
     try:
         reproduce(out=args.out, size=size, seed=args.seed, backend=args.backend,
                   progress=not args.no_progress, seeds=args.seeds, scheduler=args.scheduler,
-                  workers=args.workers)
+                  workers=workers)
     except KeyboardInterrupt:
         print("interrupted: every finished run and the last checkpoint are kept", file=sys.stderr)
         return 130

@@ -244,16 +244,19 @@ def _other_seeds(out: Path, size: str, seed: int, n_seeds: int, first: dict, bac
 
 
 def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: str = "numba",
-              progress: bool = True, seeds: int = 1, scheduler=None, workers: int | None = None) -> dict:
+              progress: bool = True, seeds: int = 1, scheduler=None, workers: int = 1) -> dict:
     """Train, measure and report; returns the numbers of numbers.json.
 
     seeds > 1 also trains the family with seeds seed+1 .. seed+seeds-1 through the sweep
     (minih.app.sweep.run_sweep, on `scheduler`: a local Dask cluster when Dask is
     installed, else one run after another), analyses each seed the same way and adds a
     section with every seed's verdicts and the range of the main numbers. `workers`: how many
-    models train side by side (default: one per core; 1 = one after another, see training.py)."""
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be None or an int >= 1, got {workers!r}")
+    models train side by side, one process each (training.py; `python -m minih reproduce`
+    uses one per core). Above 1, a script that calls reproduce must start with
+    `if __name__ == "__main__":`, as every multiprocessing program must: each worker
+    imports the script again."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
     if seeds > 1:

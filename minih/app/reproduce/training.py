@@ -2,8 +2,11 @@
 
 Each of the reproduction's models is small: one training step keeps about one core
 busy (a batch under 2048 positions runs on the calling thread: minih/kernels/shards.py).
-So the members are trained side by side, one per worker process, as many workers as
-cores: on 2 cores the family takes about half the time. The runs are the same bit for
+So the members can be trained side by side, one per worker process (`python -m minih
+reproduce` starts one per core): on 2 cores the family takes about half the time. The
+workers are started fresh ("spawn": no threads inherited from this process), and each
+imports the main script again, so a script that asks for workers needs the usual
+`if __name__ == "__main__":`. The runs are the same bit for
 bit as one after another in this process (workers=1): either way minih.train runs one
 config with BLAS on one thread, as the command line does (BLAS on more threads may sum
 in another order, and the last bits of the weights differ); what each run directory
@@ -91,9 +94,9 @@ def _worker(member: Member, run_dir: Path, backend: str, resumable: bool) -> tup
 
 
 def train_family(members: list[Member], runs_dir: Path, backend: str, progress: bool = True,
-                 workers: int | None = None) -> None:
+                 workers: int = 1) -> None:
     """Train every member not yet finished into runs_dir/<slug>, `workers` at a time
-    (default: one per core; 1 = one after another in this process, with a bar per run).
+    (1 = one after another in this process, with a bar per run).
     Raises KeyboardInterrupt after Ctrl-C, once every run has written its checkpoint."""
     todo = []
     for i, m in enumerate(members):
@@ -106,8 +109,6 @@ def train_family(members: list[Member], runs_dir: Path, backend: str, progress: 
                   f"{m.train.steps * m.train.tokens_per_step / 1e6:.1f}M tokens)"
                   + (", resuming from its checkpoint" if s == "resumable" else ""))
             todo.append((m, run_dir, s == "resumable"))
-    if workers is None:
-        workers = os.cpu_count() or 1
     workers = max(1, min(workers, len(todo)))
     if workers == 1:
         from ...kernels.blas_threads import single_threaded_blas
