@@ -192,3 +192,19 @@ def test_seeds_trains_the_others_through_the_sweep_and_reports_each(tmp_path):
     with pytest.raises(ValueError, match="scheduler must be None, 'serial', 'local'"):
         reproduce(tmp_path / "never", size="tiny", seeds=2, scheduler="nonsense")
     assert not (tmp_path / "never").exists()                     # refused before any work
+
+
+def test_the_head_sweep_can_take_fewer_snapshots(tiny, tmp_path):
+    # the text model's sweep takes TEXT_SWEEP_SNAPSHOTS snapshots, evenly spread, the last kept
+    from minih.app.reproduce import arguments as A
+    from minih.app.reproduce.measure import measure_run
+    out, _ = tiny
+    run = load_run(out / "runs" / "2l")
+    ms = {"2L": measure_run("2L", run)}
+    _, every = A.argument_3(ms, {"2L": run}, tmp_path, "2L", progress=False)
+    _, few = A.argument_3(ms, {"2L": run}, tmp_path, "2L", progress=False, max_snapshots=3)
+    S = len(run)
+    assert S > 3 and every["snapshots_swept"] == list(range(S))
+    assert few["snapshots_swept"] == [0, int(np.round((S - 1) / 2)), S - 1]
+    # what is said of the last snapshot does not depend on how many came before it
+    assert few["dicl_last"] == every["dicl_last"] and few["per_head"] == every["per_head"]

@@ -59,6 +59,10 @@ def _shown(token_bytes: bytes) -> str:
     return "".join(token_text(b) for b in token_bytes)
 
 
+# the head-by-head sweep of a text model (512 windows of 256 tokens, 60 snapshots) is the
+# reproduction's longest analysis: 24 snapshots, evenly spread, tell the same story
+TEXT_SWEEP_SNAPSHOTS = 24
+
 # what each data source is, where its describe() has no "what"
 DATA_WHAT = {"generality": "literal repeats, \"translation\" and fuzzy-matching blocks, mixed",
              "stdlib": "the Python standard library's source, as bytes",
@@ -161,7 +165,7 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
         candidates = tuple(n for n in ("2L text", "3L text") if n in text)
         sec, numbers["text_ablation"] = A.argument_3(
             measures, runs, figs, A.ablation_model(measures, candidates), backend, progress,
-            candidates=candidates, tag="_text",
+            candidates=candidates, tag="_text", max_snapshots=TEXT_SWEEP_SNAPSHOTS,
             title="Argument 3 on plain text: ablating induction heads removes in-context learning")
         timings["ablation sweep on text (part of arguments and figures)"] = numbers["text_ablation"].pop("sweep_seconds")
         sections.append(sec)

@@ -387,18 +387,22 @@ class IclWithout:
 
 def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
                backend: str = "numpy", progress: bool = True, candidates=("2L", "3L"), tag: str = "",
-               title: str = "Argument 3: ablating induction heads removes in-context learning"
-               ) -> tuple[Section, dict]:
+               title: str = "Argument 3: ablating induction heads removes in-context learning",
+               max_snapshots: int | None = None) -> tuple[Section, dict]:
     """Head by head: each head's dICL alone (pattern-preserving and zero ablation) and its
     attribution to the phase change; then the induction heads together against as many
     other heads together. `name` is the model ablated, chosen by ablation_model among
-    `candidates`; `tag` keeps the figures' file names apart."""
+    `candidates`; `tag` keeps the figures' file names apart; `max_snapshots` sweeps at most
+    that many snapshots, evenly spread, the last included (None: every one)."""
     m, run = ms[name], runs[name]
     cfg = run.cfg
     early, late = m.icl_indices
     before, after = steepest_fall(run)             # the snapshots around the steepest ICL fall
     direction = None if before is None else phase_direction(run.losses[before], run.losses[after])
-    sweep = sweep_heads(run, kind="pattern", direction=direction, backend=backend, progress=progress)
+    snapshots = (None if max_snapshots is None or len(run) <= max_snapshots else
+                 np.unique(np.linspace(0, len(run) - 1, max_snapshots).round().astype(np.int64)))
+    sweep = sweep_heads(run, kind="pattern", snapshots=snapshots, direction=direction,
+                        backend=backend, progress=progress)
     labels = sweep.labels                                            # "L1H3", and "L1*" = a whole layer
     dicl = sweep.dicl(early, late)                                    # [K, S]
     figs_out = [(str(figures.head_by_snapshot(figs / f"a3{tag}_dicl.png", dicl, labels, sweep.tokens_seen,
@@ -436,7 +440,8 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
                             {u: r["prev_token"] for u, r in per_head.items()})
     numbers = {"heads": heads, "icl_clean": clean, "dicl_last": dict(zip(labels, map(float, dicl[:, -1]))),
                "per_head": {f"{l}.{h}": r for (l, h), r in per_head.items()},
-               "contrast_heads": others, "sweep_seconds": sweep.seconds}
+               "contrast_heads": others, "sweep_seconds": sweep.seconds,
+               "snapshots_swept": (list(range(len(run))) if snapshots is None else snapshots.tolist())}
     text_num = []
     share_ind = share_oth = None
     if heads:
