@@ -112,6 +112,20 @@ def build_config(preset: str, sets: list[str], steps=None, tokens=None, seed=Non
     return tc if steps is None and tokens is None else tc.replace(steps=budget_steps(tc, steps, tokens))
 
 
+def new_run_dir(out: str | None, preset: str, overwrite: bool) -> Path:
+    """The directory a new run goes to (--out, default runs/PRESET), or CLIError if it is a
+    file or already holds a run that --overwrite does not allow replacing."""
+    if out is not None and not out.strip():
+        raise CLIError(f"--out must name a directory, got {out!r}")
+    out = Path(out or Path("runs") / preset)
+    if out.exists() and not out.is_dir():
+        raise CLIError(f"--out {out} is a file, not a directory: choose a directory for the run")
+    if (out / "run.json").exists() and not overwrite:
+        raise CLIError(f"{out} already holds a run: continue it with `minih train --resume --out "
+                       f"{out}`, replace it with --overwrite, or choose another --out")
+    return out
+
+
 def budget_steps(tc, steps, tokens) -> int:
     if steps is not None:
         if steps < 1:
@@ -150,12 +164,7 @@ def run(args) -> int:
         if preset not in TRAIN_PRESETS:
             raise CLIError(f"unknown preset {preset!r}; presets are {sorted(TRAIN_PRESETS)}")
         tc = build_config(preset, args.set, args.steps, args.tokens, args.seed)
-        out = Path(args.out or Path("runs") / preset)
-        if out.exists() and not out.is_dir():
-            raise CLIError(f"--out {out} is a file, not a directory: choose a directory for the run")
-        if (out / "run.json").exists() and not args.overwrite:
-            raise CLIError(f"{out} already holds a run: continue it with --resume, replace it with "
-                           f"--overwrite, or choose another --out")
+        out = new_run_dir(args.out, preset, args.overwrite)
     if not math.isfinite(args.checkpoint_seconds) or args.checkpoint_seconds <= 0:
         raise CLIError(f"--checkpoint-seconds must be a finite number > 0, got {args.checkpoint_seconds}")
     try:

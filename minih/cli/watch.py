@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from . import EXIT_INTERRUPTED, CLIError
-from .train import EXIT_DIVERGED, build_config
+from .train import EXIT_DIVERGED, build_config, new_run_dir
 
 DEFAULT_PRESET = "text-2l"
 
@@ -47,14 +46,7 @@ def run(args) -> int:
     if args.preset not in TRAIN_PRESETS:
         raise CLIError(f"unknown preset {args.preset!r}; presets are {sorted(TRAIN_PRESETS)}")
     tc = build_config(args.preset, args.set, args.steps, None, args.seed)
-    if args.out is not None and not args.out.strip():
-        raise CLIError(f"--out must name a directory, got {args.out!r}")
-    out = Path(args.out or Path("runs") / args.preset)
-    if out.exists() and not out.is_dir():
-        raise CLIError(f"--out {out} is a file, not a directory: choose a directory for the run")
-    if (out / "run.json").exists() and not args.overwrite:
-        raise CLIError(f"{out} already holds a run: replace it with --overwrite, choose another "
-                       f"--out, or continue it with `minih train --resume --out {out}`")
+    out = new_run_dir(args.out, args.preset, args.overwrite)
     try:
         watcher = Watcher(tc, backend=args.backend or "numba")   # refuses a too-short context
     except ValueError as e:
