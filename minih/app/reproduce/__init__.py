@@ -185,7 +185,12 @@ SPREAD = [("2L: induction head forms at (tokens)", ("argument_1", "models", "2L"
           ("Argument 3: share of ICL removed by the induction heads", ("argument_3", "share_removed")),
           ("Argument 3: share removed by as many other heads", ("argument_3", "share_removed_contrast")),
           ("Argument 5: previous-token score", ("argument_5", "prev_score")),
-          ("Argument 5: K-composition", ("argument_5", "k_comp"))]
+          ("Argument 5: K-composition", ("argument_5", "k_comp")),
+          ("2L MLP: induction head forms at (tokens)", ("argument_6", "models", "2L MLP", "formed_at")),
+          ("2L MLP: share of ICL removed by its induction heads", ("argument_6", "models", "2L MLP",
+                                                                    "share_removed")),
+          ("2L text: induction head forms at (tokens)", ("text", "models", "2L text", "formed_at")),
+          ("2L text: share of ICL removed by its induction heads", ("text_ablation", "share_removed"))]
 VERDICT_KEYS = {f"argument_{k}": str(k) for k in range(1, 7)} | {
     "mlp": "1, with MLPs", "text": "1, on plain text", "text_ablation": "3, on plain text"}
 
@@ -232,6 +237,8 @@ def _other_seeds(out: Path, size: str, seed: int, n_seeds: int, first: dict, bac
     for label, path in SPREAD:
         values = [_get(per_seed[s], path) for s in seeds]
         finite = [x for x in values if np.isfinite(x)]
+        if path[0] not in per_seed[seed]:
+            continue                                  # a model this size does not train
         spread[label] = {"values": values, "min": min(finite) if finite else float("nan"),
                          "max": max(finite) if finite else float("nan")}
         shown = lambda x: "n/a" if not np.isfinite(x) else (A.fmt_tokens(x) if "tokens" in label
