@@ -51,8 +51,9 @@ PRESET_SETTINGS: dict[str, dict] = {
 # step, not the token, is the clock) at lr 1e-2, and sinusoidal initial positions: with
 # N(0, 1) positions the first previous-token head grew in layer 1 for seeds 1 and 2 (no
 # induction head then), in layer 0 only for seed 0. Still seed-dependent: seeds 0, 1, 3
-# and 4 form the head (steps 5000-8000), seed 2 put its previous-token head in layer 1
-# (stopped at step 4000). The 1-layer control, same settings, forms no induction head.
+# and 4 form the head (steps 5000-8000); seed 2 put its previous-token head in layer 1
+# and formed none in 12,000 steps. The 1-layer control, same settings, forms none.
+# The -mlp twins on text form theirs later (seed 0: not yet at step 12,000).
 _TEXT_MODEL = ModelConfig(n_layers=2, n_heads=4, d_model=64, d_head=16, n_ctx=256, d_vocab=1024,
                           init_pos="sinusoidal")
 _TEXT = dict(data=BPEText(corpus="stdlib+tests", vocab_size=1024), steps=10000, batch=4, lr=1e-2,
