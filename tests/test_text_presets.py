@@ -50,3 +50,12 @@ def test_text_windows_are_slices_of_the_training_text_and_the_preset_trains(tmp_
     run = minih.load_run(out)
     assert run.manifest["data"]["files"] > 100 and run.manifest["train"]["data"]["path"] == ""
     assert np.isfinite(run.losses).all()
+
+
+@pytest.mark.parametrize("name", ["induction-2l", "text-2l"])
+def test_the_bench_measures_the_shapes_reproduce_trains(name):
+    # `minih bench --configs induction-2l,text-2l`: the same model shape and batch as the preset
+    from minih.app.bench import CONFIGS
+    overrides, batch = CONFIGS[name]
+    tc = TRAIN_PRESETS[name]
+    assert {k: getattr(tc.model, k) for k in overrides} == overrides and batch == tc.batch

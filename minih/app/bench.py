@@ -34,10 +34,14 @@ import numpy as np
 
 from ..config import ModelConfig
 
-# the two benchmark shapes, REF and SMALL: (overrides, batch)
+# the benchmark shapes: (overrides, batch). REF and SMALL, and the attention-only shapes
+# `reproduce` trains: its synthetic models (the induction-2l preset) and its text models
+# (text-2l: one thread's worth of work per step, which is why reproduce trains them side by side)
 CONFIGS = {
     "ref": (dict(n_layers=2, n_heads=8, d_model=128, d_head=16, n_ctx=256, d_vocab=256), 32),
     "small": (dict(n_layers=2, n_heads=4, d_model=64, d_head=16, n_ctx=128, d_vocab=64), 64),
+    "induction-2l": (dict(n_layers=2, n_heads=4, d_model=64, d_head=16, n_ctx=32, d_vocab=32), 32),
+    "text-2l": (dict(n_layers=2, n_heads=4, d_model=64, d_head=16, n_ctx=256, d_vocab=1024), 4),
 }
 
 
