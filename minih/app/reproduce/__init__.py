@@ -298,7 +298,10 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     verdicts = {label: numbers[k]["reproduced"] for k, label in VERDICT_KEYS.items() if k in numbers}
     intro = [f"Reproduction of Olsson et al. (2022), \"In-context Learning and Induction Heads\", "
              f"with minih ({size} size, seed {seed}, backend {backend}). Every number below was "
-             f"measured in this run; numbers.json holds them all.",
+             f"measured in this run; numbers.json holds them all."
+             + ("" if any(m.group == "text" for m in members) else
+                " This size trains on synthetic data only (no phase change on natural text fits "
+                "its budget): the full size, without --quick, adds models trained on plain text."),
              "| argument | reproduced |\n|---|---|\n" + "\n".join(
                  f"| {k} | {'yes' if v else '**NO**'}"
                  + (f" (in {sum(numbers['seeds']['verdicts'][k])} of {seeds} seeds)" if seeds > 1 else "")
