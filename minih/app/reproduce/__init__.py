@@ -92,17 +92,13 @@ def what_was_trained(members: list[Member], seed: int) -> tuple[str, str]:
     return "\n".join(rows), "\n".join(f"- `{name}`: {what}." for name, what in sources.items())
 
 
-def caveats(members: list[Member], size: str, n_seeds: int = 1) -> list[str]:
+def caveats(members: list[Member], n_seeds: int = 1) -> list[str]:
     """What a careful reader should know before the verdicts, from what this run trained."""
     out = (["One seed: the spread of every number across seeds is not measured in this run "
             "(`--seeds N` measures it)."] if n_seeds == 1 else
            [f"{n_seeds} seeds: the verdicts and figures below are the first seed's; the last "
             f"section gives every seed's verdicts and the range of the main numbers."])
-    if not any(m.group == "text" for m in members):
-        out.append(f"The {size} size trains on synthetic data only (random tokens with repeated "
-                   "segments, where copying pays by construction); the paper's subject is natural "
-                   "text. The full size adds 1-, 2- and 3-layer models on plain text.")
-    else:
+    if any(m.group == "text" for m in members):     # (synthetic only: said in the first lines)
         out.append("On plain text whether the induction head forms depends on the seed (minih's "
                    "docs/real_text_experiments.md lists every seed tried); `--seeds N` measures "
                    "it in this run.")
@@ -300,14 +296,16 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
              f"with minih ({size} size, seed {seed}, backend {backend}). Every number below was "
              f"measured in this run; numbers.json holds them all."
              + ("" if any(m.group == "text" for m in members) else
-                " This size trains on synthetic data only (no phase change on natural text fits "
-                "its budget): the full size, without --quick, adds models trained on plain text."),
+                f" The {size} size trains on synthetic data only (random tokens with repeated "
+                "segments, where copying pays by construction; no phase change on natural text "
+                "fits its budget), while the paper's subject is natural text: the full size, "
+                "without --quick, adds 1-, 2- and 3-layer models trained on plain text."),
              "| argument | reproduced |\n|---|---|\n" + "\n".join(
                  f"| {k} | {'yes' if v else '**NO**'}"
                  + (f" (in {sum(numbers['seeds']['verdicts'][k])} of {seeds} seeds)" if seeds > 1 else "")
                  + " |" for k, v in verdicts.items()),
              "What was trained:", *what_was_trained(members, seed),
-             "Caveats:", "\n".join(f"- {c}" for c in caveats(members, size, seeds)),
+             "Caveats:", "\n".join(f"- {c}" for c in caveats(members, seeds)),
              f"Time: {timings['total']:.0f} s for this invocation, of which "
              f"{timings['training, wall']:.0f} s training (models trained side by side, one per "
              f"core, unless reused); each run's own training time: "

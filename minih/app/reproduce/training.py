@@ -6,11 +6,12 @@ So the members can be trained side by side, one per worker process (`python -m m
 reproduce` starts one per core): on 2 cores the family takes about half the time. The
 workers are started fresh ("spawn": no threads inherited from this process), and each
 imports the main script again, so a script that asks for workers needs the usual
-`if __name__ == "__main__":`. The runs are the same bit for
-bit as one after another in this process (workers=1): either way minih.train runs one
-config with BLAS on one thread, as the command line does (BLAS on more threads may sum
-in another order, and the last bits of the weights differ); what each run directory
-holds does not depend on the order.
+`if __name__ == "__main__":`.
+
+The runs are the same bit for bit as one after another in this process (workers=1):
+either way minih.train runs one config with BLAS on one thread, as the command line
+does (BLAS on more threads may sum in another order, and the last bits of the weights
+differ); what each run directory holds does not depend on the order.
 
 A finished run is reused; one stopped early (Ctrl-C, a crash) continues from its
 checkpoint. Ctrl-C here stops every worker: each writes its checkpoint, and the same
