@@ -55,23 +55,32 @@ def run(args) -> int:
     print(f"{args.preset}: {m.n_layers} layer(s) x {m.n_heads} heads, d_model {m.d_model}"
           f"{f', MLP width {m.d_mlp}' if m.d_mlp else ''}; data {tc.data.name}; {tc.steps:,} steps "
           f"of {tc.batch} x {tc.T} tokens; run in {out}")
-    bar = tqdm(total=tc.steps, unit="step", dynamic_ncols=True, desc=args.preset, smoothing=0.1)
-    watcher.say = bar.write
+    bar = None       # drawn at the first step, so that an error before it leaves no bar behind
+
+    def say(line):
+        (bar.write if bar is not None else print)(line)
 
     def on_step(step, loss, refresh=False):
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=tc.steps, unit="step", dynamic_ncols=True, desc=args.preset, smoothing=0.1)
         bar.update(step - bar.n)
         bar.set_postfix_str(f"loss {loss:.3f}" + "".join(f", {k} {v}" for k, v in watcher.latest.items()),
                             refresh=refresh)
 
+    watcher.say = say
     try:
         result = train(tc, out, backend=args.backend, overwrite=args.overwrite, progress=False,
                        on_step=on_step, on_snapshot=watcher)
+        on_step(result.step, result.final_loss, refresh=True)     # the last snapshot's scores
     except TrainingDiverged as e:
-        bar.close()
+        if bar is not None:
+            bar.close()                  # the error line below the bar's last state, not above
         print(f"minih watch: {e}", file=sys.stderr)
         return EXIT_DIVERGED
-    on_step(result.step, result.final_loss, refresh=True)     # the last snapshot's scores
-    bar.close()
+    finally:
+        if bar is not None:
+            bar.close()                  # also when train raises (a run in use, a full disk)
     print(watcher.summary())
     print(result.summary())
     if result.status == "interrupted":
