@@ -29,8 +29,48 @@ def test_every_figure_writes_a_png(tmp_path):
         figures.eigenvalues(tmp_path / "h.png", rng.normal(size=5) + 1j * rng.normal(size=5), "t"),
         figures.bars(tmp_path / "i.png", {"copy": {"a": 1.0, "b": 0.2}, "fuzzy": {"a": 0.5, "b": 0.1}},
                      "t", "score"),
+        # with the seeds' spread: bands around curves, a band for the best head, error bars
+        figures.curves(tmp_path / "j.png", {"2L": (tokens, scores[:, 0, 0])}, "loss", "t",
+                       bands={"2L": (tokens, scores[:, 0, 0] - 0.1, scores[:, 0, 0] + 0.1)}),
+        figures.head_scores_over_training(tmp_path / "k.png", tokens, scores, "t", "score",
+                                          band=(tokens, scores.min(axis=(1, 2)), scores.max(axis=(1, 2)))),
+        figures.bars(tmp_path / "l.png", {"copy": {"a": 1.0, "b": 0.2}}, "t", "score",
+                     ranges={"copy": {"a": (0.8, 1.1), "b": (np.nan, np.nan)}}),
     ]
     for path in made:
         data = path.read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 2000, path.name
     assert np.array_equal(scores, before)
+
+
+def test_bands_are_the_range_over_seeds_at_each_snapshot():
+    # oracle: the band is the elementwise min and max of the seeds' curves, the first seed's
+    # included; a seed on another schedule (other token counts) gives no band at all
+    from minih.app.reproduce.seeds import SeedRun, bands
+    from types import SimpleNamespace as M
+    x = np.array([0.0, 10.0, 100.0])
+    ms = {"2L": M(tokens=x, icl=np.array([0.0, -1.0, -2.0])), "1L": M(tokens=x, icl=np.zeros(3))}
+    others = [SeedRun(1, {}, {"2L": M(tokens=x, icl=np.array([0.5, -3.0, -1.0])),
+                              "1L": M(tokens=x * 2, icl=np.ones(3))})]
+    before = ms["2L"].icl.copy()
+    out = bands(ms, others, ["2L", "1L"], lambda m: (m.tokens, m.icl))
+    assert list(out) == ["2L"]
+    bx, lo, hi = out["2L"]
+    assert np.array_equal(bx, x) and lo.tolist() == [0.0, -3.0, -2.0] and hi.tolist() == [0.5, -1.0, -1.0]
+    assert np.array_equal(ms["2L"].icl, before)
+    assert bands(ms, [], ["2L"], lambda m: (m.tokens, m.icl)) == {}          # one seed: none
+
+
+def test_range_table_states_each_seed_and_the_range():
+    from minih.app.reproduce.seeds import range_table, ranges
+    per_seed = {0: {"a": {"models": {"2L": {"formed_at": 2e5, "icl_last": -1.0}},
+                          "per_head": {"1.0": {"prefix": 0.9}}, "share_removed": 0.8}},
+                1: {"a": {"models": {"2L": {"formed_at": float("nan"), "icl_last": -2.5}},
+                          "per_head": {"1.0": {"prefix": 0.1}}, "share_removed": 0.6}}}
+    r = ranges("a", per_seed)
+    assert set(r) == {"models/2L/formed_at", "models/2L/icl_last", "share_removed"}   # no per-head
+    assert r["models/2L/icl_last"] == {"values": [-1.0, -2.5], "min": -2.5, "max": -1.0}
+    table = range_table("a", per_seed)
+    assert "| 2L | ICL score, last snapshot | -1.00 | -2.50 | -2.50 to -1.00 |" in table
+    assert "| 2L | induction head forms at (tokens) | 0.20M | n/a | 0.20M (1 of 2 seeds) |" in table
+    assert "|  | share of ICL removed by the induction heads | 80% | 60% | 60% to 80% |" in table

@@ -187,11 +187,31 @@ def test_seeds_trains_the_others_through_the_sweep_and_reports_each(tmp_path):
     # the first seed's numbers are the main report's
     assert seeds["spread"]["2L: final ICL score (nats)"]["values"][0] == \
         numbers["argument_1"]["models"]["2L"]["icl_last"]
+    # every section's range table: seed 1's value is its own run's, recomputed here, and the
+    # report's row states the values and the range of numbers.json
+    early, late = numbers["argument_1"]["icl_indices"]
+    row = seeds["ranges"]["argument_1"]["models/2L/icl_last"]
+    assert row["values"][1] == pytest.approx(float(metrics.icl_score(run.losses[-1], early, late)), abs=1e-6)
+    assert row["min"] == min(row["values"]) and row["max"] == max(row["values"])
+    cells = " | ".join(f"{v:.2f}" for v in row["values"])
+    lo, hi = f"{row['min']:.2f}", f"{row['max']:.2f}"
+    assert f"| 2L | ICL score, last snapshot | {cells} | {lo if lo == hi else f'{lo} to {hi}'} |" in md
+    assert md.count("Across the 2 seeds (0, 1; the sentences above are seed 0's)") >= 7
+    # per-head numbers have no counterpart across seeds: no range for them
+    assert not any("per_head" in path for r in seeds["ranges"].values() for path in r)
+    # each figure says whether it shows the seeds' spread or the first seed alone
+    captions = re.findall(r"^\*(.+)\*$", md, flags=re.M)
+    assert any("Band around each curve: its range over the seeds" in c for c in captions)
+    assert all("over the seeds" in c or "Seed 0's run alone" in c for c in captions)
     with pytest.raises(ValueError, match="seeds must be an int >= 1"):
         reproduce(tmp_path, size="tiny", seeds=0)
     with pytest.raises(ValueError, match="scheduler must be None, 'serial', 'local'"):
         reproduce(tmp_path / "never", size="tiny", seeds=2, scheduler="nonsense")
     assert not (tmp_path / "never").exists()                     # refused before any work
+    # the full size trains 3 seeds unless told: its scheduler is checked, before any work
+    with pytest.raises(ValueError, match="scheduler must be None, 'serial', 'local'"):
+        reproduce(tmp_path / "never", size="full", scheduler="nonsense")
+    assert not (tmp_path / "never").exists()
 
 
 def test_the_head_sweep_can_take_fewer_snapshots(tiny, tmp_path):

@@ -43,17 +43,27 @@ def _shade_window(ax, window, color):
         ax.axvspan(window[0], window[1], color=color, alpha=0.15, lw=0)
 
 
+def _band(ax, band, color):
+    """A curve's range over seeds: (x [S], lo [S], hi [S]) filled between lo and hi."""
+    if band is not None:
+        x, lo, hi = (np.asarray(a) for a in band)
+        keep = x > 0
+        ax.fill_between(x[keep], lo[keep], hi[keep], color=color, alpha=0.25, lw=0)
+
+
 def curves(path, series: dict, ylabel: str, title: str, windows: dict | None = None,
-           marks: dict | None = None, hline: float | None = None) -> Path:
+           marks: dict | None = None, hline: float | None = None, bands: dict | None = None) -> Path:
     """Several curves against tokens seen (log x axis).
 
     series: name -> (tokens [S], values [S]); windows: name -> (start, end) tokens,
-    shaded; marks: name -> tokens value, drawn as a dotted vertical line (the bump).
+    shaded; marks: name -> tokens value, drawn as a dotted vertical line (the bump);
+    bands: name -> (tokens [S], lo [S], hi [S]), the curve's range over seeds, filled.
     """
     fig, ax = plt.subplots(figsize=(7, 4))
     for i, (name, (x, y)) in enumerate(series.items()):
         c = COLORS[i % len(COLORS)]
         keep = np.asarray(x) > 0
+        _band(ax, (bands or {}).get(name), c)
         ax.plot(np.asarray(x)[keep], np.asarray(y)[keep], color=c, label=name, lw=1.6)
         _shade_window(ax, (windows or {}).get(name), c)
         mark = (marks or {}).get(name)
@@ -88,11 +98,16 @@ def loss_position_heatmaps(path, tokens_seen, loss_by_pos, derivative, title: st
     return _save(fig, path)
 
 
-def head_scores_over_training(path, tokens_seen, scores, title: str, ylabel: str) -> Path:
-    """One line per head: scores [S, L, H] against tokens seen; colour = layer."""
+def head_scores_over_training(path, tokens_seen, scores, title: str, ylabel: str,
+                              band=None) -> Path:
+    """One line per head: scores [S, L, H] against tokens seen; colour = layer. band:
+    (tokens [S], lo [S], hi [S]), the best head's range over seeds, filled in grey."""
     S, L, H = scores.shape
     fig, ax = plt.subplots(figsize=(7, 4))
     keep = np.asarray(tokens_seen) > 0
+    if band is not None:
+        _band(ax, band, "0.5")
+        ax.plot([], [], color="0.5", lw=6, alpha=0.25, label="best head: range over seeds")
     for l in range(L):
         for h in range(H):
             ax.plot(np.asarray(tokens_seen)[keep], scores[keep, l, h], color=COLORS[l % len(COLORS)],
@@ -190,14 +205,21 @@ def eigenvalues(path, values, title: str) -> Path:
     return _save(fig, path)
 
 
-def bars(path, groups: dict, title: str, ylabel: str) -> Path:
-    """Grouped bars: groups = {group name: {bar name: value}} (e.g. task -> head score)."""
+def bars(path, groups: dict, title: str, ylabel: str, ranges: dict | None = None) -> Path:
+    """Grouped bars: groups = {group name: {bar name: value}} (e.g. task -> head score);
+    ranges = {group name: {bar name: (lo, hi)}}, drawn as error bars (the range over seeds)."""
     names = list(groups)
     bar_names = list(next(iter(groups.values())))
     fig, ax = plt.subplots(figsize=(1.5 + 1.2 * len(names), 3.5))
     width = 0.8 / len(bar_names)
     for k, b in enumerate(bar_names):
-        ax.bar(np.arange(len(names)) + k * width, [groups[n][b] for n in names], width,
+        values = np.array([groups[n][b] for n in names], dtype=np.float64)
+        yerr = None
+        if ranges:                    # matplotlib wants the distances below and above the bar
+            lo = np.array([ranges[n][b][0] for n in names], dtype=np.float64)
+            hi = np.array([ranges[n][b][1] for n in names], dtype=np.float64)
+            yerr = np.nan_to_num(np.stack([values - lo, hi - values]).clip(min=0))
+        ax.bar(np.arange(len(names)) + k * width, values, width, yerr=yerr, capsize=3 if ranges else 0,
                label=b, color=COLORS[k % len(COLORS)])
     ax.set_xticks(np.arange(len(names)) + 0.4 - width / 2)
     ax.set_xticklabels(names)

@@ -18,9 +18,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=["numpy", "numba"], default="numba",
                    help="numba (default: the fast twin, docs/04_numba.md) or numpy (the readable "
                         "reference; the same verdicts, slower)")
-    p.add_argument("--seeds", type=int, default=1, metavar="N",
+    p.add_argument("--seeds", type=int, default=None, metavar="N",
                    help="train the family with N seeds (--seed .. --seed + N - 1; the others through "
-                        "`minih sweep`) and report every seed's verdicts and the spread (default 1)")
+                        "`minih sweep`) and report every seed's verdicts and the spread (default: 3 "
+                        "for the full size, 1 for --quick and tiny)")
     p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                    help="with --seeds: 'serial', 'local' (a Dask cluster here, the default when Dask "
                         "is installed) or a scheduler's address tcp://HOST:8786")
@@ -35,7 +36,7 @@ def run(args) -> int:
     from . import CLIError, output_dir
     if args.seed < 0:
         raise CLIError(f"--seed must be >= 0, got {args.seed}")
-    if args.seeds < 1:
+    if args.seeds is not None and args.seeds < 1:
         raise CLIError(f"--seeds must be >= 1, got {args.seeds}")
     if args.workers is not None and args.workers < 1:
         raise CLIError(f"--workers must be >= 1, got {args.workers}")

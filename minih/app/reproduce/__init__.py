@@ -26,6 +26,7 @@ from ...training.run import _to_jsonable, load_run, save_json
 from . import arguments as A
 from .family import SIZES, Member, family
 from .measure import measure_run
+from .seeds import VERDICT_KEYS, SeedRun, add_ranges, note_figures, seeds_section
 from .training import train_family
 
 __all__ = ["reproduce", "family", "SIZES"]
@@ -69,10 +70,11 @@ DATA_WHAT = {"generality": "literal repeats, \"translation\" and fuzzy-matching 
              "text": "text files, as bytes"}
 
 
-def what_was_trained(members: list[Member], seed: int) -> tuple[str, str]:
+def what_was_trained(members: list[Member], seeds: list[int]) -> tuple[str, str]:
     """The report's table of the trained models (layers, heads, width, data, tokens, context),
     then one line per data source saying what it is."""
-    rows = ["| model | layers x heads | d_model | data | context | steps x batch | tokens | seed |",
+    rows = ["| model | layers x heads | d_model | data | context | steps x batch | tokens | "
+            + ("seed |" if len(seeds) == 1 else "seeds |"),
             "|---|---|---|---|---|---|---|---|"]
     sources = {}
     for m in members:
@@ -88,16 +90,20 @@ def what_was_trained(members: list[Member], seed: int) -> tuple[str, str]:
         extra += f", MLP width {cfg.d_mlp}" if getattr(cfg, "d_mlp", 0) else ""
         rows.append(f"| {m.name} | {cfg.n_layers} x {cfg.n_heads}{extra} | {cfg.d_model} | "
                     f"`{tc.data.name}` | {tc.T} | {tc.steps} x {tc.batch} | "
-                    f"{A.fmt_tokens(tc.steps * tc.tokens_per_step)} | {seed} |")
+                    f"{A.fmt_tokens(tc.steps * tc.tokens_per_step)} | {', '.join(map(str, seeds))} |")
     return "\n".join(rows), "\n".join(f"- `{name}`: {what}." for name, what in sources.items())
 
 
 def caveats(members: list[Member], n_seeds: int = 1) -> list[str]:
     """What a careful reader should know before the verdicts, from what this run trained."""
     out = (["One seed: the spread of every number across seeds is not measured in this run "
-            "(`--seeds N` measures it)."] if n_seeds == 1 else
-           [f"{n_seeds} seeds: the verdicts and figures below are the first seed's; the last "
-            f"section gives every seed's verdicts and the range of the main numbers."])
+            f"(`--seeds N` measures it; the full size trains {DEFAULT_SEEDS['full']} by default)."]
+           if n_seeds == 1 else
+           [f"{n_seeds} seeds: the sentences and the head-by-head figures below are the first "
+            f"seed's; every curve over training carries the seeds' range as a band, every "
+            f"section ends with its numbers in each seed and their range, and the last section "
+            f"gives every seed's verdicts. The verdict at the top is the first seed's, with the "
+            f"number of seeds that reproduce it."])
     if any(m.group == "text" for m in members):     # (synthetic only: said in the first lines)
         out.append("On plain text whether the induction head forms depends on the seed (minih's "
                    "docs/real_text_experiments.md lists every seed tried); `--seeds N` measures "
@@ -111,9 +117,10 @@ def caveats(members: list[Member], n_seeds: int = 1) -> list[str]:
 
 
 def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int, backend: str,
-             progress: bool) -> tuple[dict, list, dict]:
+             progress: bool, others: list[SeedRun] = ()) -> tuple[dict, dict, dict, dict]:
     """Measure the runs of one seed's family and lay out every argument: (numbers, report
-    sections, timings), the figures drawn into `figs`."""
+    sections by numbers.json key, timings, measures), the figures drawn into `figs`, with
+    the spread of the `others` seeds where a figure can show it (seeds.py)."""
     figs.mkdir(parents=True, exist_ok=True)
     timings = {}
     t = time.perf_counter()
@@ -123,87 +130,52 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
     timings["measure"] = time.perf_counter() - t
 
     induction = [m.name for m in members if m.group == "induction"]
-    sections, numbers = [], {"size": size, "seed": seed, "backend": backend}
+    sections, numbers = {}, {"size": size, "seed": seed, "backend": backend}
+
+    def add(key, section_and_numbers):
+        sections[key], numbers[key] = section_and_numbers
+
     t = time.perf_counter()
-    sec, numbers["argument_1"] = A.argument_1(measures, runs, figs, induction)
-    sections.append(sec)
-    sec, numbers["argument_2"] = A.argument_2(measures, figs)
-    sections.append(sec)
-    sec, numbers["argument_3"] = A.argument_3(measures, runs, figs, A.ablation_model(measures), backend,
-                                              progress)
+    add("argument_1", A.argument_1(measures, runs, figs, induction, others=others))
+    add("argument_2", A.argument_2(measures, figs, others=others))
+    add("argument_3", A.argument_3(measures, runs, figs, A.ablation_model(measures), backend, progress))
     timings["ablation sweep (part of arguments and figures)"] = numbers["argument_3"].pop("sweep_seconds")
-    sections.append(sec)
     gen = next(m for m in members if m.group == "generality")
-    sec, numbers["argument_4"] = A.argument_4(gen.name, runs[gen.name], gen.train.data, figs, backend,
-                                              literal_only=("2L", runs["2L"]))
-    sections.append(sec)
-    sec, numbers["argument_5"] = A.argument_5("2L", runs["2L"], measures["2L"], figs, backend)
-    sections.append(sec)
+    add("argument_4", A.argument_4(gen.name, runs[gen.name], gen.train.data, figs, backend,
+                                   literal_only=("2L", runs["2L"]), others=others))
+    add("argument_5", A.argument_5("2L", runs["2L"], measures["2L"], figs, backend))
     mlp = [m.name for m in members if m.group == "mlp"]
     if mlp:                              # the family with MLPs: Argument 1's signatures again
-        sec, numbers["mlp"] = A.argument_1(measures, runs, figs, mlp, tag="_mlp",
-                                           title="Models with MLPs: the same signatures",
-                                           data="the induction task, with an MLP in every layer",
-                                           control="1L MLP", main="2L MLP")
-        sections.append(sec)
-    sec, numbers["argument_6"] = A.argument_6(measures, runs, induction, numbers["argument_1"],
-                                              mlp, numbers.get("mlp"), backend)
-    sections.append(sec)
+        add("mlp", A.argument_1(measures, runs, figs, mlp, tag="_mlp",
+                                title="Models with MLPs: the same signatures",
+                                data="the induction task, with an MLP in every layer",
+                                control="1L MLP", main="2L MLP", others=others))
+    add("argument_6", A.argument_6(measures, runs, induction, numbers["argument_1"], mlp,
+                                   numbers.get("mlp"), backend))
     text = [m.name for m in members if m.group == "text"]
     if text:                                          # full size: the same story on plain text
-        sec, numbers["text"] = A.argument_1(measures, runs, figs, text, tag="_text",
-                                            title="Argument 1 on plain text: the phase change co-occurs "
-                                                  "with induction heads",
-                                            data="plain text: " + next(m for m in members if m.name == "2L text")
-                                                 .train.data.describe()["what"],
-                                            control="1L text", main="2L text")
-        sections.append(sec)
+        add("text", A.argument_1(measures, runs, figs, text, tag="_text",
+                                 title="Argument 1 on plain text: the phase change co-occurs "
+                                       "with induction heads",
+                                 data="plain text: " + next(m for m in members if m.name == "2L text")
+                                      .train.data.describe()["what"],
+                                 control="1L text", main="2L text", others=others))
         candidates = tuple(n for n in ("2L text", "3L text") if n in text)
-        sec, numbers["text_ablation"] = A.argument_3(
+        add("text_ablation", A.argument_3(
             measures, runs, figs, A.ablation_model(measures, candidates), backend, progress,
             candidates=candidates, tag="_text", max_snapshots=TEXT_SWEEP_SNAPSHOTS,
-            title="Argument 3 on plain text: ablating induction heads removes in-context learning")
+            title="Argument 3 on plain text: ablating induction heads removes in-context learning"))
         timings["ablation sweep on text (part of arguments and figures)"] = numbers["text_ablation"].pop("sweep_seconds")
-        sections.append(sec)
     name, tokens, texts = _passage(members, runs)
-    sec, numbers["passage"] = A.loss_difference_passage(name, runs[name], measures[name], tokens,
-                                                        texts, backend)
-    sections.append(sec)
+    add("passage", A.loss_difference_passage(name, runs[name], measures[name], tokens, texts, backend))
     timings["arguments and figures"] = time.perf_counter() - t
-    return numbers, sections, timings
+    return numbers, sections, timings, measures
 
 
-# the numbers whose spread across seeds the report gives: (label, path into numbers.json)
-SPREAD = [("2L: induction head forms at (tokens)", ("argument_1", "models", "2L", "formed_at")),
-          ("3L: induction head forms at (tokens)", ("argument_1", "models", "3L", "formed_at")),
-          ("2L: steepest ICL fall (nats/decade)", ("argument_1", "models", "2L", "steepest_icl_rate")),
-          ("2L: final ICL score (nats)", ("argument_1", "models", "2L", "icl_last")),
-          ("Argument 3: share of ICL removed by the induction heads", ("argument_3", "share_removed")),
-          ("Argument 3: share removed by as many other heads", ("argument_3", "share_removed_contrast")),
-          ("Argument 5: previous-token score", ("argument_5", "prev_score")),
-          ("Argument 5: K-composition", ("argument_5", "k_comp")),
-          ("2L MLP: induction head forms at (tokens)", ("argument_6", "models", "2L MLP", "formed_at")),
-          ("2L MLP: share of ICL removed by its induction heads", ("argument_6", "models", "2L MLP",
-                                                                    "share_removed")),
-          ("2L text: induction head forms at (tokens)", ("text", "models", "2L text", "formed_at")),
-          ("2L text: share of ICL removed by its induction heads", ("text_ablation", "share_removed"))]
-VERDICT_KEYS = {f"argument_{k}": str(k) for k in range(1, 7)} | {
-    "mlp": "1, with MLPs", "text": "1, on plain text", "text_ablation": "3, on plain text"}
-
-
-def _get(numbers: dict, path: tuple):
-    for key in path:
-        if not isinstance(numbers, dict) or key not in numbers:
-            return float("nan")
-        numbers = numbers[key]
-    return float(numbers) if numbers is not None else float("nan")
-
-
-def _other_seeds(out: Path, size: str, seed: int, n_seeds: int, first: dict, backend: str,
-                 progress: bool, scheduler) -> tuple[Section, dict]:
+def _other_seeds(out: Path, size: str, seed: int, n_seeds: int, backend: str, progress: bool,
+                 scheduler) -> list[SeedRun]:
     """Train seeds seed+1 .. seed+n_seeds-1 of the family through the sweep (into
-    OUT/seeds/), analyse each (figures in OUT/seeds/seed<k>/figs), and lay out every seed's
-    verdicts and the range of the SPREAD numbers."""
+    OUT/seeds/) and analyse each the same way (figures in OUT/seeds/seed<k>/figs)."""
     from ..sweep import run_sweep
     others = [seed + k for k in range(1, n_seeds)]
     pairs = [(f"seed{s}-{m.slug}", m.train) for s in others for m in family(size, s)]
@@ -211,59 +183,41 @@ def _other_seeds(out: Path, size: str, seed: int, n_seeds: int, first: dict, bac
     if result.failed:
         raise ValueError(f"reproduce --seeds: {len(result.failed)} run(s) failed: "
                          f"{', '.join(result.failed)} (see {out / 'seeds' / 'sweep.json'})")
-    per_seed = {seed: first}
+    done = []
     for s in others:
         members = family(size, s)
         runs = {m.name: load_run(out / "seeds" / f"seed{s}-{m.slug}") for m in members}
-        per_seed[s], _, _ = _analyse(members, runs, out / "seeds" / f"seed{s}" / "figs", size, s,
-                                     backend, False)
-    seeds = list(per_seed)
-    rows = ["| argument | " + " | ".join(f"seed {s}" for s in seeds) + " | reproduced in |",
-            "|---|" + "---|" * (len(seeds) + 1)]
-    verdicts = {}
-    for key, label in VERDICT_KEYS.items():
-        if key in first:
-            v = [bool(per_seed[s][key]["reproduced"]) for s in seeds]
-            verdicts[label] = v
-            rows.append(f"| {label} | " + " | ".join("yes" if x else "**NO**" for x in v)
-                        + f" | {sum(v)} of {len(v)} |")
-    spread_rows = ["| number | " + " | ".join(f"seed {s}" for s in seeds) + " | range |",
-                   "|---|" + "---|" * (len(seeds) + 1)]
-    spread = {}
-    for label, path in SPREAD:
-        values = [_get(per_seed[s], path) for s in seeds]
-        finite = [x for x in values if np.isfinite(x)]
-        if path[0] not in per_seed[seed]:
-            continue                                  # a model this size does not train
-        spread[label] = {"values": values, "min": min(finite) if finite else float("nan"),
-                         "max": max(finite) if finite else float("nan")}
-        shown = lambda x: "n/a" if not np.isfinite(x) else (A.fmt_tokens(x) if "tokens" in label
-                                                              else f"{x:.2f}")
-        spread_rows.append(f"| {label} | " + " | ".join(shown(x) for x in values)
-                           + f" | {shown(spread[label]['min'])} to {shown(spread[label]['max'])} |")
-    text = [f"The same family trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}): the "
-            f"weights, the batches and the Argument-4 task maps change with the seed; the evaluation "
-            f"set does not. Seed {seed} is the run reported above; the others were trained through "
-            f"`minih sweep` into `seeds/` and analysed the same way (their figures are in "
-            f"`seeds/seed<k>/figs/`).", "\n".join(rows), "\n".join(spread_rows)]
-    return (Section("Seeds: the verdicts and the main numbers across seeds", text),
-            {"seeds": seeds, "verdicts": verdicts, "spread": spread})
+        numbers, _, _, measures = _analyse(members, runs, out / "seeds" / f"seed{s}" / "figs", size, s,
+                                           backend, False)
+        done.append(SeedRun(s, numbers, measures))
+    return done
+
+
+# how many seeds each size trains unless told (the full size's spread is part of its claim)
+DEFAULT_SEEDS = {"tiny": 1, "quick": 1, "full": 3}
 
 
 def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: str = "numba",
-              progress: bool = True, seeds: int = 1, scheduler=None, workers: int = 1) -> dict:
+              progress: bool = True, seeds: int | None = None, scheduler=None,
+              workers: int = 1) -> dict:
     """Train, measure and report; returns the numbers of numbers.json.
 
-    seeds > 1 also trains the family with seeds seed+1 .. seed+seeds-1 through the sweep
-    (minih.app.sweep.run_sweep, on `scheduler`: a local Dask cluster when Dask is
-    installed, else one run after another), analyses each seed the same way and adds a
-    section with every seed's verdicts and the range of the main numbers. `workers`: how many
+    seeds: how many seeds of the family to train (None: DEFAULT_SEEDS, 3 for the full size,
+    1 otherwise). Above 1, the family is also trained with seeds seed+1 .. seed+seeds-1
+    through the sweep (minih.app.sweep.run_sweep, on `scheduler`: a local Dask cluster when
+    Dask is installed, else one run after another) and each seed analysed the same way;
+    the report's curves then carry the seeds' range as bands, every section ends with its
+    numbers in each seed and their range, and a last section gives every seed's verdicts
+    (seeds.py). `workers`: how many
     models train side by side, one process each (training.py; `python -m minih reproduce`
     uses one per core). Above 1, a script that calls reproduce must start with
     `if __name__ == "__main__":`, as every multiprocessing program must: each worker
     imports the script again."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    seeds = DEFAULT_SEEDS[size] if seeds is None else seeds
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds must be an int >= 1, got {seeds!r}")
     if seeds > 1:
@@ -282,12 +236,19 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
         timings[f"train {m.name}"] = float(runs[m.name].manifest.get("timings", {})
                                            .get("train_seconds", float("nan")))
     timings["training, wall"] = time.perf_counter() - t0
-    numbers, sections, analysis_timings = _analyse(members, runs, figs, size, seed, backend, progress)
+    others = []
+    if seeds > 1:               # the other seeds first: the first seed's figures draw their spread
+        t = time.perf_counter()
+        others = _other_seeds(out, size, seed, seeds, backend, progress, scheduler)
+        timings["other seeds: training and analysis"] = time.perf_counter() - t
+    numbers, sections, analysis_timings, _ = _analyse(members, runs, figs, size, seed, backend, progress,
+                                                      others)
     timings.update(analysis_timings)
-    if seeds > 1:                                     # the other seeds, through the sweep
-        sec, numbers["seeds"] = _other_seeds(out, size, seed, seeds, numbers, backend, progress,
-                                             scheduler)
-        sections.append(sec)
+    if others:
+        per_seed = {seed: numbers} | {o.seed: o.numbers for o in others}
+        add_ranges(sections, per_seed)
+        note_figures(sections, list(per_seed))
+        sections["seeds"], numbers["seeds"] = seeds_section(per_seed)
     timings["total"] = time.perf_counter() - t0
     numbers["timings_seconds"] = timings
 
@@ -304,7 +265,7 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
                  f"| {k} | {'yes' if v else '**NO**'}"
                  + (f" (in {sum(numbers['seeds']['verdicts'][k])} of {seeds} seeds)" if seeds > 1 else "")
                  + " |" for k, v in verdicts.items()),
-             "What was trained:", *what_was_trained(members, seed),
+             "What was trained:", *what_was_trained(members, list(range(seed, seed + seeds))),
              "Caveats:", "\n".join(f"- {c}" for c in caveats(members, seeds)),
              f"Time: {timings['total']:.0f} s for this invocation, of which "
              f"{timings['training, wall']:.0f} s training (models trained side by side, one per "
@@ -312,7 +273,7 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
              + ", ".join(f"{k[6:]} {v:.0f} s" for k, v in timings.items() if k.startswith("train "))
              + "; analysis: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()
                                           if not k.startswith("train") and k != "total") + "."]
-    md, html = write_report(out, "Induction heads, reproduced on a CPU", intro, sections)
+    md, html = write_report(out, "Induction heads, reproduced on a CPU", intro, list(sections.values()))
     numbers = _to_jsonable(numbers)                   # numpy scalars -> plain JSON numbers
     save_json(out / "numbers.json", numbers)
     print(f"\nreport: {html}\n        {md}\nfigures: {figs}\nnumbers: {out / 'numbers.json'}")

@@ -30,19 +30,14 @@ from ...interp.generality import generality_scores
 from ...interp.metrics.heads import prefix_matching_tokens, stacked_patterns
 from ...model import get_backend, per_token_losses
 from ..report import Section, render_token_values_html
+from . import seeds as S
 from . import verdicts as V
-from .measure import RunMeasures, steepest_drop
+from .measure import RunMeasures, fmt_tokens, steepest_drop
 from .verdicts import CO_OCCUR_DECADES, INDUCTION_THRESHOLD
 
 # the paper's context indices (50, 500) of 512-token examples, and other pairs for its
 # robustness check, scaled to the run's context like the ICL score's own
 ICL_PAIRS = ((50, 500), (100, 500), (50, 250), (250, 500))
-
-
-def fmt_tokens(x: float) -> str:
-    if x is None or not np.isfinite(x):
-        return "n/a"
-    return f"{x / 1e6:.2f}M" if x >= 1e5 else f"{x / 1e3:.1f}k"
 
 
 def formed(m: RunMeasures) -> bool:
@@ -75,13 +70,28 @@ def _windows(ms, names):
 
 # --- Argument 1 and 6: co-occurrence, and continuity across depth ------------------------
 
+def loss_rate(m: RunMeasures) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's "curiosity": how fast the smoothed loss falls per decade of training
+    tokens, d loss / d log10 tokens, at every snapshot after step 0: (tokens, rate)."""
+    x = m.tokens[m.tokens > 0]
+    y = metrics.smooth_log(x, m.loss[m.tokens > 0])
+    return x, np.gradient(y, np.log10(x))
+
+
+def best_prefix_curve(m: RunMeasures) -> tuple[np.ndarray, np.ndarray]:
+    """The best prefix-matching score of a head that can be an induction head, per snapshot."""
+    first = 1 if m.prefix.shape[1] > 1 else 0
+    return m.tokens, m.prefix[:, first:].max(axis=(1, 2))
+
+
 def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], tag: str = "",
                title: str = "Argument 1: the phase change co-occurs with induction heads",
                data: str = "the induction task", control: str = "1L",
-               main: str | None = None) -> tuple[Section, dict]:
+               main: str | None = None, others: list = ()) -> tuple[Section, dict]:
     """Loss, ICL score, heatmaps, prefix matching and PCA for models trained on one data
     set (their per-token losses share an evaluation set), each signature also measured on
-    the 1-layer `control`. `tag` keeps file names apart."""
+    the 1-layer `control`. `tag` keeps file names apart; `others` (seeds.SeedRun) give the
+    curves their bands."""
     windows = _windows(ms, names)
     ctrl = ms[control] if control in names else None
     # where each deeper model's loss leaves the control's (same schedule: same snapshots)
@@ -89,31 +99,31 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
                      if ctrl is not None and n != control and np.array_equal(ms[n].tokens, ctrl.tokens)
                      else float("nan"))
                  for n in names}
+    b_loss = S.bands(ms, others, names, lambda m: (m.tokens, m.loss))
     f_loss = figures.curves(figs / f"a1{tag}_loss.png", {n: (ms[n].tokens, ms[n].loss) for n in names},
                             "mean eval loss (nats)",
                             f"Loss over training (shaded: ICL window; dotted: leaves the {control} curve)",
-                            windows, departure)
+                            windows, departure, bands=b_loss)
     early, late = ms[names[0]].icl_indices
+    b_icl = S.bands(ms, others, names, lambda m: (m.tokens, m.icl))
     f_icl = figures.curves(figs / f"a1{tag}_icl.png", {n: (ms[n].tokens, ms[n].icl) for n in names},
                            f"ICL score: loss@{late} - loss@{early} (nats)",
                            "In-context learning score (dotted: induction head forms)", windows,
-                           {n: ms[n].formed_at for n in names}, hline=0.0)
+                           {n: ms[n].formed_at for n in names}, hline=0.0, bands=b_icl)
     main = main or ("2L" if "2L" in names else names[-1])      # the model shown in detail
     m = ms[main]
     f_heat = figures.loss_position_heatmaps(figs / f"a1{tag}_heatmap.png", m.tokens, m.by_pos, m.deriv,
                                             f"{main}: loss by context position over training")
+    b_prefix = S.bands(ms, others, [main], best_prefix_curve)
     f_prefix = figures.head_scores_over_training(figs / f"a1{tag}_prefix.png", m.tokens, m.prefix,
                                                  f"{main}: prefix-matching score of every head",
-                                                 "prefix-matching score")
+                                                 "prefix-matching score", band=b_prefix.get(main))
     # the paper's "curiosity": how fast each model's loss falls per decade of training tokens
-    deriv = {}
-    for n in names:
-        x = ms[n].tokens[ms[n].tokens > 0]
-        y = metrics.smooth_log(x, ms[n].loss[ms[n].tokens > 0])
-        deriv[n] = (x, np.gradient(y, np.log10(x)))
+    deriv = {n: loss_rate(ms[n]) for n in names}
+    b_deriv = S.bands(ms, others, names, loss_rate)
     f_deriv = figures.curves(figs / f"a1{tag}_dloss.png", deriv, "d loss / d log10 tokens (nats/decade)",
                              "How fast the loss falls (dotted: induction head forms)", windows,
-                             {n: ms[n].formed_at for n in names}, hline=0.0)
+                             {n: ms[n].formed_at for n in names}, hline=0.0, bands=b_deriv)
     # per-token losses through the phase change: the prediction of the main model that
     # improves most, and the one that gets most worse, across its ICL window
     tokens_main = {}
@@ -215,12 +225,14 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
                        "and the 1-layer control shows none of it.",
                     "Not every signature came with the induction head's formation: see the criteria.")]
     sec = Section(title, text,
-                  [(str(f_loss), "Loss against training tokens (log axis)."),
-                   (str(f_icl), "ICL score over training."),
+                  [(str(f_loss), "Loss against training tokens (log axis)." + S.band_note(b_loss)),
+                   (str(f_icl), "ICL score over training." + S.band_note(b_icl)),
                    (str(f_heat), f"{main}: loss by context position and its derivative."),
-                   (str(f_prefix), f"{main}: prefix-matching score of every head (colour = layer)."),
+                   (str(f_prefix), f"{main}: prefix-matching score of every head (colour = layer)."
+                    + S.band_note(b_prefix, S.BEST_HEAD_NOTE)),
                    (str(f_pca), "PCA of per-token losses; star = the turn (metrics.knee_point)."),
-                   (str(f_deriv), "The derivative of the loss against log tokens, per model.")]
+                   (str(f_deriv), "The derivative of the loss against log tokens, per model."
+                    + S.band_note(b_deriv))]
                   + ([(str(f_tok), f"{main}: the loss of two single predictions over training.")]
                      if tokens_main else []))
     return sec, {"models": numbers, "reproduced": v.ok, "icl_indices": [early, late],
@@ -296,13 +308,15 @@ def argument_6(ms: dict[str, RunMeasures], runs: dict, names: list[str], numbers
 
 # --- Argument 2: smeared keys --------------------------------------------------------------
 
-def argument_2(ms: dict[str, RunMeasures], figs) -> tuple[Section, dict]:
+def argument_2(ms: dict[str, RunMeasures], figs, others: list = ()) -> tuple[Section, dict]:
     pairs = [(v, s) for v, s in (("1L", "1L smeared"), ("2L", "2L smeared")) if v in ms and s in ms]
     names = [n for p in pairs for n in p]
+    b_icl = S.bands(ms, others, names, lambda m: (m.tokens, m.icl))
     f = figures.curves(figs / "a2_smeared.png", {n: (ms[n].tokens, ms[n].icl) for n in names},
                        "ICL score (nats)",
                        "Smeared keys vs vanilla (dotted: induction head forms)",
-                       _windows(ms, names), {n: ms[n].formed_at for n in names}, hline=0.0)
+                       _windows(ms, names), {n: ms[n].formed_at for n in names}, hline=0.0,
+                       bands=b_icl)
     numbers, lines = {}, []
     for n in names:
         head, score = ms[n].best_prefix()
@@ -318,7 +332,8 @@ def argument_2(ms: dict[str, RunMeasures], figs) -> tuple[Section, dict]:
                        "one never does, and the 2-layer model forms its one no later.",
                     "Smeared keys did not move the phase change as the paper finds: see the criteria.")]
     return Section("Argument 2: smeared keys move the phase change", text,
-                   [(str(f), "ICL score with and without smeared keys.")]), {"models": numbers, "reproduced": v.ok,
+                   [(str(f), "ICL score with and without smeared keys." + S.band_note(b_icl))]), {
+                       "models": numbers, "reproduced": v.ok,
                                                                             "criteria": v.criteria}
 
 
@@ -521,11 +536,19 @@ def _generality_table(res: dict, prefix, copying, picked) -> list[str]:
     return rows
 
 
+def _task_groups(scores: dict, baselines: dict) -> dict:
+    """Argument 4's bars: task -> the picked heads' score and the two task-blind heads'."""
+    return {k: {"picked heads": scores[k] if np.isfinite(scores[k]) else 0.0,
+                "chance head": baselines[k]["uniform"],
+                "previous-token head": baselines[k]["previous_token"]} for k in scores}
+
+
 def argument_4(name: str, run, source, figs, backend: str = "numpy",
-               literal_only: tuple | None = None) -> tuple[Section, dict]:
+               literal_only: tuple | None = None, others: list = ()) -> tuple[Section, dict]:
     """Heads picked by literal copying alone, scored on translation and fuzzy matching, in the
     model trained on the three tasks; and (`literal_only` = (name, run)) the same scores for a
-    model trained on literal repeats alone, which says what the mix of tasks did."""
+    model trained on literal repeats alone, which says what the mix of tasks did. `others`
+    (seeds.SeedRun) give the bars their range over seeds."""
     params = run.params(len(run) - 1)
     cfg = run.cfg
     res = generality_scores(params, cfg, source, backend=backend)
@@ -537,13 +560,16 @@ def argument_4(name: str, run, source, figs, backend: str = "numpy",
     v = V.argument_4(picked, scores, {k: r["baselines"] for k, r in res.items()},
                      {k: float(r["gain"]) for k, r in res.items()})
     head = picked[0] if picked else (1 if cfg.n_layers > 1 else 0, 0)
-    groups = {k: {"picked heads": scores[k] if picked else 0.0,
-                  "chance head": r["baselines"]["uniform"],
-                  "previous-token head": r["baselines"]["previous_token"]} for k, r in res.items()}
+    groups = _task_groups(scores, {k: r["baselines"] for k, r in res.items()})
+    seeds_groups = [groups] + [_task_groups(o.numbers["argument_4"]["scores"],
+                                            o.numbers["argument_4"]["baselines"]) for o in others]
+    spread = ({k: {b: S.value_range([g[k][b] for g in seeds_groups]) for b in groups[k]}
+               for k in groups} if others else None)
     f_bar = figures.bars(figs / "a4_scores.png", groups, f"{name}: attention on the task's targets",
-                         "attention on target keys")
+                         "attention on target keys", ranges=spread)
     fig_list = [(str(f_bar), "Attention on the target keys per task: the heads literal copying picks "
-                             "against two task-blind heads (uniform attention; previous token).")]
+                             "against two task-blind heads (uniform attention; previous token)."
+                 + (S.BARS_NOTE if others else ""))]
     for kind, r in res.items():
         T = min(40, r["tokens"].shape[1])
         pats, _ = stacked_patterns(params, cfg, r["tokens"][:1, :T], backend=backend)

@@ -15,6 +15,13 @@ from .verdicts import INDUCTION_THRESHOLD   # the one definition of an induction
 
 
 
+def fmt_tokens(x: float) -> str:
+    """A token count as the report prints it: 0.16M, 53.2k (n/a: never)."""
+    if x is None or not np.isfinite(x):
+        return "n/a"
+    return f"{x / 1e6:.2f}M" if x >= 1e5 else f"{x / 1e3:.1f}k"
+
+
 def steepest_drop(tokens, icl, width: float = 0.1) -> tuple[float, float]:
     """Where the smoothed ICL score falls fastest against log tokens: (tokens, rate).
 
