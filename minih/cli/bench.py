@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 
-from ..app.bench import CONFIGS, format_profile, format_table, op_profile, run_bench, target_checks
+from ..app.bench import CONFIG_GROUPS, CONFIGS, format_profile, format_table, op_profile, run_bench, target_checks
 from ..config import ModelConfig
 from . import output_file
 
 def add_arguments(p):
     p.add_argument("--configs", default="ref,small",
-                   help="comma-separated, from: " + ", ".join(CONFIGS) + " (default: ref,small)")
+                   help="comma-separated, from: " + ", ".join(CONFIGS) + "; 'reproduce' names "
+                        "every config reproduce trains (default: ref,small)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per implementation (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing (default 2)")
     p.add_argument("--rounds", type=int, default=2,
@@ -28,10 +29,15 @@ def add_arguments(p):
 
 
 def run(args) -> int:
-    configs = [c.strip() for c in args.configs.split(",") if c.strip()]
+    configs = []
+    for c in (c.strip() for c in args.configs.split(",") if c.strip()):
+        for name in CONFIG_GROUPS.get(c, [c]):
+            if name not in configs:
+                configs.append(name)
     unknown = [c for c in configs if c not in CONFIGS]
     if unknown or not configs:
-        raise ValueError(f"--configs: unknown {unknown}; choose from {sorted(CONFIGS)}")
+        raise ValueError(f"--configs: unknown {unknown}; choose from {sorted(CONFIGS)} "
+                         f"or {', '.join(CONFIG_GROUPS)}")
     if args.steps < 1 or args.warmup < 0 or args.rounds < 1:
         raise ValueError(f"--steps and --rounds must be >= 1 and --warmup >= 0, got "
                          f"{args.steps}, {args.rounds}, {args.warmup}")
