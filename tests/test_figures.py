@@ -74,3 +74,48 @@ def test_range_table_states_each_seed_and_the_range():
     assert "| 2L | ICL score, last snapshot | -1.00 | -2.50 | -2.50 to -1.00 |" in table
     assert "| 2L | induction head forms at (tokens) | 0.20M | n/a | 0.20M (1 of 2 seeds) |" in table
     assert "|  | share of ICL removed by the induction heads | 80% | 60% | 60% to 80% |" in table
+
+
+def test_range_table_keeps_numbers_only_later_seeds_have():
+    # a head that formed in seed 1 alone: its share removed is a row, n/a in seed 0
+    from minih.app.reproduce.seeds import range_table, ranges
+    per_seed = {0: {"a": {"icl_clean": -0.1}},
+                1: {"a": {"icl_clean": -0.9, "share_removed": 0.7}}}
+    r = ranges("a", per_seed)
+    assert list(r) == ["icl_clean", "share_removed"]
+    assert np.isnan(r["share_removed"]["values"][0]) and r["share_removed"]["min"] == 0.7
+    assert "| n/a | 70% | 70% (1 of 2 seeds) |" in range_table("a", per_seed)
+
+
+def test_no_range_across_seeds_that_measured_different_models():
+    # Argument 3 ablates 2L in one seed and 3L in another: the values are shown with their
+    # model, and no range is taken across the two models
+    from minih.app.reproduce.seeds import range_table, ranges, seeds_section
+    per_seed = {0: {"argument_3": {"model": "2L", "share_removed": 0.9, "reproduced": True}},
+                1: {"argument_3": {"model": "3L", "share_removed": 0.5, "reproduced": False}}}
+    r = ranges("argument_3", per_seed)["share_removed"]
+    assert r["values"] == [0.9, 0.5] and np.isnan(r["min"]) and np.isnan(r["max"])
+    table = range_table("argument_3", per_seed)
+    assert "| | the model measured | 2L | 3L | different models: no range |" in table
+    assert "| 90% | 50% | not compared |" in table
+    sec, numbers = seeds_section(per_seed)
+    text = "\n".join(sec.paragraphs)
+    assert "| 90% (2L) | 50% (3L) | not compared: different models |" in text
+    assert "| 3 | yes | **NO** | 1 of 2 |" in text                  # the verdicts per seed
+    assert numbers["verdicts"] == {"3": [True, False]}
+    # the same model in both seeds: a range, and the model said once
+    per_seed[1]["argument_3"]["model"] = "2L"
+    table = range_table("argument_3", per_seed)
+    assert "2L in every seed" in table and "| 90% | 50% | 50% to 90% |" in table
+
+
+def test_criteria_table_says_which_criterion_failed_in_which_seed():
+    from minih.app.reproduce.seeds import criteria_table
+    per_seed = {0: {"a": {"criteria": [["forms a head", True], ["ICL falls", True]]}},
+                1: {"a": {"criteria": [["forms a head", True], ["ICL falls", False]]}}}
+    table = criteria_table("a", per_seed)
+    assert "| forms a head | held | held |" in table
+    assert "| ICL falls | held | **did not hold** |" in table
+    # seeds that checked different numbers of criteria: counts per seed
+    per_seed[1]["a"]["criteria"] = [["forms a head", False]]
+    assert "| criteria held | 2 of 2 | 0 of 1 |" in criteria_table("a", per_seed)

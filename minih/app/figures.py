@@ -39,8 +39,10 @@ def _finish_tokens_axes(fig, ax, path, ylabel: str, title: str) -> Path:
 
 
 def _shade_window(ax, window, color):
+    """The ICL window, hatched in the curve's colour: a solid fill is the seeds' band."""
     if window is not None:
-        ax.axvspan(window[0], window[1], color=color, alpha=0.15, lw=0)
+        ax.axvspan(window[0], window[1], facecolor="none", edgecolor=color, hatch="///",
+                   alpha=0.35, lw=0)
 
 
 def _band(ax, band, color):
@@ -56,7 +58,7 @@ def curves(path, series: dict, ylabel: str, title: str, windows: dict | None = N
     """Several curves against tokens seen (log x axis).
 
     series: name -> (tokens [S], values [S]); windows: name -> (start, end) tokens,
-    shaded; marks: name -> tokens value, drawn as a dotted vertical line (the bump);
+    hatched; marks: name -> tokens value, drawn as a dotted vertical line (the bump);
     bands: name -> (tokens [S], lo [S], hi [S]), the curve's range over seeds, filled.
     """
     fig, ax = plt.subplots(figsize=(7, 4))

@@ -11,7 +11,7 @@ printed with its criteria under the verdict). The shared definitions:
   prefix-matching score >= INDUCTION_THRESHOLD; it "forms" at the first snapshot
   where one reaches it;
 - the phase change is abrupt: the smoothed ICL score's steepest fall (nats per decade
-  of tokens) happens where the induction head forms. The window shaded in the figures
+  of tokens) happens where the induction head forms. The window hatched in the figures
   is the span in which the ICL score makes 10% to 90% of its total change
   (metrics.phase_change_window); with data on which a 1-layer model also learns
   gradually in context, that window also spans the gradual part, so the verdicts use
@@ -102,7 +102,7 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
     b_loss = S.bands(ms, others, names, lambda m: (m.tokens, m.loss))
     f_loss = figures.curves(figs / f"a1{tag}_loss.png", {n: (ms[n].tokens, ms[n].loss) for n in names},
                             "mean eval loss (nats)",
-                            f"Loss over training (shaded: ICL window; dotted: leaves the {control} curve)",
+                            f"Loss over training (hatched: ICL window; dotted: leaves the {control} curve)",
                             windows, departure, bands=b_loss)
     early, late = ms[names[0]].icl_indices
     b_icl = S.bands(ms, others, names, lambda m: (m.tokens, m.icl))
@@ -142,7 +142,7 @@ def argument_1(ms: dict[str, RunMeasures], runs: dict, figs, names: list[str], t
                                 (m.tokens, runs[main].losses[:, t["example"], t["position"]])
                                 for kind, t in tokens_main.items()},
                                "loss of one prediction (nats)",
-                               f"{main}: two predictions through the phase change (shaded: window)",
+                               f"{main}: two predictions through the phase change (hatched: window)",
                                {k: (m.window.start_tokens, m.window.end_tokens) for k in
                                 [f"{kind}: example {t['example']}, position {t['position'] + 1}"
                                  for kind, t in tokens_main.items()]})
@@ -453,7 +453,7 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
                     f"{r['dicl_zero']:+.2f} | {r['phase_attr']:+.2f} |")
     others = contrast_heads(heads, {u: r["dicl_pattern"] for u, r in per_head.items()},
                             {u: r["prev_token"] for u, r in per_head.items()})
-    numbers = {"heads": heads, "icl_clean": clean, "dicl_last": dict(zip(labels, map(float, dicl[:, -1]))),
+    numbers = {"model": name, "heads": heads, "icl_clean": clean, "dicl_last": dict(zip(labels, map(float, dicl[:, -1]))),
                "per_head": {f"{l}.{h}": r for (l, h), r in per_head.items()},
                "contrast_heads": others, "sweep_seconds": sweep.seconds,
                "snapshots_swept": (list(range(len(run))) if snapshots is None else snapshots.tolist())}
@@ -537,9 +537,9 @@ def _generality_table(res: dict, prefix, copying, picked) -> list[str]:
 
 
 def _task_groups(scores: dict, baselines: dict) -> dict:
-    """Argument 4's bars: task -> the picked heads' score and the two task-blind heads'."""
-    return {k: {"picked heads": scores[k] if np.isfinite(scores[k]) else 0.0,
-                "chance head": baselines[k]["uniform"],
+    """Argument 4's bars: task -> the picked heads' score (NaN when literal copying picked
+    none) and the two task-blind heads'."""
+    return {k: {"picked heads": scores[k], "chance head": baselines[k]["uniform"],
                 "previous-token head": baselines[k]["previous_token"]} for k in scores}
 
 
@@ -565,11 +565,15 @@ def argument_4(name: str, run, source, figs, backend: str = "numpy",
                                             o.numbers["argument_4"]["baselines"]) for o in others]
     spread = ({k: {b: S.value_range([g[k][b] for g in seeds_groups]) for b in groups[k]}
                for k in groups} if others else None)
-    f_bar = figures.bars(figs / "a4_scores.png", groups, f"{name}: attention on the task's targets",
+    # the range over the seeds where a head was picked; a seed that picked none has no bar
+    # height to add (its table row says n/a), and this seed's missing bar is drawn at 0
+    drawn = {k: {b: (x if np.isfinite(x) else 0.0) for b, x in g.items()} for k, g in groups.items()}
+    f_bar = figures.bars(figs / "a4_scores.png", drawn, f"{name}: attention on the task's targets",
                          "attention on target keys", ranges=spread)
     fig_list = [(str(f_bar), "Attention on the target keys per task: the heads literal copying picks "
                              "against two task-blind heads (uniform attention; previous token)."
-                 + (S.BARS_NOTE if others else ""))]
+                 + ("" if picked else " Literal copying picked no head: the first bars are 0.")
+                 + (S.BARS_NOTE_4 if others else ""))]
     for kind, r in res.items():
         T = min(40, r["tokens"].shape[1])
         pats, _ = stacked_patterns(params, cfg, r["tokens"][:1, :T], backend=backend)

@@ -28,7 +28,7 @@ from .measure import RunMeasures, fmt_tokens
 # numbers.json keys whose values name heads, snapshots or token positions of one seed, or
 # restate the criteria: they have no counterpart in another seed, so no range
 NOT_ACROSS_SEEDS = {"per_head", "dicl_last", "icl_pairs", "tokens_through_the_change", "criteria",
-                    "prefix", "copying", "window", "window_icl", "induction_heads", "best_head",
+                    "window", "window_icl", "induction_heads", "best_head",
                     "picked", "heads", "contrast_heads", "snapshots_swept", "snapshots",
                     "most_worse", "icl_indices", "pca_explained", "induction_head", "reproduced",
                     "family"}
@@ -47,7 +47,7 @@ LABELS = {"formed_at": "induction head forms at (tokens)", "icl_first": "ICL sco
           "share_removed": "share of ICL removed by the induction heads",
           "icl_ablated_contrast": "ICL score, as many other heads ablated",
           "share_removed_contrast": "share of ICL removed by as many other heads",
-          "prev_score": "previous-token score", "k_comp": "K-composition",
+          "prev_score": "previous-token score", "prefix": "the induction head's prefix matching", "k_comp": "K-composition",
           "k_baseline": "K-composition of random matrices", "k_comp_rank": "K-composition rank",
           "ov_eigen_copying": "eigenvalue copying score", "mean_change": "mean loss change (nats)",
           "improved": "predictions that improve", "worse": "predictions that get worse",
@@ -109,7 +109,7 @@ def _shown(x: float, key: str) -> str:
         return fmt_tokens(x)
     if key.startswith("share") or key.endswith("_share") or key == "icl_share_before_formation":
         return f"{x:.0%}"
-    if key in ("improved", "worse", "k_comp_rank"):
+    if key in ("improved", "worse", "k_comp_rank", "tokens"):
         return f"{x:.0f}"
     return f"{x:.2f}"
 
@@ -124,14 +124,30 @@ def _range_cell(values, lo: float, hi: float, leaf: str) -> str:
     return cell + ("" if n == len(values) else f" ({n} of {len(values)} seeds)")
 
 
+def models_compared(key: str, per_seed: dict[int, dict]) -> list | None:
+    """The model each seed's section `key` measured, where the section chose it (Argument 3
+    ablates 2L or 3L, whichever formed induction heads), else None."""
+    models = [(per_seed[s].get(key) or {}).get("model") for s in per_seed]
+    return models if any(isinstance(m, str) for m in models) else None
+
+
 def ranges(key: str, per_seed: dict[int, dict]) -> dict:
     """'/'-joined path -> {"values": one per seed, "min", "max"} for every number of section
-    `key` that means the same in every seed (the first seed's numbers decide which)."""
-    first = per_seed[next(iter(per_seed))].get(key) or {}
+    `key` that means the same in every seed: the numbers of any seed, in the order the first
+    seed that has each states it (a number only some seeds have, such as the share removed
+    by heads that formed in one seed only, is n/a in the others). Where the seeds' section
+    measured different models (models_compared), min and max are NaN: no range is taken
+    across models."""
+    paths = {}
+    for s in per_seed:
+        for path in _leaves(per_seed[s].get(key) or {}):
+            paths.setdefault(path, None)
+    models = models_compared(key, per_seed)
+    same_model = models is None or len(set(models)) == 1
     out = {}
-    for path in _leaves(first):
+    for path in paths:
         values = [_get(per_seed[s].get(key) or {}, path) for s in per_seed]
-        lo, hi = value_range(values)
+        lo, hi = value_range(values) if same_model else (float("nan"), float("nan"))
         out["/".join(path)] = {"values": values, "min": lo, "max": hi}
     return out
 
@@ -145,14 +161,21 @@ def range_table(key: str, per_seed: dict[int, dict]) -> str | None:
     seeds = list(per_seed)
     lines = ["| model | number | " + " | ".join(f"seed {s}" for s in seeds) + " | range |",
              "|---|---|" + "---|" * (len(seeds) + 1)]
+    models = models_compared(key, per_seed)
+    if models is not None:
+        differ = len(set(models)) > 1
+        lines.append("| | the model measured | " + " | ".join(str(m) for m in models) + " | "
+                     + ("different models: no range |" if differ else f"{models[0]} in every seed |"))
     for path, r in rows.items():
         parts = path.split("/")
         model = parts[1] if parts[0] == "models" and len(parts) > 2 else ""
         rest = parts[2:] if model else parts
         label = ", ".join(LABELS.get(p, p.replace("_", " ")) for p in rest)
         leaf = rest[-1]
+        cell = ("not compared" if models is not None and len(set(models)) > 1
+                else _range_cell(r["values"], r["min"], r["max"], leaf))
         lines.append(f"| {model} | {label} | " + " | ".join(_shown(v, leaf) for v in r["values"])
-                     + f" | {_range_cell(r['values'], r['min'], r['max'], leaf)} |")
+                     + f" | {cell} |")
     return "\n".join(lines)
 
 
@@ -196,8 +219,11 @@ def add_ranges(sections: dict[str, Section], per_seed: dict[int, dict]) -> None:
 # the caption sentences of figures drawn with the seeds' spread (the argument functions add them)
 BAND_NOTE = " Band around each curve: its range over the seeds, snapshot by snapshot."
 BARS_NOTE = " Error bars: the range over the seeds."
+# Argument 4's: the task-blind heads' bars depend on the task's sequences alone
+BARS_NOTE_4 = (" Error bars: the range over the seeds (over the seeds that picked a head, for "
+               "the first bars; the task-blind heads' change only with the task's map).")
 BEST_HEAD_NOTE = " Grey band: the best head's range over the seeds, snapshot by snapshot."
-SPREAD_NOTES = (BAND_NOTE, BARS_NOTE, BEST_HEAD_NOTE)
+SPREAD_NOTES = (BAND_NOTE, BARS_NOTE, BARS_NOTE_4, BEST_HEAD_NOTE)
 
 
 def band_note(drawn: dict, note: str = BAND_NOTE) -> str:
@@ -219,15 +245,18 @@ SPREAD = [("2L: induction head forms at (tokens)", ("argument_1", "models", "2L"
           ("3L: induction head forms at (tokens)", ("argument_1", "models", "3L", "formed_at")),
           ("2L: steepest ICL fall (nats/decade)", ("argument_1", "models", "2L", "steepest_icl_rate")),
           ("2L: final ICL score (nats)", ("argument_1", "models", "2L", "icl_last")),
-          ("Argument 3: share of ICL removed by the induction heads", ("argument_3", "share_removed")),
-          ("Argument 3: share removed by as many other heads", ("argument_3", "share_removed_contrast")),
+          ("Argument 3: share of ICL removed by the induction heads (the model ablated)",
+           ("argument_3", "share_removed")),
+          ("Argument 3: share removed by as many other heads (the model ablated)",
+           ("argument_3", "share_removed_contrast")),
           ("Argument 5: previous-token score", ("argument_5", "prev_score")),
           ("Argument 5: K-composition", ("argument_5", "k_comp")),
           ("2L MLP: induction head forms at (tokens)", ("argument_6", "models", "2L MLP", "formed_at")),
           ("2L MLP: share of ICL removed by its induction heads", ("argument_6", "models", "2L MLP",
                                                                     "share_removed")),
           ("2L text: induction head forms at (tokens)", ("text", "models", "2L text", "formed_at")),
-          ("2L text: share of ICL removed by its induction heads", ("text_ablation", "share_removed"))]
+          ("Plain text: share of ICL removed by the induction heads (the model ablated)",
+           ("text_ablation", "share_removed"))]
 # numbers.json key -> the argument it decides, as the verdict tables name it
 VERDICT_KEYS = {f"argument_{k}": str(k) for k in range(1, 7)} | {
     "mlp": "1, with MLPs", "text": "1, on plain text", "text_ablation": "3, on plain text"}
@@ -253,14 +282,19 @@ def seeds_section(per_seed: dict[int, dict]) -> tuple[Section, dict]:
         if path[0] not in first:
             continue                                  # a model this size does not train
         values = [_get(per_seed[s], path) for s in seeds]
-        lo, hi = value_range(values)
-        spread[label] = {"values": values, "min": lo, "max": hi}
+        models = models_compared(path[0], per_seed)
+        differ = models is not None and len(set(models)) > 1
+        lo, hi = (float("nan"), float("nan")) if differ else value_range(values)
+        spread[label] = {"values": values, "min": lo, "max": hi, "models": models}
         leaf = path[-1]
-        spread_rows.append(f"| {label} | " + " | ".join(_shown(x, leaf) for x in values)
-                           + f" | {_range_cell(values, lo, hi, leaf)} |")
+        shown = [_shown(x, leaf) + (f" ({m})" if models is not None else "")
+                 for x, m in zip(values, models or [None] * len(values))]
+        spread_rows.append(f"| {label} | " + " | ".join(shown) + " | "
+                           + ("not compared: different models" if differ
+                              else _range_cell(values, lo, hi, leaf)) + " |")
     text = [f"The same family trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}): the "
-            f"weights, the batches and the Argument-4 task maps change with the seed; the evaluation "
-            f"sets do not. Seed {seeds[0]} is the run whose sentences and head-by-head figures are "
+            f"weights, the batches and the Argument-4 task maps (so also the sequences Argument 4 "
+            f"is scored on) change with the seed; the other evaluation sets do not. Seed {seeds[0]} is the run whose sentences and head-by-head figures are "
             f"above; the others were trained through `minih sweep` into `seeds/` and analysed the "
             f"same way (their own figures are in `seeds/seed<k>/figs/`). Every section above ends "
             f"with all of its numbers in each seed; this one sums up.",
