@@ -8,8 +8,11 @@ serial path, which is what runs then, is tested whatever is installed.
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -268,6 +271,36 @@ def test_local_cluster_equals_one_by_one(one_by_one, tmp_path):
     for run in m["runs"].values():
         assert run["worker"].startswith("tcp://") and run["attempts"] == 1
         assert run["threads"] == max(1, S._cores() // 2)      # the cores shared by the two workers
+
+
+def test_a_local_cluster_leaves_this_process_as_it_was(tmp_path):
+    # Dask's nanny sets its workers' NUMBA_NUM_THREADS in the process it runs in; left there,
+    # the next Numba compile in this process re-read it and failed ("Cannot set
+    # NUMBA_NUM_THREADS to a different value once the threads have been launched"), which
+    # stopped `reproduce --seeds 3` after training. Run in a fresh process, so that Numba's
+    # threads start here, before the sweep, as they did in the reproduction.
+    pytest.importorskip("distributed", reason="Dask is not installed (pip install \"minih[cluster]\"); "
+                                              "the serial path is tested above")
+    script = f"""
+import os, numba
+from minih.app import sweep as S
+TINY = {TINY!r}
+grid = S.grid(["induction-2l"], {{"lr": [1e-3, 3e-3]}}, seeds=[0, 1], changes=TINY)
+before = dict(os.environ)
+n = numba.get_num_threads()                 # Numba's threads start now
+result = S.run_sweep(grid, {str(tmp_path)!r}, workers=2, progress=False)
+assert result.failed == [], result.failed
+assert dict(os.environ) == before, set(os.environ.items()) ^ set(before.items())
+f = numba.njit(lambda x: x + 1)             # a compile re-reads Numba's settings
+assert f(1) == 2 and numba.get_num_threads() == n
+print("ok")
+"""
+    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
+    res = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stderr[-2000:]
 
 
 @pytest.mark.slow

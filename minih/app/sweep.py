@@ -42,6 +42,7 @@ import socket
 import threading
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -501,12 +502,33 @@ def _cores() -> int:
         return os.cpu_count() or 1
 
 
+@contextmanager
+def kept_environ():
+    """Give this process's environment back as it was when the block began.
+
+    Dask's nanny sets its pre-spawn variables in os.environ of the process it runs in (its
+    docs: "even if this means poisoning the process running the Nanny"), which for a local
+    cluster is this one. NUMBA_NUM_THREADS=1 left behind broke the reproduction: the next
+    Numba compile here re-read it, and Numba refuses a thread count that differs from the
+    one its threads started with ("Cannot set NUMBA_NUM_THREADS to a different value once
+    the threads have been launched")."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for k in set(os.environ) - set(before):
+            del os.environ[k]
+        os.environ.update({k: v for k, v in before.items() if os.environ.get(k) != v})
+
+
 def local_cluster(n_workers: int):
     """A Dask cluster on this machine: n_workers processes of one task each, started with
     NUMBA_NUM_THREADS and OPENBLAS_NUM_THREADS = cores // n_workers (each worker's share
     of the cores, for minih's threads and for BLAS's alike), where you have not set those
     variables yourself, and without Dask's statistical profiler. The variables are set
-    before each worker process starts, since OpenBLAS and Numba read them then."""
+    before each worker process starts, since OpenBLAS and Numba read them then; this
+    process's own environment is given back unchanged (kept_environ), also after the
+    cluster restarts a worker, as long as the sweep runs in run_sweep."""
     import logging
     import dask
     from distributed import LocalCluster
@@ -518,7 +540,7 @@ def local_cluster(n_workers: int):
     # Dask's profiler samples each worker's stack every 10 ms: measured here, 0.5 s of CPU in
     # a worker's other threads while its task's 60 training steps took 2.9 s of CPU; without
     # it, 0.1 s and 1.6 s
-    with dask.config.set({key: environ, "distributed.worker.profile.enabled": False}):
+    with dask.config.set({key: environ, "distributed.worker.profile.enabled": False}), kept_environ():
         return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                             dashboard_address=None, silence_logs=logging.ERROR)
 
@@ -643,6 +665,15 @@ def run_sweep(runs, out, scheduler=None, *, workers: int | None = None, backend:
         else:
             todo.append((name, tc))
 
+    with kept_environ():       # a local cluster's nanny sets its workers' variables here too
+        return _run_sweep(items, todo, known, out, scheduler, workers, worker_wait_seconds,
+                          task_options, progress)
+
+
+def _run_sweep(items, todo, known, out: Path, scheduler, workers, worker_wait_seconds: float,
+               task_options: dict, progress: bool) -> SweepResult:
+    """run_sweep's work, once the runs are sorted into todo (to train) and known (finished,
+    diverged, or unusable)."""
     client = cluster = None
     if scheduler == "serial" or not todo:
         where = "this process" if todo else "nothing to run"
