@@ -916,7 +916,7 @@ def test_batch_shards_give_the_whole_batch(B, monkeypatch):
     monkeypatch.setattr(shards, "MIN_SHARD_POSITIONS", 1)
     monkeypatch.setattr(shards, "MIN_SPLIT_POSITIONS", 1)
     monkeypatch.setattr(blas, "MIN_ROWS", 8)
-    bounds = shards.shard_bounds(B)
+    bounds = shards.shard_bounds(B, 11)
     assert bounds[0][0] == 0 and bounds[-1][1] == B and len(bounds) == min(B, shards.N_SHARDS)
     assert all(a[1] == b[0] and b[1] > b[0] for a, b in zip(bounds, bounds[1:])), bounds
     cfg = minih.ModelConfig(n_layers=2, d_model=12, n_heads=3, d_head=4, n_ctx=11, d_vocab=9,
@@ -929,14 +929,17 @@ def test_batch_shards_give_the_whole_batch(B, monkeypatch):
                             loss_whole, grads_whole)
 
 
-@pytest.mark.parametrize("B, T, n_calls", [(32, 32, 1), (16, 128, 1), (32, 128, 8), (9, 512, 8),
-                                         (7, 600, 7), (1, 4096, 1)])
+@pytest.mark.parametrize("B, T, n_calls", [(31, 32, 1), (32, 32, 2), (4, 256, 2), (16, 128, 4),
+                                         (32, 128, 8), (9, 512, 8), (7, 600, 7), (3, 400, 2),
+                                         (1, 4096, 1)])
 def test_batch_shards_only_when_each_holds_enough_positions(B, T, n_calls):
-    # oracle: the calls of f, counted. A shard must hold MIN_SHARD_POSITIONS = 512 positions
-    # (B * T / n_shards): 32 x 32 and 16 x 128 run whole (one call), 32 x 128 in 8 shards
-    # of 512, 9 x 512 in 8 (the last of two sequences), 7 x 600 in 7 of one sequence; one
-    # sequence is always one call. A whole batch under MIN_SPLIT_POSITIONS = 2048
-    # positions runs alone (marked as a task: nothing inside splits), a bigger one not
+    # oracle: the calls of f, counted. As many shards as hold MIN_SHARD_POSITIONS = 512
+    # positions each on average, at most 8 and at most B: 31 x 32 (992 positions) runs
+    # whole (one call), 32 x 32 and 4 x 256 in 2 shards of 512, 16 x 128 in 4, 32 x 128
+    # in 8, 9 x 512 in 8 (the last of two sequences), 7 x 600 in 7 of one sequence,
+    # 3 x 400 in 2 (of 1 and 2 sequences); one sequence is always one call. A whole batch
+    # under MIN_SPLIT_POSITIONS = 2048 positions runs alone (marked as a task: nothing
+    # inside splits), a bigger one not
     from minih.kernels import shards
     assert shards.MIN_SHARD_POSITIONS == 512 and shards.MIN_SPLIT_POSITIONS == 2048
     calls = []

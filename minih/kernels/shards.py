@@ -15,14 +15,18 @@ Why shards: the threads meet once a step instead of at each of ~39 ops, and a th
 holds an eighth of the batch's activations at a time (REF's peak memory 287 -> 92 MiB;
 65 MiB since the backward recomputes the pattern).
 
-Two size rules, both measured (docs/04_numba.md, "The numpy backend"):
-  - shards only when each holds MIN_SHARD_POSITIONS = 512 positions (B * T / n_shards,
-    on average); smaller ones spend their time waiting for the GIL (induction-2l, 128
-    positions a shard: numpy 7.3 ms a step whole, 15.1 ms in shards);
-  - a batch computed whole with fewer than MIN_SPLIT_POSITIONS = 2048 positions runs on
-    the calling thread alone (threads.run_alone): splitting its ops over the threads
-    costs more wake-ups than it saves (numba, 1024 positions: 8.8 ms on 2 threads, 5.0
-    on 1). Above it the numba backend's kernels and products split their own work.
+Two size rules, both measured (docs/04_numba.md, "Shard sizes"):
+  - as many shards as hold MIN_SHARD_POSITIONS = 512 positions each (B * T / n_shards, on
+    average), at most N_SHARDS: smaller ones spend their time waiting for the GIL
+    (induction-2l, 128 positions a shard: numpy 7.3 ms a step whole, 15.1 ms in shards).
+    So the 32 x 32 batches of the induction-task models and the 4 x 256 of the text models
+    run as two shards, one per core: on 2 threads 1.18x (induction-2l), 1.44x (with MLPs)
+    and 1.50-1.61x (text-1l, text-2l) the tokens/s of the whole batch on its own thread;
+    on 1 thread the second shard's fixed cost makes them 3-10% slower;
+  - a batch of one shard (fewer than 1024 positions, or one sequence) with fewer than
+    MIN_SPLIT_POSITIONS = 2048 positions runs on the calling thread alone
+    (threads.run_alone): splitting its ops over the threads costs more wake-ups than it
+    saves. Above it the numba backend's kernels and products split their own work.
 Both rules, the shards and the order of the sum depend on B and T alone, never on the
 thread count, so neither do the bits (tests/test_kernels.py). N_SHARDS = 8 was the
 fastest of 4, 8 and 16 for REF (docs/04_numba.md, "Threads"). To step through a
@@ -35,13 +39,15 @@ from .blas_threads import single_threaded_blas
 from .threads import run_alone, run_tasks
 
 N_SHARDS = 8   # fixed shards of the batch (fewer when B < N_SHARDS)
-MIN_SHARD_POSITIONS = 512   # below this many positions per shard: the whole batch at once
+MIN_SHARD_POSITIONS = 512   # positions a shard holds at least (on average); fewer: fewer shards
 MIN_SPLIT_POSITIONS = 2048  # a whole batch smaller than this runs on the calling thread alone
 
 
-def shard_bounds(B: int):
-    """The shards of a batch of B sequences: [(b0, b1), ...], consecutive, covering range(B)."""
-    n = max(1, min(B, N_SHARDS))
+def shard_bounds(B: int, T: int):
+    """The shards of a batch of B sequences of T positions: [(b0, b1), ...], consecutive,
+    covering range(B). As many shards as hold MIN_SHARD_POSITIONS positions each on
+    average, at most N_SHARDS and at most B; at least one (the whole batch)."""
+    n = max(1, min(B, N_SHARDS, B * T // MIN_SHARD_POSITIONS))
     return [(s * B // n, (s + 1) * B // n) for s in range(n)]
 
 
@@ -49,17 +55,17 @@ def over_batch_shards(f, tokens):
     """(loss, grads) of the batch `tokens` [B, T], from f(tokens[b0:b1]) -> (loss_s, grads_s)
     on the shards of shard_bounds(B), side by side on threads.run_tasks:
         loss = sum_s (B_s / B) loss_s,   grads[key] = sum_s (B_s / B) grads_s[key],
-    summed in shard order. A batch whose shards would hold fewer than MIN_SHARD_POSITIONS
-    positions each (B * T / n_shards, on average) is computed whole, f(tokens); below
-    MIN_SPLIT_POSITIONS positions on the calling thread alone (threads.run_alone), above
-    it with the numba backend's kernels and products split over the threads."""
+    summed in shard order. A batch of one shard (fewer than 2 * MIN_SHARD_POSITIONS
+    positions, or one sequence) is computed whole, f(tokens): below MIN_SPLIT_POSITIONS
+    positions on the calling thread alone (threads.run_alone), above it with the numba
+    backend's kernels and products split over the threads."""
     B, T = tokens.shape
-    bounds = shard_bounds(B)
+    bounds = shard_bounds(B, T)
     # the whole step with BLAS on one thread of its own: the numba backend splits the big
     # products over minih's threads itself (kernels/blas.py), and a small step's products
     # gain nothing from BLAS's threads but their busy-waiting (kernels/blas_threads.py)
     with single_threaded_blas():
-        if len(bounds) == 1 or B * T < MIN_SHARD_POSITIONS * len(bounds):
+        if len(bounds) == 1:
             return run_alone(lambda: f(tokens)) if B * T < MIN_SPLIT_POSITIONS else f(tokens)
         out = [None] * len(bounds)
 
