@@ -116,6 +116,11 @@ def test_criteria_table_says_which_criterion_failed_in_which_seed():
     table = criteria_table("a", per_seed)
     assert "| forms a head | held | held |" in table
     assert "| ICL falls | held | **did not hold** |" in table
+    # a seed whose criterion reads differently says how, from its last parenthesis
+    per_seed[0]["a"]["criteria"][1][0] = "others remove less (5%)"
+    per_seed[1]["a"]["criteria"][1][0] = "others remove less (the model has too few such heads)"
+    assert ("| others remove less (5%) | held | **did not hold** (the model has too few such heads) |"
+            in criteria_table("a", per_seed))
     # seeds that checked different numbers of criteria: counts per seed
     per_seed[1]["a"]["criteria"] = [["forms a head", False]]
     assert "| criteria held | 2 of 2 | 0 of 1 |" in criteria_table("a", per_seed)

@@ -469,7 +469,12 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
         if others:
             ablated_o = icl_without(others, "pattern")
             share_oth = share(ablated_o) if len(others) == len(heads) else None
-            numbers.update(icl_ablated_contrast=ablated_o, share_removed_contrast=share(ablated_o))
+            # only a set as large as the induction heads is the contrast; fewer get their own keys
+            if share_oth is not None:
+                numbers.update(icl_ablated_contrast=ablated_o, share_removed_contrast=share_oth)
+            else:
+                numbers.update(n_fewer_others=len(others), icl_ablated_fewer_others=ablated_o,
+                               share_removed_fewer_others=share(ablated_o))
             text_num.append(f"Ablating {len(others)} other head(s) (neither induction nor previous-token heads) "
                             f"{', '.join(f'{l}.{h}' for l, h in others)} together instead (the ones whose "
                             f"own ablation removes the most ICL) gives {ablated_o:.2f}: "
@@ -495,10 +500,14 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
         text_num.append(f"`{name}` has no induction head to ablate (no head reached {INDUCTION_THRESHOLD}).")
     v = V.argument_3(clean, share_ind if share_ind is not None else float("nan"), share_oth, len(heads))
     numbers["reproduced"], numbers["criteria"] = v.ok, v.criteria
-    text = [f"The model ablated is `{name}`, the first of {', '.join(f'`{c}`' for c in candidates)} "
-            "that has as many heads that are "
-            "neither induction nor previous-token heads as it has induction heads, so that the "
-            "contrast the argument needs exists. "
+    listed = ", ".join(f"`{c}`" for c in candidates)
+    fair = bool(heads) and len(others) == len(heads)
+    text = [(f"The model ablated is `{name}`, the first of {listed} that has as many heads that are "
+             "neither induction nor previous-token heads as it has induction heads, so that the "
+             "contrast the argument needs exists. " if fair else
+             f"The model ablated is `{name}`, the first of {listed}: none of them has induction heads "
+             "and as many heads that are neither induction nor previous-token heads, so the contrast "
+             "the argument needs is missing. ") +
             "Each head is removed alone at every snapshot, with all attention patterns frozen to the "
             "clean run's (pattern-preserving ablation; in an attention-only model it removes every "
             "path through the head), and at the last snapshot also by zeroing its output (patterns "

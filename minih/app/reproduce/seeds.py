@@ -47,6 +47,9 @@ LABELS = {"formed_at": "induction head forms at (tokens)", "icl_first": "ICL sco
           "share_removed": "share of ICL removed by the induction heads",
           "icl_ablated_contrast": "ICL score, as many other heads ablated",
           "share_removed_contrast": "share of ICL removed by as many other heads",
+          "n_fewer_others": "other heads, fewer than the induction heads (no contrast)",
+          "icl_ablated_fewer_others": "ICL score, those fewer other heads ablated",
+          "share_removed_fewer_others": "share of ICL removed by those fewer other heads",
           "prev_score": "previous-token score", "prefix": "the induction head's prefix matching", "k_comp": "K-composition",
           "k_baseline": "K-composition of random matrices", "k_comp_rank": "K-composition rank",
           "ov_eigen_copying": "eigenvalue copying score", "mean_change": "mean loss change (nats)",
@@ -109,7 +112,7 @@ def _shown(x: float, key: str) -> str:
         return fmt_tokens(x)
     if key.startswith("share") or key.endswith("_share") or key == "icl_share_before_formation":
         return f"{x:.0%}"
-    if key in ("improved", "worse", "k_comp_rank", "tokens"):
+    if key in ("improved", "worse", "k_comp_rank", "tokens", "n_fewer_others"):
         return f"{x:.0f}"
     return f"{x:.2f}"
 
@@ -179,6 +182,16 @@ def range_table(key: str, per_seed: dict[int, dict]) -> str | None:
     return "\n".join(lines)
 
 
+def _criterion_cell(criterion, first_wording: str) -> str:
+    """"held" or "**did not hold**", and, where this seed's criterion reads differently from
+    the first seed's (its own numbers, or "too few such heads"), its last parenthesis."""
+    what, held = criterion
+    cell = "held" if held else "**did not hold**"
+    if what != first_wording and what.endswith(")") and "(" in what:
+        cell += " " + what[what.rindex("("):]
+    return cell
+
+
 def criteria_table(key: str, per_seed: dict[int, dict]) -> str | None:
     """Whether each criterion of section `key`'s verdict held in each seed. Worded with the
     first seed's numbers; when the seeds checked different numbers of criteria (a model
@@ -191,8 +204,7 @@ def criteria_table(key: str, per_seed: dict[int, dict]) -> str | None:
         " | ".join(f"seed {s}" for s in seeds) + " |"
     rule = "|---|" + "---|" * len(seeds)
     if len({len(c) for c in crit.values()}) == 1:
-        rows = [f"| {what} | " + " | ".join("held" if crit[s][i][1] else "**did not hold**"
-                                           for s in seeds) + " |"
+        rows = [f"| {what} | " + " | ".join(_criterion_cell(crit[s][i], what) for s in seeds) + " |"
                 for i, (what, _) in enumerate(crit[seeds[0]])]
     else:
         rows = ["| criteria held | " + " | ".join(f"{sum(h for _, h in crit[s])} of {len(crit[s])}"
