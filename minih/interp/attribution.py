@@ -40,6 +40,7 @@ from .metrics import icl_indices, icl_score, phase_change_window
 from .metrics import steepest_fall as metrics_steepest_fall
 from ..model import forward, get_backend
 from ..params import check_tokens
+from ..training.memory import kept_freed_memory
 
 
 @dataclass
@@ -114,7 +115,19 @@ def sweep_heads(run, kind: str = "pattern", units=None, snapshots=None, directio
     units: a list of head sets, each a tuple of (layer, head) pairs (default:
     default_units, every head alone and every layer whole); snapshots: indices (default all);
     direction: v [N*(T-1)] for the phase-change attribution (see phase_direction).
+
+    The sweep runs (units + 1) forwards a snapshot, each allocating and freeing logits of
+    [N, T, d_vocab] (537 MB for the text models' 512 x 256 x 1024 evaluation set): it runs
+    with freed memory kept for reuse (training/memory.py) rather than handed back to the
+    system and faulted in again at the next forward (2L text, one snapshot, on a 2-core AMD
+    EPYC VM: 9.1-10.6 s against 13.4-22.1 s).
     """
+    with kept_freed_memory():
+        return _sweep_heads(run, kind, units, snapshots, direction, backend, progress)
+
+
+def _sweep_heads(run, kind, units, snapshots, direction, backend, progress) -> HeadSweep:
+    """sweep_heads' work."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     cfg = run.cfg
