@@ -501,7 +501,7 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
     v = V.argument_3(clean, share_ind if share_ind is not None else float("nan"), share_oth, len(heads))
     numbers["reproduced"], numbers["criteria"] = v.ok, v.criteria
     listed = ", ".join(f"`{c}`" for c in candidates)
-    fair = bool(heads) and len(others) == len(heads)
+    fair = share_oth is not None                   # a same-sized set of other heads was ablated
     text = [(f"The model ablated is `{name}`, the first of {listed} that has as many heads that are "
              "neither induction nor previous-token heads as it has induction heads, so that the "
              "contrast the argument needs exists. " if fair else

@@ -129,9 +129,14 @@ def _range_cell(values, lo: float, hi: float, leaf: str) -> str:
 
 def models_compared(key: str, per_seed: dict[int, dict]) -> list | None:
     """The model each seed's section `key` measured, where the section chose it (Argument 3
-    ablates 2L or 3L, whichever formed induction heads), else None."""
+    ablates the first of 2L, 3L with induction heads and as many other heads), else None."""
     models = [(per_seed[s].get(key) or {}).get("model") for s in per_seed]
     return models if any(isinstance(m, str) for m in models) else None
+
+
+def _models_differ(models: list | None) -> bool:
+    """Whether the seeds measured different models (models_compared): then no range."""
+    return models is not None and len(set(models)) > 1
 
 
 def ranges(key: str, per_seed: dict[int, dict]) -> dict:
@@ -145,12 +150,11 @@ def ranges(key: str, per_seed: dict[int, dict]) -> dict:
     for s in per_seed:
         for path in _leaves(per_seed[s].get(key) or {}):
             paths.setdefault(path, None)
-    models = models_compared(key, per_seed)
-    same_model = models is None or len(set(models)) == 1
+    differ = _models_differ(models_compared(key, per_seed))
     out = {}
     for path in paths:
         values = [_get(per_seed[s].get(key) or {}, path) for s in per_seed]
-        lo, hi = value_range(values) if same_model else (float("nan"), float("nan"))
+        lo, hi = (float("nan"), float("nan")) if differ else value_range(values)
         out["/".join(path)] = {"values": values, "min": lo, "max": hi}
     return out
 
@@ -165,8 +169,8 @@ def range_table(key: str, per_seed: dict[int, dict]) -> str | None:
     lines = ["| model | number | " + " | ".join(f"seed {s}" for s in seeds) + " | range |",
              "|---|---|" + "---|" * (len(seeds) + 1)]
     models = models_compared(key, per_seed)
+    differ = _models_differ(models)
     if models is not None:
-        differ = len(set(models)) > 1
         lines.append("| | the model measured | " + " | ".join(str(m) for m in models) + " | "
                      + ("different models: no range |" if differ else f"{models[0]} in every seed |"))
     for path, r in rows.items():
@@ -175,8 +179,7 @@ def range_table(key: str, per_seed: dict[int, dict]) -> str | None:
         rest = parts[2:] if model else parts
         label = ", ".join(LABELS.get(p, p.replace("_", " ")) for p in rest)
         leaf = rest[-1]
-        cell = ("not compared" if models is not None and len(set(models)) > 1
-                else _range_cell(r["values"], r["min"], r["max"], leaf))
+        cell = "not compared" if differ else _range_cell(r["values"], r["min"], r["max"], leaf)
         lines.append(f"| {model} | {label} | " + " | ".join(_shown(v, leaf) for v in r["values"])
                      + f" | {cell} |")
     return "\n".join(lines)
@@ -295,7 +298,7 @@ def seeds_section(per_seed: dict[int, dict]) -> tuple[Section, dict]:
             continue                                  # a model this size does not train
         values = [_get(per_seed[s], path) for s in seeds]
         models = models_compared(path[0], per_seed)
-        differ = models is not None and len(set(models)) > 1
+        differ = _models_differ(models)
         lo, hi = (float("nan"), float("nan")) if differ else value_range(values)
         spread[label] = {"values": values, "min": lo, "max": hi, "models": models}
         leaf = path[-1]
@@ -306,8 +309,8 @@ def seeds_section(per_seed: dict[int, dict]) -> tuple[Section, dict]:
                               else _range_cell(values, lo, hi, leaf)) + " |")
     text = [f"The same family trained with {len(seeds)} seeds ({', '.join(map(str, seeds))}): the "
             f"weights, the batches and the Argument-4 task maps (so also the sequences Argument 4 "
-            f"is scored on) change with the seed; the other evaluation sets do not. Seed {seeds[0]} is the run whose sentences and head-by-head figures are "
-            f"above; the others were trained through `minih sweep` into `seeds/` and analysed the "
+            f"is scored on) change with the seed; the other evaluation sets do not. Seed "
+            f"{seeds[0]} is the run whose sentences and head-by-head figures are above; the others were trained through `minih sweep` into `seeds/` and analysed the "
             f"same way (their own figures are in `seeds/seed<k>/figs/`). Every section above ends "
             f"with all of its numbers in each seed; this one sums up.",
             "\n".join(rows), "\n".join(spread_rows)]
