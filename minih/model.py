@@ -34,7 +34,11 @@ The backward reads the same cache, so interpretability and backprop read one dic
 A backend is a module with the op functions of minih.ops (NumPy, the reference) or
 minih.kernels (Numba: the reference with fast twins), chosen by name with `backend=`.
 The Numba backend also has a fused attention that keeps no pattern; forward uses it
-only where nothing may read or change the pattern (training, keep="backward").
+only where nothing may read or change the pattern (training, keep="backward"). And for
+training it has the whole step of each shard of the batch in one kernel
+(minih/kernels/step.py): these same steps and their backward, written once more as a
+single jitted function, checked against this file by tests/test_step.py; loss_and_grads
+uses it with backend="numba". Everything that reads or edits activations runs forward.
 
 Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab,
 M = d_mlp
@@ -438,6 +442,11 @@ def loss_and_grads(params, tokens, cfg: ModelConfig, backend: str = "numpy"):
     ops = get_backend(backend)
     check_params(params, cfg)
     tokens = check_tokens(tokens, cfg, min_len=2)
+    if hasattr(ops, "fused_loss_and_grads") and ops.fused_step_applies(tokens):
+        # the Numba backend's whole step in one kernel call per shard of the batch: these
+        # same steps, written once more as a single jitted function (minih/kernels/step.py)
+        loss, grads = ops.fused_loss_and_grads(params, tokens, cfg)
+        return loss, {key: grads[key] for key in params}                # params' key order
     step = lambda t: _loss_and_grads(params, t, cfg, ops)               # noqa: E731
     if hasattr(ops, "over_batch_shards"):
         # the Numba backend's data parallelism: the loss is a mean over sequences, so it

@@ -68,3 +68,41 @@ def test_single_threaded_blas_nests_and_restores():
             assert lib.get() == 1
         assert lib.get() == 1                      # the inner block does not restore early
     assert lib.get() == before
+
+
+CHILD_EVERY_LIBRARY = r"""
+import json, re
+from minih.kernels.blas_threads import blas_libraries, single_threaded_blas
+libs = blas_libraries()                        # asked first, before any kernel has run
+import numpy as np
+import minih
+cfg = minih.ModelConfig.preset("tiny")
+params = minih.init_params(cfg, 0)
+tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (2, cfg.n_ctx))
+minih.loss_and_grads(params, tokens, cfg, backend="numba")   # np.dot inside the step kernel
+with open("/proc/self/maps") as f:
+    loaded = sorted({line.split()[-1] for line in f
+                     if re.search(r"openblas[^/]*\.so", line.split()[-1], re.I)})
+with single_threaded_blas():
+    counts = [lib.get() for lib in libs]
+print(json.dumps({"controlled": sorted(l.path for l in libs), "loaded": loaded, "counts": counts}))
+"""
+
+
+def test_every_loaded_blas_is_controlled_also_the_one_numba_calls():
+    # oracle: the OpenBLAS libraries the process has mapped after a numba training step,
+    # read from /proc/self/maps. Numba compiles np.dot in the whole-step kernel into calls
+    # of SciPy's BLAS (another library than numpy's); found late, it kept its own threads
+    # beside minih's and two shards' products took twice as long each. Every loaded one
+    # must be among those minih sets to one thread, even when asked before any kernel ran
+    import pytest
+    if not os.path.exists("/proc/self/maps"):
+        pytest.skip("needs /proc/self/maps (Linux) to list the loaded libraries")
+    res = subprocess.run([sys.executable, "-c", CHILD_EVERY_LIBRARY], env=plain_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    if not out["loaded"]:
+        pytest.skip("no OpenBLAS in this process (another BLAS): nothing to compare")
+    assert set(out["loaded"]) <= set(out["controlled"]), out
+    assert out["counts"] and all(n == 1 for n in out["counts"]), out

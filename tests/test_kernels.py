@@ -1317,6 +1317,8 @@ def test_bench_op_profile_times_every_op_and_restores_the_backend():
         wall, cpu = prof["ops_ms"][op]
         assert wall > 0 and cpu >= 0, op
     assert prof["step_wall_ms"] > 0 and prof["tokens_per_s"] > 0
+    assert prof["fused_step_wall_ms"] > 0                # the step as training runs it
+    assert kernels.fused_step_applies(np.zeros((2, cfg.n_ctx), dtype=np.int64))  # given back
 
 
 def test_shapes_cover_whole_and_partial_tiles():

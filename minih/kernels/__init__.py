@@ -7,7 +7,7 @@ both backends; a twin is an optional optimisation. Each twin's docstring begins 
 naming the reference it mirrors, and tests/test_kernels.py checks it against that
 reference (float64 and float32, odd shapes, non-contiguous input).
 
-Besides the twins, three speed tricks that exist only here:
+Besides the twins, four speed tricks that exist only here:
   - FUSED: fused_attention_forward / fused_attention_backward do the reference's four
     attention passes in one kernel each, keeping each row's log-sum-exp instead of the
     [B,H,T,T] pattern and recomputing the pattern in the backward. minih.model uses
@@ -21,6 +21,10 @@ Besides the twins, three speed tricks that exist only here:
     on that thread (kernels/shards.py, over_batch_shards; a batch under 2048 positions
     runs on the calling thread alone). The shards depend on B and T alone, so the bits
     of a step do not depend on the thread count.
+  - the whole step: fused_loss_and_grads runs each shard's forward, loss and backward
+    as one kernel call (kernels/step.py), the kernels above and BLAS's gemm called from
+    inside it, with Python's lock released throughout; model.loss_and_grads uses it
+    whenever the batch is in shards or small enough for one thread (fused_step_applies).
 Read it beside the reference: docs/04_numba.md.
 
 Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
@@ -36,6 +40,7 @@ from .mlp import gelu_forward, gelu_backward
 from .loss import cross_entropy_forward, cross_entropy_backward, per_token_loss
 from .adamw import adamw_update
 from .shards import over_batch_shards
+from .step import fused_loss_and_grads, fused_step_applies
 
 NAME = "numba"
 
@@ -48,4 +53,5 @@ TWINS = ("embed_forward", "embed_backward", "pos_embed_backward", "unembed_forwa
          "output_backward", "head_results", "gelu_forward", "gelu_backward",
          "cross_entropy_forward", "cross_entropy_backward", "per_token_loss", "adamw_update")
 # ops with no reference of their own: the fused attention (checked against the passes)
-FUSED = ("fused_attention_forward", "fused_attention_backward")
+# and the whole step (checked against model.loss_and_grads with the reference ops)
+FUSED = ("fused_attention_forward", "fused_attention_backward", "fused_loss_and_grads")

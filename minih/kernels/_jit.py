@@ -149,17 +149,20 @@ def row_max_f32(row, n):
 
 # --- a cache that knows its helpers ---------------------------------------------------------
 
-HELPER_FILES = ("_jit.py", "simd.py")   # compiled into the kernels of other files
-# (attention.py, loss.py; mlp.py compiles in simd.py's exp constants)
+# files whose kernels or constants are compiled into the kernels of other files: the
+# helpers here and simd.py's (in attention.py, loss.py, mlp.py), and every file whose
+# kernels step.py's whole-step kernel calls
+HELPER_FILES = ("_jit.py", "simd.py", "attention.py", "embedding.py", "layernorm.py", "loss.py",
+                "mlp.py")
 
 
 def drop_stale_cache(folder=Path(__file__).parent):
     """Delete the Numba cache in folder/__pycache__ if a helper file changed since it was written.
 
     Why: Numba checks a cached kernel against its own source file only (see the module
-    docstring), so after an edit to a helper here or in HELPER_FILES the attention and loss
-    kernels would keep running the old helper. A hash of the helper files, stored next
-    to the cache, tells. Only for the default cache location: with a cache directory set
+    docstring), so after an edit to a helper here or in HELPER_FILES the kernels that call
+    it (the attention's, the loss's, step.py's whole step) would keep running the old
+    one. A hash of the helper files, stored next to the cache, tells. Only for the default cache location: with a cache directory set
     (NUMBA_CACHE_DIR or Numba's config file), or when Numba falls back to a per-user
     cache because this folder is read-only, clearing it is yours. It runs at import:
     a Python session that was already running (a notebook) keeps the helpers it

@@ -65,6 +65,11 @@ class BlasLibrary:
 def _loaded_paths() -> list[str]:
     """Paths of the BLAS-looking shared libraries this process has loaded (numpy's first)."""
     import numpy                                       # noqa: F401  (loads numpy's BLAS)
+    # and SciPy's: Numba compiles np.dot inside a kernel (minih/kernels/step.py) into a
+    # call of SciPy's BLAS, which it loads only when such a kernel first runs; found later
+    # than this, it would keep its own threads beside minih's (two shards' products then
+    # took twice as long each)
+    import scipy.linalg.cython_blas                    # noqa: F401
     paths = []
     try:
         with open("/proc/self/maps") as f:

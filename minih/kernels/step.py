@@ -1,0 +1,463 @@
+"""A whole training step's forward and backward for one shard of the batch, in one kernel.
+
+What it is: minih.model's loss_and_grads (forward, next-token cross-entropy, backward)
+for the plain model, with no hook point and no edit, written once more as a single
+jitted function. It calls the same kernels the op-by-op Numba backend calls (the fused
+attention, LayerNorm, GELU, smeared keys, the loss, the embedding) and, for the plain
+products, np.dot, which Numba compiles into a direct call of BLAS's gemm. model.py stays
+the one readable account of the model; this is its twin for speed, and
+tests/test_step.py checks it against the NumPy reference, forward and backward.
+
+Why: the models `reproduce` trains are small (32 sequences of 32 tokens, d_model 64),
+and there the op-by-op step spent most of its time outside arithmetic. A shard's
+forward and backward were ~60 calls from Python (model.py, the hook points, each op's
+checks and reshapes), and two shards on two threads waited for each other at Python's
+lock (the GIL) between every two of them: a 1-layer `induction` step took 4.7 ms for
+0.13 GFLOP. Here a shard is one call that holds no lock (nogil), so the shards of
+minih/kernels/shards.py really run side by side. docs/04_numba.md, "The fused step",
+has the measurements.
+
+Where it runs: model.loss_and_grads with backend="numba" (training), through
+fused_loss_and_grads below, on the batch's shards. Everything that reads activations
+(run_with_cache, ablations, hooks) runs model.forward, op by op.
+
+The weights come in stacked over the layers and laid out for the products: W_Q, W_K,
+W_V as [L, D, H*E] (head h's columns h*E .. h*E+E-1), W_O as [L, H*E, D]; their
+gradients come back the same way, and fused_loss_and_grads turns them into the params'
+shapes. Activations live as [R, D] rows (R = positions of the shard, B_s * T), the
+attention's as [B_s, T, H, E].
+
+Shape legend: L = n_layers, B = sequences of the shard, T = positions, R = B*T rows,
+D = d_model, H = n_heads, E = d_head, V = d_vocab, M = d_mlp, N = n_ctx
+"""
+import threading
+
+import numpy as np
+from numba.extending import register_jitable
+
+from ..ops.layernorm import LN_EPS
+from ..ops.mlp import GELU_C, GELU_K
+from . import shards
+from ._jit import as_tokens, kernel
+from .attention import _attention_backward, _attention_forward, _smear_backward, _smear_forward
+from .embedding import _embed_backward, _embed_forward
+from .layernorm import _layernorm_backward, _layernorm_forward
+from .loss import _cross_entropy_backward, _softmax_nll
+from .mlp import _gelu_backward, _gelu_forward
+
+
+@kernel()
+def _layernorm_fw(x, w, b, y, scale):
+    """y, scale = LayerNorm(x) over all R rows of x [R, D] (the op's kernel, every row)."""
+    _layernorm_forward(x, w, b, LN_EPS, y, scale, 0, x.shape[0])
+
+
+@kernel()
+def _layernorm_bw(d_y, x, scale, w, d_x, d_w, d_b):
+    """d_x [R, D] of LayerNorm for all rows; adds into d_w, d_b [D] (the op's kernel, its
+    rows as one chunk)."""
+    _layernorm_backward(d_y, x, scale, w, d_x, d_w.reshape(1, -1), d_b.reshape(1, -1), 0, 1)
+
+
+@kernel()
+def _add(a, b):
+    """a += b, elementwise.  a, b [R, D]"""
+    for r in range(a.shape[0]):
+        for d in range(a.shape[1]):
+            a[r, d] += b[r, d]
+
+
+@kernel()
+def _add_row(a, row):
+    """a[r] += row for every r: a bias.  a [R, D], row [D]"""
+    for r in range(a.shape[0]):
+        for d in range(a.shape[1]):
+            a[r, d] += row[d]
+
+
+@kernel()
+def _add_row_sums(out, a):
+    """out[d] += sum_r a[r, d]: a bias's gradient.  a [R, D], out [D]"""
+    for r in range(a.shape[0]):
+        for d in range(a.shape[1]):
+            out[d] += a[r, d]
+
+
+@kernel()
+def _add_position_sums(out, a, T):
+    """out[t, d] += sum_b a[b*T + t, d]: W_pos[:T]'s gradient from rows of positions.
+    a [B*T, D], out [T, D]"""
+    for r in range(a.shape[0]):
+        t = r % T
+        for d in range(a.shape[1]):
+            out[t, d] += a[r, d]
+
+
+@kernel()
+def _with_positions(out, x, W_pos, T):
+    """out[b*T + t] = x[b*T + t] + W_pos[t] for every row.  x, out [B*T, D], W_pos [>=T, D]"""
+    for r in range(x.shape[0]):
+        t = r % T
+        for d in range(x.shape[1]):
+            out[r, d] = x[r, d] + W_pos[t, d]
+
+
+@register_jitable
+def workspace_size(L, B, T, D, H, E, M, V, layernorm, shortformer, smeared):
+    """Numbers of the workspace a shard's step carves its activations from (_shard_step,
+    in the order it takes them)."""
+    R, HE = B * T, H * E
+    n = R * D                                                    # x, the residual stream
+    n += L * R * D * (2 + shortformer) + L * R                   # resid_pre, ln1, qk_in, ln1 scale
+    n += L * R * HE * (4 + smeared) + L * B * H * T              # q, k, v, z, k before smearing; lse
+    if M:
+        n += L * R * D * 2 + L * R + L * R * M * 2               # resid_mid, ln2, its scale; pre, post
+    n += R * D + R + R * V + B * (T - 1) + B * (T - 1) * V       # final, its scale; logits, nll, probs
+    n += 3 * R * D + R * HE * (4 + smeared) + 2 * R * M + B * H  # the backward's
+    return n
+
+
+@register_jitable
+def _take(ws, at, n):
+    """(ws[at:at+n], at+n): the next n numbers of the workspace."""
+    return ws[at:at + n], at + n
+
+
+@kernel()
+def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
+                W_Q, W_K, W_V, W_O, ln1_w, ln1_b, s,
+                W_in, b_in, W_out, b_out, ln2_w, ln2_b,
+                layernorm, shortformer, smeared, scale, ninf, gelu_consts, fast_exp, ws):
+    """Loss and gradients of one shard: tokens [B, T] -> (loss, the gradients as a tuple).
+
+    layernorm, shortformer, smeared: the config's choices; an MLP when W_in has M > 0
+    columns. s [L, H] = sigmoid(smear) (zeros when not smeared). scale = 1/sqrt(E) and
+    ninf = -inf in the weights' dtype. ws: a workspace of at least workspace_size(...)
+    numbers, which every activation is carved from (so a step allocates only its
+    gradients). Each step below names the line of minih.model it computes.
+    """
+    B, T = tokens.shape
+    R = B * T
+    L, D, HE = W_Q.shape
+    H = s.shape[1]
+    E = HE // H
+    M = W_in.shape[2]
+    V = W_U.shape[1]
+    dt = W_E.dtype
+    if ws.size < workspace_size(L, B, T, D, H, E, M, V, layernorm, shortformer, smeared):
+        raise ValueError("the workspace is too small for this shard")
+    at = 0
+    x, at = _take(ws, at, R * D)
+    x = x.reshape(R, D)                                          # the residual stream
+    a, at = _take(ws, at, L * R * D)
+    resid_pre = a.reshape(L, R, D)
+    a, at = _take(ws, at, L * R * D)
+    ln1 = a.reshape(L, R, D)                                     # LN1(x) (unused without LN)
+    a, at = _take(ws, at, L * R * D * shortformer)
+    qk_ins = a.reshape(L, R * shortformer, D)                    # h + W_pos[:T] (shortformer)
+    a, at = _take(ws, at, L * R)
+    ln1_scale = a.reshape(L, R)
+    a, at = _take(ws, at, L * R * HE)
+    q = a.reshape(L, B, T, H, E)
+    a, at = _take(ws, at, L * R * HE)
+    k = a.reshape(L, B, T, H, E)                                 # the keys attended (smeared)
+    a, at = _take(ws, at, L * R * HE)
+    v = a.reshape(L, B, T, H, E)
+    a, at = _take(ws, at, L * R * HE)
+    z = a.reshape(L, B, T, H, E)
+    a, at = _take(ws, at, L * R * HE * smeared)
+    k_raw = a.reshape(L, B * smeared, T, H, E)                   # the keys before smearing
+    a, at = _take(ws, at, L * B * H * T)
+    lse = a.reshape(L, B, H, T)
+    m_ = 1 if M else 0
+    a, at = _take(ws, at, L * R * D * m_)
+    resid_mid = a.reshape(L, R * m_, D)
+    a, at = _take(ws, at, L * R * D * m_)
+    ln2 = a.reshape(L, R * m_, D)
+    a, at = _take(ws, at, L * R * m_)
+    ln2_scale = a.reshape(L, R * m_)
+    a, at = _take(ws, at, L * R * M)
+    pre = a.reshape(L, R, M)
+    a, at = _take(ws, at, L * R * M)
+    post = a.reshape(L, R, M)
+    a, at = _take(ws, at, R * D)
+    final = a.reshape(R, D)
+    lnf_scale, at = _take(ws, at, R)
+    a, at = _take(ws, at, R * V)
+    logits = a.reshape(R, V)
+    a, at = _take(ws, at, B * (T - 1))
+    nll = a.reshape(B, T - 1)
+    a, at = _take(ws, at, B * (T - 1) * V)
+    probs = a.reshape(B, T - 1, V)
+    a, at = _take(ws, at, R * D)
+    d_x = a.reshape(R, D)
+    a, at = _take(ws, at, R * D)
+    d_h = a.reshape(R, D)
+    a, at = _take(ws, at, R * D)
+    tmp = a.reshape(R, D)                                        # a product, before it is added
+    a, at = _take(ws, at, R * HE)
+    d_z = a.reshape(B, T, H, E)
+    a, at = _take(ws, at, R * HE)
+    d_q = a.reshape(B, T, H, E)
+    a, at = _take(ws, at, R * HE)
+    d_k = a.reshape(B, T, H, E)
+    a, at = _take(ws, at, R * HE)
+    d_v = a.reshape(B, T, H, E)
+    a, at = _take(ws, at, R * HE * smeared)
+    d_k_raw = a.reshape(B * smeared, T, H, E)
+    a, at = _take(ws, at, R * M)
+    d_post = a.reshape(R, M)
+    a, at = _take(ws, at, R * M)
+    d_pre = a.reshape(R, M)
+    a, at = _take(ws, at, B * H)
+    d_s_part = a.reshape(B, H)
+
+    # ---- forward (model.forward, keep="backward") ----
+    _embed_forward(W_E, tokens, x.reshape(B, T, D))             # x = W_E[t]
+    if not shortformer:
+        _with_positions(x, x, W_pos, T)                          # + W_pos[:T] ("standard")
+    for l in range(L):
+        resid_pre[l] = x
+        if layernorm:                                            # h = LN1(x)
+            _layernorm_fw(x, ln1_w[l], ln1_b[l], ln1[l], ln1_scale[l])
+            h = ln1[l]
+        else:
+            h = resid_pre[l]
+        if shortformer:                                          # qk_in = h + W_pos[:T]
+            _with_positions(qk_ins[l], h, W_pos, T)
+            qk_in = qk_ins[l]
+        else:
+            qk_in = h
+        np.dot(qk_in, W_Q[l], q[l].reshape(R, HE))              # q = qk_in @ W_Q
+        if smeared:                                              # k' = smear(qk_in @ W_K)
+            np.dot(qk_in, W_K[l], k_raw[l].reshape(R, HE))
+            _smear_forward(k_raw[l], s[l], k[l], 0, B)
+        else:
+            np.dot(qk_in, W_K[l], k[l].reshape(R, HE))          # k = qk_in @ W_K
+        np.dot(h, W_V[l], v[l].reshape(R, HE))                  # v = h @ W_V
+        _attention_forward(q[l], k[l], v[l], scale, ninf, z[l], lse[l], 0, B * H)
+        np.dot(z[l].reshape(R, HE), W_O[l], tmp)                # x += sum_h z_h @ W_O[h]
+        _add(x, tmp)
+        if M:
+            resid_mid[l] = x
+            if layernorm:                                        # h2 = LN2(x)
+                _layernorm_fw(x, ln2_w[l], ln2_b[l], ln2[l], ln2_scale[l])
+                h2 = ln2[l]
+            else:
+                h2 = resid_mid[l]
+            np.dot(h2, W_in[l], pre[l])                          # pre = h2 @ W_in + b_in
+            _add_row(pre[l], b_in[l])
+            _gelu_forward(pre[l].reshape(-1), post[l].reshape(-1), gelu_consts, fast_exp)
+            np.dot(post[l], W_out[l], tmp)                       # x += gelu(pre) @ W_out + b_out
+            _add_row(tmp, b_out[l])
+            _add(x, tmp)
+    if layernorm:                                                # final = LNfinal(x)
+        _layernorm_fw(x, lnf_w, lnf_b, final, lnf_scale)
+    else:
+        final[:] = x
+    np.dot(final, W_U, logits)                                   # logits = final @ W_U
+
+    # ---- the loss (ops.cross_entropy_forward and _backward) ----
+    logits3 = logits.reshape(B, T, V)
+    _softmax_nll(logits3, tokens, nll, probs, fast_exp, 0, B * (T - 1))
+    total = 0.0
+    for b in range(B):
+        for i in range(T - 1):
+            total += nll[b, i]
+    loss = total / (B * (T - 1))
+    inv_n = (np.ones(1, dt) / (B * (T - 1)))[0]
+    _cross_entropy_backward(probs, tokens, inv_n, logits3, 0, R)  # logits now hold d_logits
+    d_logits = logits
+
+    # ---- backward (model.backward); d_x is d loss / d the residual stream ----
+    g_W_E = np.zeros_like(W_E)
+    g_W_pos = np.zeros_like(W_pos)
+    g_W_U = np.dot(final.T, d_logits)                            # logits = final @ W_U
+    g_lnf_w, g_lnf_b = np.zeros_like(lnf_w), np.zeros_like(lnf_b)
+    if layernorm:                                                # final = LNfinal(x)
+        np.dot(d_logits, W_U.T, tmp)
+        _layernorm_bw(tmp, x, lnf_scale, lnf_w, d_x, g_lnf_w, g_lnf_b)
+    else:
+        np.dot(d_logits, W_U.T, d_x)
+    g_W_Q, g_W_K, g_W_V = np.empty_like(W_Q), np.empty_like(W_K), np.empty_like(W_V)
+    g_W_O = np.empty_like(W_O)
+    g_ln1_w, g_ln1_b = np.zeros_like(ln1_w), np.zeros_like(ln1_b)
+    g_s = np.zeros_like(s)
+    g_W_in, g_b_in = np.empty_like(W_in), np.zeros_like(b_in)
+    g_W_out, g_b_out = np.empty_like(W_out), np.zeros_like(b_out)
+    g_ln2_w, g_ln2_b = np.zeros_like(ln2_w), np.zeros_like(ln2_b)
+    for l in range(L - 1, -1, -1):
+        if M:
+            # x = x + post @ W_out + b_out
+            np.dot(post[l].T, d_x, g_W_out[l])
+            _add_row_sums(g_b_out[l], d_x)
+            np.dot(d_x, W_out[l].T, d_post)                      # [R, M]
+            _gelu_backward(d_post.reshape(-1), pre[l].reshape(-1), d_pre.reshape(-1),
+                           gelu_consts, fast_exp)                # post = gelu(pre)
+            h2 = ln2[l] if layernorm else resid_mid[l]           # pre = h2 @ W_in + b_in
+            np.dot(h2.T, d_pre, g_W_in[l])
+            _add_row_sums(g_b_in[l], d_pre)
+            np.dot(d_pre, W_in[l].T, tmp)                        # d h2 [R, D]
+            if layernorm:                                        # h2 = LN2(x)
+                _layernorm_bw(tmp, resid_mid[l], ln2_scale[l], ln2_w[l], d_h,
+                              g_ln2_w[l], g_ln2_b[l])
+                _add(d_x, d_h)
+            else:
+                _add(d_x, tmp)
+        # x = x + z @ W_O
+        np.dot(z[l].reshape(R, HE).T, d_x, g_W_O[l])
+        np.dot(d_x, W_O[l].T, d_z.reshape(R, HE))
+        # z = softmax(q k'^T / sqrt(E) + mask) @ v, the pattern recomputed from lse
+        _attention_backward(d_z, q[l], k[l], v[l], z[l], lse[l], scale, ninf,
+                            d_q, d_k, d_v, 0, B * H)
+        d_k_used = d_k
+        if smeared:                                              # k' = smear(k)
+            d_s_part[:] = 0
+            _smear_backward(d_k, k_raw[l], s[l], d_k_raw, d_s_part, 0, B)
+            for hh in range(H):
+                acc = d_s_part[0, hh] - d_s_part[0, hh]
+                for b in range(B):
+                    acc += d_s_part[b, hh]
+                g_s[l, hh] = acc * s[l, hh] * (1 - s[l, hh])     # d s / d smear = s (1 - s)
+            d_k_used = d_k_raw
+        h = ln1[l] if layernorm else resid_pre[l]
+        qk_in = qk_ins[l] if shortformer else h
+        d_q2, d_k2, d_v2 = d_q.reshape(R, HE), d_k_used.reshape(R, HE), d_v.reshape(R, HE)
+        np.dot(qk_in.T, d_q2, g_W_Q[l])                          # q = qk_in @ W_Q
+        np.dot(qk_in.T, d_k2, g_W_K[l])                          # k = qk_in @ W_K
+        np.dot(h.T, d_v2, g_W_V[l])                              # v = h @ W_V
+        np.dot(d_q2, W_Q[l].T, d_h)                              # d qk_in
+        np.dot(d_k2, W_K[l].T, tmp)
+        _add(d_h, tmp)
+        if shortformer:                                          # qk_in = h + W_pos[:T]
+            _add_position_sums(g_W_pos, d_h, T)
+        np.dot(d_v2, W_V[l].T, tmp)                              # d h = d qk_in + d v's part
+        _add(d_h, tmp)
+        if layernorm:                                            # h = LN1(x), and x passes on
+            _layernorm_bw(d_h, resid_pre[l], ln1_scale[l], ln1_w[l], tmp, g_ln1_w[l], g_ln1_b[l])
+            _add(d_x, tmp)
+        else:
+            _add(d_x, d_h)
+    if not shortformer:                                          # x = W_E[t] + W_pos[:T]
+        _add_position_sums(g_W_pos, d_x, T)
+    _embed_backward(d_x.reshape(B, T, D), tokens, g_W_E)
+    return loss, (g_W_E, g_W_pos, g_W_U, g_lnf_w, g_lnf_b, g_W_Q, g_W_K, g_W_V, g_W_O,
+                  g_ln1_w, g_ln1_b, g_s, g_W_in, g_b_in, g_W_out, g_b_out, g_ln2_w, g_ln2_b)
+
+
+# --- the Python side: the params in, the gradients out -----------------------------------
+
+_GRAD_NAMES = ("W_E", "W_pos", "W_U", "lnf_w", "lnf_b", "W_Q", "W_K", "W_V", "W_O", "ln1_w",
+               "ln1_b", "s", "W_in", "b_in", "W_out", "b_out", "ln2_w", "ln2_b")
+
+
+def stacked(params, cfg):
+    """The params as _shard_step takes them: per-layer weights stacked over the layers and
+    laid out for the products (W_Q, W_K, W_V [L, D, H*E], W_O [L, H*E, D]), absent ones
+    (no LayerNorm, no MLP, no smearing) as empty arrays; and s = sigmoid(smear) [L, H]."""
+    L, H, D, E, M = cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_head, cfg.d_mlp
+    dt = params["embed.W_E"].dtype
+
+    def layers(name, shape):                                     # [L, *shape], or empty
+        names = [f"blocks.{l}.{name}" for l in range(L)]
+        if L == 0 or names[0] not in params:                     # (no layers: nothing to stack)
+            return np.zeros((L,) + (shape if L == 0 else tuple(0 for _ in shape)), dt)
+        return np.ascontiguousarray(np.stack([params[n] for n in names]).reshape((L,) + shape))
+
+    def heads_in(name):                                          # [H, D, E] -> [D, H*E]
+        if L == 0:
+            return np.zeros((0, D, H * E), dt)
+        return np.ascontiguousarray(np.stack([params[f"blocks.{l}.attn.{name}"].transpose(1, 0, 2)
+                                              for l in range(L)]).reshape(L, D, H * E))
+
+    smear = layers("attn.smear", (H,))
+    s = 1.0 / (1.0 + np.exp(-smear)) if cfg.smeared_keys else np.zeros((L, H), dt)
+    c = np.ascontiguousarray
+    lnf_w = c(params["ln_final.w"]) if cfg.layernorm else np.zeros(0, dt)
+    lnf_b = c(params["ln_final.b"]) if cfg.layernorm else np.zeros(0, dt)
+    return (c(params["embed.W_E"]), c(params["pos_embed.W_pos"]), c(params["unembed.W_U"]),
+            lnf_w, lnf_b, heads_in("W_Q"), heads_in("W_K"), heads_in("W_V"),
+            layers("attn.W_O", (H * E, D)), layers("ln1.w", (D,)), layers("ln1.b", (D,)),
+            c(s.astype(dt)), layers("mlp.W_in", (D, M)), layers("mlp.b_in", (M,)),
+            layers("mlp.W_out", (M, D)), layers("mlp.b_out", (D,)), layers("ln2.w", (D,)),
+            layers("ln2.b", (D,)))
+
+
+def unstacked(g, cfg) -> dict:
+    """_shard_step's gradients (a dict by _GRAD_NAMES) -> {param key: gradient}, the params'
+    shapes, C-contiguous."""
+    L, H, D, E = cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_head
+    c = np.ascontiguousarray
+    grads = {"embed.W_E": g["W_E"], "pos_embed.W_pos": g["W_pos"]}
+    for l in range(L):
+        p = f"blocks.{l}."
+        if cfg.layernorm:
+            grads[p + "ln1.w"], grads[p + "ln1.b"] = g["ln1_w"][l], g["ln1_b"][l]
+        for name in ("W_Q", "W_K", "W_V"):                       # [D, H*E] -> [H, D, E]
+            grads[p + "attn." + name] = c(g[name][l].reshape(D, H, E).transpose(1, 0, 2))
+        grads[p + "attn.W_O"] = g["W_O"][l].reshape(H, E, D)
+        if cfg.smeared_keys:
+            grads[p + "attn.smear"] = g["s"][l]
+        if cfg.d_mlp:
+            if cfg.layernorm:
+                grads[p + "ln2.w"], grads[p + "ln2.b"] = g["ln2_w"][l], g["ln2_b"][l]
+            for name in ("W_in", "b_in", "W_out", "b_out"):
+                grads[p + "mlp." + name] = g[name][l]
+    if cfg.layernorm:
+        grads["ln_final.w"], grads["ln_final.b"] = g["lnf_w"], g["lnf_b"]
+    grads["unembed.W_U"] = g["W_U"]
+    return grads
+
+
+def fused_step_applies(tokens) -> bool:
+    """Whether fused_loss_and_grads is the faster path for this batch: always, except a
+    batch of one shard too big for one thread (B*T >= MIN_SPLIT_POSITIONS), whose ops the
+    op-by-op path splits over the threads."""
+    B, T = np.shape(tokens)
+    return len(shards.shard_bounds(B, T)) > 1 or B * T < shards.MIN_SPLIT_POSITIONS
+
+
+_workspaces = threading.local()   # .ws: this thread's workspace, kept for its next shard
+
+
+def workspace(n: int, dtype) -> np.ndarray:
+    """This thread's workspace of at least n numbers of `dtype` (kept between calls).
+
+    Why: a step's activations are the same sizes every step. Allocated afresh, each
+    array above glibc's mmap threshold (128 KiB) was mapped, faulted in and zeroed by the
+    system every step: induction-1l 3.35 ms a step against 2.52 ms with the memory kept
+    (docs/04_numba.md, "The whole step in one kernel"). Kept here, no step allocates
+    them, whatever the allocator's settings. One per thread, because the shards run side
+    by side; each holds one shard's activations (REF: 14 MB), and the largest shard seen
+    so far.
+    """
+    ws = getattr(_workspaces, "ws", None)
+    if ws is None or ws.dtype != dtype or ws.size < n:
+        ws = _workspaces.ws = np.empty(n, dtype=dtype)
+    return ws
+
+
+def fused_loss_and_grads(params, tokens, cfg):
+    """model.loss_and_grads (numba) in one kernel call per shard: (loss, grads by param key).
+
+    params and tokens are assumed checked (model.loss_and_grads does it). The shards are
+    those of minih/kernels/shards.py, their means weighted by size as there.
+    """
+    tokens = as_tokens(tokens, cfg.d_vocab)
+    weights = stacked(params, cfg)
+    dt = weights[0].dtype
+    gelu_consts = (dt.type(GELU_C), dt.type(GELU_K), dt.type(1), dt.type(2), dt.type(3))
+    layernorm, shortformer, smeared = (bool(cfg.layernorm), cfg.positional == "shortformer",
+                                       bool(cfg.smeared_keys))
+    flags = (layernorm, shortformer, smeared, dt.type(1 / np.sqrt(cfg.d_head)), dt.type(-np.inf),
+             gelu_consts, dt == np.float32)
+
+    def shard(t):
+        B, T = t.shape
+        n = workspace_size(cfg.n_layers, B, T, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp,
+                           cfg.d_vocab, layernorm, shortformer, smeared)
+        loss, g = _shard_step(np.ascontiguousarray(t), *weights, *flags, workspace(n, dt))
+        return loss, dict(zip(_GRAD_NAMES, g))
+
+    loss, g = shards.over_batch_shards(shard, tokens)
+    return float(loss), unstacked(g, cfg)
