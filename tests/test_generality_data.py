@@ -91,3 +91,17 @@ def test_seed_and_bad_options():
         GeneralityTasks(mode="poetry")
     with pytest.raises(ValueError, match="n_classes must be in"):
         GeneralityTasks(d_vocab=16, n_classes=5)
+
+
+@pytest.mark.parametrize("mode", ["mixed", "literal", "translation", "fuzzy"])
+def test_sample_is_sample_with_targets_without_the_targets(mode):
+    # oracle: sample_with_targets' tokens from the same rng. sample skips the targets
+    # (training reads only the tokens) but must draw exactly the same numbers, batch
+    # after batch: the same rng, advanced the same way, gives the same next batch too
+    src = GeneralityTasks(d_vocab=32, mode=mode, seed=3)
+    rng_a, rng_b = np.random.default_rng(11), np.random.default_rng(11)
+    for _ in range(3):
+        assert np.array_equal(src.sample(rng_a, 5, 40), src.sample_with_targets(rng_b, 5, 40)[0])
+    t = src.translation                                      # a copy: changing it changes nothing
+    t[:] = 0
+    assert not np.array_equal(src.translation, t)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import numbers
 from dataclasses import dataclass
+from functools import cached_property
 from typing import ClassVar
 
 import numpy as np
@@ -77,7 +78,13 @@ class GeneralityTasks:
 
     @property
     def translation(self) -> np.ndarray:
-        """f as a table [V/2]: f(a) = translation[a], a in A, values in B."""
+        """f as a table [V/2]: f(a) = translation[a], a in A, values in B (a copy)."""
+        return self._translation.copy()
+
+    @cached_property
+    def _translation(self) -> np.ndarray:
+        # drawn once per source from its own seed (never from the data's rng), and kept:
+        # drawing it again for every block was a third of sampling a training batch
         half = self.d_vocab // 2
         return half + np.random.default_rng(self.seed).permutation(half)
 
@@ -90,7 +97,7 @@ class GeneralityTasks:
             L = int(rng.integers(self.min_len, self.max_len + 1))
             hi = self.d_vocab // 2 if kind == "translation" else self.d_vocab
             seg = rng.integers(0, hi, size=L)
-            image = seg if kind == "literal" else self.translation[seg]
+            image = seg if kind == "literal" else self._translation[seg]
             n = min(2 * L, T - pos)
             tokens[pos:pos + n] = np.concatenate([seg, image])[:n]
             role[pos:pos + min(L, n)] = UNPREDICTABLE               # fresh segment tokens
@@ -116,7 +123,7 @@ class GeneralityTasks:
             match = t[:, None] == t[None, :]                                   # [i, j-1]
         elif kind == "translation":
             pre = np.full(self.d_vocab, -1)
-            pre[self.translation] = np.arange(half)                            # f^-1 on B
+            pre[self._translation] = np.arange(half)                           # f^-1 on B
             match = (pre[t][:, None] == t[None, :]) & (t[:, None] >= half)
         else:
             item = t < half
@@ -147,15 +154,27 @@ class GeneralityTasks:
         tokens = np.zeros((batch, seq_len), dtype=np.int64)
         target = np.zeros((batch, seq_len, seq_len), dtype=bool)
         role = np.zeros((batch, seq_len), dtype=np.int64)
-        for b in range(batch):
-            k = kind if kind != "mixed" else KINDS[rng.integers(len(KINDS))]
-            t, r = self._pairs(rng, seq_len) if k == "fuzzy" else self._blocks(rng, seq_len, k)
+        for b, (t, r, k) in enumerate(self._sequences(rng, batch, seq_len, kind)):
             tokens[b] = t
             target[b], role[b] = self._targets(t, r, k)
         return tokens, target, role
 
+    def _sequences(self, rng, batch: int, seq_len: int, kind: str):
+        """(tokens [T], role [T], kind) of each sequence, in order, from rng's draws."""
+        for _ in range(batch):
+            k = kind if kind != "mixed" else KINDS[rng.integers(len(KINDS))]
+            t, r = self._pairs(rng, seq_len) if k == "fuzzy" else self._blocks(rng, seq_len, k)
+            yield t, r, k
+
     def sample(self, rng, batch: int, seq_len: int) -> np.ndarray:
-        return self.sample_with_targets(rng, batch, seq_len)[0]
+        """The tokens of sample_with_targets (the same draws, so the same tokens), without
+        the targets and roles, which training does not read."""
+        rng = check_rng(rng)
+        check_request(self, batch, seq_len, 2 * self.min_len)
+        tokens = np.zeros((batch, seq_len), dtype=np.int64)
+        for b, (t, _, _) in enumerate(self._sequences(rng, batch, seq_len, self.mode)):
+            tokens[b] = t
+        return tokens
 
     def eval_set(self, n: int, seq_len: int, seed: int) -> np.ndarray:
         return self.sample(np.random.default_rng(seed), n, seq_len)
