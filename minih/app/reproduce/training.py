@@ -71,9 +71,15 @@ def train_member(member: Member, run_dir: Path, backend: str, resumable: bool, p
 _steps = None       # in a worker process: the queue to the parent (set by _start_worker)
 
 
-def _start_worker(steps) -> None:
+def _start_worker(steps, threads: int) -> None:
+    """A worker's setup: the queue to the parent, and its share of the cores as minih's
+    thread count (numba.set_num_threads; the batch's shards do not depend on it, so
+    neither do the bits)."""
     global _steps
     _steps = steps
+    if threads:
+        import numba
+        numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
 def _worker(member: Member, run_dir: Path, backend: str, resumable: bool) -> tuple[str, int]:
@@ -138,8 +144,11 @@ def _train_side_by_side(todo, backend: str, progress: bool, workers: int) -> Non
     bar = tqdm(total=sum(m.train.steps for m, _, _ in todo), unit="step", disable=not progress,
                desc="train", dynamic_ncols=True)
     try:
+        # each worker its share of the cores: two shards on two threads in each of two
+        # processes would be four threads on two cores, waiting for each other
+        share = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
-                                 initargs=(steps,)) as pool:
+                                 initargs=(steps, share)) as pool:
             futures = {pool.submit(_worker, m, run_dir, backend, resumable): m
                        for m, run_dir, resumable in todo}
             pending = set(futures)
