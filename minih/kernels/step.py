@@ -128,7 +128,8 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
                 W_Q, W_K, W_V, W_O, ln1_w, ln1_b, s,
                 W_in, b_in, W_out, b_out, ln2_w, ln2_b,
                 layernorm, shortformer, smeared, scale, ninf, gelu_consts, fast_exp, ws):
-    """Loss and gradients of one shard: tokens [B, T] -> (loss, the gradients as a tuple).
+    """Loss and gradients of one shard: tokens [B, T] -> (loss, G), G every gradient, flat:
+    each weight's in turn, in the order of the arguments (_GRAD_NAMES), of its shape.
 
     layernorm, shortformer, smeared: the config's choices; an MLP when W_in has M > 0
     columns. s [L, H] = sigmoid(smear) (zeros when not smeared). scale = 1/sqrt(E) and
@@ -270,22 +271,53 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
     d_logits = logits
 
     # ---- backward (model.backward); d_x is d loss / d the residual stream ----
-    g_W_E = np.zeros_like(W_E)
-    g_W_pos = np.zeros_like(W_pos)
-    g_W_U = np.dot(final.T, d_logits)                            # logits = final @ W_U
-    g_lnf_w, g_lnf_b = np.zeros_like(lnf_w), np.zeros_like(lnf_b)
+    # the gradients: one array, carved in the order of the weights (_GRAD_NAMES), so
+    # that adding the shards' takes one sum
+    G = np.zeros(W_E.size + W_pos.size + W_U.size + lnf_w.size + lnf_b.size + W_Q.size
+                 + W_K.size + W_V.size + W_O.size + ln1_w.size + ln1_b.size + s.size
+                 + W_in.size + b_in.size + W_out.size + b_out.size + ln2_w.size + ln2_b.size, dt)
+    at = 0
+    a, at = _take(G, at, W_E.size)
+    g_W_E = a.reshape(W_E.shape)
+    a, at = _take(G, at, W_pos.size)
+    g_W_pos = a.reshape(W_pos.shape)
+    a, at = _take(G, at, W_U.size)
+    g_W_U = a.reshape(W_U.shape)
+    g_lnf_w, at = _take(G, at, lnf_w.size)
+    g_lnf_b, at = _take(G, at, lnf_b.size)
+    a, at = _take(G, at, W_Q.size)
+    g_W_Q = a.reshape(W_Q.shape)
+    a, at = _take(G, at, W_K.size)
+    g_W_K = a.reshape(W_K.shape)
+    a, at = _take(G, at, W_V.size)
+    g_W_V = a.reshape(W_V.shape)
+    a, at = _take(G, at, W_O.size)
+    g_W_O = a.reshape(W_O.shape)
+    a, at = _take(G, at, ln1_w.size)
+    g_ln1_w = a.reshape(ln1_w.shape)
+    a, at = _take(G, at, ln1_b.size)
+    g_ln1_b = a.reshape(ln1_b.shape)
+    a, at = _take(G, at, s.size)
+    g_s = a.reshape(s.shape)
+    a, at = _take(G, at, W_in.size)
+    g_W_in = a.reshape(W_in.shape)
+    a, at = _take(G, at, b_in.size)
+    g_b_in = a.reshape(b_in.shape)
+    a, at = _take(G, at, W_out.size)
+    g_W_out = a.reshape(W_out.shape)
+    a, at = _take(G, at, b_out.size)
+    g_b_out = a.reshape(b_out.shape)
+    a, at = _take(G, at, ln2_w.size)
+    g_ln2_w = a.reshape(ln2_w.shape)
+    a, at = _take(G, at, ln2_b.size)
+    g_ln2_b = a.reshape(ln2_b.shape)
+
+    np.dot(final.T, d_logits, g_W_U)                             # logits = final @ W_U
     if layernorm:                                                # final = LNfinal(x)
         np.dot(d_logits, W_U.T, tmp)
         _layernorm_bw(tmp, x, lnf_scale, lnf_w, d_x, g_lnf_w, g_lnf_b)
     else:
         np.dot(d_logits, W_U.T, d_x)
-    g_W_Q, g_W_K, g_W_V = np.empty_like(W_Q), np.empty_like(W_K), np.empty_like(W_V)
-    g_W_O = np.empty_like(W_O)
-    g_ln1_w, g_ln1_b = np.zeros_like(ln1_w), np.zeros_like(ln1_b)
-    g_s = np.zeros_like(s)
-    g_W_in, g_b_in = np.empty_like(W_in), np.zeros_like(b_in)
-    g_W_out, g_b_out = np.empty_like(W_out), np.zeros_like(b_out)
-    g_ln2_w, g_ln2_b = np.zeros_like(ln2_w), np.zeros_like(ln2_b)
     for l in range(L - 1, -1, -1):
         if M:
             # x = x + post @ W_out + b_out
@@ -341,8 +373,7 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
     if not shortformer:                                          # x = W_E[t] + W_pos[:T]
         _add_position_sums(g_W_pos, d_x, T)
     _embed_backward(d_x.reshape(B, T, D), tokens, g_W_E)
-    return loss, (g_W_E, g_W_pos, g_W_U, g_lnf_w, g_lnf_b, g_W_Q, g_W_K, g_W_V, g_W_O,
-                  g_ln1_w, g_ln1_b, g_s, g_W_in, g_b_in, g_W_out, g_b_out, g_ln2_w, g_ln2_b)
+    return loss, G
 
 
 # --- the Python side: the params in, the gradients out -----------------------------------
@@ -383,9 +414,13 @@ def stacked(params, cfg):
             layers("ln2.b", (D,)))
 
 
-def unstacked(g, cfg) -> dict:
-    """_shard_step's gradients (a dict by _GRAD_NAMES) -> {param key: gradient}, the params'
-    shapes, C-contiguous."""
+def unstacked(G, weights, cfg) -> dict:
+    """_shard_step's flat gradients G, laid out as `weights` (stacked's), -> {param key:
+    gradient} in the params' shapes, C-contiguous (views of G where no copy is needed)."""
+    g, at = {}, 0
+    for name, w in zip(_GRAD_NAMES, weights):
+        g[name] = G[at:at + w.size].reshape(w.shape)
+        at += w.size
     L, H, D, E = cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_head
     c = np.ascontiguousarray
     grads = {"embed.W_E": g["W_E"], "pos_embed.W_pos": g["W_pos"]}
@@ -456,8 +491,8 @@ def fused_loss_and_grads(params, tokens, cfg):
         B, T = t.shape
         n = workspace_size(cfg.n_layers, B, T, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp,
                            cfg.d_vocab, layernorm, shortformer, smeared)
-        loss, g = _shard_step(np.ascontiguousarray(t), *weights, *flags, workspace(n, dt))
-        return loss, dict(zip(_GRAD_NAMES, g))
+        loss, G = _shard_step(np.ascontiguousarray(t), *weights, *flags, workspace(n, dt))
+        return loss, {"G": G}
 
     loss, g = shards.over_batch_shards(shard, tokens)
-    return float(loss), unstacked(g, cfg)
+    return float(loss), unstacked(g["G"], weights, cfg)
