@@ -441,7 +441,8 @@ def _attention_backward(d_z, q, k, v, z, lse, scale, ninf, d_q, d_k, d_v, bh0, b
         _copy_head(kT, k, b, h, one, True)
         _copy_head(vT, v, b, h, one, True)
         _copy_head(d_zs, d_z, b, h, one, False)
-        lse_b[:T] = lse[b, h]
+        for i in range(T):                                       # (a loop: an array assignment
+            lse_b[i] = lse[b, h, i]                              # compiles its shape checks' messages)
         for i in range(T):
             acc = zero
             for e in range(E):

@@ -4,9 +4,10 @@ What it is: minih.model's loss_and_grads (forward, next-token cross-entropy, bac
 for the plain model, with no hook point and no edit, written once more as a single
 jitted function. It calls the same kernels the op-by-op Numba backend calls (the fused
 attention, LayerNorm, GELU, smeared keys, the loss, the embedding) and, for the plain
-products, np.dot, which Numba compiles into a direct call of BLAS's gemm. model.py stays
-the one readable account of the model; this is its twin for speed, and
-tests/test_step.py checks it against the NumPy reference, forward and backward.
+products, np.dot (in _mm and its two transposed twins), which Numba compiles into a
+direct call of BLAS's gemm. model.py stays the one readable account of the model; this
+is its twin for speed, and tests/test_step.py checks it against the NumPy reference,
+forward and backward.
 
 Why: the models `reproduce` trains are small (32 sequences of 32 tokens, d_model 64),
 and there the op-by-op step spent most of its time outside arithmetic. A shard's
@@ -47,6 +48,24 @@ from .mlp import _gelu_backward, _gelu_forward
 
 
 @kernel()
+def _mm(a, b, out):
+    """out = a @ b (BLAS's gemm).  a [M, K], b [K, N], out [M, N], all C-contiguous"""
+    np.dot(a, b, out)
+
+
+@kernel()
+def _mm_tn(a, b, out):
+    """out = a^T @ b: a weight's gradient, summed over the rows.  a [R, K], b [R, N] -> [K, N]"""
+    np.dot(a.T, b, out)
+
+
+@kernel()
+def _mm_nt(a, b, out):
+    """out = a @ b^T: the gradient of a product's input.  a [R, N], b [K, N] -> [R, K]"""
+    np.dot(a, b.T, out)
+
+
+@kernel()
 def _layernorm_fw(x, w, b, y, scale):
     """y, scale = LayerNorm(x) over all R rows of x [R, D] (the op's kernel, every row)."""
     _layernorm_forward(x, w, b, LN_EPS, y, scale, 0, x.shape[0])
@@ -57,6 +76,16 @@ def _layernorm_bw(d_y, x, scale, w, d_x, d_w, d_b):
     """d_x [R, D] of LayerNorm for all rows; adds into d_w, d_b [D] (the op's kernel, its
     rows as one chunk)."""
     _layernorm_backward(d_y, x, scale, w, d_x, d_w.reshape(1, -1), d_b.reshape(1, -1), 0, 1)
+
+
+@kernel()
+def _copy(a, b):
+    """a[:] = b, as a loop: an array assignment would compile Numba's shape checks and
+    their error messages (string formatting: several seconds of the cold start).
+    a, b [R, D]"""
+    for r in range(a.shape[0]):
+        for d in range(a.shape[1]):
+            a[r, d] = b[r, d]
 
 
 @kernel()
@@ -117,10 +146,15 @@ def workspace_size(L, B, T, D, H, E, M, V, layernorm, shortformer, smeared):
     return n
 
 
-@register_jitable
-def _take(ws, at, n):
-    """(ws[at:at+n], at+n): the next n numbers of the workspace."""
-    return ws[at:at + n], at + n
+@kernel()
+def _view(ws, at, shape):
+    """(the next prod(shape) numbers of ws from `at`, as an array of that shape; the
+    position after them). One small function for every carving: a reshape at each of
+    the ~50 places would compile its own checks (seconds of the cold start)."""
+    n = 1
+    for size in shape:
+        n *= size
+    return ws[at:at + n].reshape(shape), at + n
 
 
 @kernel()
@@ -148,77 +182,44 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
     if ws.size < workspace_size(L, B, T, D, H, E, M, V, layernorm, shortformer, smeared):
         raise ValueError("the workspace is too small for this shard")
     at = 0
-    x, at = _take(ws, at, R * D)
-    x = x.reshape(R, D)                                          # the residual stream
-    a, at = _take(ws, at, L * R * D)
-    resid_pre = a.reshape(L, R, D)
-    a, at = _take(ws, at, L * R * D)
-    ln1 = a.reshape(L, R, D)                                     # LN1(x) (unused without LN)
-    a, at = _take(ws, at, L * R * D * shortformer)
-    qk_ins = a.reshape(L, R * shortformer, D)                    # h + W_pos[:T] (shortformer)
-    a, at = _take(ws, at, L * R)
-    ln1_scale = a.reshape(L, R)
-    a, at = _take(ws, at, L * R * HE)
-    q = a.reshape(L, B, T, H, E)
-    a, at = _take(ws, at, L * R * HE)
-    k = a.reshape(L, B, T, H, E)                                 # the keys attended (smeared)
-    a, at = _take(ws, at, L * R * HE)
-    v = a.reshape(L, B, T, H, E)
-    a, at = _take(ws, at, L * R * HE)
-    z = a.reshape(L, B, T, H, E)
-    a, at = _take(ws, at, L * R * HE * smeared)
-    k_raw = a.reshape(L, B * smeared, T, H, E)                   # the keys before smearing
-    a, at = _take(ws, at, L * B * H * T)
-    lse = a.reshape(L, B, H, T)
+    x, at = _view(ws, at, (R, D))                                # the residual stream
+    resid_pre, at = _view(ws, at, (L, R, D))
+    ln1, at = _view(ws, at, (L, R, D))                           # LN1(x) (unused without LN)
+    qk_ins, at = _view(ws, at, (L, R * shortformer, D))          # h + W_pos[:T] (shortformer)
+    ln1_scale, at = _view(ws, at, (L, R))
+    q, at = _view(ws, at, (L, B, T, H, E))
+    k, at = _view(ws, at, (L, B, T, H, E))                       # the keys attended (smeared)
+    v, at = _view(ws, at, (L, B, T, H, E))
+    z, at = _view(ws, at, (L, B, T, H, E))
+    k_raw, at = _view(ws, at, (L, B * smeared, T, H, E))         # the keys before smearing
+    lse, at = _view(ws, at, (L, B, H, T))
     m_ = 1 if M else 0
-    a, at = _take(ws, at, L * R * D * m_)
-    resid_mid = a.reshape(L, R * m_, D)
-    a, at = _take(ws, at, L * R * D * m_)
-    ln2 = a.reshape(L, R * m_, D)
-    a, at = _take(ws, at, L * R * m_)
-    ln2_scale = a.reshape(L, R * m_)
-    a, at = _take(ws, at, L * R * M)
-    pre = a.reshape(L, R, M)
-    a, at = _take(ws, at, L * R * M)
-    post = a.reshape(L, R, M)
-    a, at = _take(ws, at, R * D)
-    final = a.reshape(R, D)
-    lnf_scale, at = _take(ws, at, R)
-    a, at = _take(ws, at, R * V)
-    logits = a.reshape(R, V)
-    a, at = _take(ws, at, B * (T - 1))
-    nll = a.reshape(B, T - 1)
-    a, at = _take(ws, at, B * (T - 1) * V)
-    probs = a.reshape(B, T - 1, V)
-    a, at = _take(ws, at, R * D)
-    d_x = a.reshape(R, D)
-    a, at = _take(ws, at, R * D)
-    d_h = a.reshape(R, D)
-    a, at = _take(ws, at, R * D)
-    tmp = a.reshape(R, D)                                        # a product, before it is added
-    a, at = _take(ws, at, R * HE)
-    d_z = a.reshape(B, T, H, E)
-    a, at = _take(ws, at, R * HE)
-    d_q = a.reshape(B, T, H, E)
-    a, at = _take(ws, at, R * HE)
-    d_k = a.reshape(B, T, H, E)
-    a, at = _take(ws, at, R * HE)
-    d_v = a.reshape(B, T, H, E)
-    a, at = _take(ws, at, R * HE * smeared)
-    d_k_raw = a.reshape(B * smeared, T, H, E)
-    a, at = _take(ws, at, R * M)
-    d_post = a.reshape(R, M)
-    a, at = _take(ws, at, R * M)
-    d_pre = a.reshape(R, M)
-    a, at = _take(ws, at, B * H)
-    d_s_part = a.reshape(B, H)
-
-    # ---- forward (model.forward, keep="backward") ----
+    resid_mid, at = _view(ws, at, (L, R * m_, D))
+    ln2, at = _view(ws, at, (L, R * m_, D))
+    ln2_scale, at = _view(ws, at, (L, R * m_))
+    pre, at = _view(ws, at, (L, R, M))
+    post, at = _view(ws, at, (L, R, M))
+    final, at = _view(ws, at, (R, D))
+    lnf_scale, at = _view(ws, at, (R,))
+    logits, at = _view(ws, at, (R, V))
+    nll, at = _view(ws, at, (B, T - 1))
+    probs, at = _view(ws, at, (B, T - 1, V))
+    d_x, at = _view(ws, at, (R, D))
+    d_h, at = _view(ws, at, (R, D))
+    tmp, at = _view(ws, at, (R, D))                              # a product, before it is added
+    d_z, at = _view(ws, at, (B, T, H, E))
+    d_q, at = _view(ws, at, (B, T, H, E))
+    d_k, at = _view(ws, at, (B, T, H, E))
+    d_v, at = _view(ws, at, (B, T, H, E))
+    d_k_raw, at = _view(ws, at, (B * smeared, T, H, E))
+    d_post, at = _view(ws, at, (R, M))
+    d_pre, at = _view(ws, at, (R, M))
+    d_s_part, at = _view(ws, at, (B, H))                         # ---- forward (model.forward, keep="backward") ----
     _embed_forward(W_E, tokens, x.reshape(B, T, D))             # x = W_E[t]
     if not shortformer:
         _with_positions(x, x, W_pos, T)                          # + W_pos[:T] ("standard")
     for l in range(L):
-        resid_pre[l] = x
+        _copy(resid_pre[l], x)
         if layernorm:                                            # h = LN1(x)
             _layernorm_fw(x, ln1_w[l], ln1_b[l], ln1[l], ln1_scale[l])
             h = ln1[l]
@@ -229,34 +230,34 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
             qk_in = qk_ins[l]
         else:
             qk_in = h
-        np.dot(qk_in, W_Q[l], q[l].reshape(R, HE))              # q = qk_in @ W_Q
+        _mm(qk_in, W_Q[l], q[l].reshape(R, HE))                  # q = qk_in @ W_Q
         if smeared:                                              # k' = smear(qk_in @ W_K)
-            np.dot(qk_in, W_K[l], k_raw[l].reshape(R, HE))
+            _mm(qk_in, W_K[l], k_raw[l].reshape(R, HE))
             _smear_forward(k_raw[l], s[l], k[l], 0, B)
         else:
-            np.dot(qk_in, W_K[l], k[l].reshape(R, HE))          # k = qk_in @ W_K
-        np.dot(h, W_V[l], v[l].reshape(R, HE))                  # v = h @ W_V
+            _mm(qk_in, W_K[l], k[l].reshape(R, HE))              # k = qk_in @ W_K
+        _mm(h, W_V[l], v[l].reshape(R, HE))                      # v = h @ W_V
         _attention_forward(q[l], k[l], v[l], scale, ninf, z[l], lse[l], 0, B * H)
-        np.dot(z[l].reshape(R, HE), W_O[l], tmp)                # x += sum_h z_h @ W_O[h]
+        _mm(z[l].reshape(R, HE), W_O[l], tmp)                    # x += sum_h z_h @ W_O[h]
         _add(x, tmp)
         if M:
-            resid_mid[l] = x
+            _copy(resid_mid[l], x)
             if layernorm:                                        # h2 = LN2(x)
                 _layernorm_fw(x, ln2_w[l], ln2_b[l], ln2[l], ln2_scale[l])
                 h2 = ln2[l]
             else:
                 h2 = resid_mid[l]
-            np.dot(h2, W_in[l], pre[l])                          # pre = h2 @ W_in + b_in
+            _mm(h2, W_in[l], pre[l])                             # pre = h2 @ W_in + b_in
             _add_row(pre[l], b_in[l])
             _gelu_forward(pre[l].reshape(-1), post[l].reshape(-1), gelu_consts, fast_exp)
-            np.dot(post[l], W_out[l], tmp)                       # x += gelu(pre) @ W_out + b_out
+            _mm(post[l], W_out[l], tmp)                          # x += gelu(pre) @ W_out + b_out
             _add_row(tmp, b_out[l])
             _add(x, tmp)
     if layernorm:                                                # final = LNfinal(x)
         _layernorm_fw(x, lnf_w, lnf_b, final, lnf_scale)
     else:
-        final[:] = x
-    np.dot(final, W_U, logits)                                   # logits = final @ W_U
+        _copy(final, x)
+    _mm(final, W_U, logits)                                      # logits = final @ W_U
 
     # ---- the loss (ops.cross_entropy_forward and _backward) ----
     logits3 = logits.reshape(B, T, V)
@@ -277,59 +278,43 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
                  + W_K.size + W_V.size + W_O.size + ln1_w.size + ln1_b.size + s.size
                  + W_in.size + b_in.size + W_out.size + b_out.size + ln2_w.size + ln2_b.size, dt)
     at = 0
-    a, at = _take(G, at, W_E.size)
-    g_W_E = a.reshape(W_E.shape)
-    a, at = _take(G, at, W_pos.size)
-    g_W_pos = a.reshape(W_pos.shape)
-    a, at = _take(G, at, W_U.size)
-    g_W_U = a.reshape(W_U.shape)
-    g_lnf_w, at = _take(G, at, lnf_w.size)
-    g_lnf_b, at = _take(G, at, lnf_b.size)
-    a, at = _take(G, at, W_Q.size)
-    g_W_Q = a.reshape(W_Q.shape)
-    a, at = _take(G, at, W_K.size)
-    g_W_K = a.reshape(W_K.shape)
-    a, at = _take(G, at, W_V.size)
-    g_W_V = a.reshape(W_V.shape)
-    a, at = _take(G, at, W_O.size)
-    g_W_O = a.reshape(W_O.shape)
-    a, at = _take(G, at, ln1_w.size)
-    g_ln1_w = a.reshape(ln1_w.shape)
-    a, at = _take(G, at, ln1_b.size)
-    g_ln1_b = a.reshape(ln1_b.shape)
-    a, at = _take(G, at, s.size)
-    g_s = a.reshape(s.shape)
-    a, at = _take(G, at, W_in.size)
-    g_W_in = a.reshape(W_in.shape)
-    a, at = _take(G, at, b_in.size)
-    g_b_in = a.reshape(b_in.shape)
-    a, at = _take(G, at, W_out.size)
-    g_W_out = a.reshape(W_out.shape)
-    a, at = _take(G, at, b_out.size)
-    g_b_out = a.reshape(b_out.shape)
-    a, at = _take(G, at, ln2_w.size)
-    g_ln2_w = a.reshape(ln2_w.shape)
-    a, at = _take(G, at, ln2_b.size)
-    g_ln2_b = a.reshape(ln2_b.shape)
+    g_W_E, at = _view(G, at, W_E.shape)
+    g_W_pos, at = _view(G, at, W_pos.shape)
+    g_W_U, at = _view(G, at, W_U.shape)
+    g_lnf_w, at = _view(G, at, lnf_w.shape)
+    g_lnf_b, at = _view(G, at, lnf_b.shape)
+    g_W_Q, at = _view(G, at, W_Q.shape)
+    g_W_K, at = _view(G, at, W_K.shape)
+    g_W_V, at = _view(G, at, W_V.shape)
+    g_W_O, at = _view(G, at, W_O.shape)
+    g_ln1_w, at = _view(G, at, ln1_w.shape)
+    g_ln1_b, at = _view(G, at, ln1_b.shape)
+    g_s, at = _view(G, at, s.shape)
+    g_W_in, at = _view(G, at, W_in.shape)
+    g_b_in, at = _view(G, at, b_in.shape)
+    g_W_out, at = _view(G, at, W_out.shape)
+    g_b_out, at = _view(G, at, b_out.shape)
+    g_ln2_w, at = _view(G, at, ln2_w.shape)
+    g_ln2_b, at = _view(G, at, ln2_b.shape)
 
-    np.dot(final.T, d_logits, g_W_U)                             # logits = final @ W_U
+    _mm_tn(final, d_logits, g_W_U)                               # logits = final @ W_U
     if layernorm:                                                # final = LNfinal(x)
-        np.dot(d_logits, W_U.T, tmp)
+        _mm_nt(d_logits, W_U, tmp)
         _layernorm_bw(tmp, x, lnf_scale, lnf_w, d_x, g_lnf_w, g_lnf_b)
     else:
-        np.dot(d_logits, W_U.T, d_x)
+        _mm_nt(d_logits, W_U, d_x)
     for l in range(L - 1, -1, -1):
         if M:
             # x = x + post @ W_out + b_out
-            np.dot(post[l].T, d_x, g_W_out[l])
+            _mm_tn(post[l], d_x, g_W_out[l])
             _add_row_sums(g_b_out[l], d_x)
-            np.dot(d_x, W_out[l].T, d_post)                      # [R, M]
+            _mm_nt(d_x, W_out[l], d_post)                        # [R, M]
             _gelu_backward(d_post.reshape(-1), pre[l].reshape(-1), d_pre.reshape(-1),
                            gelu_consts, fast_exp)                # post = gelu(pre)
             h2 = ln2[l] if layernorm else resid_mid[l]           # pre = h2 @ W_in + b_in
-            np.dot(h2.T, d_pre, g_W_in[l])
+            _mm_tn(h2, d_pre, g_W_in[l])
             _add_row_sums(g_b_in[l], d_pre)
-            np.dot(d_pre, W_in[l].T, tmp)                        # d h2 [R, D]
+            _mm_nt(d_pre, W_in[l], tmp)                          # d h2 [R, D]
             if layernorm:                                        # h2 = LN2(x)
                 _layernorm_bw(tmp, resid_mid[l], ln2_scale[l], ln2_w[l], d_h,
                               g_ln2_w[l], g_ln2_b[l])
@@ -337,8 +322,8 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
             else:
                 _add(d_x, tmp)
         # x = x + z @ W_O
-        np.dot(z[l].reshape(R, HE).T, d_x, g_W_O[l])
-        np.dot(d_x, W_O[l].T, d_z.reshape(R, HE))
+        _mm_tn(z[l].reshape(R, HE), d_x, g_W_O[l])
+        _mm_nt(d_x, W_O[l], d_z.reshape(R, HE))
         # z = softmax(q k'^T / sqrt(E) + mask) @ v, the pattern recomputed from lse
         _attention_backward(d_z, q[l], k[l], v[l], z[l], lse[l], scale, ninf,
                             d_q, d_k, d_v, 0, B * H)
@@ -355,15 +340,15 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
         h = ln1[l] if layernorm else resid_pre[l]
         qk_in = qk_ins[l] if shortformer else h
         d_q2, d_k2, d_v2 = d_q.reshape(R, HE), d_k_used.reshape(R, HE), d_v.reshape(R, HE)
-        np.dot(qk_in.T, d_q2, g_W_Q[l])                          # q = qk_in @ W_Q
-        np.dot(qk_in.T, d_k2, g_W_K[l])                          # k = qk_in @ W_K
-        np.dot(h.T, d_v2, g_W_V[l])                              # v = h @ W_V
-        np.dot(d_q2, W_Q[l].T, d_h)                              # d qk_in
-        np.dot(d_k2, W_K[l].T, tmp)
+        _mm_tn(qk_in, d_q2, g_W_Q[l])                            # q = qk_in @ W_Q
+        _mm_tn(qk_in, d_k2, g_W_K[l])                            # k = qk_in @ W_K
+        _mm_tn(h, d_v2, g_W_V[l])                                # v = h @ W_V
+        _mm_nt(d_q2, W_Q[l], d_h)                                # d qk_in
+        _mm_nt(d_k2, W_K[l], tmp)
         _add(d_h, tmp)
         if shortformer:                                          # qk_in = h + W_pos[:T]
             _add_position_sums(g_W_pos, d_h, T)
-        np.dot(d_v2, W_V[l].T, tmp)                              # d h = d qk_in + d v's part
+        _mm_nt(d_v2, W_V[l], tmp)                                # d h = d qk_in + d v's part
         _add(d_h, tmp)
         if layernorm:                                            # h = LN1(x), and x passes on
             _layernorm_bw(d_h, resid_pre[l], ln1_scale[l], ln1_w[l], tmp, g_ln1_w[l], g_ln1_b[l])
