@@ -228,3 +228,19 @@ def test_the_head_sweep_can_take_fewer_snapshots(tiny, tmp_path):
     assert few["snapshots_swept"] == [0, int(np.round((S - 1) / 2)), S - 1]
     # what is said of the last snapshot does not depend on how many came before it
     assert few["dicl_last"] == every["dicl_last"] and few["per_head"] == every["per_head"]
+
+
+def test_a_training_worker_runs_on_its_share_of_the_cores():
+    # oracle: numba's own thread count after the worker's setup. Two workers on two
+    # cores get one thread each (training.py), not every core each (four threads on two)
+    import numba
+    from minih.app.reproduce import training
+    before, steps = numba.get_num_threads(), training._steps
+    try:
+        training._start_worker("queue", 1)
+        assert numba.get_num_threads() == 1 and training._steps == "queue"
+        training._start_worker("queue", 10 ** 6)                 # never above what numba has
+        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+    finally:
+        numba.set_num_threads(before)
+        training._steps = steps

@@ -15,8 +15,8 @@ forward and backward were ~60 calls from Python (model.py, the hook points, each
 checks and reshapes), and two shards on two threads waited for each other at Python's
 lock (the GIL) between every two of them: a 1-layer `induction` step took 4.7 ms for
 0.13 GFLOP. Here a shard is one call that holds no lock (nogil), so the shards of
-minih/kernels/shards.py really run side by side. docs/04_numba.md, "The fused step",
-has the measurements.
+minih/kernels/shards.py really run side by side. docs/04_numba.md, "The whole step in
+one kernel", has the measurements.
 
 Where it runs: model.loss_and_grads with backend="numba" (training), through
 fused_loss_and_grads below, on the batch's shards. Everything that reads activations
@@ -24,8 +24,8 @@ fused_loss_and_grads below, on the batch's shards. Everything that reads activat
 
 The weights come in stacked over the layers and laid out for the products: W_Q, W_K,
 W_V as [L, D, H*E] (head h's columns h*E .. h*E+E-1), W_O as [L, H*E, D]; their
-gradients come back the same way, and fused_loss_and_grads turns them into the params'
-shapes. Activations live as [R, D] rows (R = positions of the shard, B_s * T), the
+gradients come back the same way, one after another in one flat array (so that the
+shards' add up in one sum), and fused_loss_and_grads turns them into the params' shapes. Activations live as [R, D] rows (R = positions of the shard, B_s * T), the
 attention's as [B_s, T, H, E].
 
 Shape legend: L = n_layers, B = sequences of the shard, T = positions, R = B*T rows,
