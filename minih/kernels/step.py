@@ -66,19 +66,6 @@ def _mm_nt(a, b, out):
 
 
 @kernel()
-def _layernorm_fw(x, w, b, y, scale):
-    """y, scale = LayerNorm(x) over all R rows of x [R, D] (the op's kernel, every row)."""
-    _layernorm_forward(x, w, b, LN_EPS, y, scale, 0, x.shape[0])
-
-
-@kernel()
-def _layernorm_bw(d_y, x, scale, w, d_x, d_w, d_b):
-    """d_x [R, D] of LayerNorm for all rows; adds into d_w, d_b [D] (the op's kernel, its
-    rows as one chunk)."""
-    _layernorm_backward(d_y, x, scale, w, d_x, d_w.reshape(1, -1), d_b.reshape(1, -1), 0, 1)
-
-
-@kernel()
 def _copy(a, b):
     """a[:] = b, as a loop: an array assignment would compile Numba's shape checks and
     their error messages (string formatting: several seconds of the cold start).
@@ -221,7 +208,7 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
     for l in range(L):
         _copy(resid_pre[l], x)
         if layernorm:                                            # h = LN1(x)
-            _layernorm_fw(x, ln1_w[l], ln1_b[l], ln1[l], ln1_scale[l])
+            _layernorm_forward(x, ln1_w[l], ln1_b[l], LN_EPS, ln1[l], ln1_scale[l], 0, R)
             h = ln1[l]
         else:
             h = resid_pre[l]
@@ -243,7 +230,7 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
         if M:
             _copy(resid_mid[l], x)
             if layernorm:                                        # h2 = LN2(x)
-                _layernorm_fw(x, ln2_w[l], ln2_b[l], ln2[l], ln2_scale[l])
+                _layernorm_forward(x, ln2_w[l], ln2_b[l], LN_EPS, ln2[l], ln2_scale[l], 0, R)
                 h2 = ln2[l]
             else:
                 h2 = resid_mid[l]
@@ -254,7 +241,7 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
             _add_row(tmp, b_out[l])
             _add(x, tmp)
     if layernorm:                                                # final = LNfinal(x)
-        _layernorm_fw(x, lnf_w, lnf_b, final, lnf_scale)
+        _layernorm_forward(x, lnf_w, lnf_b, LN_EPS, final, lnf_scale, 0, R)
     else:
         _copy(final, x)
     _mm(final, W_U, logits)                                      # logits = final @ W_U
@@ -281,8 +268,8 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
     g_W_E, at = _view(G, at, W_E.shape)
     g_W_pos, at = _view(G, at, W_pos.shape)
     g_W_U, at = _view(G, at, W_U.shape)
-    g_lnf_w, at = _view(G, at, lnf_w.shape)
-    g_lnf_b, at = _view(G, at, lnf_b.shape)
+    g_lnf_w, at = _view(G, at, (1, lnf_w.size))                 # [1, D]: LayerNorm's backward
+    g_lnf_b, at = _view(G, at, (1, lnf_b.size))                 # sums into rows of partial sums
     g_W_Q, at = _view(G, at, W_Q.shape)
     g_W_K, at = _view(G, at, W_K.shape)
     g_W_V, at = _view(G, at, W_V.shape)
@@ -300,7 +287,7 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
     _mm_tn(final, d_logits, g_W_U)                               # logits = final @ W_U
     if layernorm:                                                # final = LNfinal(x)
         _mm_nt(d_logits, W_U, tmp)
-        _layernorm_bw(tmp, x, lnf_scale, lnf_w, d_x, g_lnf_w, g_lnf_b)
+        _layernorm_backward(tmp, x, lnf_scale, lnf_w, d_x, g_lnf_w, g_lnf_b, 0, 1)
     else:
         _mm_nt(d_logits, W_U, d_x)
     for l in range(L - 1, -1, -1):
@@ -316,8 +303,8 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
             _add_row_sums(g_b_in[l], d_pre)
             _mm_nt(d_pre, W_in[l], tmp)                          # d h2 [R, D]
             if layernorm:                                        # h2 = LN2(x)
-                _layernorm_bw(tmp, resid_mid[l], ln2_scale[l], ln2_w[l], d_h,
-                              g_ln2_w[l], g_ln2_b[l])
+                _layernorm_backward(tmp, resid_mid[l], ln2_scale[l], ln2_w[l], d_h,
+                                    g_ln2_w[l:l + 1], g_ln2_b[l:l + 1], 0, 1)
                 _add(d_x, d_h)
             else:
                 _add(d_x, tmp)
@@ -351,7 +338,8 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
         _mm_nt(d_v2, W_V[l], tmp)                                # d h = d qk_in + d v's part
         _add(d_h, tmp)
         if layernorm:                                            # h = LN1(x), and x passes on
-            _layernorm_bw(d_h, resid_pre[l], ln1_scale[l], ln1_w[l], tmp, g_ln1_w[l], g_ln1_b[l])
+            _layernorm_backward(d_h, resid_pre[l], ln1_scale[l], ln1_w[l], tmp,
+                                g_ln1_w[l:l + 1], g_ln1_b[l:l + 1], 0, 1)
             _add(d_x, tmp)
         else:
             _add(d_x, d_h)
