@@ -37,14 +37,13 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ..ops.layernorm import LN_EPS
-from ..ops.mlp import GELU_C, GELU_K
 from . import shards
-from ._jit import as_tokens, kernel
+from ._jit import kernel
 from .attention import _attention_backward, _attention_forward, _smear_backward, _smear_forward
-from .embedding import _embed_backward, _embed_forward
+from .embedding import _embed_backward, _embed_forward, _pos_embed_backward
 from .layernorm import _layernorm_backward, _layernorm_forward
 from .loss import _cross_entropy_backward, _softmax_nll
-from .mlp import _gelu_backward, _gelu_forward
+from .mlp import _gelu_backward, _gelu_constants, _gelu_forward
 
 
 @kernel()
@@ -97,16 +96,6 @@ def _add_row_sums(out, a):
     for r in range(a.shape[0]):
         for d in range(a.shape[1]):
             out[d] += a[r, d]
-
-
-@kernel()
-def _add_position_sums(out, a, T):
-    """out[t, d] += sum_b a[b*T + t, d]: W_pos[:T]'s gradient from rows of positions.
-    a [B*T, D], out [T, D]"""
-    for r in range(a.shape[0]):
-        t = r % T
-        for d in range(a.shape[1]):
-            out[t, d] += a[r, d]
 
 
 @kernel()
@@ -201,7 +190,9 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
     d_k_raw, at = _view(ws, at, (B * smeared, T, H, E))
     d_post, at = _view(ws, at, (R, M))
     d_pre, at = _view(ws, at, (R, M))
-    d_s_part, at = _view(ws, at, (B, H))                         # ---- forward (model.forward, keep="backward") ----
+    d_s_part, at = _view(ws, at, (B, H))
+
+    # ---- forward (model.forward, keep="backward") ----
     _embed_forward(W_E, tokens, x.reshape(B, T, D))             # x = W_E[t]
     if not shortformer:
         _with_positions(x, x, W_pos, T)                          # + W_pos[:T] ("standard")
@@ -334,7 +325,7 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
         _mm_nt(d_k2, W_K[l], tmp)
         _add(d_h, tmp)
         if shortformer:                                          # qk_in = h + W_pos[:T]
-            _add_position_sums(g_W_pos, d_h, T)
+            _pos_embed_backward(d_h.reshape(B, T, D), g_W_pos)
         _mm_nt(d_v2, W_V[l], tmp)                                # d h = d qk_in + d v's part
         _add(d_h, tmp)
         if layernorm:                                            # h = LN1(x), and x passes on
@@ -344,7 +335,7 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
         else:
             _add(d_x, d_h)
     if not shortformer:                                          # x = W_E[t] + W_pos[:T]
-        _add_position_sums(g_W_pos, d_x, T)
+        _pos_embed_backward(d_x.reshape(B, T, D), g_W_pos)
     _embed_backward(d_x.reshape(B, T, D), tokens, g_W_E)
     return loss, G
 
@@ -453,14 +444,14 @@ def fused_loss_and_grads(params, tokens, cfg):
     params and tokens are assumed checked (model.loss_and_grads does it). The shards are
     those of minih/kernels/shards.py, their means weighted by size as there.
     """
-    tokens = as_tokens(tokens, cfg.d_vocab)
+    tokens = np.ascontiguousarray(tokens, dtype=np.int64)         # (checked by the caller)
     weights = stacked(params, cfg)
     dt = weights[0].dtype
-    gelu_consts = (dt.type(GELU_C), dt.type(GELU_K), dt.type(1), dt.type(2), dt.type(3))
+    gelu_consts, fast_exp = _gelu_constants(dt)                  # (float32: the fast exp)
     layernorm, shortformer, smeared = (bool(cfg.layernorm), cfg.positional == "shortformer",
                                        bool(cfg.smeared_keys))
     flags = (layernorm, shortformer, smeared, dt.type(1 / np.sqrt(cfg.d_head)), dt.type(-np.inf),
-             gelu_consts, dt == np.float32)
+             gelu_consts, fast_exp)
 
     def shard(t):
         B, T = t.shape
