@@ -146,35 +146,31 @@ class GeneralityTasks:
 
         kind overrides the source's mode for this call (e.g. to probe one task).
         """
-        rng = check_rng(rng)
-        check_request(self, batch, seq_len, 2 * self.min_len)
-        kind = kind or self.mode
-        if kind not in MODES:
-            raise ValueError(f"generality data: kind must be one of {MODES}, got {kind!r}")
-        tokens = np.zeros((batch, seq_len), dtype=np.int64)
+        sequences = self._sequences(rng, batch, seq_len, kind or self.mode)
         target = np.zeros((batch, seq_len, seq_len), dtype=bool)
         role = np.zeros((batch, seq_len), dtype=np.int64)
-        for b, (t, r, k) in enumerate(self._sequences(rng, batch, seq_len, kind)):
-            tokens[b] = t
+        for b, (t, r, k) in enumerate(sequences):
             target[b], role[b] = self._targets(t, r, k)
-        return tokens, target, role
+        return np.stack([t for t, _, _ in sequences]), target, role
 
-    def _sequences(self, rng, batch: int, seq_len: int, kind: str):
-        """(tokens [T], role [T], kind) of each sequence, in order, from rng's draws."""
+    def _sequences(self, rng, batch: int, seq_len: int, kind: str) -> list:
+        """[(tokens [T], role [T], kind)] of each sequence, in order, from rng's draws
+        (rng, the request and kind checked first)."""
+        rng = check_rng(rng)
+        check_request(self, batch, seq_len, 2 * self.min_len)
+        if kind not in MODES:
+            raise ValueError(f"generality data: kind must be one of {MODES}, got {kind!r}")
+        out = []
         for _ in range(batch):
             k = kind if kind != "mixed" else KINDS[rng.integers(len(KINDS))]
             t, r = self._pairs(rng, seq_len) if k == "fuzzy" else self._blocks(rng, seq_len, k)
-            yield t, r, k
+            out.append((t, r, k))
+        return out
 
     def sample(self, rng, batch: int, seq_len: int) -> np.ndarray:
         """The tokens of sample_with_targets (the same draws, so the same tokens), without
         the targets and roles, which training does not read."""
-        rng = check_rng(rng)
-        check_request(self, batch, seq_len, 2 * self.min_len)
-        tokens = np.zeros((batch, seq_len), dtype=np.int64)
-        for b, (t, _, _) in enumerate(self._sequences(rng, batch, seq_len, self.mode)):
-            tokens[b] = t
-        return tokens
+        return np.stack([t for t, _, _ in self._sequences(rng, batch, seq_len, self.mode)])
 
     def eval_set(self, n: int, seq_len: int, seed: int) -> np.ndarray:
         return self.sample(np.random.default_rng(seed), n, seq_len)
