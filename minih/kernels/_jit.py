@@ -162,7 +162,8 @@ def drop_stale_cache(folder=Path(__file__).parent):
     Why: Numba checks a cached kernel against its own source file only (see the module
     docstring), so after an edit to a helper here or in HELPER_FILES the kernels that call
     it (the attention's, the loss's, step.py's whole step) would keep running the old
-    one. A hash of the helper files, stored next to the cache, tells. Only for the default cache location: with a cache directory set
+    one. A hash of the helper files, stored next to the cache, tells. Only for the
+    default cache location: with a cache directory set
     (NUMBA_CACHE_DIR or Numba's config file), or when Numba falls back to a per-user
     cache because this folder is read-only, clearing it is yours. It runs at import:
     a Python session that was already running (a notebook) keeps the helpers it
