@@ -1,19 +1,20 @@
 """Every figure function draws a non-empty PNG from made-up arrays of the right shapes,
 and leaves its inputs unchanged."""
 import numpy as np
+import pytest
 
 from minih.app import figures
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_every_figure_writes_a_png(tmp_path):
+def _every_figure(tmp_path, scores):
+    """Each figure function once (twice with the seeds' spread), on made-up arrays."""
     rng = np.random.default_rng(0)
-    S, L, H, T = 12, 2, 3, 10
+    S, L, H = scores.shape
+    T = 10
     tokens = np.geomspace(1e3, 1e6, S)
-    scores = rng.random((S, L, H))
-    before = scores.copy()
-    made = [
+    return [
         figures.curves(tmp_path / "a.png", {"2L": (tokens, rng.random(S)), "1L": (tokens, rng.random(S))},
                        "loss", "t", windows={"2L": (1e4, 1e5)}, marks={"2L": 3e4, "1L": np.nan}, hline=0.5),
         figures.loss_position_heatmaps(tmp_path / "b.png", tokens, rng.random((S, T)),
@@ -37,10 +38,40 @@ def test_every_figure_writes_a_png(tmp_path):
         figures.bars(tmp_path / "l.png", {"copy": {"a": 1.0, "b": 0.2}}, "t", "score",
                      ranges={"copy": {"a": (0.8, 1.1), "b": (np.nan, np.nan)}}),
     ]
+
+
+def test_every_figure_writes_a_png(tmp_path):
+    scores = np.random.default_rng(1).random((12, 2, 3))
+    before = scores.copy()
+    made = _every_figure(tmp_path, scores)
     for path in made:
         data = path.read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 2000, path.name
     assert np.array_equal(scores, before)
+
+
+def test_figures_drawn_in_background_are_the_same_files(tmp_path):
+    """in_background: the worker draws some, the caller takes back the ones it has not
+    started; either way the same bytes as drawn in place, at the same paths."""
+    scores = np.random.default_rng(1).random((12, 2, 3))
+    here = _every_figure(tmp_path / "here", scores)
+    with figures.in_background():
+        with figures.in_background():                    # nested: the outer block waits
+            there = _every_figure(tmp_path / "there", scores)
+    assert [p.name for p in there] == [p.name for p in here]
+    for a, b in zip(here, there):
+        assert b.parent == tmp_path / "there"
+        assert a.read_bytes() == b.read_bytes(), a.name
+
+
+def test_an_error_in_a_background_figure_is_raised_on_leaving(tmp_path):
+    with pytest.raises(IndexError):                      # curves' x and y differ in length
+        with figures.in_background():
+            # one figure the worker will draw and one it may not have started: both fail
+            for name in ("a.png", "b.png"):
+                figures.curves(tmp_path / name, {"1L": ([1.0, 2.0], [1.0, 2.0, 3.0])}, "y", "t")
+    assert figures._background is None                   # and drawing in place again
+    assert figures.eigenvalues(tmp_path / "c.png", [1 + 1j], "t").exists()
 
 
 def test_bands_are_the_range_over_seeds_at_each_snapshot():

@@ -4,10 +4,18 @@ Each function takes already-computed numbers (no training, no metrics inside), d
 one figure with matplotlib's non-interactive Agg backend, saves it and returns the
 path. So a figure can be redrawn from a run's tables, and tested on made-up arrays.
 
+Inside `in_background()`, each of them hands its drawing to a second process and
+returns the path at once: the reproduction computes its next numbers while the last
+figures are drawn (see in_background).
+
 Shape legend: S snapshots, L layers, H heads, T positions
 """
 from __future__ import annotations
 
+import functools
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import matplotlib
@@ -17,6 +25,70 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+
+
+# --- drawing in a second process ---------------------------------------------------------
+
+_background = None      # while in_background() runs in this process: (pool, [(future, task)])
+
+
+@contextmanager
+def in_background():
+    """Inside this block, every figure function below sends its arguments to one worker
+    process, which draws and saves the figure, and returns the path at once. Leaving the
+    block, this process draws the figures the worker has not started (from the last
+    back, while the worker goes on from the front), waits for the rest, and raises the
+    first error any of them met.
+
+    Why: drawing is about a third of a second per figure (laying out the text, rendering,
+    the PNG): 7.6 of the 17.8 s that `reproduce --quick` spent after training (25
+    figures, on the 2-core Intel VM), while its analysis runs on one core. The figures
+    are the same files as drawn in place (tests/test_figures.py compares the bytes).
+    The worker is started fresh ("spawn"), so a script that uses this needs the usual
+    `if __name__ == "__main__":`, like every multiprocessing program.
+    """
+    global _background
+    if _background is not None:                      # nested: the outer block waits
+        yield
+        return
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    tasks = [(pool.submit(_started), None)]          # it imports matplotlib while we compute
+    _background = (pool, tasks)
+    try:
+        yield
+        _background = None
+        for future, task in reversed(tasks):         # what the worker has not started
+            if task is None or not future.cancel():
+                break                                # it has started this one: and all before
+            _draw(*task)
+        for future, _ in tasks:
+            if not future.cancelled():
+                future.result()                      # the first error, raised here
+    finally:
+        _background = None
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _drawable(fn):
+    """A figure function that draws in the worker while in_background() is active."""
+    @functools.wraps(fn)
+    def figure(path, *args, **kwargs) -> Path:
+        if _background is None:
+            return fn(path, *args, **kwargs)
+        pool, tasks = _background
+        task = (fn.__name__, path, args, kwargs)
+        tasks.append((pool.submit(_draw, *task), task))
+        return Path(path)
+    return figure
+
+
+def _started() -> None:
+    """The worker's first task: nothing, but unpickling it imports this module (matplotlib)."""
+
+
+def _draw(name: str, path, args, kwargs) -> Path:
+    """Draw figure `name` here (in the worker, or in the caller for the ones it took back)."""
+    return globals()[name](path, *args, **kwargs)
 
 
 def _save(fig, path) -> Path:
@@ -53,6 +125,7 @@ def _band(ax, band, color):
         ax.fill_between(x[keep], lo[keep], hi[keep], color=color, alpha=0.25, lw=0)
 
 
+@_drawable
 def curves(path, series: dict, ylabel: str, title: str, windows: dict | None = None,
            marks: dict | None = None, hline: float | None = None, bands: dict | None = None) -> Path:
     """Several curves against tokens seen (log x axis).
@@ -76,6 +149,7 @@ def curves(path, series: dict, ylabel: str, title: str, windows: dict | None = N
     return _finish_tokens_axes(fig, ax, path, ylabel, title)
 
 
+@_drawable
 def loss_position_heatmaps(path, tokens_seen, loss_by_pos, derivative, title: str) -> Path:
     """Two heatmaps [S, T-1]: loss by context position, and its derivative with respect
     to log position (blue = loss falls with more context)."""
@@ -100,6 +174,7 @@ def loss_position_heatmaps(path, tokens_seen, loss_by_pos, derivative, title: st
     return _save(fig, path)
 
 
+@_drawable
 def head_scores_over_training(path, tokens_seen, scores, title: str, ylabel: str,
                               band=None) -> Path:
     """One line per head: scores [S, L, H] against tokens seen; colour = layer. band:
@@ -117,6 +192,7 @@ def head_scores_over_training(path, tokens_seen, scores, title: str, ylabel: str
     return _finish_tokens_axes(fig, ax, path, ylabel, title)
 
 
+@_drawable
 def pca_trajectories(path, trajectories: dict, turns: dict | None = None,
                      explained=None) -> Path:
     """Each model's path through the first two principal components of per-token-loss
@@ -137,6 +213,7 @@ def pca_trajectories(path, trajectories: dict, turns: dict | None = None,
     return _save(fig, path)
 
 
+@_drawable
 def head_by_snapshot(path, matrix, head_labels, tokens_seen, title: str, label: str) -> Path:
     """A heatmap [heads, S] (e.g. ablation attribution), diverging around zero."""
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(head_labels) + 1.6))
@@ -154,6 +231,7 @@ def head_by_snapshot(path, matrix, head_labels, tokens_seen, title: str, label: 
     return _save(fig, path)
 
 
+@_drawable
 def attention_pattern(path, pattern, labels, title: str, highlight=None) -> Path:
     """One head's pattern [T, T] (query rows, key columns) with token labels; optional
     boolean mask [T, T] of the keys an ideal induction head would attend to, outlined."""
@@ -174,6 +252,7 @@ def attention_pattern(path, pattern, labels, title: str, highlight=None) -> Path
     return _save(fig, path)
 
 
+@_drawable
 def matrix_heatmap(path, matrix, row_labels, col_labels, title: str, label: str,
                    diverging: bool = False) -> Path:
     """A small labelled matrix (e.g. K-composition scores, layer-0 heads x layer-1 heads)."""
@@ -194,6 +273,7 @@ def matrix_heatmap(path, matrix, row_labels, col_labels, title: str, label: str,
     return _save(fig, path)
 
 
+@_drawable
 def eigenvalues(path, values, title: str) -> Path:
     """Eigenvalues in the complex plane (positive real part = copying)."""
     values = np.asarray(values)
@@ -207,6 +287,7 @@ def eigenvalues(path, values, title: str) -> Path:
     return _save(fig, path)
 
 
+@_drawable
 def bars(path, groups: dict, title: str, ylabel: str, ranges: dict | None = None) -> Path:
     """Grouped bars: groups = {group name: {bar name: value}} (e.g. task -> head score);
     ranges = {group name: {bar name: (lo, hi)}}, drawn as error bars (the range over seeds)."""

@@ -15,12 +15,14 @@ initial weights and every evaluation set come from the seed.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import figures
 from ..report import Section, token_text, write_report
 from ...training.run import _to_jsonable, load_run, save_json
 from . import arguments as A
@@ -211,7 +213,8 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     numbers in each seed and their range, and a last section gives every seed's verdicts
     (seeds.py). `workers`: how many
     models train side by side, one process each (training.py; `python -m minih reproduce`
-    uses one per core). Above 1, a script that calls reproduce must start with
+    uses one per core); above 1, a second process also draws the figures while the
+    analysis goes on (figures.in_background). Above 1, a script that calls reproduce must start with
     `if __name__ == "__main__":`, as every multiprocessing program must: each worker
     imports the script again."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -238,12 +241,17 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
                                            .get("train_seconds", float("nan")))
     timings["training, wall"] = time.perf_counter() - t0
     others = []
-    if seeds > 1:               # the other seeds first: the first seed's figures draw their spread
+    # with workers, the figures are drawn in a second process while the analysis goes on
+    drawing = figures.in_background() if workers > 1 else contextlib.nullcontext()
+    with drawing:
+        if seeds > 1:           # the other seeds first: the first seed's figures draw their spread
+            t = time.perf_counter()
+            others = _other_seeds(out, size, seed, seeds, backend, progress, scheduler)
+            timings[OTHER_SEEDS] = time.perf_counter() - t
+        numbers, sections, analysis_timings, _ = _analyse(members, runs, figs, size, seed, backend,
+                                                          progress, others)
         t = time.perf_counter()
-        others = _other_seeds(out, size, seed, seeds, backend, progress, scheduler)
-        timings[OTHER_SEEDS] = time.perf_counter() - t
-    numbers, sections, analysis_timings, _ = _analyse(members, runs, figs, size, seed, backend, progress,
-                                                      others)
+    analysis_timings["waiting for the last figures"] = time.perf_counter() - t
     timings.update(analysis_timings)
     if others:
         per_seed = {seed: numbers} | {o.seed: o.numbers for o in others}
