@@ -482,5 +482,8 @@ def per_token_losses(params, tokens, cfg: ModelConfig, backend: str = "numpy"):
     ops = get_backend(backend)
     check_params(params, cfg)
     tokens = check_tokens(tokens, cfg, min_len=2)
+    if hasattr(ops, "fused_per_token_losses") and ops.fused_step_applies(tokens):
+        # the Numba backend: the whole-step kernel's forward, one call per shard
+        return ops.fused_per_token_losses(params, tokens, cfg)
     logits, _ = forward(params, tokens, cfg, ops, keep="backward")
     return ops.per_token_loss(logits, tokens)

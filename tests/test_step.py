@@ -72,6 +72,19 @@ def test_fused_step_equals_the_reference_float32(shape, variant):
     assert_matches_reference(cfg, params, tokens, "float32")
 
 
+@pytest.mark.parametrize("variant", VARIANTS, ids=variant_id)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_fused_per_token_losses_equal_the_reference(shape, variant):
+    # the kernel's forward alone (backward=False), float64 over every variant and shape,
+    # float32 on the first shape; oracle: the reference's per_token_losses
+    for dtype in ("float64", "float32") if shape == SHAPES[0] else ("float64",):
+        cfg, params, tokens = model(shape, dtype, **variant)
+        want = minih.per_token_losses(params, tokens, cfg, backend="numpy")
+        got = step.fused_per_token_losses(params, tokens, cfg)
+        assert got.dtype == want.dtype and got.shape == want.shape
+        assert_close("losses", got, want, *TOL[dtype])
+
+
 @pytest.mark.parametrize("variant", [VARIANTS[7], VARIANTS[-1]], ids=variant_id)
 def test_fused_step_against_finite_differences(variant):
     # oracle: central differences of the loss (minih.gradcheck, which differentiates the
@@ -113,11 +126,37 @@ def test_the_numba_backend_trains_with_the_fused_step(monkeypatch):
     assert abs(loss - minih.loss_and_grads(params_long, long, cfg_long, backend="numpy")[0]) < 1e-12
 
 
+def test_per_token_losses_take_the_fused_forward(monkeypatch):
+    # oracle: the kernel's calls, counted, with backward=False; the same numbers as the
+    # op-by-op path (fused_step_applies False), which is also what a long sequence takes
+    calls = []
+    kernel = step._shard_step
+
+    def counted(tokens, *rest):
+        calls.append((tokens.shape, rest[-1]))
+        return kernel(tokens, *rest)
+
+    monkeypatch.setattr(step, "_shard_step", counted)
+    monkeypatch.setattr(shards, "MIN_SHARD_POSITIONS", 4)
+    monkeypatch.setattr(shards, "MIN_SPLIT_POSITIONS", 16)
+    cfg, params, tokens = model((2, 3, 5, 11, 9, 13, 4), "float64", d_mlp=7)
+    got = minih.per_token_losses(params, tokens, cfg, backend="numba")
+    assert calls == [((1, 9), False)] * 4            # 4 shards, forward only
+    assert abs(minih.loss_fn(params, tokens, cfg, backend="numba") - got.mean()) < 1e-12
+    calls.clear()
+    monkeypatch.setattr(step, "fused_step_applies", lambda tokens: False)
+    monkeypatch.setattr(minih.kernels, "fused_step_applies", lambda tokens: False)
+    op_by_op = minih.per_token_losses(params, tokens, cfg, backend="numba")
+    assert calls == []
+    assert_close("losses", got, op_by_op, *TOL["float64"])
+
+
 def test_fused_step_leaves_its_inputs_unchanged():
     cfg, params, tokens = model(SHAPES[0], "float32", d_mlp=7, smeared_keys=True)
     before = {k: v.copy() for k, v in params.items()}
     tokens_before = tokens.copy()
     step.fused_loss_and_grads(params, tokens, cfg)
+    step.fused_per_token_losses(params, tokens, cfg)
     assert all(np.array_equal(params[k], before[k]) for k in params)
     assert np.array_equal(tokens, tokens_before)
 

@@ -24,7 +24,8 @@ Besides the twins, four speed tricks that exist only here:
   - the whole step: fused_loss_and_grads runs each shard's forward, loss and backward
     as one kernel call (kernels/step.py), the kernels above and BLAS's gemm called from
     inside it, with Python's lock released throughout; model.loss_and_grads uses it
-    whenever the batch is in shards or small enough for one thread (fused_step_applies).
+    whenever the batch is in shards or small enough for one thread (fused_step_applies),
+    and model.per_token_losses its forward alone (fused_per_token_losses).
 Read it beside the reference: docs/04_numba.md.
 
 Shape legend: B = batch, T = positions, D = d_model, H = n_heads, E = d_head, V = d_vocab
@@ -40,7 +41,7 @@ from .mlp import gelu_forward, gelu_backward
 from .loss import cross_entropy_forward, cross_entropy_backward, per_token_loss
 from .adamw import adamw_update
 from .shards import over_batch_shards
-from .step import fused_loss_and_grads, fused_step_applies
+from .step import fused_loss_and_grads, fused_per_token_losses, fused_step_applies
 
 NAME = "numba"
 
@@ -53,5 +54,7 @@ TWINS = ("embed_forward", "embed_backward", "pos_embed_backward", "unembed_forwa
          "output_backward", "head_results", "gelu_forward", "gelu_backward",
          "cross_entropy_forward", "cross_entropy_backward", "per_token_loss", "adamw_update")
 # ops with no reference of their own: the fused attention (checked against the passes)
-# and the whole step (checked against model.loss_and_grads with the reference ops)
-FUSED = ("fused_attention_forward", "fused_attention_backward", "fused_loss_and_grads")
+# and the whole step (checked against model.loss_and_grads and model.per_token_losses
+# with the reference ops)
+FUSED = ("fused_attention_forward", "fused_attention_backward", "fused_loss_and_grads",
+         "fused_per_token_losses")

@@ -51,6 +51,26 @@ def shard_bounds(B: int, T: int):
     return [(s * B // n, (s + 1) * B // n) for s in range(n)]
 
 
+def over_shards(f, tokens) -> None:
+    """f(b0, b1) for every shard of shard_bounds(B, T), with over_batch_shards' threads:
+    side by side on threads.run_tasks, or, for a batch of one shard, on the calling
+    thread alone below MIN_SPLIT_POSITIONS positions (f's ops split over the threads
+    above). BLAS on one thread throughout, as there."""
+    B, T = tokens.shape
+    bounds = shard_bounds(B, T)
+    # BLAS on one thread of its own: the numba backend splits the big products over
+    # minih's threads itself (kernels/blas.py), and a small step's products gain nothing
+    # from BLAS's threads but their busy-waiting (kernels/blas_threads.py)
+    with single_threaded_blas():
+        if len(bounds) == 1:
+            if B * T < MIN_SPLIT_POSITIONS:
+                run_alone(lambda: f(0, B))
+            else:
+                f(0, B)
+            return
+        run_tasks([lambda b0=b0, b1=b1: f(b0, b1) for b0, b1 in bounds])
+
+
 def over_batch_shards(f, tokens):
     """(loss, grads) of the batch `tokens` [B, T], from f(tokens[b0:b1]) -> (loss_s, grads_s)
     on the shards of shard_bounds(B), side by side on threads.run_tasks:
@@ -61,18 +81,15 @@ def over_batch_shards(f, tokens):
     backend's kernels and products split over the threads."""
     B, T = tokens.shape
     bounds = shard_bounds(B, T)
-    # the whole step with BLAS on one thread of its own: the numba backend splits the big
-    # products over minih's threads itself (kernels/blas.py), and a small step's products
-    # gain nothing from BLAS's threads but their busy-waiting (kernels/blas_threads.py)
-    with single_threaded_blas():
-        if len(bounds) == 1:
-            return run_alone(lambda: f(tokens)) if B * T < MIN_SPLIT_POSITIONS else f(tokens)
-        out = [None] * len(bounds)
+    out = {}
 
-        def shard(s, b0, b1):
-            out[s] = f(tokens[b0:b1])
+    def shard(b0, b1):
+        out[b0] = f(tokens[b0:b1])
 
-        run_tasks([lambda s=s, b0=b0, b1=b1: shard(s, b0, b1) for s, (b0, b1) in enumerate(bounds)])
+    over_shards(shard, tokens)
+    if len(bounds) == 1:
+        return out[0]
+    out = [out[b0] for b0, _ in bounds]
     weights = [(b1 - b0) / B for b0, b1 in bounds]                # B_s / B
     loss = sum(w * loss_s for w, (loss_s, _) in zip(weights, out))
     grads = {}

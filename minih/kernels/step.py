@@ -137,9 +137,12 @@ def _view(ws, at, shape):
 def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
                 W_Q, W_K, W_V, W_O, ln1_w, ln1_b, s,
                 W_in, b_in, W_out, b_out, ln2_w, ln2_b,
-                layernorm, shortformer, smeared, scale, ninf, gelu_consts, fast_exp, ws):
+                layernorm, shortformer, smeared, scale, ninf, gelu_consts, fast_exp, ws,
+                losses, backward):
     """Loss and gradients of one shard: tokens [B, T] -> (loss, G), G every gradient, flat:
     each weight's in turn, in the order of the arguments (_GRAD_NAMES), of its shape.
+    Also writes every prediction's loss into losses [B, T-1]. backward=False stops there
+    (G is then empty): model.per_token_losses, the forward alone.
 
     layernorm, shortformer, smeared: the config's choices; an MLP when W_in has M > 0
     columns. s [L, H] = sigmoid(smear) (zeros when not smeared). scale = 1/sqrt(E) and
@@ -245,6 +248,11 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
         for i in range(T - 1):
             total += nll[b, i]
     loss = total / (B * (T - 1))
+    for b in range(B):
+        for i in range(T - 1):
+            losses[b, i] = nll[b, i]
+    if not backward:
+        return loss, np.zeros(0, dt)
     inv_n = (np.ones(1, dt) / (B * (T - 1)))[0]
     _cross_entropy_backward(probs, tokens, inv_n, logits3, 0, R)  # logits now hold d_logits
     d_logits = logits
@@ -447,18 +455,50 @@ def fused_loss_and_grads(params, tokens, cfg):
     tokens = np.ascontiguousarray(tokens, dtype=np.int64)         # (checked by the caller)
     weights = stacked(params, cfg)
     dt = weights[0].dtype
-    gelu_consts, fast_exp = _gelu_constants(dt)                  # (float32: the fast exp)
-    layernorm, shortformer, smeared = (bool(cfg.layernorm), cfg.positional == "shortformer",
-                                       bool(cfg.smeared_keys))
-    flags = (layernorm, shortformer, smeared, dt.type(1 / np.sqrt(cfg.d_head)), dt.type(-np.inf),
-             gelu_consts, fast_exp)
+    flags = _flags(cfg, dt)
 
     def shard(t):
-        B, T = t.shape
-        n = workspace_size(cfg.n_layers, B, T, cfg.d_model, cfg.n_heads, cfg.d_head, cfg.d_mlp,
-                           cfg.d_vocab, layernorm, shortformer, smeared)
-        loss, G = _shard_step(np.ascontiguousarray(t), *weights, *flags, workspace(n, dt))
+        losses = np.empty((t.shape[0], t.shape[1] - 1), dt)
+        loss, G = _shard_step(np.ascontiguousarray(t), *weights, *flags,
+                              _workspace_for(t, cfg, flags, dt), losses, True)
         return loss, {"G": G}
 
     loss, g = shards.over_batch_shards(shard, tokens)
     return float(loss), unstacked(g["G"], weights, cfg)
+
+
+def fused_per_token_losses(params, tokens, cfg):
+    """model.per_token_losses (numba) in one kernel call per shard, the forward alone:
+    [B, T-1]. params and tokens are assumed checked (model.per_token_losses does it).
+
+    Why: the snapshots' evaluation (64 sequences, 60 times a run) ran op by op at 0.6-0.8
+    of a whole training step's time; see docs/04_numba.md.
+    """
+    tokens = np.ascontiguousarray(tokens, dtype=np.int64)
+    weights = stacked(params, cfg)
+    dt = weights[0].dtype
+    flags = _flags(cfg, dt)
+    B, T = tokens.shape
+    losses = np.empty((B, T - 1), dt)
+
+    def shard(b0, b1):
+        t = tokens[b0:b1]
+        _shard_step(t, *weights, *flags, _workspace_for(t, cfg, flags, dt), losses[b0:b1], False)
+
+    shards.over_shards(shard, tokens)
+    return losses
+
+
+def _flags(cfg, dt) -> tuple:
+    """_shard_step's arguments after the weights, up to the workspace."""
+    gelu_consts, fast_exp = _gelu_constants(dt)                  # (float32: the fast exp)
+    return (bool(cfg.layernorm), cfg.positional == "shortformer", bool(cfg.smeared_keys),
+            dt.type(1 / np.sqrt(cfg.d_head)), dt.type(-np.inf), gelu_consts, fast_exp)
+
+
+def _workspace_for(t, cfg, flags, dt) -> np.ndarray:
+    """This thread's workspace, big enough for a shard of tokens t [B, T]."""
+    B, T = t.shape
+    layernorm, shortformer, smeared = flags[:3]
+    return workspace(workspace_size(cfg.n_layers, B, T, cfg.d_model, cfg.n_heads, cfg.d_head,
+                                    cfg.d_mlp, cfg.d_vocab, layernorm, shortformer, smeared), dt)
