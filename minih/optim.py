@@ -89,16 +89,19 @@ def adamw_step(params: dict, grads: dict, state: dict, opt: AdamWConfig, lr: flo
 
 
 def train_step(params: dict, state: dict, tokens, cfg: ModelConfig, opt: AdamWConfig,
-               lr: float | None = None, backend: str = "numpy") -> tuple[float, float]:
+               lr: float | None = None, backend: str = "numpy", *,
+               check: bool = True) -> tuple[float, float]:
     """One training step on a batch [B, T]: loss, gradients, AdamW update at `lr`
     (default opt.lr; a schedule passes the step's rate). Returns (loss, grad_norm).
 
     If the loss or the gradient norm is not finite, params and state are left as they
-    were: check both and stop (minih.train raises TrainingDiverged).
+    were: check both and stop (minih.train raises TrainingDiverged). check=False skips
+    the check of params (model.loss_and_grads): minih.train checks them once, before
+    its first step.
     """
     # overflow warnings are silenced: a non-finite loss or norm is returned instead
     with np.errstate(over="ignore", invalid="ignore"):
-        loss, grads = loss_and_grads(params, tokens, cfg, backend=backend)
+        loss, grads = loss_and_grads(params, tokens, cfg, backend=backend, check=check)
     if not math.isfinite(loss):
         return loss, float("nan")
     return loss, adamw_step(params, grads, state, opt, lr=lr, backend=backend)

@@ -55,3 +55,32 @@ def test_weight_decay_only_on_matrices():
             np.testing.assert_allclose(params[k], before[k] * (1 - 0.05), err_msg=k)
         else:
             assert np.array_equal(params[k], before[k]), k
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_check_false_skips_only_the_check_of_params(backend):
+    # the same bits with and without the check; a NaN weight is refused with the check,
+    # and without it the step reports the non-finite loss and leaves params and state as
+    # they were (what minih.train relies on after checking its params once)
+    cfg = minih.ModelConfig.preset("tiny", n_layers=1)
+    tokens = np.random.default_rng(0).integers(0, cfg.d_vocab, (4, cfg.n_ctx))
+    runs = []
+    for check in (True, False):
+        params = minih.init_params(cfg, 0)
+        state = adamw_init(params)
+        out = [minih.train_step(params, state, tokens, cfg, minih.AdamWConfig(), backend=backend,
+                                check=check) for _ in range(3)]
+        runs.append((out, params, state))
+    (out_a, p_a, s_a), (out_b, p_b, s_b) = runs
+    assert out_a == out_b
+    assert all(np.array_equal(p_a[k], p_b[k]) and np.array_equal(s_a["m"][k], s_b["m"][k]) for k in p_a)
+    p_a["embed.W_E"][0, 0] = np.nan
+    with pytest.raises(ValueError, match="non-finite"):
+        minih.train_step(p_a, s_a, tokens, cfg, minih.AdamWConfig(), backend=backend)
+    before = {k: v.copy() for k, v in p_a.items()}
+    tokens[:, 0] = 0                                           # the NaN row is read
+    loss, norm = minih.train_step(p_a, s_a, tokens, cfg, minih.AdamWConfig(), backend=backend,
+                                  check=False)
+    assert not np.isfinite(loss) or not np.isfinite(norm)
+    assert all(np.array_equal(p_a[k], before[k], equal_nan=True) for k in p_a)
+    assert s_a["step"] == 3

@@ -42,7 +42,7 @@ import numpy as np
 from .memory import kept_freed_memory
 from ..model import get_backend, per_token_losses
 from ..optim import adamw_init, train_step
-from ..params import init_params
+from ..params import check_params, init_params
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .run import MANIFEST, TRAIN_LOSS, RunWriter, load_run, save_npy, writer_lock
@@ -175,13 +175,14 @@ def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, back
         record.snapshot(state)
         end = tc.steps if stop_after is None else min(tc.steps, state.step + stop_after)
         # kept_freed_memory: each step reuses the memory the last one freed (training/memory.py)
+        check_params(state.params, tc.model)      # once: after this only our updates change them
         with _Progress(progress, tc.steps, state.step, out.name) as bar, kept_freed_memory():
             while state.step < end and not interrupts.received:
                 t0 = time.perf_counter()
                 tokens = tc.data.sample(state.rng, tc.batch, tc.T)                      # [B,T]
                 lr = learning_rate(tc, state.step)
                 loss, norm = train_step(state.params, state.opt_state, tokens, tc.model, tc.optim,
-                                        lr=lr, backend=backend)
+                                        lr=lr, backend=backend, check=False)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
                     record.diverged(state, loss, lr)                                    # raises
                 state.advance(loss, tc.tokens_per_step, time.perf_counter() - t0)
