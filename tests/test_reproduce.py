@@ -244,3 +244,18 @@ def test_a_training_worker_runs_on_its_share_of_the_cores():
     finally:
         numba.set_num_threads(before)
         training._steps = steps
+
+
+def test_training_workers_measure_the_runs_they_are_asked_to(tmp_path):
+    # oracle: measure_run in this process on the same run directories. Two tiny members
+    # trained side by side; only the first is measured by its worker, to the same bits
+    import pickle
+    from minih.app.reproduce.family import family
+    from minih.app.reproduce.measure import measure_run
+    from minih.app.reproduce.training import train_family
+    members = family("tiny", 0)[:2]
+    early = train_family(members, tmp_path, "numba", progress=False, workers=2,
+                         measure=[members[0].name])
+    assert list(early) == [members[0].name]
+    here = measure_run(members[0].name, load_run(tmp_path / members[0].slug), "numba")
+    assert pickle.dumps(early[members[0].name]) == pickle.dumps(here)    # every field, every bit

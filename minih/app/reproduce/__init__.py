@@ -119,15 +119,18 @@ def caveats(members: list[Member], n_seeds: int = 1) -> list[str]:
 
 
 def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int, backend: str,
-             progress: bool, others: list[SeedRun] = ()) -> tuple[dict, dict, dict, dict]:
+             progress: bool, others: list[SeedRun] = (), early: dict | None = None
+             ) -> tuple[dict, dict, dict, dict]:
     """Measure the runs of one seed's family and lay out every argument: (numbers, report
     sections by numbers.json key, timings, measures), the figures drawn into `figs`, with
-    the spread of the `others` seeds where a figure can show it (seeds.py)."""
+    the spread of the `others` seeds where a figure can show it (seeds.py). `early`: the
+    measures the training workers already took (train_family), the same numbers."""
     figs.mkdir(parents=True, exist_ok=True)
     timings = {}
     t = time.perf_counter()
+    early = early or {}
     measured = [m for m in members if m.group != "generality"]
-    measures = {m.name: measure_run(m.name, runs[m.name], backend)
+    measures = {m.name: early[m.name] if m.name in early else measure_run(m.name, runs[m.name], backend)
                 for m in tqdm(measured, desc="measure runs", disable=not progress)}
     timings["measure"] = time.perf_counter() - t
 
@@ -232,7 +235,8 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     figs = out / "figs"
     figs.mkdir(parents=True, exist_ok=True)
     members = family(size, seed)
-    train_family(members, out / "runs", backend, progress, workers)
+    measured = [m.name for m in members if m.group != "generality"]   # (the ones _analyse reads)
+    early = train_family(members, out / "runs", backend, progress, workers, measure=measured)
     timings, runs = {}, {}
     for m in members:
         runs[m.name] = load_run(out / "runs" / m.slug)
@@ -249,7 +253,7 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
             others = _other_seeds(out, size, seed, seeds, backend, progress, scheduler)
             timings[OTHER_SEEDS] = time.perf_counter() - t
         numbers, sections, analysis_timings, _ = _analyse(members, runs, figs, size, seed, backend,
-                                                          progress, others)
+                                                          progress, others, early)
         t = time.perf_counter()
     analysis_timings["waiting for the last figures"] = time.perf_counter() - t
     timings.update(analysis_timings)
