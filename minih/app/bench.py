@@ -92,18 +92,25 @@ def _timed(f) -> float:
 
 def minih_tokens_per_s(cfg: ModelConfig, batch: int, backend: str, steps: int, warmup: int,
                        seed: int = 0) -> dict:
-    """Median wall time of minih.optim.train_step with `backend`, as tokens/s (B*T per step)."""
+    """Median wall time of a training step as minih.train takes it with `backend`, as
+    tokens/s (B*T per step): minih.optim.train_step, or with the numba backend, where the
+    whole-step kernel applies, training/fused.py's step (the same bits, less around it)."""
     from ..optim import AdamWConfig, adamw_init, train_step
     from ..params import init_params
+    from ..training.fused import FusedTraining
     params = init_params(cfg, seed)
     state, opt = adamw_init(params), AdamWConfig()
     tokens = np.random.default_rng(seed).integers(0, cfg.d_vocab, (batch, cfg.n_ctx))
-    first = _timed(lambda: train_step(params, state, tokens, cfg, opt, backend=backend))
+    if backend == "numba" and FusedTraining.applies(batch, cfg.n_ctx):
+        fused = FusedTraining(params, state, cfg)
+        step = lambda: fused.step(tokens, opt)                            # noqa: E731
+    else:
+        step = lambda: train_step(params, state, tokens, cfg, opt, backend=backend)  # noqa: E731
+    first = _timed(step)
     for _ in range(warmup):
-        train_step(params, state, tokens, cfg, opt, backend=backend)
+        step()
     c0 = time.process_time()
-    times = [_timed(lambda: train_step(params, state, tokens, cfg, opt, backend=backend))
-             for _ in range(steps)]
+    times = [_timed(step) for _ in range(steps)]
     cpu = (time.process_time() - c0) / steps
     med = float(np.median(times))
     return {"impl": f"minih {backend}", "first_step_s": first, "median_step_s": med,

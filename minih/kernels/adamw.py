@@ -7,12 +7,20 @@ Elements are independent, so they could be split over the threads (minih/kernels
 but the largest REF parameter has 33k entries (21 us of work): less than handing
 chunks to a thread costs.
 """
+import numba
 import numpy as np
 
-from ._jit import as_floats, kernel
+from ._jit import FASTMATH, as_floats
+
+# FASTMATH without "arcp" and "afn" (approximate reciprocals and functions). With them the
+# vectorised loop and its scalar remainder rounded some numbers differently (1 in ~10^4
+# in float64), so a number's update depended on where in its array it sat; the fused
+# training (minih/training/fused.py) updates the weights laid out otherwise than the
+# params dict, and must take the same steps, bit for bit, as one call per parameter
+EXACT_DIVISION = FASTMATH - {"arcp", "afn"}
 
 
-@kernel()
+@numba.njit(fastmath=EXACT_DIVISION, cache=True, nogil=True, error_model="numpy")
 def _adamw_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bc1, bc2, grad_scale):
     for n in range(p.size):
         gn = g[n] * grad_scale                                   # clipping, folded in

@@ -352,12 +352,30 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
 
 _GRAD_NAMES = ("W_E", "W_pos", "W_U", "lnf_w", "lnf_b", "W_Q", "W_K", "W_V", "W_O", "ln1_w",
                "ln1_b", "s", "W_in", "b_in", "W_out", "b_out", "ln2_w", "ln2_b")
+S_SLOT = _GRAD_NAMES.index("s")                 # where stacked() puts sigmoid(smear)
 
 
 def stacked(params, cfg):
     """The params as _shard_step takes them: per-layer weights stacked over the layers and
     laid out for the products (W_Q, W_K, W_V [L, D, H*E], W_O [L, H*E, D]), absent ones
     (no LayerNorm, no MLP, no smearing) as empty arrays; and s = sigmoid(smear) [L, H]."""
+    weights = stacked_raw(params, cfg)
+    return weights[:S_SLOT] + (smear_gate(weights[S_SLOT], cfg),) + weights[S_SLOT + 1:]
+
+
+def smear_gate(smear, cfg):
+    """s = sigmoid(smear) [L, H] in smear's dtype (zeros when the keys are not smeared)."""
+    if not cfg.smeared_keys:
+        return np.zeros((cfg.n_layers, cfg.n_heads), smear.dtype)
+    return np.ascontiguousarray((1.0 / (1.0 + np.exp(-smear))).astype(smear.dtype))
+
+
+def stacked_raw(params, cfg, copy: bool = False):
+    """stacked(), but with the smear logits themselves [L, H] in s's place: the layout of
+    the gradients G (whose s entry is d loss / d smear), in which the fused training keeps
+    the weights and AdamW's moments (minih/training/fused.py). Works on any dict with the
+    params' keys and shapes (AdamW's m and v too). copy: fresh arrays only (else W_E,
+    W_pos, W_U and LN final may be the params' own arrays)."""
     L, H, D, E, M = cfg.n_layers, cfg.n_heads, cfg.d_model, cfg.d_head, cfg.d_mlp
     dt = params["embed.W_E"].dtype
 
@@ -375,15 +393,14 @@ def stacked(params, cfg):
         return np.ascontiguousarray(np.stack([params[f"blocks.{l}.attn.{name}"].transpose(1, 0, 2)
                                               for l in range(L)]).reshape(L, D, H * E))
 
-    smear = layers("attn.smear", (H,))
-    s = 1.0 / (1.0 + np.exp(-smear)) if cfg.smeared_keys else np.zeros((L, H), dt)
-    c = np.ascontiguousarray
+    smear = layers("attn.smear", (H,)) if cfg.smeared_keys else np.zeros((L, H), dt)
+    c = np.array if copy else np.ascontiguousarray
     lnf_w = c(params["ln_final.w"]) if cfg.layernorm else np.zeros(0, dt)
     lnf_b = c(params["ln_final.b"]) if cfg.layernorm else np.zeros(0, dt)
     return (c(params["embed.W_E"]), c(params["pos_embed.W_pos"]), c(params["unembed.W_U"]),
             lnf_w, lnf_b, heads_in("W_Q"), heads_in("W_K"), heads_in("W_V"),
             layers("attn.W_O", (H * E, D)), layers("ln1.w", (D,)), layers("ln1.b", (D,)),
-            c(s.astype(dt)), layers("mlp.W_in", (D, M)), layers("mlp.b_in", (M,)),
+            smear, layers("mlp.W_in", (D, M)), layers("mlp.b_in", (M,)),
             layers("mlp.W_out", (M, D)), layers("mlp.b_out", (D,)), layers("ln2.w", (D,)),
             layers("ln2.b", (D,)))
 
@@ -452,8 +469,15 @@ def fused_loss_and_grads(params, tokens, cfg):
     params and tokens are assumed checked (model.loss_and_grads does it). The shards are
     those of minih/kernels/shards.py, their means weighted by size as there.
     """
-    tokens = np.ascontiguousarray(tokens, dtype=np.int64)         # (checked by the caller)
     weights = stacked(params, cfg)
+    loss, G = flat_loss_and_grads(weights, tokens, cfg)
+    return loss, unstacked(G, weights, cfg)
+
+
+def flat_loss_and_grads(weights, tokens, cfg):
+    """(loss, G) of a batch from stacked() weights: G every gradient, flat, in the layout
+    of stacked_raw (each shard's kernel call, their means weighted by size)."""
+    tokens = np.ascontiguousarray(tokens, dtype=np.int64)         # (checked by the caller)
     dt = weights[0].dtype
     flags = _flags(cfg, dt)
 
@@ -464,7 +488,7 @@ def fused_loss_and_grads(params, tokens, cfg):
         return loss, {"G": G}
 
     loss, g = shards.over_batch_shards(shard, tokens)
-    return float(loss), unstacked(g["G"], weights, cfg)
+    return float(loss), g["G"]
 
 
 def fused_per_token_losses(params, tokens, cfg):

@@ -174,23 +174,42 @@ def train(tc: TrainConfig | None = None, out=None, *, resume: bool = False, back
                            on_snapshot)
         record.snapshot(state)
         end = tc.steps if stop_after is None else min(tc.steps, state.step + stop_after)
-        # kept_freed_memory: each step reuses the memory the last one freed (training/memory.py)
         check_params(state.params, tc.model)      # once: after this only our updates change them
+        # the numba backend keeps the weights in its whole-step kernel's layout between
+        # steps (training/fused.py: the same bits as train_step); fused.sync writes them
+        # back into state.params before anything reads them
+        fused = None
+        if backend == "numba":            # (imported here: the numpy backend never loads Numba)
+            from .fused import FusedTraining
+            if FusedTraining.applies(tc.batch, tc.T):
+                fused = FusedTraining(state.params, state.opt_state, tc.model)
+        # kept_freed_memory: each step reuses the memory the last one freed (training/memory.py)
         with _Progress(progress, tc.steps, state.step, out.name) as bar, kept_freed_memory():
             while state.step < end and not interrupts.received:
                 t0 = time.perf_counter()
                 tokens = tc.data.sample(state.rng, tc.batch, tc.T)                      # [B,T]
                 lr = learning_rate(tc, state.step)
-                loss, norm = train_step(state.params, state.opt_state, tokens, tc.model, tc.optim,
-                                        lr=lr, backend=backend, check=False)
+                if fused is None:
+                    loss, norm = train_step(state.params, state.opt_state, tokens, tc.model,
+                                            tc.optim, lr=lr, backend=backend, check=False)
+                else:
+                    loss, norm = fused.step(tokens, tc.optim, lr=lr)
                 if not (math.isfinite(loss) and math.isfinite(norm)):
+                    if fused is not None:                     # (unchanged by this step)
+                        fused.sync(state.params, state.opt_state)
                     record.diverged(state, loss, lr)                                    # raises
                 state.advance(loss, tc.tokens_per_step, time.perf_counter() - t0)
                 bar.update(loss, tc.tokens_per_step)
                 if on_step is not None:
                     on_step(state.step, loss)
+                checkpoint = record.checkpoint_due(state)
+                if fused is not None and (checkpoint or record.snapshot_due(state)):
+                    fused.sync(state.params, state.opt_state)
                 record.snapshot(state)
-                record.checkpoint_if_due(state)
+                if checkpoint:
+                    record.checkpoint(state, "running")
+        if fused is not None:
+            fused.sync(state.params, state.opt_state)
         status = ("finished" if state.step == tc.steps else
                   "interrupted" if interrupts.received else "stopped")
         record.checkpoint(state, status)
@@ -240,10 +259,14 @@ class _Recorder:
         self.writer.update_manifest(status=status, timings=timings)
         self.last_step, self.last_time = s.step, time.perf_counter()
 
-    def checkpoint_if_due(self, s: TrainState) -> None:
+    def snapshot_due(self, s: TrainState) -> bool:
+        """Whether snapshot(s) would store one now."""
+        return s.step in self.plan and s.step not in self.writer.steps
+
+    def checkpoint_due(self, s: TrainState) -> bool:
+        """Every `every` steps (if given) and every `seconds` of wall time."""
         by_steps = self.every is not None and s.step - self.last_step >= self.every
-        if by_steps or time.perf_counter() - self.last_time >= self.seconds:
-            self.checkpoint(s, "running")
+        return by_steps or time.perf_counter() - self.last_time >= self.seconds
 
     def diverged(self, s: TrainState, loss: float, lr: float):
         """Keep the last good weights (the params were not updated), mark the run, raise."""
