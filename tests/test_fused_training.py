@@ -90,3 +90,13 @@ def test_train_writes_the_same_run_with_or_without_it(tmp_path, monkeypatch):
             assert (ma["step"], ma["opt_step"]) == (mb["step"], mb["opt_step"]) == (12, 12)
         else:
             assert np.array_equal(za[k], zb[k]), k
+
+
+def test_bad_tokens_are_refused_before_the_kernel_sees_them():
+    # the kernel does not check its indices: a token id out of range must be a ValueError
+    cfg, params, tokens = model(SHAPES[0], "float32")
+    fused = FusedTraining(params, adamw_init(params), cfg)
+    tokens[0, 0] = cfg.d_vocab
+    with pytest.raises(ValueError, match="d_vocab"):
+        fused.step(tokens, minih.AdamWConfig())
+    assert fused.step_count == 0

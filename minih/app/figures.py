@@ -36,25 +36,28 @@ _background = None      # while in_background() runs in this process: (pool, [(f
 def in_background():
     """Inside this block, every figure function below sends its arguments to one worker
     process, which draws and saves the figure, and returns the path at once. Leaving the
-    block, this process draws the figures the worker has not started (from the last
-    back, while the worker goes on from the front), waits for the rest, and raises the
-    first error any of them met.
+    block, this process draws the figures not yet handed to the worker (from the last
+    back, while the worker goes on from the front), waits for the rest, and raises an
+    error any of them met (its own draws' first, then the worker's in order).
 
     Why: drawing is about a third of a second per figure (laying out the text, rendering,
     the PNG): 7.6 of the 17.8 s that `reproduce --quick` spent after training (25
     figures, on the 2-core Intel VM), while its analysis runs on one core. The figures
     are the same files as drawn in place (tests/test_figures.py compares the bytes).
     The worker is started fresh ("spawn"), so a script that uses this needs the usual
-    `if __name__ == "__main__":`, like every multiprocessing program.
+    `if __name__ == "__main__":`, like every multiprocessing program. Two rules inside the
+    block: a figure's file exists only once the block has ended, and the arrays given to
+    a figure function must not be changed afterwards (they are sent when the worker is
+    ready for them, or drawn here at the end).
     """
     global _background
     if _background is not None:                      # nested: the outer block waits
         yield
         return
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
-    tasks = [(pool.submit(_started), None)]          # it imports matplotlib while we compute
-    _background = (pool, tasks)
     try:
+        tasks = [(pool.submit(_started), None)]      # it imports matplotlib while we compute
+        _background = (pool, tasks)
         yield
         _background = None
         for future, task in reversed(tasks):         # what the worker has not started

@@ -25,6 +25,7 @@ from ..config import ModelConfig
 from ..kernels.adamw import _adamw_update
 from ..kernels.step import (S_SLOT, flat_loss_and_grads, fused_step_applies, smear_gate,
                             stacked_raw, unstacked)
+from ..model import check_tokens
 from ..optim import AdamWConfig, decays, global_norm
 
 
@@ -34,6 +35,10 @@ class FusedTraining:
         fused = FusedTraining(params, opt_state, cfg)
         loss, norm = fused.step(tokens, opt, lr)          # as optim.train_step(..., lr=lr)
         fused.sync(params, opt_state)                      # the dicts, up to date
+
+    The same bits as train_step with the numba backend where the whole-step kernel
+    applies (FusedTraining.applies(B, T); elsewhere train_step runs op by op). Between
+    syncs the dicts are not read: a change made to them is lost at the next sync.
     """
 
     @staticmethod
@@ -64,8 +69,9 @@ class FusedTraining:
         return [flat[a:b].reshape(shape) for a, b, shape in zip(self.bounds, self.bounds[1:], self.shapes)]
 
     def step(self, tokens, opt: AdamWConfig, lr: float | None = None) -> tuple[float, float]:
-        """optim.train_step on checked tokens: (loss, gradient norm); nothing changes when
-        either is not finite."""
+        """optim.train_step(..., lr=lr): (loss, gradient norm); nothing changes when either
+        is not finite. The tokens are checked (the kernel itself does not check them)."""
+        tokens = check_tokens(tokens, self.cfg, min_len=2)                    # [B, T]
         lr = opt.lr if lr is None else lr
         weights = list(self.weights)
         weights[S_SLOT] = smear_gate(weights[S_SLOT], self.cfg)               # s = sigmoid(smear)
