@@ -117,7 +117,7 @@ def workspace_size(L, B, T, D, H, E, M, V, layernorm, shortformer, smeared):
     n += L * R * HE * (4 + smeared) + L * B * H * T              # q, k, v, z, k before smearing; lse
     if M:
         n += L * R * D * 2 + L * R + L * R * M * 2               # resid_mid, ln2, its scale; pre, post
-    n += R * D + R + R * V + B * (T - 1) + B * (T - 1) * V       # final, its scale; logits, nll, probs
+    n += R * D + R + R * V + B * (T - 1) * V                     # final, its scale; logits, probs
     n += 3 * R * D + R * HE * (4 + smeared) + 2 * R * M + B * H  # the backward's
     return n
 
@@ -181,7 +181,6 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
     final, at = _view(ws, at, (R, D))
     lnf_scale, at = _view(ws, at, (R,))
     logits, at = _view(ws, at, (R, V))
-    nll, at = _view(ws, at, (B, T - 1))
     probs, at = _view(ws, at, (B, T - 1, V))
     d_x, at = _view(ws, at, (R, D))
     d_h, at = _view(ws, at, (R, D))
@@ -242,15 +241,12 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
 
     # ---- the loss (ops.cross_entropy_forward and _backward) ----
     logits3 = logits.reshape(B, T, V)
-    _softmax_nll(logits3, tokens, nll, probs, fast_exp, 0, B * (T - 1))
+    _softmax_nll(logits3, tokens, losses, probs, fast_exp, 0, B * (T - 1))  # losses: each -log p
     total = 0.0
     for b in range(B):
         for i in range(T - 1):
-            total += nll[b, i]
+            total += losses[b, i]
     loss = total / (B * (T - 1))
-    for b in range(B):
-        for i in range(T - 1):
-            losses[b, i] = nll[b, i]
     if not backward:
         return loss, np.zeros(0, dt)
     inv_n = (np.ones(1, dt) / (B * (T - 1)))[0]
@@ -359,15 +355,18 @@ def stacked(params, cfg):
     """The params as _shard_step takes them: per-layer weights stacked over the layers and
     laid out for the products (W_Q, W_K, W_V [L, D, H*E], W_O [L, H*E, D]), absent ones
     (no LayerNorm, no MLP, no smearing) as empty arrays; and s = sigmoid(smear) [L, H]."""
-    weights = stacked_raw(params, cfg)
-    return weights[:S_SLOT] + (smear_gate(weights[S_SLOT], cfg),) + weights[S_SLOT + 1:]
+    return gated(stacked_raw(params, cfg), cfg)
 
 
-def smear_gate(smear, cfg):
-    """s = sigmoid(smear) [L, H] in smear's dtype (zeros when the keys are not smeared)."""
-    if not cfg.smeared_keys:
-        return np.zeros((cfg.n_layers, cfg.n_heads), smear.dtype)
-    return np.ascontiguousarray((1.0 / (1.0 + np.exp(-smear))).astype(smear.dtype))
+def gated(raw, cfg) -> tuple:
+    """stacked_raw's weights as _shard_step takes them: s = sigmoid(smear) [L, H], in the
+    smear's dtype, in place of the smear logits (zeros when the keys are not smeared)."""
+    smear = raw[S_SLOT]
+    if cfg.smeared_keys:
+        s = np.ascontiguousarray((1.0 / (1.0 + np.exp(-smear))).astype(smear.dtype))
+    else:
+        s = np.zeros((cfg.n_layers, cfg.n_heads), smear.dtype)
+    return tuple(raw[:S_SLOT]) + (s,) + tuple(raw[S_SLOT + 1:])
 
 
 def stacked_raw(params, cfg, copy: bool = False):

@@ -23,8 +23,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..kernels.adamw import _adamw_update
-from ..kernels.step import (S_SLOT, flat_loss_and_grads, fused_step_applies, smear_gate,
-                            stacked_raw, unstacked)
+from ..kernels.step import flat_loss_and_grads, fused_step_applies, gated, stacked_raw, unstacked
 from ..model import check_tokens
 from ..optim import AdamWConfig, decays, global_norm
 
@@ -73,10 +72,9 @@ class FusedTraining:
         is not finite. The tokens are checked (the kernel itself does not check them)."""
         tokens = check_tokens(tokens, self.cfg, min_len=2)                    # [B, T]
         lr = opt.lr if lr is None else lr
-        weights = list(self.weights)
-        weights[S_SLOT] = smear_gate(weights[S_SLOT], self.cfg)               # s = sigmoid(smear)
+        weights = gated(self.weights, self.cfg)                               # s = sigmoid(smear)
         with np.errstate(over="ignore", invalid="ignore"):
-            loss, G = flat_loss_and_grads(tuple(weights), tokens, self.cfg)
+            loss, G = flat_loss_and_grads(weights, tokens, self.cfg)
         if not math.isfinite(loss):
             return loss, float("nan")
         grads = unstacked(G, weights, self.cfg)                               # the params' shapes

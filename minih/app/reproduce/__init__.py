@@ -118,6 +118,11 @@ def caveats(members: list[Member], n_seeds: int = 1) -> list[str]:
     return out
 
 
+def _measured(members: list[Member]) -> list[Member]:
+    """The members whose runs _analyse measures (measure_run): all but the generality model."""
+    return [m for m in members if m.group != "generality"]
+
+
 def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int, backend: str,
              progress: bool, others: list[SeedRun] = (), early: dict | None = None
              ) -> tuple[dict, dict, dict, dict]:
@@ -129,7 +134,7 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
     timings = {}
     t = time.perf_counter()
     early = early or {}
-    measured = [m for m in members if m.group != "generality"]
+    measured = _measured(members)
     measures = {m.name: early[m.name] if m.name in early else measure_run(m.name, runs[m.name], backend)
                 for m in tqdm(measured, desc="measure runs", disable=not progress)}
     timings["measure"] = time.perf_counter() - t
@@ -235,8 +240,8 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     figs = out / "figs"
     figs.mkdir(parents=True, exist_ok=True)
     members = family(size, seed)
-    measured = [m.name for m in members if m.group != "generality"]   # (the ones _analyse reads)
-    early = train_family(members, out / "runs", backend, progress, workers, measure=measured)
+    early = train_family(members, out / "runs", backend, progress, workers,
+                         measure=[m.name for m in _measured(members)])
     timings, runs = {}, {}
     for m in members:
         runs[m.name] = load_run(out / "runs" / m.slug)
