@@ -137,7 +137,8 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
     measured = _measured(members)
     measures = {m.name: early[m.name] if m.name in early else measure_run(m.name, runs[m.name], backend)
                 for m in tqdm(measured, desc="measure runs", disable=not progress)}
-    timings["measure"] = time.perf_counter() - t
+    timings["measure" if not early else "measure (the runs their training workers did not)"] = \
+        time.perf_counter() - t
 
     induction = [m.name for m in members if m.group == "induction"]
     sections, numbers = {}, {"size": size, "seed": seed, "backend": backend}
