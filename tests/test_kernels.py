@@ -813,6 +813,32 @@ def test_gelu_kernel_bodies_without_jit(dtype):
     close("gelu_backward", d_u, ops.gelu_backward(d_post, u), dtype)
 
 
+@pytest.mark.parametrize("n", [1, 2, 17, 1000, 4096 + 5])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("jit", [True, False])
+def test_gelu_forward_keeping_slope(n, dtype, jit):
+    # oracle: the two GELU twins, and minih.ops.mlp's GELU. The whole-step kernel's GELU
+    # (kernels/step.py) writes post as _gelu_forward does and overwrites u with the slope
+    # _gelu_backward multiplies d_post by (d_post = 1 here, exact): the same lines, so the
+    # same numbers up to rounding (LLVM fuses one loop's multiply-adds otherwise than two
+    # loops'; the slope's two terms cancel in part, so a few ulps grow to ~30, 4e-6 in
+    # float32), within the TOL of every twin; compiled and as plain Python
+    rng = np.random.default_rng(n)
+    u = (3 * rng.standard_normal(n)).astype(dtype)
+    u[:3] = [0.0, -12.0, 12.0][:n]                                # zero and both tails
+    consts, fast = k_mlp._gelu_constants(u.dtype)
+    post, slope = np.full_like(u, np.nan), u.copy()
+    f = k_mlp._gelu_forward_keeping_slope
+    (f if jit else f.py_func)(slope, post, consts, fast)
+    want_post, want_slope = np.empty_like(u), np.empty_like(u)
+    k_mlp._gelu_forward(u, want_post, consts, fast)
+    k_mlp._gelu_backward(np.ones_like(u), u, want_slope, consts, fast)
+    close("post vs _gelu_forward", post, want_post, dtype)
+    close("slope vs _gelu_backward", slope, want_slope, dtype)
+    close("post", post, ops.gelu_forward(u), dtype)
+    close("slope", slope, ops.gelu_backward(np.ones_like(u), u), dtype)
+
+
 def test_exp_neg_f32():
     # oracle: float64 np.exp. The float32 exp of the GELU twins, for x <= 0: accurate to
     # float32 rounding, exactly 0 below EXP_MIN = -87, NaN kept

@@ -43,7 +43,7 @@ from .attention import _attention_backward, _attention_forward, _smear_backward,
 from .embedding import _embed_backward, _embed_forward, _pos_embed_backward
 from .layernorm import _layernorm_backward, _layernorm_forward
 from .loss import _cross_entropy_backward, _softmax_nll
-from .mlp import _gelu_backward, _gelu_constants, _gelu_forward
+from .mlp import _gelu_constants, _gelu_forward_keeping_slope
 
 
 @kernel()
@@ -80,6 +80,14 @@ def _add(a, b):
     for r in range(a.shape[0]):
         for d in range(a.shape[1]):
             a[r, d] += b[r, d]
+
+
+@kernel()
+def _mul(out, a, b):
+    """out = a * b, elementwise.  out, a, b [R, D]"""
+    for r in range(a.shape[0]):
+        for d in range(a.shape[1]):
+            out[r, d] = a[r, d] * b[r, d]
 
 
 @kernel()
@@ -176,7 +184,7 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
     resid_mid, at = _view(ws, at, (L, R * m_, D))
     ln2, at = _view(ws, at, (L, R * m_, D))
     ln2_scale, at = _view(ws, at, (L, R * m_))
-    pre, at = _view(ws, at, (L, R, M))
+    pre, at = _view(ws, at, (L, R, M))                           # then gelu'(pre) (backward)
     post, at = _view(ws, at, (L, R, M))
     final, at = _view(ws, at, (R, D))
     lnf_scale, at = _view(ws, at, (R,))
@@ -229,7 +237,10 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
                 h2 = resid_mid[l]
             _mm(h2, W_in[l], pre[l])                             # pre = h2 @ W_in + b_in
             _add_row(pre[l], b_in[l])
-            _gelu_forward(pre[l].reshape(-1), post[l].reshape(-1), gelu_consts, fast_exp)
+            # post = gelu(pre), and pre becomes gelu'(pre) for the backward (also in the
+            # forward alone: its post is then the training step's, bit for bit)
+            _gelu_forward_keeping_slope(pre[l].reshape(-1), post[l].reshape(-1),
+                                        gelu_consts, fast_exp)
             _mm(post[l], W_out[l], tmp)                          # x += gelu(pre) @ W_out + b_out
             _add_row(tmp, b_out[l])
             _add(x, tmp)
@@ -291,8 +302,8 @@ def _shard_step(tokens, W_E, W_pos, W_U, lnf_w, lnf_b,
             _mm_tn(post[l], d_x, g_W_out[l])
             _add_row_sums(g_b_out[l], d_x)
             _mm_nt(d_x, W_out[l], d_post)                        # [R, M]
-            _gelu_backward(d_post.reshape(-1), pre[l].reshape(-1), d_pre.reshape(-1),
-                           gelu_consts, fast_exp)                # post = gelu(pre)
+            _mul(d_pre, d_post, pre[l])                          # post = gelu(pre); pre
+                                                                 # holds gelu'(pre) (forward)
             h2 = ln2[l] if layernorm else resid_mid[l]           # pre = h2 @ W_in + b_in
             _mm_tn(h2, d_pre, g_W_in[l])
             _add_row_sums(g_b_in[l], d_pre)
