@@ -246,6 +246,26 @@ def test_a_training_worker_runs_on_its_share_of_the_cores():
         training._steps = steps
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_analysis_leaves_a_core_to_the_figures_and_gives_it_back(threads):
+    # oracle: numba's own thread count inside and after the block, also after an error:
+    # one fewer while the figures' process draws on the other core, never below one
+    import numba
+    from minih.app import reproduce as rep
+    if numba.config.NUMBA_NUM_THREADS < threads:
+        pytest.skip(f"numba has {numba.config.NUMBA_NUM_THREADS} thread(s) on this machine")
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        with pytest.raises(KeyError):
+            with rep._one_core_left():
+                assert numba.get_num_threads() == max(1, threads - 1)
+                raise KeyError("an error inside the analysis")
+        assert numba.get_num_threads() == threads
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_training_workers_measure_the_runs_they_are_asked_to(tmp_path):
     # oracle: measure_run in this process on the same run directories. Two tiny members
     # trained side by side; only the first is measured by its worker, to the same bits

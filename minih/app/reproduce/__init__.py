@@ -209,6 +209,22 @@ OTHER_SEEDS = "other seeds: training and analysis"   # its key in numbers.json's
 DEFAULT_SEEDS = {"tiny": 1, "quick": 1, "full": 3}
 
 
+@contextlib.contextmanager
+def _one_core_left():
+    """minih's threads one fewer (at least one) while the block runs: the figures' process
+    draws on the other core. Why: the analysis's forwards are small (64 sequences of 32
+    tokens), and split over two threads beside the drawing they waited for each other
+    (docs/07_reproduction.md, "Time"). The thread count never changes a bit
+    (kernels/threads.py)."""
+    import numba
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, before - 1))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
 def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: str = "numba",
               progress: bool = True, seeds: int | None = None, scheduler=None,
               workers: int = 1) -> dict:
@@ -253,7 +269,7 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     others = []
     # with workers, the figures are drawn in a second process while the analysis goes on
     drawing = figures.in_background() if workers > 1 else contextlib.nullcontext()
-    with drawing:
+    with drawing, (_one_core_left() if workers > 1 else contextlib.nullcontext()):
         if seeds > 1:           # the other seeds first: the first seed's figures draw their spread
             t = time.perf_counter()
             others = _other_seeds(out, size, seed, seeds, backend, progress, scheduler)
