@@ -274,8 +274,35 @@ def test_training_workers_measure_the_runs_they_are_asked_to(tmp_path):
     from minih.app.reproduce.measure import measure_run
     from minih.app.reproduce.training import train_family
     members = family("tiny", 0)[:2]
-    early = train_family(members, tmp_path, "numba", progress=False, workers=2,
-                         measure=[members[0].name])
+    early, sweeps = train_family(members, tmp_path, "numba", progress=False, workers=2,
+                                 measure=[members[0].name], sweep={members[0].name: None})
     assert list(early) == [members[0].name]
     here = measure_run(members[0].name, load_run(tmp_path / members[0].slug), "numba")
     assert pickle.dumps(early[members[0].name]) == pickle.dumps(here)    # every field, every bit
+    # a tiny model has no induction heads: it is no model to ablate, so no sweep
+    from minih.app.reproduce import arguments
+    assert not arguments.can_contrast(here) and sweeps == {}
+
+
+@pytest.mark.parametrize("contrast", [True, False])
+def test_a_training_worker_sweeps_the_model_argument_3_ablates(tmp_path, monkeypatch, contrast):
+    # oracle: arguments.ablation_sweep in this process on the finished run. The worker's
+    # function, run here (the sweep is the same function in a worker process: the measures
+    # above show the process changes no bit): a model that can_contrast is swept, with the
+    # max_snapshots asked for, to the same bits; one that cannot is not
+    import pickle
+    import queue
+    from minih.app.reproduce import arguments, training
+    from minih.app.reproduce.family import family
+    member = family("tiny", 0)[1]
+    monkeypatch.setattr(training, "_steps", queue.Queue())
+    monkeypatch.setattr(arguments, "can_contrast", lambda m: contrast)
+    status, step, measured, swept = training._worker(member, tmp_path, "numba", False, True, (3,))
+    assert status == "finished" and measured is not None
+    if not contrast:
+        assert swept is None
+        return
+    here = arguments.ablation_sweep(load_run(tmp_path), "numba", False, 3)
+    assert len(here.snapshots) == 3
+    swept.seconds = here.seconds = 0.0                                  # (only the time differs)
+    assert pickle.dumps(swept) == pickle.dumps(here)

@@ -65,6 +65,8 @@ def _shown(token_bytes: bytes) -> str:
 # the head-by-head sweep of a text model (512 windows of 256 tokens, 60 snapshots) is the
 # reproduction's longest analysis: 24 snapshots, evenly spread, tell the same story
 TEXT_SWEEP_SNAPSHOTS = 24
+ARG3_CANDIDATES = ("2L", "3L")                  # the models Argument 3 may ablate, in order
+TEXT_ARG3_CANDIDATES = ("2L text", "3L text")   # the same on plain text (the full size)
 
 # what each data source is, where its describe() has no "what"
 DATA_WHAT = {"generality": "literal repeats, \"translation\" and fuzzy-matching blocks, mixed",
@@ -123,13 +125,27 @@ def _measured(members: list[Member]) -> list[Member]:
     return [m for m in members if m.group != "generality"]
 
 
+def _swept(members: list[Member]) -> dict:
+    """The sweeps the training workers take (train_family's `sweep`), {name: max_snapshots}:
+    every candidate of an Argument 3, swept by its worker if it can be the model ablated
+    (arguments.can_contrast). A worker does not know the other candidates' measures, so
+    when an earlier candidate qualifies too, a later one's sweep goes unused: CPU time in
+    the training's processes, against the sweep's whole time after training saved
+    (docs/07_reproduction.md, "Time")."""
+    names = {m.name for m in members}
+    return {name: n for candidates, n in ((ARG3_CANDIDATES, None),
+                                          (TEXT_ARG3_CANDIDATES, TEXT_SWEEP_SNAPSHOTS))
+            for name in candidates if name in names}
+
+
 def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int, backend: str,
-             progress: bool, others: list[SeedRun] = (), early: dict | None = None
-             ) -> tuple[dict, dict, dict, dict]:
+             progress: bool, others: list[SeedRun] = (), early: dict | None = None,
+             early_sweeps: dict | None = None) -> tuple[dict, dict, dict, dict]:
     """Measure the runs of one seed's family and lay out every argument: (numbers, report
     sections by numbers.json key, timings, measures), the figures drawn into `figs`, with
-    the spread of the `others` seeds where a figure can show it (seeds.py). `early`: the
-    measures the training workers already took (train_family), the same numbers."""
+    the spread of the `others` seeds where a figure can show it (seeds.py). `early`,
+    `early_sweeps`: the measures and ablation sweeps the training workers already took
+    (train_family), the same numbers."""
     figs.mkdir(parents=True, exist_ok=True)
     timings = {}
     t = time.perf_counter()
@@ -149,8 +165,16 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
     t = time.perf_counter()
     add("argument_1", A.argument_1(measures, runs, figs, induction, others=others))
     add("argument_2", A.argument_2(measures, figs, others=others))
-    add("argument_3", A.argument_3(measures, runs, figs, A.ablation_model(measures), backend, progress))
-    timings["ablation sweep (part of arguments and figures)"] = numbers["argument_3"].pop("sweep_seconds")
+    early_sweeps = early_sweeps or {}
+
+    def sweep_timing(key, name, what):              # where the sweep ran, and how long
+        seconds = numbers[key].pop("sweep_seconds")
+        timings[f"{what} ({'by the training worker' if name in early_sweeps else 'part of arguments and figures'})"] = seconds
+
+    name3 = A.ablation_model(measures, ARG3_CANDIDATES)
+    add("argument_3", A.argument_3(measures, runs, figs, name3, backend, progress,
+                                   candidates=ARG3_CANDIDATES, sweep=early_sweeps.get(name3)))
+    sweep_timing("argument_3", name3, "ablation sweep")
     gen = next(m for m in members if m.group == "generality")
     add("argument_4", A.argument_4(gen.name, runs[gen.name], gen.train.data, figs, backend,
                                    literal_only=("2L", runs["2L"]), others=others))
@@ -171,12 +195,14 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
                                  data="plain text: " + next(m for m in members if m.name == "2L text")
                                       .train.data.describe()["what"],
                                  control="1L text", main="2L text", others=others))
-        candidates = tuple(n for n in ("2L text", "3L text") if n in text)
+        candidates = tuple(n for n in TEXT_ARG3_CANDIDATES if n in text)
+        name3 = A.ablation_model(measures, candidates)
         add("text_ablation", A.argument_3(
-            measures, runs, figs, A.ablation_model(measures, candidates), backend, progress,
+            measures, runs, figs, name3, backend, progress,
             candidates=candidates, tag="_text", max_snapshots=TEXT_SWEEP_SNAPSHOTS,
-            title="Argument 3 on plain text: ablating induction heads removes in-context learning"))
-        timings["ablation sweep on text (part of arguments and figures)"] = numbers["text_ablation"].pop("sweep_seconds")
+            title="Argument 3 on plain text: ablating induction heads removes in-context learning",
+            sweep=early_sweeps.get(name3)))
+        sweep_timing("text_ablation", name3, "ablation sweep on text")
     name, tokens, texts = _passage(members, runs)
     add("passage", A.loss_difference_passage(name, runs[name], measures[name], tokens, texts, backend))
     timings["arguments and figures"] = time.perf_counter() - t
@@ -257,8 +283,9 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     figs = out / "figs"
     figs.mkdir(parents=True, exist_ok=True)
     members = family(size, seed)
-    early = train_family(members, out / "runs", backend, progress, workers,
-                         measure=[m.name for m in _measured(members)])
+    early, early_sweeps = train_family(members, out / "runs", backend, progress, workers,
+                                       measure=[m.name for m in _measured(members)],
+                                       sweep=_swept(members))
     timings, runs = {}, {}
     for m in members:
         runs[m.name] = load_run(out / "runs" / m.slug)
@@ -275,7 +302,7 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
             others = _other_seeds(out, size, seed, seeds, backend, progress, scheduler)
             timings[OTHER_SEEDS] = time.perf_counter() - t
         numbers, sections, analysis_timings, _ = _analyse(members, runs, figs, size, seed, backend,
-                                                          progress, others, early)
+                                                          progress, others, early, early_sweeps)
         t = time.perf_counter()
     analysis_timings["waiting for the last figures"] = time.perf_counter() - t
     timings.update(analysis_timings)

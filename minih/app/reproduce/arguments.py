@@ -366,13 +366,32 @@ def ablation_model(ms: dict[str, RunMeasures], candidates=("2L", "3L")) -> str:
     with; the first candidate if none has (its verdict then says the contrast is missing)."""
     present = [n for n in candidates if n in ms]
     for n in present:
-        m = ms[n]
-        heads = induction_heads(m)
-        prev = {(l, h): float(m.prev_token[l, h]) for l in range(m.prefix.shape[1])
-                for h in range(m.prefix.shape[2])}
-        if heads and len(other_heads(heads, prev)) >= len(heads):
+        if can_contrast(ms[n]):
             return n
     return present[0]
+
+
+def can_contrast(m: RunMeasures) -> bool:
+    """Whether a model has induction heads and at least as many other heads: ablation_model's
+    test, which a model's own measures decide (so a training worker can sweep a model that
+    passes it as soon as it has measured it: training.py)."""
+    heads = induction_heads(m)
+    prev = {(l, h): float(m.prev_token[l, h]) for l in range(m.prefix.shape[1])
+            for h in range(m.prefix.shape[2])}
+    return bool(heads) and len(other_heads(heads, prev)) >= len(heads)
+
+
+def ablation_sweep(run, backend: str = "numpy", progress: bool = True,
+                   max_snapshots: int | None = None):
+    """Argument 3's sweep: every head and every layer ablated (pattern-preserving) at every
+    snapshot (at most `max_snapshots`, evenly spread, the last included; None: every one),
+    with the attribution to the phase change around the steepest ICL fall: a HeadSweep."""
+    before, after = steepest_fall(run)             # the snapshots around the steepest ICL fall
+    direction = None if before is None else phase_direction(run.losses[before], run.losses[after])
+    snapshots = (None if max_snapshots is None or len(run) <= max_snapshots else
+                 np.unique(np.linspace(0, len(run) - 1, max_snapshots).round().astype(np.int64)))
+    return sweep_heads(run, kind="pattern", snapshots=snapshots, direction=direction,
+                       backend=backend, progress=progress)
 
 
 class IclWithout:
@@ -403,21 +422,19 @@ class IclWithout:
 def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
                backend: str = "numpy", progress: bool = True, candidates=("2L", "3L"), tag: str = "",
                title: str = "Argument 3: ablating induction heads removes in-context learning",
-               max_snapshots: int | None = None) -> tuple[Section, dict]:
+               max_snapshots: int | None = None, sweep=None) -> tuple[Section, dict]:
     """Head by head: each head's dICL alone (pattern-preserving and zero ablation) and its
     attribution to the phase change; then the induction heads together against as many
     other heads together. `name` is the model ablated, chosen by ablation_model among
     `candidates`; `tag` keeps the figures' file names apart; `max_snapshots` sweeps at most
-    that many snapshots, evenly spread, the last included (None: every one)."""
+    that many snapshots, evenly spread, the last included (None: every one). `sweep`: the
+    model's ablation_sweep with these max_snapshots, if already computed (by a training
+    worker), else computed here."""
     m, run = ms[name], runs[name]
     cfg = run.cfg
     early, late = m.icl_indices
-    before, after = steepest_fall(run)             # the snapshots around the steepest ICL fall
-    direction = None if before is None else phase_direction(run.losses[before], run.losses[after])
-    snapshots = (None if max_snapshots is None or len(run) <= max_snapshots else
-                 np.unique(np.linspace(0, len(run) - 1, max_snapshots).round().astype(np.int64)))
-    sweep = sweep_heads(run, kind="pattern", snapshots=snapshots, direction=direction,
-                        backend=backend, progress=progress)
+    if sweep is None:
+        sweep = ablation_sweep(run, backend, progress, max_snapshots)
     labels = sweep.labels                                            # "L1H3", and "L1*" = a whole layer
     dicl = sweep.dicl(early, late)                                    # [K, S]
     figs_out = [(str(figures.head_by_snapshot(figs / f"a3{tag}_dicl.png", dicl, labels, sweep.tokens_seen,
@@ -456,7 +473,7 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
     numbers = {"model": name, "heads": heads, "icl_clean": clean, "dicl_last": dict(zip(labels, map(float, dicl[:, -1]))),
                "per_head": {f"{l}.{h}": r for (l, h), r in per_head.items()},
                "contrast_heads": others, "sweep_seconds": sweep.seconds,
-               "snapshots_swept": (list(range(len(run))) if snapshots is None else snapshots.tolist())}
+               "snapshots_swept": sweep.snapshots.tolist()}
     text_num = []
     share_ind = share_oth = None
     if heads:

@@ -47,10 +47,16 @@ def state(run_dir: Path, member: Member) -> str:
 
 
 def cost(member: Member) -> float:
-    """A rough relative cost of training a member (to start the longest first)."""
+    """A rough relative cost of training a member, to start the longest first: tokens
+    times a layer's cost (an MLP of d_mlp = 4 d_model about doubles it, smeared keys add
+    ~15%) plus the embedding, unembedding and evaluation (~0.3 of a layer). Fitted to the
+    runs of `reproduce --quick` (docs/07_reproduction.md, "Time"): with 2 workers, a
+    cost that ranked the MLP models first (an MLP as 9 layers) left one worker idle for
+    the last 4-5 s."""
     m = member.train.model
-    return member.train.steps * member.train.tokens_per_step * max(m.n_layers, 1) * \
-        (1 + 2 * m.d_mlp / m.d_model) * (1 + member.train.T / 256)
+    layer = (1 + m.d_mlp / (4 * m.d_model)) * (1.15 if m.smeared_keys else 1.0)
+    return member.train.steps * member.train.tokens_per_step * (1 + member.train.T / 256) * \
+        (0.3 + m.n_layers * layer)
 
 
 def train_member(member: Member, run_dir: Path, backend: str, resumable: bool, progress: bool,
@@ -82,10 +88,13 @@ def _start_worker(steps, threads: int) -> None:
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
-def _worker(member: Member, run_dir: Path, backend: str, resumable: bool, measure: bool):
+def _worker(member: Member, run_dir: Path, backend: str, resumable: bool, measure: bool,
+            sweep: tuple):
     """train_member in a worker process, its steps reported to the parent's queue twice a
     second, BLAS on one thread (minih's single_threaded_blas, as the command line); then,
-    if `measure`, the finished run measured there too: (status, step, RunMeasures or None)."""
+    if `measure`, the finished run measured there too, and if `sweep` = (max_snapshots,)
+    and the measures let it be the model Argument 3 ablates (arguments.can_contrast), its
+    ablation sweep: (status, step, RunMeasures or None, HeadSweep or None)."""
     from ...kernels.blas_threads import single_threaded_blas
     steps = _steps
     steps.put((member.name, "pid", os.getpid()))
@@ -97,22 +106,32 @@ def _worker(member: Member, run_dir: Path, backend: str, resumable: bool, measur
             last[0] = now
             steps.put((member.name, "step", step))
 
+    # BLAS on one thread for all of it: its own threads spin while they wait for work,
+    # and beside the other worker's training that made this worker's sweep of 3L in
+    # `reproduce --quick` take 11 s instead of 3.7
     with single_threaded_blas():
         status, step = train_member(member, run_dir, backend, resumable, False, on_step)
-    measured = None
-    if measure and status == "finished":
-        from .measure import measure_run
-        measured = measure_run(member.name, load_run(run_dir), backend)
-    return status, step, measured
+        measured = swept = None
+        if measure and status == "finished":
+            from .measure import measure_run
+            run = load_run(run_dir)
+            measured = measure_run(member.name, run, backend)
+            from . import arguments
+            if sweep and arguments.can_contrast(measured):
+                swept = arguments.ablation_sweep(run, backend, False, *sweep)
+    return status, step, measured, swept
 
 
 def train_family(members: list[Member], runs_dir: Path, backend: str, progress: bool = True,
-                 workers: int = 1, measure=()) -> dict:
+                 workers: int = 1, measure=(), sweep=None) -> tuple[dict, dict]:
     """Train every member not yet finished into runs_dir/<slug>, `workers` at a time
     (1 = one after another in this process, with a bar per run). With workers, each
     member named in `measure` is also measured (measure.measure_run) by the worker that
-    trained it, right after: those measures are returned, {name: RunMeasures} (the
-    parent measures the others). On 2 cores that moves the 3.5 s of measuring that
+    trained it, right after, and each named in `sweep` ({name: max_snapshots}, the
+    candidates of an Argument 3) is also swept there (arguments.ablation_sweep) if its
+    measures let it be the model ablated (arguments.can_contrast). Returns those measures
+    and sweeps, ({name: RunMeasures}, {name: HeadSweep}); the parent computes the others.
+    On 2 cores that moves the 3.5 s of measuring and the 5 s of sweeping that
     `reproduce --quick` did after training into the training's two processes.
     Raises KeyboardInterrupt after Ctrl-C, once every run has written its checkpoint."""
     todo = []
@@ -133,9 +152,9 @@ def train_family(members: list[Member], runs_dir: Path, backend: str, progress: 
             with single_threaded_blas():          # as in a worker: the same bits either way
                 status, step = train_member(m, run_dir, backend, resumable, progress)
             _check_finished(m, status, step)
-        return {}
+        return {}, {}
     return _train_side_by_side(sorted(todo, key=lambda t: -cost(t[0])), backend, progress, workers,
-                               set(measure))
+                               set(measure), dict(sweep or {}))
 
 
 def _check_finished(m: Member, status: str, step: int) -> None:
@@ -145,13 +164,14 @@ def _check_finished(m: Member, status: str, step: int) -> None:
         raise KeyboardInterrupt
 
 
-def _train_side_by_side(todo, backend: str, progress: bool, workers: int, measure: set) -> dict:
+def _train_side_by_side(todo, backend: str, progress: bool, workers: int, measure: set,
+                        sweep: dict) -> tuple[dict, dict]:
     """The members of `todo` in `workers` processes, the longest first; one progress bar
-    of all their steps. Returns the measures of the members named in `measure`."""
+    of all their steps. Returns the measures and sweeps the workers took (train_family)."""
     from tqdm.auto import tqdm
     print(f"training {len(todo)} models, {workers} at a time (one process each)")
     context = multiprocessing.get_context("spawn")   # a fresh interpreter: no inherited threads
-    steps, done_steps, pids, measures = context.Queue(), {}, {}, {}
+    steps, done_steps, pids, measures, sweeps = context.Queue(), {}, {}, {}, {}
     bar = tqdm(total=sum(m.train.steps for m, _, _ in todo), unit="step", disable=not progress,
                desc="train", dynamic_ncols=True)
     try:
@@ -160,7 +180,8 @@ def _train_side_by_side(todo, backend: str, progress: bool, workers: int, measur
         share = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
                                  initargs=(steps, share)) as pool:
-            futures = {pool.submit(_worker, m, run_dir, backend, resumable, m.name in measure): m
+            futures = {pool.submit(_worker, m, run_dir, backend, resumable, m.name in measure,
+                                   (sweep[m.name],) if m.name in sweep else ()): m
                        for m, run_dir, resumable in todo}
             pending = set(futures)
             try:
@@ -169,9 +190,11 @@ def _train_side_by_side(todo, backend: str, progress: bool, workers: int, measur
                     _drain(steps, done_steps, pids, bar)
                     for f in finished:
                         m = futures[f]
-                        status, step, measured = f.result()
+                        status, step, measured, swept = f.result()
                         if measured is not None:
                             measures[m.name] = measured
+                        if swept is not None:
+                            sweeps[m.name] = swept
                         done_steps[m.name] = step
                         _update(bar, done_steps)
                         bar.write(f"  {m.name}: {status} ({step} steps)")
@@ -189,7 +212,7 @@ def _train_side_by_side(todo, backend: str, progress: bool, workers: int, measur
                 raise
     finally:
         bar.close()
-    return measures
+    return measures, sweeps
 
 
 def _drain(steps, done_steps: dict, pids: dict, bar) -> None:
