@@ -131,7 +131,7 @@ def _swept(members: list[Member]) -> dict:
     (arguments.can_contrast). A worker does not know the other candidates' measures, so
     when an earlier candidate qualifies too, a later one's sweep goes unused: CPU time in
     the training's processes, against the sweep's whole time after training saved
-    (docs/07_reproduction.md, "Time")."""
+    (docs/04_numba.md, "The main job on the Intel VM")."""
     names = {m.name for m in members}
     return {name: n for candidates, n in ((ARG3_CANDIDATES, None),
                                           (TEXT_ARG3_CANDIDATES, TEXT_SWEEP_SNAPSHOTS))
@@ -167,9 +167,9 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
     add("argument_2", A.argument_2(measures, figs, others=others))
     early_sweeps = early_sweeps or {}
 
-    def sweep_timing(key, name, what):              # where the sweep ran, and how long
-        seconds = numbers[key].pop("sweep_seconds")
-        timings[f"{what} ({'by the training worker' if name in early_sweeps else 'part of arguments and figures'})"] = seconds
+    def sweep_timing(key, name, what):              # how long the sweep took, and where
+        where = "by the training worker" if name in early_sweeps else "part of arguments and figures"
+        timings[f"{what} ({where})"] = numbers[key].pop("sweep_seconds")
 
     name3 = A.ablation_model(measures, ARG3_CANDIDATES)
     add("argument_3", A.argument_3(measures, runs, figs, name3, backend, progress,
@@ -240,8 +240,8 @@ def _one_core_left():
     """minih's threads one fewer (at least one) while the block runs: the figures' process
     draws on the other core. Why: the analysis's forwards are small (64 sequences of 32
     tokens), and split over two threads beside the drawing they waited for each other
-    (docs/07_reproduction.md, "Time"). The thread count never changes a bit
-    (kernels/threads.py)."""
+    (docs/04_numba.md, "The main job on the Intel VM"). The thread count never changes a
+    bit (kernels/threads.py)."""
     import numba
     before = numba.get_num_threads()
     numba.set_num_threads(max(1, before - 1))

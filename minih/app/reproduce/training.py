@@ -50,9 +50,9 @@ def cost(member: Member) -> float:
     """A rough relative cost of training a member, to start the longest first: tokens
     times a layer's cost (an MLP of d_mlp = 4 d_model about doubles it, smeared keys add
     ~15%) plus the embedding, unembedding and evaluation (~0.3 of a layer). Fitted to the
-    runs of `reproduce --quick` (docs/07_reproduction.md, "Time"): with 2 workers, a
-    cost that ranked the MLP models first (an MLP as 9 layers) left one worker idle for
-    the last 4-5 s."""
+    runs of `reproduce --quick` (docs/04_numba.md, "The main job on the Intel VM"): with
+    2 workers, a cost that ranked the MLP models first (an MLP as 9 layers) left one
+    worker idle for the last 4-5 s."""
     m = member.train.model
     layer = (1 + m.d_mlp / (4 * m.d_model)) * (1.15 if m.smeared_keys else 1.0)
     return member.train.steps * member.train.tokens_per_step * (1 + member.train.T / 256) * \
