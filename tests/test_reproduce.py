@@ -266,43 +266,46 @@ def test_the_analysis_leaves_a_core_to_the_figures_and_gives_it_back(threads):
         numba.set_num_threads(before)
 
 
-def test_training_workers_measure_the_runs_they_are_asked_to(tmp_path):
-    # oracle: measure_run in this process on the same run directories. Two tiny members
-    # trained side by side; only the first is measured by its worker, to the same bits
+def test_training_workers_measure_and_sweep_the_runs_they_are_asked_to(tmp_path):
+    # oracle: measure_run and ablation_sweep in this process on the same run directories.
+    # Two tiny members trained side by side; only the first is measured by its worker, to
+    # the same bits. Argument 3's candidates here: the first alone, which has no induction
+    # heads, so it is the model ablated by ablation_model's fallback; a worker sweeps it
+    # once its measures are in, to the same bits. The second is no candidate: not swept
     import pickle
+    from minih.app.reproduce import arguments
     from minih.app.reproduce.family import family
     from minih.app.reproduce.measure import measure_run
     from minih.app.reproduce.training import train_family
     members = family("tiny", 0)[:2]
     early, sweeps = train_family(members, tmp_path, "numba", progress=False, workers=2,
-                                 measure=[members[0].name], sweep={members[0].name: None})
+                                 measure=[members[0].name],
+                                 sweeps=[((members[0].name, "no such model"), 2)])
     assert list(early) == [members[0].name]
-    here = measure_run(members[0].name, load_run(tmp_path / members[0].slug), "numba")
+    run = load_run(tmp_path / members[0].slug)
+    here = measure_run(members[0].name, run, "numba")
     assert pickle.dumps(early[members[0].name]) == pickle.dumps(here)    # every field, every bit
-    # a tiny model has no induction heads: it is no model to ablate, so no sweep
+    assert not arguments.can_contrast(here) and list(sweeps) == [members[0].name]
+    swept = arguments.ablation_sweep(run, "numba", False, 2)
+    assert len(swept.snapshots) == 2
+    sweeps[members[0].name].seconds = swept.seconds = 0.0                # (only the time differs)
+    assert pickle.dumps(sweeps[members[0].name]) == pickle.dumps(swept)
+
+
+def test_the_model_ablated_is_known_once_the_measures_it_reads_are_in(monkeypatch):
+    # oracle: ablation_model's rule, written out: the first candidate that can contrast, the
+    # first candidate if none can; unknown (None) while an earlier candidate is still being
+    # measured here, never known ("") when one is measured elsewhere (the parent sweeps)
     from minih.app.reproduce import arguments
-    assert not arguments.can_contrast(here) and sweeps == {}
-
-
-@pytest.mark.parametrize("contrast", [True, False])
-def test_a_training_worker_sweeps_the_model_argument_3_ablates(tmp_path, monkeypatch, contrast):
-    # oracle: arguments.ablation_sweep in this process on the finished run. The worker's
-    # function, run here (the sweep is the same function in a worker process: the measures
-    # above show the process changes no bit): a model that can_contrast is swept, with the
-    # max_snapshots asked for, to the same bits; one that cannot is not
-    import pickle
-    import queue
-    from minih.app.reproduce import arguments, training
-    from minih.app.reproduce.family import family
-    member = family("tiny", 0)[1]
-    monkeypatch.setattr(training, "_steps", queue.Queue())
-    monkeypatch.setattr(arguments, "can_contrast", lambda m: contrast)
-    status, step, measured, swept = training._worker(member, tmp_path, "numba", False, True, (3,))
-    assert status == "finished" and measured is not None
-    if not contrast:
-        assert swept is None
-        return
-    here = arguments.ablation_sweep(load_run(tmp_path), "numba", False, 3)
-    assert len(here.snapshots) == 3
-    swept.seconds = here.seconds = 0.0                                  # (only the time differs)
-    assert pickle.dumps(swept) == pickle.dumps(here)
+    from minih.app.reproduce.training import ablated
+    monkeypatch.setattr(arguments, "can_contrast", lambda m: m == "yes")
+    here = {"2L", "3L"}
+    assert ablated(("2L", "3L"), {}, here) is None
+    assert ablated(("2L", "3L"), {"3L": "yes"}, here) is None            # 2L may still win
+    assert ablated(("2L", "3L"), {"2L": "yes"}, here) == "2L"            # 3L not needed
+    assert ablated(("2L", "3L"), {"2L": "no"}, here) is None
+    assert ablated(("2L", "3L"), {"2L": "no", "3L": "yes"}, here) == "3L"
+    assert ablated(("2L", "3L"), {"2L": "no", "3L": "no"}, here) == "2L"  # the fallback
+    assert ablated(("2L", "3L"), {"2L": "no"}, {"2L"}) == ""              # 3L: not measured here
+    for ms in ({"2L": "yes"}, {"2L": "no", "3L": "yes"}, {"2L": "no", "3L": "no"}):
+        assert ablated(("2L", "3L"), ms, here) == arguments.ablation_model(ms, ("2L", "3L"))

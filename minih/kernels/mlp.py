@@ -98,7 +98,7 @@ def _gelu_backward(d_post, u, d_u, consts, fast_exp):
 @kernel()
 def _gelu_forward_keeping_slope(u, post, consts, fast_exp):
     # _gelu_forward, and u overwritten with gelu'(u), the slope _gelu_backward multiplies
-    # d_post by: the same lines (the same numbers up to rounding: LLVM may fuse the
+    # d_post by: the same lines (the same slope; post up to rounding, as LLVM fuses the
     # multiply-adds of one loop otherwise than of two). For the whole-step kernel
     # (kernels/step.py), which needs u only for that slope: its backward becomes
     # d_u = d_post * slope, one product a number instead of the exp and the division

@@ -67,6 +67,8 @@ def _shown(token_bytes: bytes) -> str:
 TEXT_SWEEP_SNAPSHOTS = 24
 ARG3_CANDIDATES = ("2L", "3L")                  # the models Argument 3 may ablate, in order
 TEXT_ARG3_CANDIDATES = ("2L text", "3L text")   # the same on plain text (the full size)
+# each Argument 3's candidates and how many snapshots its sweep takes (train_family's sweeps)
+ARG3_SWEEPS = ((ARG3_CANDIDATES, None), (TEXT_ARG3_CANDIDATES, TEXT_SWEEP_SNAPSHOTS))
 
 # what each data source is, where its describe() has no "what"
 DATA_WHAT = {"generality": "literal repeats, \"translation\" and fuzzy-matching blocks, mixed",
@@ -125,19 +127,6 @@ def _measured(members: list[Member]) -> list[Member]:
     return [m for m in members if m.group != "generality"]
 
 
-def _swept(members: list[Member]) -> dict:
-    """The sweeps the training workers take (train_family's `sweep`), {name: max_snapshots}:
-    every candidate of an Argument 3, swept by its worker if it can be the model ablated
-    (arguments.can_contrast). A worker does not know the other candidates' measures, so
-    when an earlier candidate qualifies too, a later one's sweep goes unused: CPU time in
-    the training's processes, against the sweep's whole time after training saved
-    (docs/04_numba.md, "The main job on the Intel VM")."""
-    names = {m.name for m in members}
-    return {name: n for candidates, n in ((ARG3_CANDIDATES, None),
-                                          (TEXT_ARG3_CANDIDATES, TEXT_SWEEP_SNAPSHOTS))
-            for name in candidates if name in names}
-
-
 def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int, backend: str,
              progress: bool, others: list[SeedRun] = (), early: dict | None = None,
              early_sweeps: dict | None = None) -> tuple[dict, dict, dict, dict]:
@@ -168,7 +157,7 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
     early_sweeps = early_sweeps or {}
 
     def sweep_timing(key, name, what):              # how long the sweep took, and where
-        where = "by the training worker" if name in early_sweeps else "part of arguments and figures"
+        where = "by a training worker" if name in early_sweeps else "part of arguments and figures"
         timings[f"{what} ({where})"] = numbers[key].pop("sweep_seconds")
 
     name3 = A.ablation_model(measures, ARG3_CANDIDATES)
@@ -210,9 +199,10 @@ def _analyse(members: list[Member], runs: dict, figs: Path, size: str, seed: int
 
 
 def _other_seeds(out: Path, size: str, seed: int, n_seeds: int, backend: str, progress: bool,
-                 scheduler) -> list[SeedRun]:
+                 scheduler, lean=contextlib.nullcontext) -> list[SeedRun]:
     """Train seeds seed+1 .. seed+n_seeds-1 of the family through the sweep (into
-    OUT/seeds/) and analyse each the same way (figures in OUT/seeds/seed<k>/figs)."""
+    OUT/seeds/) and analyse each the same way (figures in OUT/seeds/seed<k>/figs), each
+    analysis inside `lean()` (reproduce's _one_core_left while the figures draw beside it)."""
     from ..sweep import run_sweep
     others = [seed + k for k in range(1, n_seeds)]
     pairs = [(f"seed{s}-{m.slug}", m.train) for s in others for m in family(size, s)]
@@ -224,8 +214,9 @@ def _other_seeds(out: Path, size: str, seed: int, n_seeds: int, backend: str, pr
     for s in others:
         members = family(size, s)
         runs = {m.name: load_run(out / "seeds" / f"seed{s}-{m.slug}") for m in members}
-        numbers, _, _, measures = _analyse(members, runs, out / "seeds" / f"seed{s}" / "figs", size, s,
-                                           backend, False)
+        with lean():                                 # (each analysis; not the training)
+            numbers, _, _, measures = _analyse(members, runs, out / "seeds" / f"seed{s}" / "figs",
+                                               size, s, backend, False)
         done.append(SeedRun(s, numbers, measures))
     return done
 
@@ -237,16 +228,19 @@ DEFAULT_SEEDS = {"tiny": 1, "quick": 1, "full": 3}
 
 @contextlib.contextmanager
 def _one_core_left():
-    """minih's threads one fewer (at least one) while the block runs: the figures' process
-    draws on the other core. Why: the analysis's forwards are small (64 sequences of 32
+    """minih's threads one fewer (at least one), and BLAS on one thread, while the block runs:
+    the figures' process draws on the other core. Why: the analysis's forwards are small (64 sequences of 32
     tokens), and split over two threads beside the drawing they waited for each other
     (docs/04_numba.md, "The main job on the Intel VM"). The thread count never changes a
     bit (kernels/threads.py)."""
     import numba
+
+    from ...kernels.blas_threads import single_threaded_blas
     before = numba.get_num_threads()
     numba.set_num_threads(max(1, before - 1))
     try:
-        yield
+        with single_threaded_blas():   # (minih's threads do this for BLAS's; on one there are none)
+            yield
     finally:
         numba.set_num_threads(before)
 
@@ -285,7 +279,7 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     members = family(size, seed)
     early, early_sweeps = train_family(members, out / "runs", backend, progress, workers,
                                        measure=[m.name for m in _measured(members)],
-                                       sweep=_swept(members))
+                                       sweeps=ARG3_SWEEPS)
     timings, runs = {}, {}
     for m in members:
         runs[m.name] = load_run(out / "runs" / m.slug)
@@ -296,13 +290,17 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     others = []
     # with workers, the figures are drawn in a second process while the analysis goes on
     drawing = figures.in_background() if workers > 1 else contextlib.nullcontext()
-    with drawing, (_one_core_left() if workers > 1 else contextlib.nullcontext()):
+    # and the analyses on one core fewer (not the other seeds' training)
+    lean = _one_core_left if workers > 1 else contextlib.nullcontext
+    with drawing:
         if seeds > 1:           # the other seeds first: the first seed's figures draw their spread
             t = time.perf_counter()
-            others = _other_seeds(out, size, seed, seeds, backend, progress, scheduler)
+            others = _other_seeds(out, size, seed, seeds, backend, progress, scheduler, lean)
             timings[OTHER_SEEDS] = time.perf_counter() - t
-        numbers, sections, analysis_timings, _ = _analyse(members, runs, figs, size, seed, backend,
-                                                          progress, others, early, early_sweeps)
+        with lean():
+            numbers, sections, analysis_timings, _ = _analyse(members, runs, figs, size, seed,
+                                                              backend, progress, others, early,
+                                                              early_sweeps)
         t = time.perf_counter()
     analysis_timings["waiting for the last figures"] = time.perf_counter() - t
     timings.update(analysis_timings)

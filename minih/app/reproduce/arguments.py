@@ -388,10 +388,16 @@ def ablation_sweep(run, backend: str = "numpy", progress: bool = True,
     with the attribution to the phase change around the steepest ICL fall: a HeadSweep."""
     before, after = steepest_fall(run)             # the snapshots around the steepest ICL fall
     direction = None if before is None else phase_direction(run.losses[before], run.losses[after])
-    snapshots = (None if max_snapshots is None or len(run) <= max_snapshots else
-                 np.unique(np.linspace(0, len(run) - 1, max_snapshots).round().astype(np.int64)))
-    return sweep_heads(run, kind="pattern", snapshots=snapshots, direction=direction,
-                       backend=backend, progress=progress)
+    return sweep_heads(run, kind="pattern", snapshots=swept_snapshots(run, max_snapshots),
+                       direction=direction, backend=backend, progress=progress)
+
+
+def swept_snapshots(run, max_snapshots: int | None):
+    """The snapshots ablation_sweep takes: every one (None), or at most max_snapshots,
+    evenly spread, the last included [S]."""
+    if max_snapshots is None or len(run) <= max_snapshots:
+        return np.arange(len(run))
+    return np.unique(np.linspace(0, len(run) - 1, max_snapshots).round().astype(np.int64))
 
 
 class IclWithout:
@@ -429,11 +435,11 @@ def argument_3(ms: dict[str, RunMeasures], runs: dict, figs, name: str = "2L",
     `candidates`; `tag` keeps the figures' file names apart; `max_snapshots` sweeps at most
     that many snapshots, evenly spread, the last included (None: every one). `sweep`: the
     model's ablation_sweep with these max_snapshots, if already computed (by a training
-    worker), else computed here."""
+    worker), else computed here (also if it swept other snapshots)."""
     m, run = ms[name], runs[name]
     cfg = run.cfg
     early, late = m.icl_indices
-    if sweep is None:
+    if sweep is None or not np.array_equal(sweep.snapshots, swept_snapshots(run, max_snapshots)):
         sweep = ablation_sweep(run, backend, progress, max_snapshots)
     labels = sweep.labels                                            # "L1H3", and "L1*" = a whole layer
     dicl = sweep.dicl(early, late)                                    # [K, S]

@@ -13,6 +13,10 @@ either way minih.train runs one config with BLAS on one thread, as the command l
 does (BLAS on more threads may sum in another order, and the last bits of the weights
 differ); what each run directory holds does not depend on the order.
 
+The workers also take some of the analysis, the same numbers as the parent's: each
+measures the run it has just trained, and Argument 3's head sweep goes to the pool as
+soon as their measures say which model it ablates (train_family).
+
 A finished run is reused; one stopped early (Ctrl-C, a crash) continues from its
 checkpoint. Ctrl-C here stops every worker: each writes its checkpoint, and the same
 command continues where they stopped.
@@ -27,6 +31,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
+from ...kernels.blas_threads import single_threaded_blas
 from ...training.config import TrainConfig
 from ...training.loop import train
 from ...training.run import load_run
@@ -51,7 +56,7 @@ def cost(member: Member) -> float:
     times a layer's cost (an MLP of d_mlp = 4 d_model about doubles it, smeared keys add
     ~15%) plus the embedding, unembedding and evaluation (~0.3 of a layer). Fitted to the
     runs of `reproduce --quick` (docs/04_numba.md, "The main job on the Intel VM"): with
-    2 workers, a cost that ranked the MLP models first (an MLP as 9 layers) left one
+    2 workers, a cost that ranked the MLP models first (an MLP as 8 more layers) left one
     worker idle for the last 4-5 s."""
     m = member.train.model
     layer = (1 + m.d_mlp / (4 * m.d_model)) * (1.15 if m.smeared_keys else 1.0)
@@ -88,14 +93,10 @@ def _start_worker(steps, threads: int) -> None:
         numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
-def _worker(member: Member, run_dir: Path, backend: str, resumable: bool, measure: bool,
-            sweep: tuple):
+def _worker(member: Member, run_dir: Path, backend: str, resumable: bool, measure: bool):
     """train_member in a worker process, its steps reported to the parent's queue twice a
-    second, BLAS on one thread (minih's single_threaded_blas, as the command line); then,
-    if `measure`, the finished run measured there too, and if `sweep` = (max_snapshots,)
-    and the measures let it be the model Argument 3 ablates (arguments.can_contrast), its
-    ablation sweep: (status, step, RunMeasures or None, HeadSweep or None)."""
-    from ...kernels.blas_threads import single_threaded_blas
+    second; then, if `measure`, the finished run measured there too: (status, step,
+    RunMeasures or None)."""
     steps = _steps
     steps.put((member.name, "pid", os.getpid()))
     last = [0.0]
@@ -106,33 +107,51 @@ def _worker(member: Member, run_dir: Path, backend: str, resumable: bool, measur
             last[0] = now
             steps.put((member.name, "step", step))
 
-    # BLAS on one thread for all of it: its own threads spin while they wait for work,
-    # and beside the other worker's training that made this worker's sweep of 3L in
-    # `reproduce --quick` take 11 s instead of 3.7
+    # BLAS on one thread (minih's single_threaded_blas, as the command line), for the
+    # measuring too: its own threads spin while they wait for work, and beside the other
+    # worker's training that made a sweep (below) take 11 s instead of 3.7
     with single_threaded_blas():
         status, step = train_member(member, run_dir, backend, resumable, False, on_step)
-        measured = swept = None
+        measured = None
         if measure and status == "finished":
             from .measure import measure_run
-            run = load_run(run_dir)
-            measured = measure_run(member.name, run, backend)
-            from . import arguments
-            if sweep and arguments.can_contrast(measured):
-                swept = arguments.ablation_sweep(run, backend, False, *sweep)
-    return status, step, measured, swept
+            measured = measure_run(member.name, load_run(run_dir), backend)
+    return status, step, measured
+
+
+def _sweeper(run_dir: Path, backend: str, max_snapshots):
+    """Argument 3's head sweep of a finished run, in a worker process (arguments.ablation_sweep,
+    BLAS on one thread): a HeadSweep."""
+    from . import arguments
+    with single_threaded_blas():
+        return arguments.ablation_sweep(load_run(run_dir), backend, False, max_snapshots)
+
+
+def ablated(candidates, measures: dict, measured_here) -> str | None:
+    """The model arguments.ablation_model picks among `candidates` (the family's, in order),
+    once the measures it reads are in: None while one of them is still being trained and
+    measured (`measured_here`), "" when one is measured elsewhere (then it is not known here)."""
+    from .arguments import can_contrast
+    for name in candidates:
+        if name not in measures:
+            return None if name in measured_here else ""
+        if can_contrast(measures[name]):
+            return name
+    return candidates[0]
 
 
 def train_family(members: list[Member], runs_dir: Path, backend: str, progress: bool = True,
-                 workers: int = 1, measure=(), sweep=None) -> tuple[dict, dict]:
+                 workers: int = 1, measure=(), sweeps=()) -> tuple[dict, dict]:
     """Train every member not yet finished into runs_dir/<slug>, `workers` at a time
     (1 = one after another in this process, with a bar per run). With workers, each
     member named in `measure` is also measured (measure.measure_run) by the worker that
-    trained it, right after, and each named in `sweep` ({name: max_snapshots}, the
-    candidates of an Argument 3) is also swept there (arguments.ablation_sweep) if its
-    measures let it be the model ablated (arguments.can_contrast). Returns those measures
-    and sweeps, ({name: RunMeasures}, {name: HeadSweep}); the parent computes the others.
-    On 2 cores that moves the 3.5 s of measuring and the 5 s of sweeping that
-    `reproduce --quick` did after training into the training's two processes.
+    trained it, right after; and for each (candidates, max_snapshots) of `sweeps` (an
+    Argument 3), as soon as those measures tell which candidate is the model ablated
+    (`ablated`), a worker sweeps its heads (arguments.ablation_sweep). Returns those
+    measures and sweeps, ({name: RunMeasures}, {name: HeadSweep}); the parent computes
+    the others. On 2 cores that moves the 3.5 s of measuring and the ~4 s of sweeping that
+    `reproduce --quick` did after training into the training's two processes, the sweep
+    onto the worker that runs out of runs first.
     Raises KeyboardInterrupt after Ctrl-C, once every run has written its checkpoint."""
     todo = []
     for i, m in enumerate(members):
@@ -147,14 +166,16 @@ def train_family(members: list[Member], runs_dir: Path, backend: str, progress: 
             todo.append((m, run_dir, s == "resumable"))
     workers = max(1, min(workers, len(todo)))
     if workers == 1:
-        from ...kernels.blas_threads import single_threaded_blas
         for m, run_dir, resumable in todo:
             with single_threaded_blas():          # as in a worker: the same bits either way
                 status, step = train_member(m, run_dir, backend, resumable, progress)
             _check_finished(m, status, step)
         return {}, {}
+    trained = {m.name: run_dir for m, run_dir, _ in todo}
+    sweeps = [(tuple(n for n in candidates if n in {m.name for m in members}), max_snapshots)
+              for candidates, max_snapshots in sweeps]
     return _train_side_by_side(sorted(todo, key=lambda t: -cost(t[0])), backend, progress, workers,
-                               set(measure), dict(sweep or {}))
+                               set(measure) & set(trained), [g for g in sweeps if g[0]])
 
 
 def _check_finished(m: Member, status: str, step: int) -> None:
@@ -165,13 +186,14 @@ def _check_finished(m: Member, status: str, step: int) -> None:
 
 
 def _train_side_by_side(todo, backend: str, progress: bool, workers: int, measure: set,
-                        sweep: dict) -> tuple[dict, dict]:
+                        sweeps: list) -> tuple[dict, dict]:
     """The members of `todo` in `workers` processes, the longest first; one progress bar
     of all their steps. Returns the measures and sweeps the workers took (train_family)."""
     from tqdm.auto import tqdm
     print(f"training {len(todo)} models, {workers} at a time (one process each)")
     context = multiprocessing.get_context("spawn")   # a fresh interpreter: no inherited threads
-    steps, done_steps, pids, measures, sweeps = context.Queue(), {}, {}, {}, {}
+    steps, done_steps, pids, measures, swept = context.Queue(), {}, {}, {}, {}
+    run_dirs = {m.name: run_dir for m, run_dir, _ in todo}
     bar = tqdm(total=sum(m.train.steps for m, _, _ in todo), unit="step", disable=not progress,
                desc="train", dynamic_ncols=True)
     try:
@@ -180,25 +202,35 @@ def _train_side_by_side(todo, backend: str, progress: bool, workers: int, measur
         share = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
                                  initargs=(steps, share)) as pool:
-            futures = {pool.submit(_worker, m, run_dir, backend, resumable, m.name in measure,
-                                   (sweep[m.name],) if m.name in sweep else ()): m
+            futures = {pool.submit(_worker, m, run_dir, backend, resumable, m.name in measure): m
                        for m, run_dir, resumable in todo}
+            sweeping = {}                                # future -> the name of the run swept
+            undecided = list(sweeps)
             pending = set(futures)
             try:
                 while pending:
                     finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                     _drain(steps, done_steps, pids, bar)
                     for f in finished:
+                        if f in sweeping:
+                            swept[sweeping[f]] = f.result()
+                            continue
                         m = futures[f]
-                        status, step, measured, swept = f.result()
+                        status, step, measured = f.result()
                         if measured is not None:
                             measures[m.name] = measured
-                        if swept is not None:
-                            sweeps[m.name] = swept
                         done_steps[m.name] = step
                         _update(bar, done_steps)
                         bar.write(f"  {m.name}: {status} ({step} steps)")
                         _check_finished(m, status, step)
+                    for group in list(undecided):       # an Argument 3's model known now?
+                        name = ablated(group[0], measures, measure)
+                        if name is not None:
+                            undecided.remove(group)
+                        if name:                         # queued behind the runs not yet started
+                            f = pool.submit(_sweeper, run_dirs[name], backend, group[1])
+                            sweeping[f] = name
+                            pending.add(f)
             except KeyboardInterrupt:
                 # every worker stops after its current step and writes a checkpoint
                 _drain(steps, done_steps, pids, bar)
@@ -207,12 +239,12 @@ def _train_side_by_side(todo, backend: str, progress: bool, workers: int, measur
                         os.kill(pid, signal.SIGINT)
                     except ProcessLookupError:
                         pass
-                for f in futures:
+                for f in list(futures) + list(sweeping):
                     f.cancel()
                 raise
     finally:
         bar.close()
-    return measures, sweeps
+    return measures, swept
 
 
 def _drain(steps, done_steps: dict, pids: dict, bar) -> None:
