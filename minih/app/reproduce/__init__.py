@@ -228,11 +228,11 @@ DEFAULT_SEEDS = {"tiny": 1, "quick": 1, "full": 3}
 
 @contextlib.contextmanager
 def _one_core_left():
-    """minih's threads one fewer (at least one), and BLAS on one thread, while the block runs:
-    the figures' process draws on the other core. Why: the analysis's forwards are small (64 sequences of 32
-    tokens), and split over two threads beside the drawing they waited for each other
-    (docs/04_numba.md, "The main job on the Intel VM"). The thread count never changes a
-    bit (kernels/threads.py)."""
+    """minih's threads one fewer (at least one), and BLAS on one thread, while the block
+    runs: the figures' process draws on the other core. Why: the analysis's forwards are
+    small (64 sequences of 32 tokens), and split over two threads beside the drawing they
+    waited for each other (docs/04_numba.md, "The main job on the Intel VM"). The thread
+    count never changes a bit (kernels/threads.py)."""
     import numba
 
     from ...kernels.blas_threads import single_threaded_blas

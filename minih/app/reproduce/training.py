@@ -131,13 +131,13 @@ def ablated(candidates, measures: dict, measured_here) -> str | None:
     """The model arguments.ablation_model picks among `candidates` (the family's, in order),
     once the measures it reads are in: None while one of them is still being trained and
     measured (`measured_here`), "" when one is measured elsewhere (then it is not known here)."""
-    from .arguments import can_contrast
-    for name in candidates:
+    from .arguments import ablation_model, can_contrast
+    for name in candidates:                      # the candidates ablation_model reads, in turn
         if name not in measures:
             return None if name in measured_here else ""
-        if can_contrast(measures[name]):
-            return name
-    return candidates[0]
+        if can_contrast(measures[name]):         # it stops here
+            break
+    return ablation_model(measures, candidates)
 
 
 def train_family(members: list[Member], runs_dir: Path, backend: str, progress: bool = True,
@@ -171,11 +171,12 @@ def train_family(members: list[Member], runs_dir: Path, backend: str, progress: 
                 status, step = train_member(m, run_dir, backend, resumable, progress)
             _check_finished(m, status, step)
         return {}, {}
-    trained = {m.name: run_dir for m, run_dir, _ in todo}
-    sweeps = [(tuple(n for n in candidates if n in {m.name for m in members}), max_snapshots)
+    names = {m.name for m in members}
+    sweeps = [(tuple(n for n in candidates if n in names), max_snapshots)
               for candidates, max_snapshots in sweeps]
     return _train_side_by_side(sorted(todo, key=lambda t: -cost(t[0])), backend, progress, workers,
-                               set(measure) & set(trained), [g for g in sweeps if g[0]])
+                               set(measure) & {m.name for m, _, _ in todo},
+                               [g for g in sweeps if g[0]])
 
 
 def _check_finished(m: Member, status: str, step: int) -> None:
