@@ -160,6 +160,17 @@ def test_an_interrupted_run_is_resumed_not_restarted(tiny, tmp_path, capsys):
     assert all(np.array_equal(last[k], ref[k]) for k in ref)
 
 
+def test_a_second_reproduce_into_the_same_folder_is_refused(tmp_path):
+    # oracle: the lock file's own rule (training/run.py): while one process writes OUT,
+    # another gets RunInUse before it trains anything (a second reproduce had trained the
+    # runs again while the first read them for its analysis: a traceback there)
+    from minih.training.run import RunInUse, writer_lock
+    with writer_lock(tmp_path):                          # as a first reproduce holds it
+        with pytest.raises(RunInUse, match="another process"):
+            reproduce(tmp_path, size="tiny", progress=False)
+    assert not (tmp_path / "runs").exists()
+
+
 def test_copyable_tokens_by_hand():
     from minih.app.reproduce.arguments import copyable
     # oracle: position i is copyable when the pair (t[i-1], t[i]) occurred before

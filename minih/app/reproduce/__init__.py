@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from .. import figures
 from ..report import Section, token_text, write_report
-from ...training.run import _to_jsonable, load_run, save_json
+from ...training.run import _to_jsonable, load_run, save_json, writer_lock
 from . import arguments as A
 from .family import SIZES, Member, family
 from .measure import measure_run
@@ -261,7 +261,8 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     uses one per core); above 1, a second process also draws the figures while the
     analysis goes on (figures.in_background). Above 1, a script that calls reproduce must start with
     `if __name__ == "__main__":`, as every multiprocessing program must: each worker
-    imports the script again."""
+    imports the script again. Raises RunInUse (minih.training.run) while another process
+    runs reproduce into the same `out`."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     if size not in SIZES:
@@ -272,8 +273,17 @@ def reproduce(out="reproduction", size: str = "quick", seed: int = 0, backend: s
     if seeds > 1:
         from ..sweep import check_scheduler
         check_scheduler(scheduler)                    # before any training
-    t0 = time.perf_counter()
     out = Path(out)
+    # one process at a time in OUT: a second one would train the runs again while the
+    # first reads them (RunInUse, one line on the command line)
+    with writer_lock(out):
+        return _reproduce(out, size, seed, backend, progress, seeds, scheduler, workers)
+
+
+def _reproduce(out: Path, size: str, seed: int, backend: str, progress: bool, seeds: int,
+               scheduler, workers: int) -> dict:
+    """reproduce's work, on checked arguments, OUT locked."""
+    t0 = time.perf_counter()
     figs = out / "figs"
     figs.mkdir(parents=True, exist_ok=True)
     members = family(size, seed)
