@@ -155,3 +155,26 @@ def test_criteria_table_says_which_criterion_failed_in_which_seed():
     # seeds that checked different numbers of criteria: counts per seed
     per_seed[1]["a"]["criteria"] = [["forms a head", False]]
     assert "| criteria held | 2 of 2 | 0 of 1 |" in criteria_table("a", per_seed)
+
+
+def test_the_tokens_axis_is_written_10k_1M():
+    # oracle: the numbers written out by hand
+    label = figures._tokens_formatter()
+    assert [label(x, None) for x in (1, 300, 1e3, 1e4, 2.5e5, 1e6, 3e7, 1e9)] == \
+        ["1", "300", "1k", "10k", "250k", "1M", "30M", "1G"]
+
+
+def test_the_training_workers_import_no_pyplot():
+    # a training worker of `reproduce` imports the package's training module and never
+    # draws: pyplot's import (about half a second) waits for the first figure
+    import subprocess
+    import sys
+    code = ("import sys, minih.app.reproduce.training; "
+            "print('matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    code = ("import sys, tempfile, minih.app.figures as f; "
+            "f.eigenvalues(tempfile.mkdtemp() + '/e.png', [1, 2j], 't'); "
+            "print('matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"

@@ -14,8 +14,9 @@ does (BLAS on more threads may sum in another order, and the last bits of the we
 differ); what each run directory holds does not depend on the order.
 
 The workers also take some of the analysis, the same numbers as the parent's: each
-measures the run it has just trained, and Argument 3's head sweep goes to the pool as
-soon as their measures say which model it ablates (train_family).
+measures the run it has just trained, and Argument 3's head sweep joins the runs not yet
+started as soon as their measures say which model it ablates, in its place by its cost
+(train_family).
 
 A finished run is reused; one stopped early (Ctrl-C, a crash) continues from its
 checkpoint. Ctrl-C here stops every worker: each writes its checkpoint, and the same
@@ -33,7 +34,7 @@ from pathlib import Path
 
 from ...kernels.blas_threads import single_threaded_blas
 from ...training.config import TrainConfig
-from ...training.loop import train
+from ...training.loop import snapshot_steps, train
 from ...training.run import load_run
 from .family import Member
 
@@ -62,6 +63,21 @@ def cost(member: Member) -> float:
     layer = (1 + m.d_mlp / (4 * m.d_model)) * (1.15 if m.smeared_keys else 1.0)
     return member.train.steps * member.train.tokens_per_step * (1 + member.train.T / 256) * \
         (0.3 + m.n_layers * layer)
+
+
+def sweep_cost(member: Member, max_snapshots: int | None) -> float:
+    """The same rough cost for Argument 3's head sweep of a trained member
+    (arguments.ablation_sweep): one forward pass over the evaluation sequences for each
+    head and each layer ablated, and a clean one, at each snapshot swept. A forward is
+    about a third of a training step's work per token, and the sweep's (op by op, with
+    hooks) ran at about 0.65 of that share of the training's time (`reproduce --quick`'s
+    3L on the AMD VM: swept in 5.0 s, trained in 11.2 s)."""
+    tc, m = member.train, member.train.model
+    snapshots = len(snapshot_steps(tc.steps, tc.log_snapshots, tc.linear_snapshots))
+    if max_snapshots is not None:
+        snapshots = min(snapshots, max_snapshots)
+    forwards = snapshots * (m.n_layers * m.n_heads + m.n_layers + 1) * tc.n_eval * tc.T
+    return cost(member) * 0.65 * forwards / (3 * tc.steps * tc.tokens_per_step)
 
 
 def train_member(member: Member, run_dir: Path, backend: str, resumable: bool, progress: bool,
@@ -151,7 +167,7 @@ def train_family(members: list[Member], runs_dir: Path, backend: str, progress: 
     measures and sweeps, ({name: RunMeasures}, {name: HeadSweep}); the parent computes
     the others. On 2 cores that moves the 3.5 s of measuring and the ~4 s of sweeping that
     `reproduce --quick` did after training into the training's two processes, the sweep
-    onto the worker that runs out of runs first.
+    in its place among the runs still waiting, by its cost (sweep_cost).
     Raises KeyboardInterrupt after Ctrl-C, once every run has written its checkpoint."""
     todo = []
     for i, m in enumerate(members):
@@ -174,9 +190,18 @@ def train_family(members: list[Member], runs_dir: Path, backend: str, progress: 
     names = {m.name for m in members}
     sweeps = [(tuple(n for n in candidates if n in names), max_snapshots)
               for candidates, max_snapshots in sweeps]
-    return _train_side_by_side(sorted(todo, key=lambda t: -cost(t[0])), backend, progress, workers,
+    return _train_side_by_side(todo, backend, progress, workers,
                                set(measure) & {m.name for m, _, _ in todo},
                                [g for g in sweeps if g[0]])
+
+
+def longest_first(waiting: list, free: int) -> list:
+    """Take the `free` costliest of `waiting` (tuples whose first item is the cost) out of
+    it, the costliest first."""
+    waiting.sort(key=lambda w: -w[0])
+    taken = waiting[:max(free, 0)]
+    del waiting[:len(taken)]
+    return taken
 
 
 def _check_finished(m: Member, status: str, step: int) -> None:
@@ -188,13 +213,15 @@ def _check_finished(m: Member, status: str, step: int) -> None:
 
 def _train_side_by_side(todo, backend: str, progress: bool, workers: int, measure: set,
                         sweeps: list) -> tuple[dict, dict]:
-    """The members of `todo` in `workers` processes, the longest first; one progress bar
-    of all their steps. Returns the measures and sweeps the workers took (train_family)."""
+    """The members of `todo` in `workers` processes, the longest first (by `cost`; a sweep
+    by `sweep_cost`, once it is known); one progress bar of all their steps. Returns the
+    measures and sweeps the workers took (train_family)."""
     from tqdm.auto import tqdm
     print(f"training {len(todo)} models, {workers} at a time (one process each)")
     context = multiprocessing.get_context("spawn")   # a fresh interpreter: no inherited threads
     steps, done_steps, pids, measures, swept = context.Queue(), {}, {}, {}, {}
     run_dirs = {m.name: run_dir for m, run_dir, _ in todo}
+    members = {m.name: m for m, _, _ in todo}
     bar = tqdm(total=sum(m.train.steps for m, _, _ in todo), unit="step", disable=not progress,
                desc="train", dynamic_ncols=True)
     try:
@@ -203,44 +230,53 @@ def _train_side_by_side(todo, backend: str, progress: bool, workers: int, measur
         share = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_start_worker,
                                  initargs=(steps, share)) as pool:
-            futures = {pool.submit(_worker, m, run_dir, backend, resumable, m.name in measure): m
-                       for m, run_dir, resumable in todo}
-            sweeping = {}                                # future -> the name of the run swept
+            # a task goes to the pool only when a worker is free, so that a sweep known
+            # later still takes its place among the runs by cost, not behind them all
+            waiting = [(cost(m), ("train", m), _worker,
+                        (m, run_dir, backend, resumable, m.name in measure))
+                       for m, run_dir, resumable in todo]
+            running = {}                                 # future -> ("train", Member) or ("sweep", name)
             undecided = list(sweeps)
-            pending = set(futures)
+
+            def start_free_workers():
+                for _, task, fn, args in longest_first(waiting, workers - len(running)):
+                    running[pool.submit(fn, *args)] = task
+
+            start_free_workers()
             try:
-                while pending:
-                    finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+                while running:
+                    finished, _ = wait(running, timeout=0.5, return_when=FIRST_COMPLETED)
                     _drain(steps, done_steps, pids, bar)
                     for f in finished:
-                        if f in sweeping:
-                            swept[sweeping[f]] = f.result()
+                        kind, what = running.pop(f)
+                        if kind == "sweep":
+                            swept[what] = f.result()
                             continue
-                        m = futures[f]
                         status, step, measured = f.result()
                         if measured is not None:
-                            measures[m.name] = measured
-                        done_steps[m.name] = step
+                            measures[what.name] = measured
+                        done_steps[what.name] = step
                         _update(bar, done_steps)
-                        bar.write(f"  {m.name}: {status} ({step} steps)")
-                        _check_finished(m, status, step)
+                        bar.write(f"  {what.name}: {status} ({step} steps)")
+                        _check_finished(what, status, step)
                     for group in list(undecided):       # an Argument 3's model known now?
                         name = ablated(group[0], measures, measure)
                         if name is not None:
                             undecided.remove(group)
-                        if name:                         # queued behind the runs not yet started
-                            f = pool.submit(_sweeper, run_dirs[name], backend, group[1])
-                            sweeping[f] = name
-                            pending.add(f)
+                        if name:
+                            waiting.append((sweep_cost(members[name], group[1]), ("sweep", name),
+                                            _sweeper, (run_dirs[name], backend, group[1])))
+                    start_free_workers()
             except KeyboardInterrupt:
                 # every worker stops after its current step and writes a checkpoint
+                waiting.clear()
                 _drain(steps, done_steps, pids, bar)
                 for pid in pids.values():
                     try:
                         os.kill(pid, signal.SIGINT)
                     except ProcessLookupError:
                         pass
-                for f in list(futures) + list(sweeping):
+                for f in running:
                     f.cancel()
                 raise
     finally:
