@@ -1,6 +1,7 @@
 """`minih reproduce` end to end at tiny size: report, figures and numbers agree with the
 runs' own tables, and a re-run with the same seed gives the same numbers."""
 import json
+import os
 import re
 
 import numpy as np
@@ -241,20 +242,45 @@ def test_the_head_sweep_can_take_fewer_snapshots(tiny, tmp_path):
     assert few["dicl_last"] == every["dicl_last"] and few["per_head"] == every["per_head"]
 
 
-def test_a_training_worker_runs_on_its_share_of_the_cores():
-    # oracle: numba's own thread count after the worker's setup. Two workers on two
-    # cores get one thread each (training.py), not every core each (four threads on two)
+def test_a_training_worker_runs_on_its_share_of_the_cores(monkeypatch):
+    # oracle: numba's own thread count after the worker's setup, and at each step. Two
+    # workers on two cores get one thread each (training.py), not every core each (four
+    # threads on two); once one of them is idle, the other takes both at its next step
+    import queue
+    from types import SimpleNamespace
     import numba
     from minih.app.reproduce import training
-    before, steps = numba.get_num_threads(), training._steps
+    before, steps, share = numba.get_num_threads(), training._steps, training._share
+    cores = numba.config.NUMBA_NUM_THREADS
     try:
-        training._start_worker("queue", 1)
+        shared = SimpleNamespace(value=0)
+        training._set_share(shared, busy=cores)
+        assert shared.value == 1
+        training._start_worker("queue", shared)
         assert numba.get_num_threads() == 1 and training._steps == "queue"
-        training._start_worker("queue", 10 ** 6)                 # never above what numba has
-        assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+        shared.value = 10 ** 6
+        training._start_worker("queue", shared)                 # never above what numba has
+        assert numba.get_num_threads() == cores
+
+        seen = []
+
+        def train_member(member, run_dir, backend, resumable, progress, on_step):
+            for step, busy in enumerate([2, 2, 1, 1, 2]):       # the parent's count changes
+                training._set_share(shared, busy=busy)
+                on_step(step, 0.0)
+                seen.append(numba.get_num_threads())
+            return "finished", 5
+        monkeypatch.setattr(training, "train_member", train_member)
+        training._set_share(shared, busy=2)
+        training._start_worker(queue.Queue(), shared)
+        member = SimpleNamespace(name="m")
+        assert training._worker(member, None, "numba", False, False) == ("finished", 5, None)
+        two = max(1, min(cores, (os.cpu_count() or 1) // 2))
+        one = max(1, min(cores, os.cpu_count() or 1))
+        assert seen == [two, two, one, one, two]
     finally:
         numba.set_num_threads(before)
-        training._steps = steps
+        training._steps, training._share = steps, share
 
 
 @pytest.mark.parametrize("threads", [1, 2])
