@@ -48,9 +48,19 @@ def kernel(parallel: bool = False):
     parameter (32 768 entries) and 0.99 -> 0.30 ms for optim.adamw_step's 17 calls
     (on a 2-core Intel Xeon VM). Numba's cache does not key on these flags: with
     NUMBA_CACHE_DIR set, clear it after changing them (see drop_stale_cache).
+
+    no_cfunc_wrapper: Numba gives every compiled function a C entry as well as its
+    Python one, for passing it to other code as a first-class function, which minih
+    never does; it is code to generate and compile for each of the ~70 functions of a
+    training step. Without it the first REF step in a new process, with an empty cache,
+    took 0.0, 1.8 and 2.2 s less (of 29.5-33.7 s) in three alternating pairs on the
+    project's 2-core AMD EPYC VM. (Dropping the Python entry of the helpers that only
+    kernels call would save as much again, but a kernel's .py_func calls its helpers
+    compiled, and Numba crashes the process, with no error, when Python calls a
+    function that has no Python entry.)
     """
     return numba.njit(fastmath=FASTMATH, parallel=parallel, cache=True, nogil=True,
-                      error_model="numpy")
+                      error_model="numpy", no_cfunc_wrapper=True)
 
 
 def as_floats(names: str, *arrays):

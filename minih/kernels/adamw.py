@@ -20,7 +20,8 @@ from ._jit import FASTMATH, as_floats
 EXACT_DIVISION = FASTMATH - {"arcp", "afn"}
 
 
-@numba.njit(fastmath=EXACT_DIVISION, cache=True, nogil=True, error_model="numpy")
+@numba.njit(fastmath=EXACT_DIVISION, cache=True, nogil=True, error_model="numpy",
+            no_cfunc_wrapper=True)
 def _adamw_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bc1, bc2, grad_scale):
     for n in range(p.size):
         gn = g[n] * grad_scale                                   # clipping, folded in
