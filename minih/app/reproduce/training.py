@@ -155,8 +155,9 @@ def _worker(member: Member, run_dir: Path, backend: str, resumable: bool, measur
 
 def _sweeper(run_dir: Path, backend: str, max_snapshots):
     """Argument 3's head sweep of a finished run, in a worker process (arguments.ablation_sweep,
-    BLAS on one thread): a HeadSweep."""
+    BLAS on one thread, on the worker's share of the cores as it starts): a HeadSweep."""
     from . import arguments
+    _take_share()                   # not the two threads its last run may have ended on
     with single_threaded_blas():
         return arguments.ablation_sweep(load_run(run_dir), backend, False, max_snapshots)
 
