@@ -23,20 +23,15 @@ import numpy as np
 COLORS = [f"C{i}" for i in range(10)]    # matplotlib's colour cycle, by name
 
 
-def _pyplot():
-    """matplotlib.pyplot with the Agg backend (files only: works without a display, in CI
-    and over ssh), imported on the first figure: the training workers of `reproduce`
-    import this module and never draw, and pyplot's import is about half a second."""
-    global _plt
-    if _plt is None:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        _plt = plt
-    return _plt
-
-
-_plt = None
+def _subplots(*grid, figsize):
+    """A new figure and its axes, as pyplot.subplots(*grid, figsize=...) gives them, but
+    without pyplot: no backend to choose (a user's own pyplot, its backend and its open
+    figures stay as they are), nothing to close, and no pyplot import in the training
+    workers of `reproduce`, which import this module and never draw. Figure.savefig
+    writes the PNG with Agg."""
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(*grid)
 
 
 # --- drawing in a second process ---------------------------------------------------------
@@ -98,8 +93,8 @@ def _drawable(fn):
 
 
 def _started() -> None:
-    """The worker's first task: import pyplot while the caller computes."""
-    _pyplot()
+    """The worker's first task: import matplotlib while the caller computes."""
+    import matplotlib.figure  # noqa: F401
 
 
 def _draw(name: str, path, args, kwargs) -> Path:
@@ -112,7 +107,6 @@ def _save(fig, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
     return path
 
 
@@ -121,7 +115,7 @@ def _finish_tokens_axes(fig, ax, path, ylabel: str, title: str) -> Path:
     ax.set_xscale("log")
     # ticks at the powers of ten, written 10k, 1M: the default log axis has eight
     # unlabelled ticks a decade more and writes 10^4 in mathtext, which made these
-    # figures cost twice as much to draw (its tick labels are most of a figure's time)
+    # figures cost 1.6-1.8x as much to draw (tick labels are most of a figure's time)
     ax.xaxis.set_major_formatter(_tokens_formatter())
     ax.minorticks_off()
     ax.set_xlabel("training tokens seen")
@@ -132,6 +126,7 @@ def _finish_tokens_axes(fig, ax, path, ylabel: str, title: str) -> Path:
 
 
 def _tokens_formatter():
+    """Tick labels for a count of tokens: 1, 300, 1k, 250k, 1M, 30M, 1G."""
     from matplotlib.ticker import FuncFormatter
 
     def label(x, _pos):
@@ -166,7 +161,7 @@ def curves(path, series: dict, ylabel: str, title: str, windows: dict | None = N
     hatched; marks: name -> tokens value, drawn as a dotted vertical line (the bump);
     bands: name -> (tokens [S], lo [S], hi [S]), the curve's range over seeds, filled.
     """
-    fig, ax = _pyplot().subplots(figsize=(7, 4))
+    fig, ax = _subplots(figsize=(7, 4))
     for i, (name, (x, y)) in enumerate(series.items()):
         c = COLORS[i % len(COLORS)]
         keep = np.asarray(x) > 0
@@ -185,7 +180,7 @@ def curves(path, series: dict, ylabel: str, title: str, windows: dict | None = N
 def loss_position_heatmaps(path, tokens_seen, loss_by_pos, derivative, title: str) -> Path:
     """Two heatmaps [S, T-1]: loss by context position, and its derivative with respect
     to log position (blue = loss falls with more context)."""
-    fig, axes = _pyplot().subplots(1, 2, figsize=(11, 4))
+    fig, axes = _subplots(1, 2, figsize=(11, 4))
     S, P = loss_by_pos.shape
     extent = [1, P, S - 0.5, -0.5]
     im = axes[0].imshow(loss_by_pos, aspect="auto", cmap="viridis", extent=extent)
@@ -213,7 +208,7 @@ def head_scores_over_training(path, tokens_seen, scores, title: str, ylabel: str
     """One line per head: scores [S, L, H] against tokens seen; colour = layer. band:
     (tokens [S], lo [S], hi [S]), the best head's range over seeds, filled in grey."""
     S, L, H = scores.shape
-    fig, ax = _pyplot().subplots(figsize=(7, 4))
+    fig, ax = _subplots(figsize=(7, 4))
     keep = np.asarray(tokens_seen) > 0
     if band is not None:
         _band(ax, band, "0.5")
@@ -230,7 +225,7 @@ def pca_trajectories(path, trajectories: dict, turns: dict | None = None,
                      explained=None) -> Path:
     """Each model's path through the first two principal components of per-token-loss
     space; a circle marks the start, a star the sharpest turn."""
-    fig, ax = _pyplot().subplots(figsize=(6, 5))
+    fig, ax = _subplots(figsize=(6, 5))
     for i, (name, Y) in enumerate(trajectories.items()):
         c = COLORS[i % len(COLORS)]
         ax.plot(Y[:, 0], Y[:, 1], "-", color=c, lw=1.2, label=name)
@@ -249,7 +244,7 @@ def pca_trajectories(path, trajectories: dict, turns: dict | None = None,
 @_drawable
 def head_by_snapshot(path, matrix, head_labels, tokens_seen, title: str, label: str) -> Path:
     """A heatmap [heads, S] (e.g. ablation attribution), diverging around zero."""
-    fig, ax = _pyplot().subplots(figsize=(8, 0.35 * len(head_labels) + 1.6))
+    fig, ax = _subplots(figsize=(8, 0.35 * len(head_labels) + 1.6))
     lim = np.nanmax(np.abs(matrix)) or 1.0
     im = ax.imshow(matrix, aspect="auto", cmap="RdBu_r", vmin=-lim, vmax=lim)
     ax.set_yticks(range(len(head_labels)))
@@ -270,7 +265,7 @@ def attention_pattern(path, pattern, labels, title: str, highlight=None) -> Path
     boolean mask [T, T] of the keys an ideal induction head would attend to, outlined."""
     T = pattern.shape[0]
     size = min(9, 2 + 0.22 * T)
-    fig, ax = _pyplot().subplots(figsize=(size, size))
+    fig, ax = _subplots(figsize=(size, size))
     ax.imshow(pattern, cmap="Greys", vmin=0, vmax=1)
     if highlight is not None:
         qi, kj = np.nonzero(highlight)
@@ -289,7 +284,7 @@ def attention_pattern(path, pattern, labels, title: str, highlight=None) -> Path
 def matrix_heatmap(path, matrix, row_labels, col_labels, title: str, label: str,
                    diverging: bool = False) -> Path:
     """A small labelled matrix (e.g. K-composition scores, layer-0 heads x layer-1 heads)."""
-    fig, ax = _pyplot().subplots(figsize=(1.2 + 0.6 * len(col_labels), 1.2 + 0.5 * len(row_labels)))
+    fig, ax = _subplots(figsize=(1.2 + 0.6 * len(col_labels), 1.2 + 0.5 * len(row_labels)))
     if diverging:
         lim = np.nanmax(np.abs(matrix)) or 1.0
         im = ax.imshow(matrix, cmap="RdBu_r", vmin=-lim, vmax=lim)
@@ -310,7 +305,7 @@ def matrix_heatmap(path, matrix, row_labels, col_labels, title: str, label: str,
 def eigenvalues(path, values, title: str) -> Path:
     """Eigenvalues in the complex plane (positive real part = copying)."""
     values = np.asarray(values)
-    fig, ax = _pyplot().subplots(figsize=(4.5, 4))
+    fig, ax = _subplots(figsize=(4.5, 4))
     ax.axhline(0, color="k", lw=0.6)
     ax.axvline(0, color="k", lw=0.6)
     ax.scatter(values.real, values.imag, s=18)
@@ -326,7 +321,7 @@ def bars(path, groups: dict, title: str, ylabel: str, ranges: dict | None = None
     ranges = {group name: {bar name: (lo, hi)}}, drawn as error bars (the range over seeds)."""
     names = list(groups)
     bar_names = list(next(iter(groups.values())))
-    fig, ax = _pyplot().subplots(figsize=(1.5 + 1.2 * len(names), 3.5))
+    fig, ax = _subplots(figsize=(1.5 + 1.2 * len(names), 3.5))
     width = 0.8 / len(bar_names)
     for k, b in enumerate(bar_names):
         values = np.array([groups[n][b] for n in names], dtype=np.float64)

@@ -1,9 +1,11 @@
 """Training the family: every member into OUT/runs/<model>/, on all the cores.
 
-Each of the reproduction's models is small: one training step keeps about one core
-busy (a batch under 2048 positions runs on the calling thread: minih/kernels/shards.py).
-So the members can be trained side by side, one per worker process (`python -m minih
-reproduce` starts one per core): on 2 cores the family takes about half the time. The
+Each of the reproduction's models is small: a training step's batch of 32 x 32 positions
+is two shards (minih/kernels/shards.py), which on two threads run only 1.2-1.6x faster
+than on one. So the members train side by side, one per worker process (`python -m
+minih reproduce` starts one per core) on one thread each: on 2 cores the family takes
+about half the time. Once no run waits for a worker, the runs still training take the
+idle workers' cores (_set_share). The
 workers are started fresh ("spawn": no threads inherited from this process), and each
 imports the main script again, so a script that asks for workers needs the usual
 `if __name__ == "__main__":`.
@@ -70,14 +72,14 @@ def sweep_cost(member: Member, max_snapshots: int | None) -> float:
     (arguments.ablation_sweep): one forward pass over the evaluation sequences for each
     head and each layer ablated, and a clean one, at each snapshot swept. A forward is
     about a third of a training step's work per token, and the sweep's (op by op, with
-    hooks) ran at about 0.65 of that share of the training's time (`reproduce --quick`'s
-    3L on the AMD VM: swept in 5.0 s, trained in 11.2 s)."""
+    hooks) ran at about 0.56 of that share of the training's time (`reproduce --quick`'s
+    3L on the AMD VM: swept in 5.0 s, trained and evaluated in 12.1 s)."""
     tc, m = member.train, member.train.model
     snapshots = len(snapshot_steps(tc.steps, tc.log_snapshots, tc.linear_snapshots))
     if max_snapshots is not None:
         snapshots = min(snapshots, max_snapshots)
     forwards = snapshots * (m.n_layers * m.n_heads + m.n_layers + 1) * tc.n_eval * tc.T
-    return cost(member) * 0.65 * forwards / (3 * tc.steps * tc.tokens_per_step)
+    return cost(member) * 0.56 * forwards / (3 * tc.steps * tc.tokens_per_step)
 
 
 def train_member(member: Member, run_dir: Path, backend: str, resumable: bool, progress: bool,
@@ -120,7 +122,7 @@ def _take_share() -> int:
 def _set_share(share, busy: int) -> None:
     """In the parent: the cores shared out among the `busy` workers. Once nothing waits
     for a worker, the runs still training take the idle workers' cores at their next step
-    (the last run of `reproduce --quick` trains 1.3-1.5x faster on two threads)."""
+    (the last runs of `reproduce --quick` train 1.2-1.6x faster on two threads)."""
     share.value = max(1, (os.cpu_count() or 1) // max(1, busy))
 
 
@@ -131,15 +133,17 @@ def _worker(member: Member, run_dir: Path, backend: str, resumable: bool, measur
     steps = _steps
     steps.put((member.name, "pid", os.getpid()))
     last = [0.0]
-    threads = [_take_share()]
+    seen = [_share.value]                          # the parent's count this run last took
+    _take_share()
 
     def on_step(step, loss):
         now = time.monotonic()
         if now - last[0] > 0.5:
             last[0] = now
             steps.put((member.name, "step", step))
-        if _share.value != threads[0]:
-            threads[0] = _take_share()
+        if _share.value != seen[0]:
+            seen[0] = _share.value
+            _take_share()
 
     # BLAS on one thread (minih's single_threaded_blas, as the command line), for the
     # measuring too: its own threads spin while they wait for work, and beside the other
@@ -149,6 +153,7 @@ def _worker(member: Member, run_dir: Path, backend: str, resumable: bool, measur
         measured = None
         if measure and status == "finished":
             from .measure import measure_run
+            _take_share()
             measured = measure_run(member.name, load_run(run_dir), backend)
     return status, step, measured
 
@@ -255,7 +260,7 @@ def _train_side_by_side(todo, backend: str, progress: bool, workers: int, measur
             waiting = [(cost(m), ("train", m), _worker,
                         (m, run_dir, backend, resumable, m.name in measure))
                        for m, run_dir, resumable in todo]
-            running = {}                                 # future -> ("train", Member) or ("sweep", name)
+            running = {}                 # future -> ("train", Member) or ("sweep", name)
             undecided = list(sweeps)
 
             def start_free_workers():
