@@ -5,10 +5,9 @@ is two shards (minih/kernels/shards.py), which on two threads run only 1.2-1.6x 
 than on one. So the members train side by side, one per worker process (`python -m
 minih reproduce` starts one per core) on one thread each: on 2 cores the family takes
 about half the time. Once no run waits for a worker, the runs still training take the
-idle workers' cores (_set_share). The
-workers are started fresh ("spawn": no threads inherited from this process), and each
-imports the main script again, so a script that asks for workers needs the usual
-`if __name__ == "__main__":`.
+idle workers' cores (_set_share). The workers are started fresh ("spawn": no threads
+inherited from this process), and each imports the main script again, so a script that
+asks for workers needs the usual `if __name__ == "__main__":`.
 
 The runs are the same bit for bit as one after another in this process (workers=1):
 either way minih.train runs one config with BLAS on one thread, as the command line
@@ -110,13 +109,12 @@ def _start_worker(steps, share) -> None:
     _take_share()
 
 
-def _take_share() -> int:
-    """Set minih's thread count to the parent's share of the cores; return it."""
+def _take_share() -> None:
+    """Set minih's thread count to the parent's share of the cores."""
     import numba
     n = max(1, min(_share.value, numba.config.NUMBA_NUM_THREADS))
     if n != numba.get_num_threads():
         numba.set_num_threads(n)
-    return n
 
 
 def _set_share(share, busy: int) -> None:
